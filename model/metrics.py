@@ -1,0 +1,101 @@
+"""Image quality metrics on 8-bit RGB: PSNR, MS-SSIM and LPIPS.
+
+All take uint8 arrays of shape H x W x 3 (decoded images go through ``np.asarray(img.convert("RGB"))``).
+
+MS-SSIM needs at least 161 pixels on the short side (5 scales of an 11-tap window); below that
+``ms_ssim`` returns NaN rather than a single-scale SSIM, so an average never mixes two metrics.
+
+LPIPS: ``load_lpips`` returns the frozen ``lpips.LPIPS`` module itself, so training can call it
+as a differentiable loss on tensors in [-1, 1]; ``lpips_distance`` wraps it for uint8 arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+MS_SSIM_MIN_SIDE = 161  # pytorch-msssim asserts short side > (win_size - 1) * 2**4
+
+
+def default_lpips_path(net: str = "alex") -> Path | None:
+    """``../shared/data/perceptual/lpips_{net}.pth`` beside the repository, if it is there."""
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "perceptual" / f"lpips_{net}.pth"
+    return path if path.exists() else None
+
+
+DEFAULT_LPIPS_PATH = default_lpips_path()
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != np.uint8 or b.dtype != np.uint8:
+        raise TypeError(f"metrics take uint8 arrays, got {a.dtype} and {b.dtype} (convert to 8-bit RGB first)")
+    if a.shape != b.shape or a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"metrics take two H x W x 3 arrays of one shape, got {a.shape} and {b.shape}")
+    return a, b
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB over all pixels and channels, peak 255; ``inf`` for identical images."""
+    a, b = _check_pair(a, b)
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return math.inf if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+
+
+def _to_tensor(a: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """MS-SSIM (pytorch-msssim, data range 255, mean over RGB); NaN below 161 px on the short side."""
+    a, b = _check_pair(a, b)
+    if min(a.shape[:2]) < MS_SSIM_MIN_SIDE:
+        return math.nan
+    import torch
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    with torch.no_grad():
+        return float(_ms_ssim(_to_tensor(a), _to_tensor(b), data_range=255.0))
+
+
+def load_lpips(weights_path: str | Path | None = None, net: str = "alex", device: str = "cpu"):
+    """A frozen LPIPS module; call it as ``model(x, y)`` on N x 3 x H x W tensors in [-1, 1].
+
+    With ``weights_path`` (a complete ``lpips.LPIPS`` state dict) nothing is downloaded;
+    without it the lpips package downloads the ImageNet backbone from torchvision.
+    """
+    import warnings
+
+    import lpips
+    import torch
+
+    with warnings.catch_warnings():  # lpips 0.1.4 calls torchvision with its deprecated `pretrained=`
+        warnings.simplefilter("ignore", UserWarning)
+        if weights_path is None:
+            model = lpips.LPIPS(net=net, verbose=False)
+        else:
+            path = Path(weights_path)
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"LPIPS weights not found at {path} (pass the path to lpips_{net}.pth, "
+                    f"e.g. ../shared/data/perceptual/lpips_{net}.pth)"
+                )
+            model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+    model.eval().requires_grad_(False)
+    return model.to(device)
+
+
+def lpips_distance(model, a: np.ndarray, b: np.ndarray) -> float:
+    """LPIPS between two uint8 images with a module from ``load_lpips``; 0 for identical images."""
+    import torch
+
+    a, b = _check_pair(a, b)
+    device = next(model.parameters()).device
+    x, y = (_to_tensor(im).to(device) / 127.5 - 1.0 for im in (a, b))
+    with torch.no_grad():
+        return float(model(x, y).mean())

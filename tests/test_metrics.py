@@ -1,0 +1,116 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from model.bdrate import bd_rate, ms_ssim_db
+from model.metrics import DEFAULT_LPIPS_PATH, load_lpips, lpips_distance, ms_ssim, psnr
+
+torch.set_num_threads(1)
+
+
+def _smooth_image(h=192, w=208, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = 128 + 60 * np.sin(x / 9.0)[..., None] * np.cos(y / 13.0)[..., None] * np.array([1.0, 0.7, -0.5])
+    return np.clip(base + rng.normal(0, 5, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def _noisy(img, sigma, seed=1):
+    rng = np.random.default_rng(seed)
+    return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_psnr_identical_is_inf_and_known_mse():
+    a = _smooth_image()
+    assert psnr(a, a) == math.inf
+    b = a.astype(np.int16)
+    b[..., 0] = np.where(b[..., 0] < 128, b[..., 0] + 3, b[..., 0] - 3)  # |error| 3 on one channel of 3
+    mse = 9.0 / 3.0
+    assert psnr(a, b.astype(np.uint8)) == pytest.approx(10 * math.log10(255**2 / mse), abs=1e-9)
+
+
+def test_psnr_rejects_wrong_dtype_and_shape():
+    a = _smooth_image()
+    with pytest.raises(TypeError, match="uint8"):
+        psnr(a, a.astype(np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        psnr(a, a[:-1])
+
+
+def test_ms_ssim_identical_is_one_and_noise_lowers_it():
+    a = _smooth_image()
+    assert ms_ssim(a, a) == pytest.approx(1.0, abs=1e-5)
+    light, heavy = ms_ssim(a, _noisy(a, 5)), ms_ssim(a, _noisy(a, 30))
+    assert 1.0 > light > heavy > 0.0
+
+
+def test_ms_ssim_is_nan_below_minimum_size():
+    a = _smooth_image(h=160, w=300)
+    assert math.isnan(ms_ssim(a, a))
+
+
+@pytest.fixture(scope="module")
+def random_backbone_lpips(tmp_path_factory):
+    """LPIPS with a random AlexNet (no download) and the package's own linear layers, via a state-dict file."""
+    import lpips
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=`
+        warnings.simplefilter("ignore", UserWarning)
+        net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    path = tmp_path_factory.mktemp("lpips") / "lpips_alex_random.pth"
+    torch.save(net.state_dict(), path)
+    return load_lpips(path)
+
+
+def test_lpips_identical_is_zero_noise_raises_it(random_backbone_lpips):
+    a = _smooth_image(h=64, w=64)
+    assert lpips_distance(random_backbone_lpips, a, a) == pytest.approx(0.0, abs=1e-7)
+    light = lpips_distance(random_backbone_lpips, a, _noisy(a, 5))
+    heavy = lpips_distance(random_backbone_lpips, a, _noisy(a, 40))
+    assert 0.0 < light < heavy
+
+
+def test_lpips_module_is_frozen_and_differentiable_in_its_input(random_backbone_lpips):
+    assert not any(p.requires_grad for p in random_backbone_lpips.parameters())
+    x = torch.rand(1, 3, 32, 32, requires_grad=True)
+    loss = random_backbone_lpips(x * 2 - 1, torch.zeros(1, 3, 32, 32)).mean()
+    loss.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_load_lpips_names_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="lpips_alex.pth"):
+        load_lpips(tmp_path / "nope.pth")
+
+
+@pytest.mark.skipif(DEFAULT_LPIPS_PATH is None, reason="../shared/data/perceptual/lpips_alex.pth absent (fresh clone)")
+def test_shared_lpips_weights_load_and_rank_noise():
+    model = load_lpips(DEFAULT_LPIPS_PATH)
+    a = _smooth_image(h=64, w=64)
+    assert 0.0 < lpips_distance(model, a, _noisy(a, 5)) < lpips_distance(model, a, _noisy(a, 40))
+
+
+def test_bd_rate_of_constant_rate_factor_is_that_factor():
+    rates = np.array([0.1, 0.2, 0.4, 0.8, 1.2])
+    quality = 25 + 4 * np.log2(rates / 0.1) + 0.3 * np.log2(rates / 0.1) ** 2
+    assert bd_rate(rates, quality, rates * 0.8, quality) == pytest.approx(-20.0, abs=1e-6)
+    assert bd_rate(rates, quality, rates * 1.5, quality) == pytest.approx(50.0, abs=1e-6)
+
+
+def test_bd_rate_partial_overlap_and_decreasing_metric():
+    rates = np.array([0.1, 0.2, 0.4, 0.8])
+    lpips_like = 0.5 - 0.1 * np.log2(rates / 0.1)  # lower is better
+    shifted = rates * 0.9
+    # test curve covers only part of the reference's range: still -10% on the overlap
+    assert bd_rate(rates, lpips_like, shifted[1:], lpips_like[1:]) == pytest.approx(-10.0, abs=1e-6)
+    # no shared quality range -> NaN
+    assert math.isnan(bd_rate(rates, lpips_like, rates, lpips_like + 10))
+
+
+def test_ms_ssim_db():
+    assert ms_ssim_db(0.99) == pytest.approx(20.0)
+    assert ms_ssim_db(1.0) == math.inf
