@@ -1,0 +1,142 @@
+"""Archive WebDataset shards as Parquet: one codec replica per Ray actor, one Parquet file per shard.
+
+    python jobs/compress.py                                   # the example corpus -> out/archive
+    python jobs/compress.py --input 's3://bucket/corpus/shard-{000000..000999}.tar' \\
+        --output s3://bucket/archive/ --codec cdc-s-q2 [--actors N] [--gpus-per-actor 1] [--overwrite]
+    ray job submit --working-dir . -- python jobs/compress.py ...   # the same, on a cluster
+
+Per shard the output holds NAME.parquet and NAME.stats.json (written last: the completion marker);
+the job writes _manifest.json. Rerunning skips complete shards. Exit status: 0 when every shard is
+archived (bad images are error rows, not failures), 1 when some shard failed after its retries,
+2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model import load_codec  # noqa: E402
+from pipeline.actors import CompressWorker  # noqa: E402
+from pipeline.archive import MANIFEST, RowGroups, completed, now, write_json  # noqa: E402
+from pipeline.cli import (add_common_args, fail, manifest_base, ray_session, resources_from,  # noqa: E402
+                          run_workers, storage_from)
+from pipeline.encoding import DEFAULT_MAX_PIXELS, EncodeSettings  # noqa: E402
+from pipeline.shards import expand_inputs, shard_name  # noqa: E402
+from pipeline.storage import join, redact  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_INPUT = str(REPO / "examples" / "corpus")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="compress.py", description=__doc__.split("\n\n")[0],
+        epilog="Example: python jobs/compress.py --input 'data/shard-{000000..000009}.tar' --output out/archive "
+               "--codec webp-q75", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", default=DEFAULT_INPUT,
+                   help="shards: a .tar path or URL, a folder/prefix of .tar files, a glob, or a brace pattern "
+                        "like 's3://b/c/shard-{000000..000999}.tar' (default: the example corpus)")
+    p.add_argument("--output", default="out/archive", help="output folder or URL prefix (default out/archive)")
+    p.add_argument("--codec", default="webp-q75",
+                   help="codec name (cdc-s-q2, hyperprior-s-q1, jpeg-q90, webp-q75, avif-q60...) or a path "
+                        "to a .safetensors file; `python -m model list` shows them (default webp-q75)")
+    p.add_argument("--overwrite", action="store_true", help="redo every shard, even complete ones")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"decompression-bomb cap: larger images become error rows (default {DEFAULT_MAX_PIXELS})")
+    p.add_argument("--row-group-rows", type=int, default=100, help="rows per Parquet row group (default 100)")
+    p.add_argument("--row-group-mb", type=float, default=64, help="or this many MB of bitstreams (default 64)")
+    add_common_args(p, default_batch=16)
+    return p
+
+
+def find_completed(output: str, names: list[str], storage, codec_id: str) -> dict[str, dict]:
+    """Stats of the shards already archived under ``output``; refuses a different codec."""
+    listed = {u.rsplit("/", 1)[-1][: -len(".stats.json")] for u in storage.list(output, ".stats.json")}
+    candidates = [n for n in names if n in listed]
+    with ThreadPoolExecutor(16) as ex:
+        found = dict(zip(candidates, ex.map(lambda n: completed(output, n, storage), candidates)))
+    done = {n: s for n, s in found.items() if s is not None}
+    other = sorted({s["codec_id"] for s in done.values()} - {codec_id})
+    if other:
+        raise ValueError(
+            f"{redact(output)} already holds shards archived with codec {', '.join(other)}, this run uses "
+            f"{codec_id}: pass --overwrite to redo them or choose another --output"
+        )
+    return done
+
+
+def main(argv: list[str] | None = None, on_event=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    storage = storage_from(args)
+    try:
+        shards = expand_inputs(args.input, storage)
+        codec = load_codec(args.codec)  # here first: a bad name fails now, with the list of known ones
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        return fail(str(exc).strip("'\""))
+    settings = EncodeSettings(batch_size=args.batch_size, max_pixels=args.max_pixels,
+                              row_groups=RowGroups(args.row_group_rows, int(args.row_group_mb * 2**20)))
+    names = {shard_name(s): s for s in shards}
+    try:
+        skipped = {} if args.overwrite else find_completed(args.output, list(names), storage, codec.codec_id)
+    except ValueError as exc:
+        return fail(str(exc))
+    todo = [s for n, s in names.items() if n not in skipped]
+    started, t0 = now(), time.perf_counter()
+    with ray_session():
+        res = resources_from(args)
+        results, failures, display = run_workers(
+            "compress",
+            lambda board: CompressWorker.options(**res.options()).remote(args.codec, settings, res, storage, board),
+            todo, lambda actor, shard: actor.compress.remote(shard, args.output),
+            res, total=len(shards), skipped=len(skipped), progress=not args.no_progress, on_event=on_event)
+    manifest = {
+        **manifest_base("compress", argv, started, time.perf_counter() - t0, res),
+        "codec": args.codec,
+        "codec_id": codec.codec_id,
+        "weights_hash": codec.codec_id.split("@", 1)[1] if "@" in codec.codec_id else None,
+        "input": redact(args.input),
+        "output": redact(args.output),
+        "settings": {"batch_size": settings.batch_size, "max_pixels": settings.max_pixels,
+                     "row_group_rows": settings.row_groups.rows, "row_group_bytes": settings.row_groups.bytes},
+        **tally(shards, results, skipped, failures),
+    }
+    write_json(join(args.output, MANIFEST), manifest, storage)
+    print(display.summary() + f"; manifest {redact(join(args.output, MANIFEST))}")
+    for shard, reason in failures.items():
+        print(f"FAILED {redact(shard)}: {reason}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def tally(shards: list[str], results: dict, skipped: dict, failures: dict) -> dict:
+    """Counts over the whole archive (this run and earlier complete ones) for the manifest."""
+    stats = list(results.values()) + list(skipped.values())
+
+    def total(key: str) -> int:
+        return sum(s.get(key) or 0 for s in stats)
+
+    seconds = sum(s["seconds"] for s in results.values())
+    return {
+        "counts": {"shards": len(shards), "done": len(results), "skipped": len(skipped), "failed": len(failures),
+                   "rows": total("rows"), "ok": total("ok"), "errors": total("errors")},
+        "bytes": {"in": total("bytes_in"), "images": total("image_bytes"), "bitstreams": total("bitstream_bytes"),
+                  "parquet": total("parquet_bytes")},
+        "timings": {"shard_seconds": round(seconds, 3),
+                    "encode_seconds": round(sum(s["encode_seconds"] for s in results.values()), 3)},
+        "shards": [{"shard": redact(s["shard"]), "name": s["name"], "rows": s["rows"], "errors": s["errors"],
+                    "truncated": s["truncated"], "status": "skipped" if s in skipped.values() else "done"}
+                   for s in stats],
+        "warnings": [f"{redact(s['shard'])}: {s['truncated']}" for s in stats if s["truncated"]],
+        "failures": [{"shard": redact(shard), "error": reason} for shard, reason in failures.items()],
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

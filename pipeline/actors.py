@@ -1,0 +1,153 @@
+"""Ray actors holding one codec replica each, and the actor pool that feeds them shards.
+
+Fault tolerance is Ray's: actors are created with ``max_restarts=-1`` and ``max_task_retries``, so
+when a worker process dies mid-shard (kill -9, OOM) Ray restarts the actor (reloading the codec)
+and re-runs the shard on it; the shard's output is committed in one piece, so a re-run never
+duplicates rows. A shard whose task still fails (its error, or the process dying on every try) is
+turned into a failure record by ``_settle`` and reported, while the pool carries on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import ray
+from ray.util.actor_pool import ActorPool
+
+from model import load_codec, load_codec_for_id
+
+from .decoding import DecodeSettings, audit_shard, decode_shard
+from .encoding import EncodeSettings, compress_shard
+from .progress import ProgressDisplay
+from .storage import Storage
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-actor resources and the retry budget for shards whose worker process died."""
+
+    actors: int | None = None  # None: as many as the cluster holds (capped at the shard count)
+    cpus: float = 1.0  # per actor; also its thread count
+    gpus: float | None = None  # per actor; None: 1 when the cluster has GPUs, else 0
+    task_retries: int = 3
+
+    def resolved(self) -> "Resources":
+        if self.gpus is not None:
+            return self
+        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        return Resources(self.actors, self.cpus, 1.0 if has_gpu else 0.0, self.task_retries)
+
+    def options(self) -> dict:
+        return {"num_cpus": self.cpus, "num_gpus": self.gpus or 0,
+                "max_restarts": -1, "max_task_retries": self.task_retries}
+
+    def device(self) -> str:
+        return "cuda" if self.gpus else "cpu"
+
+    def pool_size(self, work_items: int) -> int:
+        if self.actors:
+            return max(1, min(self.actors, work_items))
+        total = ray.cluster_resources()
+        fits = total.get("GPU", 0) / self.gpus if self.gpus else total.get("CPU", 1) / max(self.cpus, 1e-9)
+        return max(1, min(int(fits), work_items))
+
+
+def _limit_threads(threads: int) -> None:
+    """One actor's share of the CPU: math libraries must not each spawn a thread per core."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:  # neural codecs import torch; Pillow ones never pay for it
+        sys.modules["torch"].set_num_threads(threads)
+
+
+class _Worker:
+    def __init__(self, res: Resources, storage: Storage, board: str | None):
+        self.res, self.storage = res, storage
+        # The board by name, not handle: handles in constructor arguments make restarts fragile.
+        self.board = ray.get_actor(board) if board else None
+        self.limit_threads()
+
+    def limit_threads(self) -> None:
+        _limit_threads(max(1, int(self.res.cpus)))
+
+    def report(self, event: dict) -> None:
+        if self.board is not None:
+            self.board.post.remote(event)  # fire and forget
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+@ray.remote
+class CompressWorker(_Worker):
+    def __init__(self, codec_name: str, settings: EncodeSettings, res: Resources, storage: Storage, board: str | None = None):
+        super().__init__(res, storage, board)
+        self.codec = load_codec(codec_name, device=res.device())
+        self.limit_threads()  # again: loading a neural codec imported torch
+        self.settings = settings
+
+    def compress(self, shard_url: str, out_prefix: str) -> dict:
+        return self.storage.retrying(
+            lambda: compress_shard(self.codec, shard_url, out_prefix, self.settings, self.storage, self.report),
+            f"shard {shard_url}",
+        )
+
+
+@ray.remote
+class DecodeWorker(_Worker):
+    def __init__(self, settings: DecodeSettings, res: Resources, storage: Storage, board: str | None = None):
+        super().__init__(res, storage, board)
+        self.settings, self.codecs = settings, {}
+
+    def codec(self, codec_id: str):
+        if codec_id not in self.codecs:
+            where = {"weights_dir": Path(self.settings.weights_dir)} if self.settings.weights_dir else {}
+            self.codecs[codec_id] = load_codec_for_id(codec_id, device=self.res.device(), **where)
+            self.limit_threads()
+        return self.codecs[codec_id]
+
+    def decode(self, parquet_url: str, out_prefix: str) -> dict:
+        return decode_shard(self.codec, parquet_url, out_prefix, self.settings, self.storage, self.report)
+
+    def audit(self, parquet_url: str, original_url: str) -> dict:
+        return audit_shard(self.codec, parquet_url, original_url, self.settings, self.storage, self.report)
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _settle(refs: list, item: Any) -> tuple[Any, bool, Any]:
+    """(item, True, result) or (item, False, reason) once Ray has given up on the task."""
+    try:
+        return item, True, ray.get(refs[0])
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if exc.cause is not None else exc
+        return item, False, f"{type(cause).__name__}: {cause}"
+    except ray.exceptions.RayError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return item, False, f"worker process died on every attempt ({type(exc).__name__}: {first})"
+
+
+def run_pool(actors: list, items: list, call: Callable, board, display: ProgressDisplay,
+             on_event: Callable[[dict], None] | None = None) -> tuple[dict, dict]:
+    """Run ``call(actor, item)`` for every item on an ActorPool; returns (results, failures) by item."""
+    pool = ActorPool(actors)
+    for item in items:
+        pool.submit(lambda actor, it: _settle.remote([call(actor, it)], it), item)
+    results, failures = {}, {}
+    while pool.has_next():
+        try:
+            out = pool.get_next_unordered(timeout=0.25)
+        except TimeoutError:
+            out = None
+        for event in ray.get(board.drain.remote()):
+            display.event(event)
+            if on_event is not None:
+                on_event(event)
+        if out is not None:
+            item, ok, value = out
+            (results if ok else failures)[item] = value
+            display.shard_finished(item, value if ok else None)
+    return results, failures

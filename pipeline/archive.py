@@ -1,0 +1,123 @@
+"""The archive layout: one Parquet file per input shard, its stats JSON, the job manifest.
+
+Under the output prefix::
+
+    shard-000000.parquet      the rows (schema below), row groups of ~100 rows or a byte target
+    shard-000000.stats.json   per-shard counts and timings; written last, it is the completion marker
+    _manifest.json            the job: codec, weights hash, versions, arguments, counts, failures
+
+A shard is complete when its stats file exists and names a Parquet file of the recorded size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .storage import Storage, join
+
+SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("shard", pa.string(), nullable=False),  # source shard URL
+        pa.field("member", pa.string()),  # extension of the image member: jpg, png, ...
+        pa.field("codec_id", pa.string(), nullable=False),
+        pa.field("bitstream", pa.binary()),  # null on error rows
+        pa.field("width", pa.int32()),  # as encoded (after EXIF orientation)
+        pa.field("height", pa.int32()),
+        pa.field("orig_mode", pa.string()),  # Pillow mode of the original: RGB, L, CMYK, I;16, P...
+        pa.field("orig_format", pa.string()),  # JPEG, PNG, ...
+        pa.field("orientation", pa.int16()),  # EXIF orientation applied (1 = none)
+        pa.field("frames", pa.int32()),  # frames in the original; the first one is archived
+        pa.field("orig_bytes", pa.int64()),
+        pa.field("orig_sha256", pa.string()),
+        pa.field("bpp", pa.float64()),  # whole bitstream (header included) over width*height
+        pa.field("encode_ms", pa.float32()),  # the batch's encode time over its size
+        pa.field("error", pa.string()),  # null when the row is fine
+        pa.field("metadata", pa.map_(pa.string(), pa.binary())),  # other sample members by extension
+    ]
+)
+PARQUET_SUFFIX = ".parquet"
+STATS_SUFFIX = ".stats.json"
+MANIFEST = "_manifest.json"
+VERSIONED_PACKAGES = ("diffarc", "torch", "numpy", "pillow", "pyarrow", "ray", "fsspec", "s3fs", "webdataset")
+
+
+@dataclass(frozen=True)
+class RowGroups:
+    rows: int = 100
+    bytes: int = 64 << 20
+
+
+class ArchiveWriter:
+    """Buffer rows, write a row group whenever ``rows`` or ``bytes`` is reached."""
+
+    def __init__(self, fileobj: BinaryIO, row_groups: RowGroups = RowGroups()):
+        self.writer = pq.ParquetWriter(fileobj, SCHEMA, compression="zstd")
+        self.limits, self.buffer, self.buffered_bytes, self.rows = row_groups, [], 0, 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.buffer.append(row)
+        self.buffered_bytes += len(row.get("bitstream") or b"") + sum(len(v) for _, v in row.get("metadata") or [])
+        if len(self.buffer) >= self.limits.rows or self.buffered_bytes >= self.limits.bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            table = pa.Table.from_pylist(self.buffer, schema=SCHEMA)
+            self.writer.write_table(table, row_group_size=len(self.buffer))
+            self.rows += len(self.buffer)
+            self.buffer, self.buffered_bytes = [], 0
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def parquet_url(out_prefix: str, name: str) -> str:
+    return join(out_prefix, name + PARQUET_SUFFIX)
+
+
+def stats_url(out_prefix: str, name: str) -> str:
+    return join(out_prefix, name + STATS_SUFFIX)
+
+
+def completed(out_prefix: str, name: str, storage: Storage) -> dict | None:
+    """The stats of shard ``name`` if it was archived completely under ``out_prefix``, else None."""
+    url = stats_url(out_prefix, name)
+    if not storage.exists(url):
+        return None
+    stats = json.loads(storage.read_bytes(url))
+    if storage.size(parquet_url(out_prefix, name)) != stats.get("parquet_bytes"):
+        return None  # stats from an older run whose Parquet file was replaced or removed
+    return stats
+
+
+def write_json(url: str, obj: dict, storage: Storage) -> None:
+    storage.write_bytes(url, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,0 +1,93 @@
+"""What the compress and decompress jobs share: common flags, the Ray session, running a pool of
+workers with live progress, and the manifest's common part."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import uuid
+from dataclasses import asdict
+from typing import Callable, Iterator
+
+import ray
+
+from .actors import Resources, run_pool
+from .archive import now, package_versions
+from .progress import ProgressBoard, ProgressDisplay
+from .storage import Storage, redact
+
+
+def add_common_args(p: argparse.ArgumentParser, default_batch: int) -> None:
+    g = p.add_argument_group("workers")
+    g.add_argument("--actors", type=int, default=None,
+                   help="codec replicas (Ray actors); default: as many as the cluster's CPUs/GPUs hold")
+    g.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs (and threads) per actor (default 1)")
+    g.add_argument("--gpus-per-actor", type=float, default=None,
+                   help="GPUs per actor; default 1 when the cluster has GPUs, else 0 (CPU)")
+    g.add_argument("--batch-size", type=int, default=default_batch,
+                   help=f"images per codec call (default {default_batch})")
+    g.add_argument("--retries", type=int, default=3,
+                   help="re-runs of a shard whose worker died, and retries of transient storage errors (default 3)")
+    s = p.add_argument_group("storage")
+    s.add_argument("--endpoint-url", default=None,
+                   help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL, else AWS); "
+                        "credentials come from the standard AWS chain")
+    p.add_argument("--no-progress", action="store_true", help="no live progress line (the summary still prints)")
+
+
+def storage_from(args: argparse.Namespace) -> Storage:
+    return Storage(endpoint_url=args.endpoint_url, retries=args.retries)
+
+
+def resources_from(args: argparse.Namespace) -> Resources:
+    return Resources(args.actors, args.cpus_per_actor, args.gpus_per_actor, args.retries).resolved()
+
+
+@contextlib.contextmanager
+def ray_session() -> Iterator[None]:
+    """Join the running Ray (``ray job submit``, an initialised test session) or start a local one."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(log_to_driver=True, configure_logging=False)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def run_workers(job: str, make_actor: Callable[[object], object], items: list, call: Callable, res: Resources,
+                total: int, skipped: int, progress: bool, on_event=None) -> tuple[dict, dict, ProgressDisplay]:
+    """Start ``res.pool_size`` actors (``make_actor(board_name)``), run ``call(actor, item)`` for every
+    item; returns (results, failures, display). Actors are killed afterwards, whatever happens."""
+    display = ProgressDisplay(job, total, skipped=skipped, enabled=progress)
+    board_name = f"diffarc-progress-{uuid.uuid4().hex[:12]}"
+    board = ProgressBoard.options(name=board_name).remote()
+    actors = [make_actor(board_name) for _ in range(res.pool_size(len(items)))] if items else []
+    try:
+        results, failures = run_pool(actors, items, call, board, display, on_event) if items else ({}, {})
+    finally:
+        display.close()
+        for a in actors + [board]:
+            ray.kill(a)
+    return results, failures, display
+
+
+def manifest_base(job: str, argv: list[str], started: str, seconds: float, res: Resources) -> dict:
+    """The part of a manifest every job writes. Arguments are recorded so ``build_parser()``
+    parses them again; URLs are redacted; nothing from the environment is recorded."""
+    return {
+        "job": job,
+        "argv": [redact(a) for a in argv],
+        "started": started,
+        "finished": now(),
+        "seconds": round(seconds, 3),
+        "versions": package_versions(),
+        "resources": asdict(res),
+    }
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2

@@ -1,0 +1,172 @@
+"""Decode one archive shard: Parquet rows -> batched codec.decode -> WebDataset tar or PNG files,
+or (audit) -> PSNR / MS-SSIM / bpp against the original shard, without keeping decoded images.
+
+``steps``, ``gamma`` and ``seed`` are passed to every decode call and recorded by the job;
+batches are formed in row order with a fixed size, so a rerun with the same arguments reproduces
+a stochastic decode.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from model import load_image
+from model.metrics import ms_ssim, psnr
+
+from .archive import PARQUET_SUFFIX, now, sha256
+from .batches import call_batched
+from .encoding import DEFAULT_MAX_PIXELS
+from .shards import Sample, ShardReader, write_tar
+from .storage import Storage, basename, join
+
+COLUMNS = ["key", "member", "codec_id", "bitstream", "width", "height", "bpp", "orig_sha256", "error", "metadata"]
+FORMATS = ("webdataset", "png")
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    steps: int | None = None  # diffusion steps; None: the codec's default
+    gamma: float = 0.0
+    seed: int = 0
+    batch_size: int = 16
+    format: str = "webdataset"
+    keys: frozenset[str] | None = None  # only these keys; None: all
+    max_pixels: int = DEFAULT_MAX_PIXELS  # for loading originals in audits
+    weights_dir: str | None = None  # where codec weights are looked up; None: model/weights
+
+
+def archive_name(parquet_url: str) -> str:
+    return basename(parquet_url)[: -len(PARQUET_SUFFIX)]
+
+
+def iter_rows(parquet_url: str, settings: DecodeSettings, storage: Storage) -> Iterator[list[dict]]:
+    """The selected rows of one archive file, ``batch_size`` at a time, in stored order."""
+    fs, path = storage.fs(parquet_url)
+    with fs.open(path, "rb") as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=settings.batch_size, columns=COLUMNS):
+            rows = [r for r in batch.to_pylist() if settings.keys is None or r["key"] in settings.keys]
+            if rows:
+                yield rows
+
+
+def decode_rows(get_codec: Callable, rows: list[dict], settings: DecodeSettings) -> list[tuple]:
+    """(PIL image, None) or (None, reason) per row; one decode call per codec id in the batch."""
+    out: list[tuple] = [(None, f"archived as an error row: {r['error']}") for r in rows]
+    by_codec: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        if r["error"] is None:
+            by_codec.setdefault(r["codec_id"], []).append(i)
+    for codec_id, idx in by_codec.items():
+        try:
+            codec = get_codec(codec_id)
+        except Exception as exc:  # no matching weights here: refuse these rows, say why
+            for i in idx:
+                out[i] = (None, f"refused: {exc}")
+            continue
+
+        def decode(blobs, codec=codec):
+            return codec.decode(blobs, steps=settings.steps, gamma=settings.gamma, seed=settings.seed)
+
+        for i, (img, error, _) in zip(idx, call_batched(decode, [rows[i]["bitstream"] for i in idx])):
+            out[i] = (img, f"decode failed: {error}" if error else None)
+    return out
+
+
+def png_bytes(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def decode_shard(get_codec: Callable, parquet_url: str, out_prefix: str, settings: DecodeSettings,
+                 storage: Storage, report: Callable[[dict], None] = lambda e: None) -> dict:
+    """Write the decoded images of one archive file as ``NAME.tar`` or ``NAME/KEY.png``."""
+    name, t0, started = archive_name(parquet_url), time.perf_counter(), now()
+    failures: list[dict] = []
+    counts = {"decoded": 0, "bytes_out": 0}
+
+    def samples() -> Iterator[Sample]:
+        for rows in iter_rows(parquet_url, settings, storage):
+            for row, (img, error) in zip(rows, decode_rows(get_codec, rows, settings)):
+                if error:
+                    failures.append({"key": row["key"], "error": error})
+                    continue
+                members = dict(row["metadata"] or [])
+                members["decoded.png" if "png" in members else "png"] = png = png_bytes(img)
+                counts["decoded"] += 1
+                counts["bytes_out"] += len(png)
+                yield Sample(row["key"], members)
+            report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
+
+    if settings.format == "webdataset":
+        output = join(out_prefix, name + ".tar")
+        with storage.atomic_output(output) as f:
+            write_tar(f, samples())
+    else:
+        output = join(out_prefix, name)
+        for sample in samples():
+            png = sample.members.get("decoded.png") or sample.members["png"]
+            storage.write_bytes(join(output, sample.key + ".png"), png)
+    return {"shard": parquet_url, "output": output, "rows": counts["decoded"] + len(failures),
+            "decoded": counts["decoded"], "errors": len(failures), "error_rows": failures[:200],
+            "bytes_out": counts["bytes_out"], "seconds": round(time.perf_counter() - t0, 4),
+            "started": started, "finished": now()}
+
+
+class _Originals:
+    """Original samples by key, streamed in step with the archive (same order), skipping ahead."""
+
+    def __init__(self, url: str, storage: Storage, wanted: frozenset[str] | None):
+        self.samples, self.wanted, self.seen = iter(ShardReader(url, storage)), wanted, {}
+
+    def get(self, key: str) -> Sample | None:
+        if key in self.seen:
+            return self.seen.pop(key)
+        for s in self.samples:
+            if s.key == key:
+                return s
+            if self.wanted is None or s.key in self.wanted:
+                self.seen[s.key] = s
+        return None
+
+
+def audit_row(row: dict, img, error: str | None, original: Sample | None, settings: DecodeSettings) -> dict:
+    out = {"key": row["key"], "codec_id": row["codec_id"], "width": row["width"], "height": row["height"],
+           "bpp": row["bpp"], "psnr": None, "ms_ssim": None, "error": error}
+    if error is not None:
+        return out
+    data = original.members.get(row["member"]) if original is not None else None
+    if data is None:
+        out["error"] = "original image not found in the original shard"
+    elif row["orig_sha256"] and sha256(data) != row["orig_sha256"]:
+        out["error"] = "original image differs from the archived one (sha256 mismatch)"
+    else:
+        a = load_image(data, max_pixels=settings.max_pixels).rgb
+        b = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        if a.shape != b.shape:
+            out["error"] = f"decoded size {b.shape[1]}x{b.shape[0]} differs from original {a.shape[1]}x{a.shape[0]}"
+        else:
+            score = ms_ssim(a, b)  # NaN below 161 px on the short side: stored as null
+            out["psnr"], out["ms_ssim"] = psnr(a, b), None if math.isnan(score) else score
+    return out
+
+
+def audit_shard(get_codec: Callable, parquet_url: str, original_url: str, settings: DecodeSettings,
+                storage: Storage, report: Callable[[dict], None] = lambda e: None) -> dict:
+    """Per-image PSNR, MS-SSIM and bpp of one archive file against its original shard."""
+    t0, originals, out = time.perf_counter(), _Originals(original_url, storage, settings.keys), []
+    for rows in iter_rows(parquet_url, settings, storage):
+        for row, (img, error) in zip(rows, decode_rows(get_codec, rows, settings)):
+            original = originals.get(row["key"]) if error is None else None
+            out.append({"shard": archive_name(parquet_url), **audit_row(row, img, error, original, settings)})
+        report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
+    return {"shard": parquet_url, "rows": len(out), "errors": sum(r["error"] is not None for r in out),
+            "metrics": out, "seconds": round(time.perf_counter() - t0, 4)}

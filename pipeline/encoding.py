@@ -1,0 +1,218 @@
+"""Compress one shard: stream samples -> decode images (a prefetch thread) -> batched codec.encode
+-> Parquet rows -> commit the Parquet file -> write the stats file (the completion marker).
+
+Reading the tar and decoding images run in a background thread while the codec encodes the
+previous batch, so the model is not left waiting on I/O. Nothing in the input fails the shard:
+an image that cannot be loaded or encoded becomes a row with ``error`` set and no bitstream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from model import bits_per_pixel, load_image
+
+from .batches import call_batched
+from .archive import ArchiveWriter, RowGroups, now, parquet_url, sha256, stats_url, write_json
+from .shards import IMAGE_EXTS, Sample, ShardReader, shard_name
+from .storage import Storage
+
+DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb guard, same default as model.load_image
+Report = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    batch_size: int = 16  # images per codec.encode call
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    image_exts: tuple[str, ...] = IMAGE_EXTS
+    prefetch_batches: int = 2  # decoded batches waiting for the model
+    row_groups: RowGroups = RowGroups()
+
+
+@dataclass
+class Item:
+    """One sample on its way to a row."""
+
+    sample: Sample
+    member: str | None
+    data: bytes = b""
+    image: object = None  # model.LoadedImage when it loaded
+    error: str | None = None
+    blob: bytes | None = None
+    encode_ms: float | None = None
+
+
+def prepare(sample: Sample, settings: EncodeSettings) -> Item:
+    member = sample.image_member(settings.image_exts)
+    item = Item(sample, member, sample.members.get(member, b"") if member else b"")
+    if sample.problem:
+        item.error = sample.problem
+    elif member is None:
+        item.error = f"no image member in sample (members: {', '.join(sorted(sample.members)) or 'none'})"
+    else:
+        try:
+            item.image = load_image(item.data, max_pixels=settings.max_pixels)
+        except Exception as exc:  # ImageError, and anything Pillow lets slip
+            item.error = f"{member}: {exc}"
+    return item
+
+
+def encode_batch(codec, items: list[Item]) -> None:
+    """Encode the loaded images of ``items`` in one codec call; isolate failures image by image."""
+    todo = [i for i in items if i.image is not None and i.error is None]
+    for item, (blob, error, ms) in zip(todo, call_batched(codec.encode, [i.image for i in todo])):
+        item.blob, item.encode_ms = blob, ms
+        if error:
+            item.error = f"encode failed: {error}"
+
+
+def to_row(item: Item, shard_url: str, codec_id: str) -> dict:
+    image, blob = item.image, item.blob
+    height, width = (image.rgb.shape[0], image.rgb.shape[1]) if image is not None else (None, None)
+    return {
+        "key": item.sample.key,
+        "shard": shard_url,
+        "member": item.member,
+        "codec_id": codec_id,
+        "bitstream": blob if item.error is None else None,
+        "width": width,
+        "height": height,
+        "orig_mode": getattr(image, "mode", None),
+        "orig_format": getattr(image, "format", None),
+        "orientation": getattr(image, "orientation", None),
+        "frames": getattr(image, "frames", None),
+        "orig_bytes": len(item.data) if item.member else None,
+        "orig_sha256": sha256(item.data) if item.member else None,
+        "bpp": bits_per_pixel(blob, height, width) if blob is not None and item.error is None else None,
+        "encode_ms": item.encode_ms if item.error is None else None,
+        "error": item.error,
+        "metadata": [(ext, data) for ext, data in item.sample.members.items() if ext != item.member],
+    }
+
+
+def _prefetch(batches: Iterator[list[Item]], depth: int) -> Iterator[list[Item]]:
+    """Run ``batches`` in a thread, ``depth`` ahead; re-raise its error here."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop, done = threading.Event(), object()
+
+    def put(x) -> None:
+        while not stop.is_set():
+            try:
+                return q.put(x, timeout=0.2)
+            except queue.Full:
+                continue
+
+    def run() -> None:
+        try:
+            for b in batches:
+                put(b)
+                if stop.is_set():
+                    return
+            put(done)
+        except BaseException as exc:  # handed to the consumer
+            put(exc)
+
+    thread = threading.Thread(target=run, name="shard-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (x := q.get()) is not done:
+            if isinstance(x, BaseException):
+                raise x
+            yield x
+    finally:
+        stop.set()
+
+
+def _batches(reader: ShardReader, settings: EncodeSettings) -> Iterator[list[Item]]:
+    batch: list[Item] = []
+    for sample in reader:
+        batch.append(prepare(sample, settings))
+        if sum(i.image is not None for i in batch) >= settings.batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@dataclass
+class Tally:
+    rows: int = 0
+    ok: int = 0
+    image_bytes: int = 0
+    bitstream_bytes: int = 0
+    pixels: int = 0
+    encode_s: float = 0.0
+    errors: list[dict] = field(default_factory=list)
+
+    def add(self, row: dict) -> None:
+        self.rows += 1
+        self.image_bytes += row["orig_bytes"] or 0
+        if row["error"] is None:
+            self.ok += 1
+            self.bitstream_bytes += len(row["bitstream"])
+            self.pixels += row["width"] * row["height"]
+            self.encode_s += row["encode_ms"] / 1000
+        else:
+            self.errors.append({"key": row["key"], "error": row["error"]})
+
+
+def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSettings, storage: Storage,
+                   report: Report = lambda event: None) -> dict:
+    """Archive one shard under ``out_prefix``; returns its stats (also written as the marker)."""
+    name, started, t0 = shard_name(shard_url), now(), time.perf_counter()
+    out_url, marker = parquet_url(out_prefix, name), stats_url(out_prefix, name)
+    storage.remove(marker)  # from an earlier run: the marker must never outlive its Parquet file
+    size = storage.size(shard_url)
+    reader, tally = ShardReader(shard_url, storage), Tally()
+    with storage.atomic_output(out_url) as f:
+        writer = ArchiveWriter(f, settings.row_groups)
+        try:
+            for batch in _prefetch(_batches(reader, settings), settings.prefetch_batches):
+                encode_batch(codec, batch)
+                for item in batch:
+                    row = to_row(item, shard_url, codec.codec_id)
+                    writer.add(row)
+                    tally.add(row)
+                report({"shard": shard_url, "images": len(batch), "bytes_in": reader.bytes_read,
+                        "shard_bytes": size, "pid": os.getpid()})
+        finally:
+            writer.close()
+        f.flush()
+        parquet_bytes = f.tell()
+        with open(f.name, "rb") as written:
+            parquet_sha = hashlib.file_digest(written, "sha256").hexdigest()
+    seconds = time.perf_counter() - t0
+    stats = {
+        "shard": shard_url,
+        "name": name,
+        "output": out_url,
+        "codec_id": codec.codec_id,
+        "rows": tally.rows,
+        "ok": tally.ok,
+        "errors": len(tally.errors),
+        "error_rows": tally.errors[:200],
+        "truncated": reader.truncated,
+        "bytes_in": reader.bytes_read,
+        "image_bytes": tally.image_bytes,
+        "bitstream_bytes": tally.bitstream_bytes,
+        "parquet_bytes": parquet_bytes,
+        "parquet_sha256": parquet_sha,
+        "mean_bpp": tally.bitstream_bytes * 8 / tally.pixels if tally.pixels else None,
+        "seconds": round(seconds, 4),
+        "encode_seconds": round(tally.encode_s, 4),
+        "images_per_s": round(tally.rows / seconds, 2) if seconds > 0 else None,
+        "batch_size": settings.batch_size,
+        "started": started,
+        "finished": now(),
+        "worker": {"host": socket.gethostname(), "pid": os.getpid()},
+    }
+    write_json(marker, stats, storage)
+    return stats

@@ -1,0 +1,176 @@
+"""Where bytes live: local paths and fsspec URLs (s3://...), atomic commits, retries with backoff.
+
+S3-compatible stores are reached through ``--endpoint-url`` or the standard ``AWS_ENDPOINT_URL_S3`` /
+``AWS_ENDPOINT_URL`` environment variables; credentials come from the standard AWS chain and are
+never read, logged or written here.
+
+A file is committed in one piece: it is written to a local temporary file first, then renamed into
+place (local destinations, same directory) or uploaded with one PUT / one multipart upload (S3),
+so a reader sees the whole object or nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Iterator, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import fsspec
+
+T = TypeVar("T")
+
+# Errors that retrying cannot fix: the path is wrong, or we may not touch it.
+PERMANENT_ERRORS = (
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    FileExistsError,
+)
+
+
+class PermanentError(Exception):
+    """An input problem that no retry fixes (not a tar archive, ...); the message says what."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How to reach files: endpoint override and the retry policy for transient errors."""
+
+    endpoint_url: str | None = None
+    retries: int = 4
+    backoff_s: float = 0.5
+
+    def endpoint(self) -> str | None:
+        return (
+            self.endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or None
+        )
+
+    def fs(self, url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+        """The filesystem for ``url`` and the path inside it."""
+        options: dict = {}
+        if is_s3(url):
+            options["use_listings_cache"] = False  # other processes write here; never trust a stale listing
+            if self.endpoint():
+                options["client_kwargs"] = {"endpoint_url": self.endpoint()}
+        fs, path = fsspec.core.url_to_fs(url, **options)
+        return fs, path
+
+    def retrying(self, fn: Callable[[], T], what: str) -> T:
+        """Call ``fn``; on a transient error wait (exponential backoff, jitter) and try again."""
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except Exception as exc:
+                if attempt == self.retries or not is_transient(exc):
+                    raise
+                delay = self.backoff_s * (2**attempt) * (0.5 + random.random())
+                print(f"retrying {what} in {delay:.1f}s after {type(exc).__name__}: {exc}", flush=True)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # -- small file operations, all retried -------------------------------------------------
+
+    def exists(self, url: str) -> bool:
+        fs, path = self.fs(url)
+        return self.retrying(lambda: fs.exists(path), f"checking {url}")
+
+    def read_bytes(self, url: str) -> bytes:
+        fs, path = self.fs(url)
+        return self.retrying(lambda: fs.cat_file(path), f"reading {url}")
+
+    def write_bytes(self, url: str, data: bytes) -> None:
+        with self.atomic_output(url) as f:
+            f.write(data)
+
+    def size(self, url: str) -> int | None:
+        fs, path = self.fs(url)
+        try:
+            return int(self.retrying(lambda: fs.size(path), f"sizing {url}"))
+        except Exception:
+            return None
+
+    def remove(self, url: str) -> None:
+        fs, path = self.fs(url)
+        if fs.exists(path):
+            self.retrying(lambda: fs.rm(path), f"removing {url}")
+
+    def list(self, prefix: str, suffix: str) -> list[str]:
+        """URLs of the files directly under ``prefix`` whose names end with ``suffix``, sorted."""
+        fs, path = self.fs(prefix)
+        if not self.retrying(lambda: fs.isdir(path), f"listing {prefix}"):
+            return []
+        names = self.retrying(lambda: fs.ls(path, detail=False), f"listing {prefix}")
+        return sorted(join(prefix, basename(n)) for n in names if n.endswith(suffix))
+
+    @contextlib.contextmanager
+    def atomic_output(self, url: str) -> Iterator:
+        """A writable local file that becomes ``url`` in one piece when the block succeeds."""
+        fs, path = self.fs(url)
+        local = is_local(url)
+        if local:
+            os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"  # same directory: the rename is atomic
+        else:
+            fd, tmp = tempfile.mkstemp(prefix="diffarc-", suffix=".part")
+            os.close(fd)
+        try:
+            with open(tmp, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            if local:
+                os.replace(tmp, path)
+            else:
+                self.retrying(lambda: fs.put_file(tmp, path), f"uploading {url}")
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an error is worth retrying: network trouble, throttling, 5xx; not missing files."""
+    if isinstance(exc, (PERMANENT_ERRORS, PermanentError)):
+        return False
+    if isinstance(exc, (OSError, ConnectionError, TimeoutError)):
+        return True
+    name = type(exc).__name__
+    text = str(exc)
+    return any(s in name or s in text for s in ("Throttl", "SlowDown", "Timeout", "Connection", "ServiceUnavailable", "InternalError"))
+
+
+def is_s3(url: str) -> bool:
+    return url.startswith(("s3://", "s3a://"))
+
+
+def is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def join(prefix: str, *names: str) -> str:
+    """``prefix/name`` for paths and URLs alike."""
+    out = prefix.rstrip("/")
+    for n in names:
+        out = f"{out}/{n.strip('/')}"
+    return out
+
+
+def basename(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def redact(text: str) -> str:
+    """``text`` with any ``user:password@`` removed from a URL in it, for logs and manifests."""
+    parts = urlsplit(text)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return text
