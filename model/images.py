@@ -1,0 +1,128 @@
+"""Turning arbitrary input images into the 8-bit RGB the codecs work on, and back.
+
+Every codec sees 8-bit RGB. What the original was is recorded (``mode``) so that decoding can hand
+back a greyscale image for a greyscale original. The conversion, by Pillow mode:
+
+- ``RGB``                         as is
+- ``L``, ``LA``, ``1``            grey copied to R=G=B; decode restores ``L`` (alpha is dropped)
+- ``I;16*``, ``I``                16/32-bit grey scaled to 8 bits (top byte); decode restores ``L``
+- ``F``                           clipped to 0..255; decode restores ``L``
+- ``RGBA``, ``P``, ``PA``, ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``, ``RGBX``, ...
+                                  Pillow's own conversion to ``RGB`` (alpha dropped); decode gives ``RGB``
+
+Alpha is not archived: the codecs are for photographs, and the dropped alpha is visible in the
+recorded mode, so a caller can tell.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb cap; callers may raise it
+
+
+class ImageError(ValueError):
+    """An input that cannot be turned into an image to compress (the message says why)."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image ready for a codec, plus what the original looked like."""
+
+    rgb: np.ndarray  # uint8, H x W x 3
+    mode: str  # Pillow mode of the original
+    format: str | None  # Pillow format of the original file (JPEG, PNG, ...), None for arrays
+    orientation: int  # EXIF orientation that was applied (1 = none)
+    frames: int  # number of frames in the original (first one is used)
+
+
+def restored_mode(original_mode: str) -> str:
+    """The mode decode hands back for an original of ``original_mode``."""
+    return "L" if original_mode in GREY_MODES else "RGB"
+
+
+def to_rgb8(img: Image.Image) -> np.ndarray:
+    """8-bit RGB array (H x W x 3) from a Pillow image of any mode, per the table above."""
+    mode = img.mode
+    if mode == "RGB":
+        arr = np.asarray(img, dtype=np.uint8)
+    elif mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        wide = np.asarray(img).astype(np.int64)
+        bits = 16 if mode.startswith("I;16") or wide.max(initial=0) <= 0xFFFF else 32
+        arr = np.clip(wide >> (bits - 8), 0, 255).astype(np.uint8)
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    elif mode == "F":
+        arr = np.clip(np.asarray(img), 0, 255).round().astype(np.uint8)
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    elif mode in GREY_MODES:
+        arr = np.asarray(img.convert("L"), dtype=np.uint8)
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    else:
+        if mode == "P" and "transparency" in img.info:
+            img = img.convert("RGBA")  # avoids Pillow's warning about palette transparency
+        arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def from_rgb8(rgb: np.ndarray, original_mode: str) -> Image.Image:
+    """A Pillow image of the restored mode from a decoded 8-bit RGB array."""
+    img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    return img.convert("L") if restored_mode(original_mode) == "L" else img
+
+
+def load_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode image file bytes: first frame, EXIF orientation applied, pixel cap enforced.
+
+    Raises ``ImageError`` with a one-line reason for empty, truncated, corrupt or oversized input.
+    """
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"image is {width}x{height} = {width * height} pixels, over the cap of "
+                    f"{max_pixels} (decompression-bomb guard; raise max_pixels to allow it)"
+                )
+            fmt = img.format
+            frames = getattr(img, "n_frames", 1)
+            img.seek(0)
+            orientation = int(img.getexif().get(0x0112, 1) or 1)
+            img.load()
+            img = ImageOps.exif_transpose(img) if orientation != 1 else img
+            mode = img.mode
+            rgb = to_rgb8(img)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"decompression bomb refused by Pillow: {exc}") from None
+    except Exception as exc:  # Pillow raises many kinds for bad bytes; all mean "not an image"
+        reason = str(exc) or type(exc).__name__
+        raise ImageError(f"cannot decode image: {reason}") from None
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ImageError("image has zero width or height")
+    return LoadedImage(rgb=rgb, mode=mode, format=fmt, orientation=orientation, frames=frames)
+
+
+def as_loaded(image) -> LoadedImage:
+    """Accept what callers pass to ``Codec.encode``: LoadedImage, Pillow image, array or file bytes."""
+    if isinstance(image, LoadedImage):
+        return image
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return load_image(bytes(image))
+    if isinstance(image, Image.Image):
+        return LoadedImage(to_rgb8(image), image.mode, image.format, 1, 1)
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ImageError(f"arrays must be uint8, got {arr.dtype}")
+    if arr.ndim == 2:
+        return LoadedImage(np.repeat(arr[..., None], 3, axis=2), "L", None, 1, 1)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return LoadedImage(np.ascontiguousarray(arr), "RGB", None, 1, 1)
+    raise ImageError(f"arrays must be H x W or H x W x 3, got shape {arr.shape}")
