@@ -1,0 +1,111 @@
+"""Model configurations as small dataclasses, and the named sizes that ship.
+
+A config fully determines a network's shapes; it is stored (as JSON) inside every weights file,
+so a ``.safetensors`` file is enough to rebuild its model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class LatentConfig:
+    """Analysis transform + two-level hyperprior (Ballé 2018; mean-scale as in Minnen 2018)."""
+
+    channels: int = 128  # hidden width of g_a / g_s
+    latent_channels: int = 192  # M: channels of y (1/16 resolution)
+    hyper_channels: int = 128  # channels of z (1/64 resolution)
+    mean_scale: bool = True  # False: Ballé 2018 scale-only hyperprior
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Conditional U-Net denoiser and the context decoder that feeds it."""
+
+    base: int = 32  # channels at full resolution
+    mults: tuple[int, ...] = (1, 2, 3, 4)  # channel multipliers per level (level i at 1/2**i)
+    res_blocks: int = 1  # residual blocks per level and direction
+    attention_levels: tuple[int, ...] = (3,)  # levels with self-attention (keep to low resolutions)
+    heads: int = 4
+    context_channels: tuple[int, ...] = (16, 32, 48, 64)  # context maps at 1, 1/2, 1/4, 1/8
+
+    def __post_init__(self):
+        object.__setattr__(self, "mults", tuple(self.mults))
+        object.__setattr__(self, "attention_levels", tuple(self.attention_levels))
+        object.__setattr__(self, "context_channels", tuple(self.context_channels))
+        if len(self.context_channels) != 4 or len(self.mults) < 4:
+            raise ValueError("CDC conditions the first four U-Net levels: need >= 4 levels, 4 context maps")
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    train_steps: int = 1000  # N_train; the network sees continuous t = n / N_train
+    snr_clip: float = 5.0  # min(SNR, 5) weighting of the x0 loss (paper)
+    # The min(SNR, 5) weight vanishes as t -> 1, exactly where a deterministic decode (x_N = 0)
+    # starts; without a floor the one- and few-step decoders are barely trained.
+    snr_floor: float = 1.0
+    cosine_offset: float = 0.008
+
+
+@dataclass(frozen=True)
+class CDCConfig:
+    latent: LatentConfig = field(default_factory=LatentConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    family: str = "cdc"
+
+
+@dataclass(frozen=True)
+class HyperpriorConfig:
+    """compressai's ScaleHyperprior (Ballé 2018) architecture: N = channels, M = latent_channels."""
+
+    latent: LatentConfig = field(default_factory=lambda: LatentConfig(mean_scale=False))
+    family: str = "hyperprior"
+
+
+def config_to_dict(cfg) -> dict:
+    return asdict(cfg)
+
+
+def config_from_dict(d: dict):
+    """Inverse of ``config_to_dict``; raises a clear error for unknown families or fields."""
+    family = d.get("family")
+    try:
+        if family == "cdc":
+            return CDCConfig(
+                latent=LatentConfig(**d["latent"]),
+                unet=UNetConfig(**d["unet"]),
+                diffusion=DiffusionConfig(**d["diffusion"]),
+            )
+        if family == "hyperprior":
+            return HyperpriorConfig(latent=LatentConfig(**d["latent"]))
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed {family} config: {exc}") from None
+    raise ValueError(f"unknown model family '{family}' (expected 'cdc' or 'hyperprior')")
+
+
+# Named sizes. "tiny" exists for unit tests only; "s" is the CPU-sized model that ships;
+# "paper" is the published size (about 54M parameters) for GPU training.
+CONFIGS: dict[str, CDCConfig | HyperpriorConfig] = {
+    "cdc-tiny": CDCConfig(
+        latent=LatentConfig(channels=16, latent_channels=16, hyper_channels=8),
+        unet=UNetConfig(base=8, mults=(1, 1, 2, 2), attention_levels=(3,), heads=1,
+                        context_channels=(4, 4, 8, 8)),
+        diffusion=DiffusionConfig(train_steps=100),
+    ),
+    "cdc-s": CDCConfig(
+        latent=LatentConfig(channels=128, latent_channels=128, hyper_channels=96),
+        # Sized for CPUs: thin full-resolution level, attention only at 1/16 and 1/32 where the
+        # token count stays small (1,536 and 384 for a 768x512 image).
+        unet=UNetConfig(base=16, mults=(1, 2, 4, 6, 8, 8), attention_levels=(4, 5), heads=4,
+                        context_channels=(8, 16, 32, 64)),
+    ),
+    "cdc-paper": CDCConfig(
+        latent=LatentConfig(channels=192, latent_channels=256, hyper_channels=192),
+        unet=UNetConfig(base=64, mults=(1, 2, 3, 4), res_blocks=2, attention_levels=(2, 3),
+                        heads=4, context_channels=(64, 128, 192, 256)),
+    ),
+    "hyperprior-tiny": HyperpriorConfig(latent=LatentConfig(16, 16, 8, mean_scale=False)),
+    "hyperprior-s": HyperpriorConfig(latent=LatentConfig(128, 192, 128, mean_scale=False)),
+}

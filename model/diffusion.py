@@ -1,0 +1,65 @@
+"""Cosine noise schedule, the x0 training loss and the DDIM sampler (x-parameterisation).
+
+Images live in [-1, 1]. Time is continuous, t = n / N_train in (0, 1]; the network predicts x0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from .config import DiffusionConfig
+
+ALPHA_BAR_MIN = 1e-6  # alpha_bar(1) of the cosine schedule is 0; keep divisions finite
+
+
+def alpha_bar(t: torch.Tensor, cfg: DiffusionConfig) -> torch.Tensor:
+    s = cfg.cosine_offset
+    return (torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2).clamp(ALPHA_BAR_MIN, 1.0)
+
+
+def training_loss(
+    predict_x0: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x0: torch.Tensor,
+    cfg: DiffusionConfig,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted x0 MSE at random t, and the predicted x0 (for an optional perceptual term)."""
+    b = x0.shape[0]
+    n = torch.randint(1, cfg.train_steps + 1, (b,), generator=generator).to(x0.device)
+    t = n.float() / cfg.train_steps
+    ab = alpha_bar(t, cfg)[:, None, None, None]
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    x0_pred = predict_x0(x_t, t)
+    snr = (ab / (1 - ab)).flatten()
+    weight = snr.clamp(min=cfg.snr_floor, max=cfg.snr_clip)
+    per_image = ((x0_pred - x0) ** 2).mean(dim=(1, 2, 3))
+    return (weight * per_image).mean(), x0_pred
+
+
+@torch.no_grad()
+def ddim_sample(
+    predict_x0: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x_start: torch.Tensor,
+    steps: int,
+    cfg: DiffusionConfig,
+) -> torch.Tensor:
+    """Deterministic DDIM from x_N = x_start (0 or gamma * noise) at t = 1 down to t = 0."""
+    if not 1 <= steps <= cfg.train_steps:
+        raise ValueError(f"steps must be 1..{cfg.train_steps}, got {steps}")
+    x = x_start
+    b = x.shape[0]
+    times = torch.linspace(1.0, 0.0, steps + 1)
+    x0 = x
+    for i in range(steps):
+        t, t_next = times[i], times[i + 1]
+        x0 = predict_x0(x, t.expand(b).to(x.device)).clamp(-1, 1)
+        if i == steps - 1:
+            break
+        ab, ab_next = alpha_bar(t, cfg), alpha_bar(t_next, cfg)
+        eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
+        x = ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
+    return x0
