@@ -1,0 +1,96 @@
+"""Train a codec (CDC or the hyperprior baseline) and optionally export it into the registry.
+
+    # CPU, in-process, 30-minute budget, resumable (rerun the same command to continue):
+    python jobs/train.py --config cdc-s --data ../shared/data/train --out runs/cdc-s-q2 \\
+        --lmbda 0.01 --lmbda-warmup 0.001 --warmup-steps 500 --time-budget-min 30 --export cdc-s-q2
+
+    # several GPUs or nodes through Ray Train (same loop, one worker per GPU):
+    python jobs/train.py --config cdc-paper --data s3://bucket/train/shard-{000..099}.tar \\
+        --num-workers 4 --use-gpu --out /mnt/runs/cdc-paper-q2
+
+Checkpoints go to OUT/ckpt (weights as safetensors, optimiser state loadable with
+torch.load(weights_only=True)); a rerun resumes from there. --init-from starts from committed weights.
+Never train on Kodak: it is the evaluation set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script too
+
+from model.config import CONFIGS  # noqa: E402
+from model.registry import WEIGHTS_DIR  # noqa: E402
+from model.training import TrainConfig, export, train  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = TrainConfig()
+    p.add_argument("--config", default=d.config, choices=sorted(CONFIGS), help="model size")
+    p.add_argument("--data", nargs="+", required=True, help="image folders or WebDataset shard URLs")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, config)")
+    p.add_argument("--lmbda", type=float, default=d.lmbda, help="target rate-distortion weight")
+    p.add_argument("--lmbda-warmup", type=float, default=None, help="rate weight during warm-up")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--rho", type=float, default=d.rho, help="LPIPS weight (CDC; the paper's 0.9)")
+    p.add_argument("--lpips-weights", default=None, help="complete LPIPS state dict (.pth)")
+    p.add_argument("--steps", type=int, default=d.steps, help="total optimiser steps")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--crop", type=int, default=d.crop)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--ema", type=float, default=d.ema)
+    p.add_argument("--clip", type=float, default=d.clip, help="gradient-norm clip")
+    p.add_argument("--time-budget-min", type=float, default=None, help="stop after this wall time")
+    p.add_argument("--init-from", default=None, help="start from these weights (.safetensors)")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--export", metavar="NAME", help="write EMA weights as model/weights/NAME.safetensors")
+    p.add_argument("--weights-dir", default=str(WEIGHTS_DIR), help="where --export writes")
+    p.add_argument("--num-workers", type=int, default=0, help="Ray Train workers (0: train in-process)")
+    p.add_argument("--use-gpu", action="store_true", help="one GPU per Ray Train worker")
+    return p
+
+
+def _config(args) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def _ray_train(cfg: TrainConfig, num_workers: int, use_gpu: bool) -> dict:
+    """The same loop under Ray Train; rank 0 writes checkpoints to the shared --out folder."""
+    import ray.train
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer, prepare_model
+
+    def loop(config: dict) -> None:
+        c = TrainConfig(**config)
+        if ray.train.get_context().get_world_rank() != 0:
+            c.out = f"{c.out}/rank{ray.train.get_context().get_world_rank()}"
+        train(c, report=ray.train.report, wrap=lambda m: prepare_model(m, move_to_device=False))
+
+    trainer = TorchTrainer(loop, train_loop_config=vars(cfg),
+                           scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu))
+    return trainer.fit().metrics or {}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if any("kodak" in s.lower() for s in args.data):
+        print("error: Kodak is the evaluation set; train on ../shared/data/train", file=sys.stderr)
+        return 2
+    cfg = _config(args)
+    result = _ray_train(cfg, args.num_workers, args.use_gpu) if args.num_workers else train(cfg)
+    print("done: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
+    if args.export:
+        path = export(cfg, args.export, Path(args.weights_dir))
+        print(f"exported {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
