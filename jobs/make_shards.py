@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if not samples:
         print(f"error: no files in {folder}", file=sys.stderr)
         return 2
-    urls = pack(samples, args.output, args.shards, args.prefix, Storage(endpoint_url=args.endpoint_url))
+    urls = pack(samples, args.output, args.shards, args.prefix, Storage.from_env(args.endpoint_url))
     print(f"{len(samples)} samples -> {len(urls)} shards under {args.output}{os.sep if '://' not in args.output else '/'}")
     return 0
 

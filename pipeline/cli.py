@@ -37,7 +37,7 @@ def add_common_args(p: argparse.ArgumentParser, default_batch: int) -> None:
 
 
 def storage_from(args: argparse.Namespace) -> Storage:
-    return Storage(endpoint_url=args.endpoint_url, retries=args.retries)
+    return Storage.from_env(args.endpoint_url, retries=args.retries)
 
 
 def resources_from(args: argparse.Namespace) -> Resources:

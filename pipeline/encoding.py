@@ -170,6 +170,7 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
     name, started, t0 = shard_name(shard_url), now(), time.perf_counter()
     out_url, marker = parquet_url(out_prefix, name), stats_url(out_prefix, name)
     storage.remove(marker)  # from an earlier run: the marker must never outlive its Parquet file
+    storage.remove_stale_temps(out_url)  # from a worker killed while writing this shard
     size = storage.size(shard_url)
     reader, tally = ShardReader(shard_url, storage), Tally()
     with storage.atomic_output(out_url) as f:

@@ -39,29 +39,34 @@ class PermanentError(Exception):
     """An input problem that no retry fixes (not a tar archive, ...); the message says what."""
 
 
+def endpoint_from_env(flag: str | None = None) -> str | None:
+    """The S3 endpoint: the flag, else ``$AWS_ENDPOINT_URL_S3``, else ``$AWS_ENDPOINT_URL``, else AWS."""
+    return flag or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
 @dataclass(frozen=True)
 class Storage:
-    """How to reach files: endpoint override and the retry policy for transient errors."""
+    """How to reach files: the S3 endpoint and the retry policy for transient errors.
+
+    Build it where the job starts (``Storage.from_env``) so workers on other machines use the
+    endpoint the user gave, whatever their own environment says.
+    """
 
     endpoint_url: str | None = None
     retries: int = 4
     backoff_s: float = 0.5
 
-    def endpoint(self) -> str | None:
-        return (
-            self.endpoint_url
-            or os.environ.get("AWS_ENDPOINT_URL_S3")
-            or os.environ.get("AWS_ENDPOINT_URL")
-            or None
-        )
+    @classmethod
+    def from_env(cls, endpoint_url: str | None = None, **kw) -> "Storage":
+        return cls(endpoint_url=endpoint_from_env(endpoint_url), **kw)
 
     def fs(self, url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         """The filesystem for ``url`` and the path inside it."""
         options: dict = {}
         if is_s3(url):
             options["use_listings_cache"] = False  # other processes write here; never trust a stale listing
-            if self.endpoint():
-                options["client_kwargs"] = {"endpoint_url": self.endpoint()}
+            if self.endpoint_url:
+                options["client_kwargs"] = {"endpoint_url": self.endpoint_url}
         fs, path = fsspec.core.url_to_fs(url, **options)
         return fs, path
 
@@ -111,6 +116,15 @@ class Storage:
             return []
         names = self.retrying(lambda: fs.ls(path, detail=False), f"listing {prefix}")
         return sorted(join(prefix, basename(n)) for n in names if n.endswith(suffix))
+
+    def remove_stale_temps(self, url: str) -> None:
+        """Delete temporary files that a killed writer of ``url`` left beside it (local only:
+        remote outputs are staged in the writer's own temp folder, which dies with it)."""
+        if is_local(url):
+            fs, path = self.fs(url)
+            for tmp in fs.glob(f"{path}.tmp-*"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(tmp)
 
     @contextlib.contextmanager
     def atomic_output(self, url: str) -> Iterator:

@@ -1,0 +1,60 @@
+"""Shared fixtures. Add yours below; keep each one independent of the others."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+DUMMY_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray (2 CPUs) for the whole session. Its workers get dummy AWS credentials
+    (set before start, since workers inherit the environment then), so no test reaches a real
+    account; AWS_PROFILE is removed for the same reason."""
+    import ray
+
+    saved = {k: os.environ.get(k) for k in [*DUMMY_AWS, "AWS_PROFILE"]}
+    os.environ.update(DUMMY_AWS)
+    os.environ.pop("AWS_PROFILE", None)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(ray_local):
+    """A real S3 API (moto's server) on loopback: yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

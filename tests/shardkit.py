@@ -1,0 +1,63 @@
+"""Test helpers: images made with Pillow, shards holding them, reading archives back."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+
+
+def image_bytes(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def photo(w: int = 48, h: int = 32, seed: int = 0, mode: str = "RGB") -> Image.Image:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    arr = np.stack([(x * 5 + seed * 40) % 256, (y * 7) % 256, (x + y) * 3 % 256], -1).astype(np.int16)
+    arr = np.clip(arr + rng.integers(-20, 20, arr.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(arr).convert(mode)
+
+
+def write_shard(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> Path:
+    """A WebDataset tar: samples as (key, {ext: bytes}) in order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, members in samples:
+            for ext, data in members.items():
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def plain_shards(folder: Path, n_shards: int, per_shard: int, size=(48, 32), fmt: str = "PNG") -> dict[str, list[str]]:
+    """``n_shards`` shards of small photos with a .json each; returns shard name -> keys."""
+    out = {}
+    for s in range(n_shards):
+        samples = []
+        for i in range(per_shard):
+            key = f"s{s}-{i:04d}"
+            samples.append((key, {"png" if fmt == "PNG" else "jpg": image_bytes(photo(*size, seed=s * 1000 + i), fmt),
+                                  "json": json.dumps({"i": i}).encode()}))
+        write_shard(folder / f"shard-{s:06d}.tar", samples)
+        out[f"shard-{s:06d}"] = [k for k, _ in samples]
+    return out
+
+
+def archive_rows(folder: Path, columns=None) -> list[dict]:
+    rows = []
+    for p in sorted(folder.glob("*.parquet")):
+        rows += pq.read_table(p, columns=columns).to_pylist()
+    return rows
+
+
+def stats(folder: Path) -> dict[str, dict]:
+    return {p.name[: -len(".stats.json")]: json.loads(p.read_text()) for p in sorted(folder.glob("*.stats.json"))}

@@ -1,0 +1,101 @@
+"""The compress and decompress jobs end to end on local files and a real local Ray."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from shardkit import archive_rows, plain_shards, stats
+
+from jobs import compress, decompress
+from pipeline.archive import SCHEMA
+
+
+@pytest.fixture(scope="module")
+def example_archive(ray_local, tmp_path_factory):
+    """The example corpus archived with the job's defaults (but the output folder)."""
+    out = tmp_path_factory.mktemp("example") / "archive"
+    assert compress.main(["--output", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_compress_defaults_archive_the_example_corpus(example_archive, capsys):
+    files = sorted(p.name for p in example_archive.iterdir())
+    assert files == ["_manifest.json", "shard-000000.parquet", "shard-000000.stats.json",
+                     "shard-000001.parquet", "shard-000001.stats.json"]
+    table = pq.read_table(example_archive / "shard-000000.parquet")
+    assert table.schema.equals(SCHEMA, check_metadata=False)
+    rows = archive_rows(example_archive)
+    assert len(rows) == 12 and len({r["key"] for r in rows}) == 12
+    for r in rows:
+        assert r["error"] is None and r["bitstream"] and r["codec_id"] == "webp-q75"
+        assert r["bpp"] == pytest.approx(len(r["bitstream"]) * 8 / (r["width"] * r["height"]))
+        assert set(dict(r["metadata"])) == {"txt", "json"} and r["orig_sha256"] and r["encode_ms"] > 0
+    manifest = json.loads((example_archive / "_manifest.json").read_text())
+    assert manifest["counts"] == {"shards": 2, "done": 2, "skipped": 0, "failed": 0, "rows": 12, "ok": 12, "errors": 0}
+    assert manifest["versions"]["pyarrow"] and manifest["codec_id"] == "webp-q75"
+    args = compress.build_parser().parse_args(manifest["argv"])  # the manifest's arguments parse again
+    assert args.output == str(example_archive)
+    assert "AWS" not in json.dumps(manifest)
+
+
+def test_rerun_skips_complete_shards_and_refuses_another_codec(example_archive, capsys):
+    before = stats(example_archive)
+    assert compress.main(["--output", str(example_archive), "--no-progress"]) == 0
+    assert stats(example_archive) == before  # nothing redone
+    assert "0 shards done, 2 skipped" in capsys.readouterr().out
+    assert compress.main(["--output", str(example_archive), "--codec", "jpeg-q50", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds shards archived with codec webp-q75" in err and "--overwrite" in err
+
+
+def test_decompress_to_webdataset_png_and_audit(example_archive, tmp_path, capsys):
+    out = tmp_path / "decoded"
+    assert decompress.main(["--input", str(example_archive), "--output", str(out), "--no-progress"]) == 0
+    with tarfile.open(out / "shard-000001.tar") as tar:
+        names = tar.getnames()
+        img = Image.open(io.BytesIO(tar.extractfile("img0006.png").read()))
+    assert sorted(names)[:3] == ["img0006.json", "img0006.png", "img0006.txt"] and len(names) == 18
+    assert img.mode == "RGB" and img.size == (176, 224)
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["decode"] == {"steps": None, "gamma": 0.0, "seed": 0, "batch_size": 8}
+    decompress.build_parser().parse_args(manifest["argv"])
+
+    keys = tmp_path / "keys.txt"
+    keys.write_text("img0001\nimg0007\nnot-there\n")
+    png_out = tmp_path / "png"
+    assert decompress.main(["--input", str(example_archive), "--output", str(png_out), "--format", "png",
+                            "--keys", str(keys), "--shards", "shard-00000[01]", "--no-progress"]) == 0
+    assert sorted(p.relative_to(png_out).as_posix() for p in png_out.rglob("*.png")) == [
+        "shard-000000/img0001.png", "shard-000001/img0007.png"]
+
+    audit_out = tmp_path / "audit"
+    capsys.readouterr()
+    assert decompress.main(["--input", str(example_archive), "--output", str(audit_out), "--audit",
+                            str(compress.DEFAULT_INPUT), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "PSNR mean" in printed and "worst 1%" in printed and "MS-SSIM mean" in printed
+    audit = pq.read_table(audit_out / "audit.parquet").to_pylist()
+    assert len(audit) == 12 and all(r["error"] is None for r in audit)
+    assert all(25 < r["psnr"] < 60 and 0.8 < r["ms_ssim"] <= 1 and r["bpp"] > 0 for r in audit)
+    assert not list(audit_out.glob("*.tar")) and not list(audit_out.glob("*/*.png"))  # images not kept
+
+
+def test_failing_shards_are_reported_after_the_rest_finish(ray_local, tmp_path, capsys):
+    plain_shards(tmp_path / "in", n_shards=2, per_shard=3)
+    (tmp_path / "in" / "shard-000002.tar").write_bytes(b"not a tar archive at all" * 100)
+    out = tmp_path / "archive"
+    rc = compress.main(["--input", str(tmp_path / "in" / "shard-{000000..000003}.tar"), "--output", str(out),
+                        "--codec", "jpeg-q80", "--no-progress", "--retries", "1"])
+    assert rc == 1
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert manifest["counts"]["done"] == 2 and manifest["counts"]["failed"] == 2
+    reasons = {f["shard"].rsplit("/", 1)[-1]: f["error"] for f in manifest["failures"]}
+    assert "not a tar archive" in reasons["shard-000002.tar"]
+    assert "FileNotFoundError" in reasons["shard-000003.tar"]
+    assert sorted(stats(out)) == ["shard-000000", "shard-000001"]
+    assert "FAILED" in capsys.readouterr().err

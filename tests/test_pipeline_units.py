@@ -1,0 +1,144 @@
+"""Pipeline pieces without Ray: shard streaming, inputs, storage, Parquet writer, batching."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pyarrow.parquet as pq
+import pytest
+from shardkit import image_bytes, photo, write_shard
+
+from pipeline.archive import ArchiveWriter, RowGroups
+from pipeline.batches import call_batched
+from pipeline.metrics import summarize
+from pipeline.shards import ShardReader, expand_inputs, shard_name
+from pipeline.storage import PermanentError, Storage, redact
+
+
+def read_all(path) -> tuple[list, ShardReader]:
+    reader = ShardReader(str(path), Storage())
+    return list(reader), reader
+
+
+def test_samples_group_consecutive_members_by_key(tmp_path):
+    shard = write_shard(tmp_path / "a.tar", [("x/0001", {"jpg": b"1", "json": b"{}"}), ("x/0002", {"png": b"2"})])
+    samples, reader = read_all(shard)
+    assert [(s.key, sorted(s.members)) for s in samples] == [("x/0001", ["jpg", "json"]), ("x/0002", ["png"])]
+    assert reader.truncated is None and reader.bytes_read == shard.stat().st_size
+
+
+@pytest.mark.parametrize("cut", ["mid_member", "mid_header", "no_end_block"])
+def test_truncated_tar_keeps_what_came_before(tmp_path, cut):
+    data = image_bytes(photo(), "PNG")
+    shard = write_shard(tmp_path / "t.tar", [(f"k{i}", {"png": data, "txt": b"t"}) for i in range(3)])
+    raw = shard.read_bytes()
+    member = 512 + -(-len(data) // 512) * 512 + 1024  # one sample: png header+data, txt header+data
+    end = {"mid_member": 2 * member + 700, "mid_header": 2 * member + 100, "no_end_block": 3 * member}[cut]
+    shard.write_bytes(raw[:end])
+    samples, reader = read_all(shard)
+    assert [s.key for s in samples][:2] == ["k0", "k1"]
+    assert all(s.problem is None for s in samples[:2])
+    assert reader.truncated and "truncated" in reader.truncated
+    if cut == "mid_member":
+        assert samples[2].key == "k2" and "truncated" in samples[2].problem
+
+
+def test_not_a_tar_is_a_permanent_error_and_empty_shard_is_truncated(tmp_path):
+    (tmp_path / "junk.tar").write_bytes(b"x" * 2000)
+    with pytest.raises(PermanentError, match="not a tar"):
+        read_all(tmp_path / "junk.tar")
+    (tmp_path / "empty.tar").write_bytes(b"")
+    samples, reader = read_all(tmp_path / "empty.tar")
+    assert samples == [] and "no complete tar header" in reader.truncated
+
+
+def test_expand_inputs_forms(tmp_path):
+    for i in range(3):
+        write_shard(tmp_path / f"shard-{i:06d}.tar", [("k", {"txt": b"x"})])
+    s = Storage()
+    assert len(expand_inputs(str(tmp_path), s)) == 3
+    assert len(expand_inputs(str(tmp_path / "shard-00000[01].tar"), s)) == 2
+    braced = expand_inputs(str(tmp_path / "shard-{000000..000004}.tar"), s)
+    assert [shard_name(u) for u in braced] == [f"shard-{i:06d}" for i in range(5)]  # missing ones fail later
+    with pytest.raises(FileNotFoundError, match="no input shards"):
+        expand_inputs(str(tmp_path / "nothing-*.tar"), s)
+    (tmp_path / "sub").mkdir()
+    write_shard(tmp_path / "sub" / "shard-000000.tar", [("k", {"txt": b"x"})])
+    with pytest.raises(ValueError, match="both be archived as 'shard-000000'"):
+        expand_inputs(f"{{{tmp_path}/shard-000000.tar,{tmp_path}/sub/shard-000000.tar}}", s)
+
+
+def test_retrying_retries_transient_errors_only():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("connection reset by peer")
+        return "ok"
+
+    storage = Storage(retries=4, backoff_s=0.001)
+    assert storage.retrying(flaky, "flaky") == "ok" and len(calls) == 3
+    calls.clear()
+
+    def missing():
+        calls.append(1)
+        raise FileNotFoundError("gone")
+
+    with pytest.raises(FileNotFoundError):
+        storage.retrying(missing, "missing")
+    assert len(calls) == 1
+
+
+def test_atomic_output_leaves_nothing_behind_on_error(tmp_path):
+    target = tmp_path / "out" / "f.bin"
+    with pytest.raises(RuntimeError):
+        with Storage().atomic_output(str(target)) as f:
+            f.write(b"half")
+            raise RuntimeError("crash")
+    assert not target.exists() and list((tmp_path / "out").iterdir()) == []
+    Storage().write_bytes(str(target), b"whole")
+    assert target.read_bytes() == b"whole" and len(list((tmp_path / "out").iterdir())) == 1
+
+
+def test_archive_writer_row_groups_by_rows_and_bytes():
+    def row(i, size):
+        return {"key": str(i), "shard": "s", "codec_id": "c", "bitstream": b"x" * size, "metadata": [("txt", b"t")]}
+
+    for limits, n, size, groups in [(RowGroups(rows=10), 25, 10, 3), (RowGroups(rows=100, bytes=1000), 10, 400, 4)]:
+        buf = io.BytesIO()
+        w = ArchiveWriter(buf, limits)
+        for i in range(n):
+            w.add(row(i, size))
+        w.close()
+        f = pq.ParquetFile(io.BytesIO(buf.getvalue()))
+        assert f.metadata.num_rows == n and f.metadata.num_row_groups == groups
+
+
+def test_call_batched_isolates_the_bad_input():
+    def fn(xs):
+        if "bad" in xs:
+            raise ValueError("bad input")
+        return [x.upper() for x in xs]
+
+    out = call_batched(fn, ["a", "bad", "c"])
+    assert [o for o, _, _ in out] == ["A", None, "C"]
+    assert out[1][1] == "ValueError: bad input"
+
+
+def test_summarize_and_redact():
+    s = summarize([float(i) for i in range(1, 201)] + [None])
+    assert s["n"] == 200 and s["mean"] == 100.5 and s["worst_1pct"] == 1.5
+    assert summarize([1.0, 3.0], higher_is_better=False)["worst_1pct"] == 3.0
+    assert redact("http://user:secret@minio:9000/x") == "http://minio:9000/x"
+
+
+def test_tar_stream_mode_matches_tarfile(tmp_path):
+    """Our writer's tars read back with plain tarfile (other WebDataset tools)."""
+    from pipeline.shards import Sample, write_tar
+
+    buf = io.BytesIO()
+    write_tar(buf, [Sample("a", {"png": b"1", "txt": b"2"})])
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as t:
+        assert t.getnames() == ["a.png", "a.txt"]
