@@ -1,0 +1,45 @@
+"""Pillow's JPEG, WebP and AVIF behind the codec interface."""
+
+import numpy as np
+import pytest
+
+from model import BitstreamError, bits_per_pixel, load_codec, unpack
+from model.metrics import psnr
+
+
+def _photo_like(h=48, w=64, seed=0):
+    yy, xx = np.mgrid[0:h, 0:w]
+    rng = np.random.default_rng(seed)
+    base = np.stack([xx * 3, yy * 4, (xx + yy) * 2], axis=2) % 256
+    return np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", ["jpeg-q90", "webp-q90", "avif-q90"])
+def test_round_trip_quality_and_real_bpp(name):
+    codec = load_codec(name)
+    images = [_photo_like(), _photo_like(31, 17, 1)]
+    blobs = codec.encode(images)
+    decoded = codec.decode(blobs)
+    for img, blob, out in zip(images, blobs, decoded):
+        assert np.asarray(out).shape == img.shape
+        assert psnr(img, np.asarray(out)) > 28
+        c = unpack(blob)
+        assert (c.height, c.width, c.codec_id) == (*img.shape[:2], name)
+        assert bits_per_pixel(blob, *img.shape[:2]) == len(blob) * 8 / (img.shape[0] * img.shape[1])
+
+
+def test_greyscale_comes_back_grey():
+    codec = load_codec("webp-q80")
+    out = codec.decode(codec.encode([_photo_like()[..., 0]]))[0]
+    assert out.mode == "L"
+
+
+def test_other_codecs_bitstream_refused():
+    blob = load_codec("jpeg-q50").encode([_photo_like()])[0]
+    with pytest.raises(BitstreamError, match="jpeg-q50"):
+        load_codec("webp-q50").decode([blob])
+
+
+def test_unknown_name_lists_known():
+    with pytest.raises(KeyError, match="python -m model list"):
+        load_codec("cdc-nonexistent")
