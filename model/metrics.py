@@ -47,7 +47,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def _to_tensor(a: np.ndarray):
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()
+    return torch.from_numpy(np.array(a, dtype=np.float32)).permute(2, 0, 1)[None]  # a copy: inputs may be read-only
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:

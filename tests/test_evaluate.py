@@ -1,0 +1,125 @@
+import argparse
+import csv
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jobs.evaluate import averages, build_parser, codec_names, curve_name, evaluate_codec, expand_braces, main
+from model import load_codec, load_image
+
+torch.set_num_threads(1)
+
+
+def test_expand_braces_and_qualities():
+    assert expand_braces("webp-q{10,30}") == ["webp-q10", "webp-q30"]
+    assert expand_braces("{jpeg,avif}-q{1,2}") == ["jpeg-q1", "jpeg-q2", "avif-q1", "avif-q2"]
+    assert codec_names(["jpeg", "webp-q{5,5}", "cdc-s-q1"], [20, 40]) == [
+        "jpeg-q20", "jpeg-q40", "webp-q5", "cdc-s-q1",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit, match="--qualities"):
+        codec_names(["avif"], None)
+
+
+def test_curve_name_groups_qualities_and_decoder_settings():
+    assert curve_name("webp-q30", None, None) == "webp"
+    assert curve_name("cdc-s-q2", 8, 0.8) == "cdc-s steps=8 gamma=0.8"
+    assert curve_name("my_model", None, None) == "my_model"
+
+
+def _photo_like(h, w, seed):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = 120 + 50 * np.sin(x / 7.0 + seed)[..., None] * np.cos(y / 11.0)[..., None] * np.array([1.0, 0.6, -0.4])
+    return np.clip(base + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+class _StochasticJpeg:
+    """A JPEG codec dressed as a diffusion codec, recording the decoder settings it is asked for."""
+
+    def __init__(self):
+        self.inner, self.calls = load_codec("jpeg-q50"), []
+        self.name, self.codec_id, self.family, self.stochastic_decoder = "fake-q1", "fake-q1", "cdc", True
+
+    def encode(self, images):
+        return self.inner.encode(images)
+
+    def decode(self, blobs, steps=None, gamma=0.0, seed=0):
+        self.calls.append((steps, gamma, seed))
+        return self.inner.decode(blobs)
+
+
+def test_stochastic_codec_is_decoded_at_every_steps_gamma_pair():
+    images = [(Path(f"im{i}.png"), load_image(_png_bytes(_photo_like(32, 40, i)))) for i in range(2)]
+    args = argparse.Namespace(steps=[1, 4], gammas=[0.0, 0.8], seed=3, gallery_crop=16)
+    codec, seen = _StochasticJpeg(), []
+    points, crops = evaluate_codec(codec, images, args, None, "im1.png", lambda: seen.append(1))
+    assert len(points) == 2 * 4 and len(seen) == 2
+    assert sorted(set(codec.calls)) == [(1, 0.0, 3), (1, 0.8, 3), (4, 0.0, 3), (4, 0.8, 3)]
+    assert {p["curve"] for p in points} == {f"fake steps={s} gamma={g:g}" for s in (1, 4) for g in (0, 0.8)}
+    assert set(crops) == {(1, 0.0), (1, 0.8), (4, 0.0), (4, 0.8)} and crops[(1, 0.0)][1].shape == (16, 16, 3)
+    rows = averages(points)
+    assert len(rows) == 4 and all(r["images"] == 2 for r in rows)
+
+
+def _png_bytes(arr):
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_evaluate_end_to_end_on_tiny_images(tmp_path, capsys):
+    import lpips
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(_photo_like(176, 192, 0)).save(folder / "a.png")
+    Image.fromarray(_photo_like(192, 176, 1)).save(folder / "b.png")
+    Image.fromarray(_photo_like(48, 64, 2)[..., 0]).save(folder / "grey.png")  # mode L, too small for MS-SSIM
+    with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=`
+        warnings.simplefilter("ignore", UserWarning)
+        random_lpips = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    torch.save(random_lpips.state_dict(), tmp_path / "lpips.pth")
+    out = tmp_path / "out"
+
+    rc = main(
+        ["--images", str(folder), "--out", str(out), "--codecs", "jpeg-q{15,85}", "webp",
+         "--qualities", "10,80", "--lpips-weights", str(tmp_path / "lpips.pth"),
+         "--gallery-image", "b.png", "--gallery-crop", "64", "--gallery-bpp", "1.0"]
+    )  # fmt: skip
+
+    assert rc == 0
+    for name in ("results.json", "points.csv", "averages.csv", "bd_rate.csv", "rd_psnr.png", "rd_ms_ssim.png",
+                 "rd_lpips.png", "gallery.png"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    points = results["points"]
+    assert len(points) == 3 * 4
+    with (out / "points.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == len(points)
+    for p in points:
+        assert p["bpp"] == pytest.approx(p["bytes"] * 8 / (p["height"] * p["width"]))
+        assert 10 < p["psnr"] < 60 and 0 <= p["lpips"] and p["encode_s"] >= 0 and p["decode_s"] >= 0
+        assert (p["ms_ssim"] is None) == (p["image"] == "grey.png")
+    rows = {r["codec"]: r for r in results["averages"]}
+    for low, high in (("jpeg-q15", "jpeg-q85"), ("webp-q10", "webp-q80")):
+        assert rows[low]["bpp"] < rows[high]["bpp"]
+        assert rows[low]["psnr"] < rows[high]["psnr"]
+        assert rows[low]["ms_ssim"] < rows[high]["ms_ssim"] <= 1
+    (bd,) = results["bd_rate"]
+    assert bd["curve"] == "jpeg" and bd["anchor"] == "webp" and math.isfinite(bd["bd_rate_psnr"])
+    with Image.open(out / "gallery.png") as g:
+        assert g.width >= 3 * 64 and g.height >= 64  # original + jpeg + webp tiles
+    printed = capsys.readouterr().out
+    assert "jpeg-q85" in printed and "BD-rate against webp" in printed
+
+
+def test_help_mentions_brace_expansion():
+    assert "webp-q{10,30,50}" in build_parser().format_help()
