@@ -1,0 +1,144 @@
+"""`ray job submit --working-dir .` of the compress job against a real `ray start --head` cluster.
+
+The cluster runs with Ray token authentication on (RAY_AUTH_MODE=token, token in a file named by
+RAY_AUTH_TOKEN_PATH), whatever ~/.ray/auth_token holds on this machine: `ray start` turns token auth
+on by itself when RAY_AUTH_MODE is unset and a token file exists, while `ray job submit` only sends a
+token when RAY_AUTH_MODE=token, so both sides are set explicitly, as an operator must.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+from conftest import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]
+CODEC = "webp-q75"
+STARTUP_TIMEOUT_S = 60
+JOB_TIMEOUT_S = 90
+
+
+def dashboard_get(url: str, token: str | None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0, b""  # not listening yet
+
+
+def stop_session(head: subprocess.Popen) -> None:
+    """Stop this cluster only: `ray stop` would kill every Ray process on the machine, other users' too.
+
+    `ray start --block` ran as the leader of a new session; on SIGINT it shuts its node down, and
+    whatever is left in that session (workers, drivers) is killed by process id.
+    """
+    session = head.pid
+    if head.poll() is None:
+        head.send_signal(signal.SIGINT)
+        try:
+            head.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            head.kill()
+    leftovers = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == session:
+                leftovers.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    for proc in leftovers:
+        proc.kill()
+    psutil.wait_procs(leftovers, timeout=10)
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A loopback `ray start --head` with token auth; yields (dashboard URL, token, client env)."""
+    token = secrets.token_hex(32)
+    token_file = tmp_path / "auth_token"
+    token_file.write_text(token)
+    token_file.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token_file), RAY_USAGE_STATS_ENABLED="0")
+    # Short: Ray puts unix sockets under it, and their paths may not exceed 107 bytes.
+    temp_dir = tempfile.mkdtemp(prefix="diffarc-ray-")
+    dashboard_port = free_port()
+    command = [
+        *RAY, "start", "--head", "--block",
+        "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", "--include-dashboard=true",
+        f"--port={free_port()}", f"--dashboard-port={dashboard_port}",
+        f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+        "--num-cpus=2", f"--temp-dir={temp_dir}", "--disable-usage-stats",
+    ]  # fmt: skip
+    head_log = tmp_path / "ray_start.log"
+    with head_log.open("wb") as log:
+        head = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{dashboard_port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while dashboard_get(f"{url}/api/jobs/", token)[0] != 200:
+            assert head.poll() is None, f"ray start exited:\n{head_log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"dashboard not up in {STARTUP_TIMEOUT_S} s"
+            time.sleep(0.5)
+        yield url, token, env
+    finally:
+        stop_session(head)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def example_shards() -> list[str]:
+    """The shards the job reads by default, which are in the repository (and so in the working dir)."""
+    from jobs.compress import build_parser
+    from pipeline.shards import expand_inputs
+    from pipeline.storage import Storage
+
+    return expand_inputs(str(REPO / build_parser().get_default("input")), Storage())
+
+
+@pytest.mark.slow
+def test_ray_job_submit_archives_the_example_corpus(ray_head, tmp_path):
+    url, token, env = ray_head
+    assert dashboard_get(f"{url}/api/jobs/", None)[0] == 401, "the cluster accepts requests without a token"
+
+    output = tmp_path / "archive"
+    submission_id = f"diffarc-submit-{secrets.token_hex(4)}"
+    submit = subprocess.run(
+        [*RAY, "job", "submit", "--address", url, "--submission-id", submission_id, "--working-dir", ".",
+         "--", "python", "jobs/compress.py", "--output", str(output), "--codec", CODEC, "--actors", "1"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S,
+    )  # fmt: skip
+    transcript = submit.stdout + submit.stderr
+    assert token not in transcript, "the token leaked into the submit output"
+    status, body = dashboard_get(f"{url}/api/jobs/{submission_id}", token)
+    assert status == 200, transcript[-3000:]
+    job = json.loads(body)
+    assert job["status"] == "SUCCEEDED", f"{job['status']}: {job.get('message')}\n{transcript[-3000:]}"
+
+    shards = example_shards()
+    archives = sorted(output.rglob("*.parquet"))
+    assert len(archives) == len(shards), (archives, shards)
+    for archive in archives:
+        table = pq.read_table(archive)
+        assert table.num_rows > 0
+        rows = table.to_pylist()
+        assert all(r["codec_id"].startswith(CODEC) for r in rows)
+        assert all(r["bitstream"] for r in rows if r["error"] is None)
+        assert any(r["error"] is None for r in rows)
