@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import time
 
 import numpy as np
@@ -92,6 +93,22 @@ def bench_config(name: str, height: int, width: int, steps: list[int], repeats: 
     return row
 
 
+def bench_large(name: str, height: int, width: int, steps: int) -> dict:
+    """Encode + decode one large image; peak resident memory shows the tiling bound."""
+    torch.manual_seed(0)
+    codec = codec_from_model(build_model(CONFIGS[name]), name)
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    t0 = time.perf_counter()
+    blob = codec.encode([image])[0]
+    t1 = time.perf_counter()
+    out = codec.decode([blob], steps=steps)[0]
+    t2 = time.perf_counter()
+    assert out.size == (width, height)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"config": name, "size": f"{width}x{height}", "steps": steps, "encode_s": t1 - t0,
+            "decode_s": t2 - t1, "peak_rss_MiB": peak_mib}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", default=["cdc-s", "hyperprior-s", "cdc-paper"])
@@ -99,6 +116,8 @@ def main(argv=None) -> None:
     p.add_argument("--steps", nargs="+", type=int, default=[1, 2, 4, 8, 16])
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--large", action="store_true",
+                   help="instead: one 6000x4000 round trip at the first --steps value, with peak memory")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -106,7 +125,10 @@ def main(argv=None) -> None:
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, image {w}x{h}")
     for name in args.configs:
-        row = bench_config(name, h, w, args.steps, args.repeats)
+        if args.large:
+            row = bench_large(name, 4000, 6000, args.steps[0])
+        else:
+            row = bench_config(name, h, w, args.steps, args.repeats)
         print("  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
               flush=True)
 

@@ -151,7 +151,7 @@ def _ceil(n: int) -> int:
 
 def _to_padded_tensor(rgb: np.ndarray, hp: int, wp: int) -> torch.Tensor:
     """uint8 H x W x 3 -> float 3 x hp x wp in [0, 1], edge-replicated (reflection fails below 2 px)."""
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255)
+    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div(255)  # copy: inputs may be read-only
     h, w = rgb.shape[:2]
     return F.pad(x[None], (0, wp - w, 0, hp - h), mode="replicate")[0] if (h, w) != (hp, wp) else x
 

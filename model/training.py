@@ -41,7 +41,7 @@ class TrainConfig:
     lmbda_warmup: float | None = None  # smaller rate weight for the first warmup_steps
     warmup_steps: int = 0
     rho: float = 0.0  # LPIPS weight (CDC only)
-    lpips_weights: str | None = None
+    lpips_weights: str | None = None  # default: ../shared/data/perceptual/lpips_alex.pth when present
     steps: int = 10_000
     batch_size: int = 8
     crop: int = 128
@@ -180,7 +180,9 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
     if cfg.rho > 0:
         from .metrics import load_lpips
 
-        perceptual = load_lpips(cfg.lpips_weights, device=device)
+        from .metrics import DEFAULT_LPIPS_PATH
+
+        perceptual = load_lpips(cfg.lpips_weights or DEFAULT_LPIPS_PATH, device=device)
 
     loader = DataLoader(RandomCrops(cfg.data, cfg.crop, cfg.seed + step), batch_size=cfg.batch_size,
                         num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
