@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
         "counts": {"shards": len(parquets), "done": len(results), "failed": len(failures),
                    "rows": sum(r["rows"] for r in results.values()),
                    "errors": sum(r["errors"] for r in results.values())},
+        "timings": {"shard_seconds": round(sum(r["seconds"] for r in results.values()), 3)},
         "failures": [{"shard": redact(s), "error": e} for s, e in failures.items()],
     }
     if args.audit:

@@ -17,9 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from webdataset.tariterators import base_plus_ext  # noqa: E402
-
-from pipeline.shards import Sample, write_tar  # noqa: E402
+from pipeline.shards import Sample, split_key, write_tar  # noqa: E402
 from pipeline.storage import Storage, join  # noqa: E402
 
 
@@ -38,9 +36,7 @@ def collect(folder: Path) -> list[Sample]:
     samples: dict[str, Sample] = {}
     for path in sorted(folder.rglob("*")):
         if path.is_file() and not path.name.startswith("."):
-            key, ext = base_plus_ext(path.relative_to(folder).as_posix())
-            if key is None:
-                continue
+            key, ext = split_key(path.relative_to(folder).as_posix())
             samples.setdefault(key, Sample(key)).members[ext] = path.read_bytes()
     return [samples[k] for k in sorted(samples)]
 

@@ -127,7 +127,7 @@ def _settle(refs: list, item: Any) -> tuple[Any, bool, Any]:
         return item, False, f"{type(cause).__name__}: {cause}"
     except ray.exceptions.RayError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return item, False, f"worker process died on every attempt ({type(exc).__name__}: {first})"
+        return item, False, f"the worker process died on every attempt or could not start ({type(exc).__name__}: {first})"
 
 
 def run_pool(actors: list, items: list, call: Callable, board, display: ProgressDisplay,
@@ -139,7 +139,7 @@ def run_pool(actors: list, items: list, call: Callable, board, display: Progress
     results, failures = {}, {}
     while pool.has_next():
         try:
-            out = pool.get_next_unordered(timeout=0.25)
+            out = pool.get_next_unordered(timeout=0.1)
         except TimeoutError:
             out = None
         for event in ray.get(board.drain.remote()):

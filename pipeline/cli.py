@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import sys
 import uuid
+from pathlib import Path
 from dataclasses import asdict
 from typing import Callable, Iterator
 
@@ -16,6 +17,8 @@ from .actors import Resources, run_pool
 from .archive import now, package_versions
 from .progress import ProgressBoard, ProgressDisplay
 from .storage import Storage, redact
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def add_common_args(p: argparse.ArgumentParser, default_batch: int) -> None:
@@ -49,7 +52,10 @@ def ray_session() -> Iterator[None]:
     """Join the running Ray (``ray job submit``, an initialised test session) or start a local one."""
     started = not ray.is_initialized()
     if started:
-        ray.init(log_to_driver=True, configure_logging=False)
+        # Workers import `pipeline` and `model` from this checkout even when it is not installed
+        # and the job runs from another directory (under `ray job submit`, --working-dir does it).
+        job_config = ray.job_config.JobConfig(code_search_path=[str(REPO)])
+        ray.init(job_config=job_config, configure_logging=False)
     try:
         yield
     finally:

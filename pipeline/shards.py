@@ -9,17 +9,26 @@ fsspec file), never downloaded whole. A truncated shard yields what it holds and
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable, Iterator
 
 from braceexpand import braceexpand
-from webdataset.tariterators import base_plus_ext
 
 from .storage import PermanentError, Storage, basename, is_local
 
+# WebDataset's own rule (webdataset.tariterators.base_plus_ext), restated: importing webdataset
+# imports torch, seconds per worker process that a Pillow codec never needs.
+_KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "avif", "ppm", "pgm", "pnm")
 SHARD_SUFFIXES = (".tar",)
+
+
+def split_key(name: str) -> tuple[str, str]:
+    """``dir/0001.seg.png`` -> (``dir/0001``, ``seg.png``); a name without a dot is all key."""
+    m = _KEY_EXT.match(name)
+    return (m.group(1), m.group(2)) if m else (name, "")
 
 
 @dataclass
@@ -130,9 +139,7 @@ class ShardReader:
             for member in tar:
                 if not member.isfile():
                     continue
-                key, ext = base_plus_ext(member.name)
-                if key is None:
-                    key, ext = member.name, ""
+                key, ext = split_key(member.name)
                 data = tar.extractfile(member).read()
                 if current is not None and current.key != key:
                     yield current
@@ -143,8 +150,7 @@ class ShardReader:
             where = f"inside member '{member.name}'" if member is not None else "at its start"
             self.truncated = f"tar is truncated {where} ({exc})"
             if member is not None and member.isfile():
-                key, _ = base_plus_ext(member.name)
-                key = key or member.name
+                key, _ = split_key(member.name)
                 if current is None or current.key != key:
                     if current is not None:
                         yield current

@@ -23,7 +23,7 @@ def assert_exactly_once(out, expected: dict[str, list[str]]) -> None:
 
 def test_worker_killed_mid_shard_is_redone_exactly_once(ray_local, tmp_path):
     # Large enough photos that a shard takes a while: the kill lands while the shard is running.
-    expected = plain_shards(tmp_path / "in", n_shards=3, per_shard=16, size=(320, 240), fmt="JPEG")
+    expected = plain_shards(tmp_path / "in", n_shards=3, per_shard=24, size=(320, 240), fmt="JPEG")
     killed: dict = {}
 
     def kill_first_worker(event: dict) -> None:

@@ -142,3 +142,13 @@ def test_tar_stream_mode_matches_tarfile(tmp_path):
     write_tar(buf, [Sample("a", {"png": b"1", "txt": b"2"})])
     with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as t:
         assert t.getnames() == ["a.png", "a.txt"]
+
+
+def test_split_key_is_webdatasets_rule():
+    from webdataset.tariterators import base_plus_ext
+
+    from pipeline.shards import split_key
+
+    for name in ["a/b/0001.jpg", "0001.seg.png", "x.y/z.tar.gz", "k.", "dir.v2/img.json"]:
+        assert split_key(name) == base_plus_ext(name), name
+    assert split_key("README") == ("README", "")

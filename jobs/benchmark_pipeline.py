@@ -1,0 +1,153 @@
+"""Pipeline efficiency: bare codec encode vs the full compress job, and decode-job throughput.
+
+    python jobs/benchmark_pipeline.py                          # cdc-s-q2 if shipped, else webp-q75
+    python jobs/benchmark_pipeline.py --codec webp-q75 --images 64 --size 512x384
+    python jobs/benchmark_pipeline.py --random-init cdc-s      # a config's speed before weights exist
+
+On the same images (synthetic photos packed into shards, or --input SHARDS):
+  bare encode    codec.encode on preloaded images, batch by batch, one replica with all --cpus
+  compress job   jobs/compress.py with one actor holding --cpus: wall time, and steady state
+                 (the shards' own seconds, i.e. without actor start-up)
+  efficiency     compress-job images/s over bare images/s (steady state; the wall figure too)
+  decode job     jobs/decompress.py at each --decode-steps, wall and steady state
+Ray start-up is not timed. Figures are printed and, with --json, written to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import ray  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from examples.make_corpus import synthetic_photo  # noqa: E402
+from jobs import compress, decompress  # noqa: E402
+from jobs.make_shards import pack  # noqa: E402
+from model import list_codecs, load_codec, load_image  # noqa: E402
+from pipeline.shards import Sample, ShardReader, expand_inputs  # noqa: E402
+from pipeline.storage import Storage  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="benchmark_pipeline.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--codec", default=None, help="codec name or .safetensors path (default cdc-s-q2 if shipped, else webp-q75)")
+    p.add_argument("--random-init", default=None, metavar="CONFIG",
+                   help="benchmark a randomly initialised model of this config (cdc-s, hyperprior-s...) instead")
+    p.add_argument("--input", default=None, help="shards to use (default: synthetic photos)")
+    p.add_argument("--images", type=int, default=48, help="synthetic images (default 48)")
+    p.add_argument("--size", default="512x384", help="synthetic image size WxH (default 512x384)")
+    p.add_argument("--shards", type=int, default=4, help="synthetic shards (default 4)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per codec call (default 8)")
+    p.add_argument("--cpus", type=int, default=None, help="CPUs for the codec replica (default: all)")
+    p.add_argument("--decode-steps", type=int, nargs="*", default=[1, 8], help="decode steps to time (default 1 8)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    return p
+
+
+def default_codec() -> str:
+    names = {c.name for c in list_codecs()}
+    return "cdc-s-q2" if "cdc-s-q2" in names else "webp-q75"
+
+
+def random_init_weights(config: str, folder: Path) -> str:
+    """Save a random-init model of ``config`` as weights: same compute as trained weights."""
+    from model.config import CONFIGS  # model internals: the benchmark only, never the pipeline
+    from model.networks import build_model
+    from model.neural import save_weights
+
+    path = folder / f"{config}-random.safetensors"
+    save_weights(build_model(CONFIGS[config]), path, {"name": f"{config}-random"})
+    return str(path)
+
+
+def synthetic_shards(folder: Path, n_images: int, size: str, n_shards: int) -> str:
+    w, h = (int(v) for v in size.lower().split("x"))
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(n_images):
+        img = Image.fromarray(synthetic_photo(rng, h, w))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=90)
+        samples.append(Sample(f"bench{i:05d}", {"jpg": buf.getvalue(), "txt": b"benchmark"}))
+    pack(samples, str(folder), n_shards, "shard-", Storage())
+    return str(folder)
+
+
+def bare_encode(codec_name: str, shards: list[str], batch_size: int, threads: int) -> dict:
+    images = [load_image(s.members[s.image_member()]) for url in shards for s in ShardReader(url, Storage())
+              if s.image_member()]
+    codec = load_codec(codec_name)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    codec.encode(images[:batch_size])  # warm-up
+    t0 = time.perf_counter()
+    for i in range(0, len(images), batch_size):
+        codec.encode(images[i : i + batch_size])
+    seconds = time.perf_counter() - t0
+    return {"images": len(images), "seconds": seconds, "images_per_s": len(images) / seconds}
+
+
+def timed_job(main, argv: list[str], manifest_path: Path) -> dict:
+    t0 = time.perf_counter()
+    rc = main([*argv, "--no-progress"])
+    wall = time.perf_counter() - t0
+    if rc != 0:
+        raise SystemExit(f"benchmark job failed (exit {rc}): {argv}")
+    manifest = json.loads(manifest_path.read_text())
+    rows, steady = manifest["counts"]["rows"], manifest["timings"]["shard_seconds"]
+    return {"images": rows, "wall_s": wall, "images_per_s_wall": rows / wall,
+            "steady_s": steady, "images_per_s": rows / steady}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cpus = args.cpus or max(1, os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory(prefix="diffarc-bench-") as tmp:
+        tmp = Path(tmp)
+        codec = random_init_weights(args.random_init, tmp) if args.random_init else (args.codec or default_codec())
+        source = args.input or synthetic_shards(tmp / "shards", args.images, args.size, args.shards)
+        shards = expand_inputs(source, Storage())
+        print(f"codec {codec}; {len(shards)} shards; batch {args.batch_size}; {cpus} CPUs for one replica", flush=True)
+
+        bare = bare_encode(codec, shards, args.batch_size, cpus)
+        print(f"bare encode:   {bare['images_per_s']:8.2f} img/s  ({bare['images']} images in {bare['seconds']:.2f}s)", flush=True)
+
+        ray.init(num_cpus=cpus, include_dashboard=False, configure_logging=False)
+        common = ["--actors", "1", "--cpus-per-actor", str(cpus), "--batch-size", str(args.batch_size)]
+        job = timed_job(compress.main, ["--input", source, "--output", str(tmp / "archive"), "--codec", codec, *common],
+                        tmp / "archive" / "_manifest.json")
+        efficiency = job["images_per_s"] / bare["images_per_s"]
+        print(f"compress job:  {job['images_per_s']:8.2f} img/s steady, {job['images_per_s_wall']:.2f} img/s wall "
+              f"(incl. actor start-up, {job['wall_s']:.1f}s)", flush=True)
+        print(f"efficiency:    {efficiency:8.3f} steady (job / bare), {job['images_per_s_wall'] / bare['images_per_s']:.3f} wall")
+        decode = {}
+        for steps in args.decode_steps:
+            out = tmp / f"decoded-{steps}"
+            weights = ["--weights-dir", str(tmp)] if args.random_init else []
+            decode[steps] = timed_job(decompress.main, ["--input", str(tmp / "archive"), "--output", str(out),
+                                                        "--steps", str(steps), *weights, *common], out / "_manifest.json")
+            print(f"decode job, steps {steps}: {decode[steps]['images_per_s']:8.2f} img/s steady, "
+                  f"{decode[steps]['images_per_s_wall']:.2f} img/s wall", flush=True)
+        ray.shutdown()
+    figures = {"codec": codec, "cpus": cpus, "batch_size": args.batch_size, "bare_encode": bare, "compress_job": job,
+               "efficiency_steady": efficiency, "efficiency_wall": job["images_per_s_wall"] / bare["images_per_s"],
+               "decode_job": {str(k): v for k, v in decode.items()}}
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
