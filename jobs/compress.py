@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -24,7 +23,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from model import load_codec  # noqa: E402
 from pipeline.actors import CompressWorker  # noqa: E402
-from pipeline.archive import MANIFEST, RowGroups, completed, now, write_json  # noqa: E402
+from pipeline.archive import MANIFEST, RowGroups, now, read_stats, write_json  # noqa: E402
 from pipeline.cli import (add_common_args, fail, manifest_base, ray_session, resources_from,  # noqa: E402
                           run_workers, storage_from)
 from pipeline.encoding import DEFAULT_MAX_PIXELS, EncodeSettings  # noqa: E402
@@ -58,11 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def find_completed(output: str, names: list[str], storage, codec_id: str) -> dict[str, dict]:
     """Stats of the shards already archived under ``output``; refuses a different codec."""
-    listed = {u.rsplit("/", 1)[-1][: -len(".stats.json")] for u in storage.list(output, ".stats.json")}
-    candidates = [n for n in names if n in listed]
-    with ThreadPoolExecutor(16) as ex:
-        found = dict(zip(candidates, ex.map(lambda n: completed(output, n, storage), candidates)))
-    done = {n: s for n, s in found.items() if s is not None}
+    done = read_stats(output, storage, names)
     other = sorted({s["codec_id"] for s in done.values()} - {codec_id})
     if other:
         raise ValueError(
@@ -118,6 +113,7 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
 def tally(shards: list[str], results: dict, skipped: dict, failures: dict) -> dict:
     """Counts over the whole archive (this run and earlier complete ones) for the manifest."""
     stats = list(results.values()) + list(skipped.values())
+    status = ["done"] * len(results) + ["skipped"] * len(skipped)
 
     def total(key: str) -> int:
         return sum(s.get(key) or 0 for s in stats)
@@ -131,8 +127,7 @@ def tally(shards: list[str], results: dict, skipped: dict, failures: dict) -> di
         "timings": {"shard_seconds": round(seconds, 3),
                     "encode_seconds": round(sum(s["encode_seconds"] for s in results.values()), 3)},
         "shards": [{"shard": redact(s["shard"]), "name": s["name"], "rows": s["rows"], "errors": s["errors"],
-                    "truncated": s["truncated"], "status": "skipped" if s in skipped.values() else "done"}
-                   for s in stats],
+                    "truncated": s["truncated"], "status": st} for s, st in zip(stats, status)],
         "warnings": [f"{redact(s['shard'])}: {s['truncated']}" for s in stats if s["truncated"]],
         "failures": [{"shard": redact(shard), "error": reason} for shard, reason in failures.items()],
     }

@@ -25,14 +25,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import json  # noqa: E402
-
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from model import load_codec_for_id  # noqa: E402
 from pipeline.actors import DecodeWorker  # noqa: E402
-from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, now, write_json  # noqa: E402
+from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, now, read_stats, write_json  # noqa: E402
 from pipeline.cli import (add_common_args, fail, manifest_base, ray_session, resources_from,  # noqa: E402
                           run_workers, storage_from)
 from pipeline.decoding import FORMATS, DecodeSettings  # noqa: E402
@@ -72,12 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def select_shards(archive: str, pattern: str | None, storage) -> dict[str, dict]:
     """Stats of the complete archive files under ``archive`` (by name), filtered by ``pattern``."""
-    out = {}
-    for url in storage.list(archive, STATS_SUFFIX):
-        name = url.rsplit("/", 1)[-1][: -len(STATS_SUFFIX)]
-        if pattern is None or fnmatch.fnmatchcase(name, pattern):
-            out[name] = json.loads(storage.read_bytes(url))
-    return out
+    return {n: s for n, s in read_stats(archive, storage).items() if pattern is None or fnmatch.fnmatchcase(n, pattern)}
 
 
 def refused_codecs(shards: dict[str, dict], weights_dir: str | None) -> list[str]:

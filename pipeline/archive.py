@@ -15,6 +15,7 @@ import hashlib
 import json
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, BinaryIO
@@ -103,6 +104,16 @@ def completed(out_prefix: str, name: str, storage: Storage) -> dict | None:
     if storage.size(parquet_url(out_prefix, name)) != stats.get("parquet_bytes"):
         return None  # stats from an older run whose Parquet file was replaced or removed
     return stats
+
+
+def read_stats(out_prefix: str, storage: Storage, names: list[str] | None = None) -> dict[str, dict]:
+    """The complete shards under ``out_prefix`` (optionally only ``names``): name -> stats.
+    One listing, then the stats files read in parallel (thousands of shards on S3)."""
+    listed = [u.rsplit("/", 1)[-1][: -len(STATS_SUFFIX)] for u in storage.list(out_prefix, STATS_SUFFIX)]
+    wanted = [n for n in listed if names is None or n in set(names)]
+    with ThreadPoolExecutor(16) as pool:
+        found = dict(zip(wanted, pool.map(lambda n: completed(out_prefix, n, storage), wanted)))
+    return {n: s for n, s in found.items() if s is not None}
 
 
 def write_json(url: str, obj: dict, storage: Storage) -> None:
