@@ -15,6 +15,7 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import pyarrow as pa
 import ray
 from ray.util.actor_pool import ActorPool
 
@@ -70,6 +71,7 @@ class _Worker:
         # The board by name, not handle: handles in constructor arguments make restarts fragile.
         self.board = ray.get_actor(board) if board else None
         self.limit_threads()
+        pa.array([0])  # pyarrow imports pandas on its first conversion: pay that at start-up, not in a shard
 
     def limit_threads(self) -> None:
         _limit_threads(max(1, int(self.res.cpus)))
