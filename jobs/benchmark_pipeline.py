@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default=None, help="shards to use (default: synthetic photos)")
     p.add_argument("--images", type=int, default=48, help="synthetic images (default 48)")
     p.add_argument("--size", default="512x384", help="synthetic image size WxH (default 512x384)")
-    p.add_argument("--shards", type=int, default=4, help="synthetic shards (default 4)")
+    p.add_argument("--shards", type=int, default=2, help="synthetic shards (default 2; per-shard fixed costs weigh on small shards)")
     p.add_argument("--batch-size", type=int, default=8, help="images per codec call (default 8)")
     p.add_argument("--cpus", type=int, default=None, help="CPUs for the codec replica (default: all)")
     p.add_argument("--decode-steps", type=int, nargs="*", default=[1, 8], help="decode steps to time (default 1 8)")

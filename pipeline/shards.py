@@ -60,11 +60,10 @@ def expand_inputs(spec: str, storage: Storage) -> list[str]:
     """
     urls: list[str] = []
     for item in braceexpand(spec):
+        fs, path = storage.fs(item)
         if any(c in item for c in "*?["):
-            fs, path = storage.fs(item)
-            found = sorted(fs.glob(path))
-            urls += [_same_scheme(item, p) for p in found]
-        elif storage.fs(item)[0].isdir(storage.fs(item)[1]):
+            urls += [_same_scheme(item, p) for p in sorted(fs.glob(path))]
+        elif fs.isdir(path):
             urls += [u for u in storage.list(item, "") if u.endswith(SHARD_SUFFIXES)]
         else:
             urls.append(item)
