@@ -152,3 +152,18 @@ def test_split_key_is_webdatasets_rule():
     for name in ["a/b/0001.jpg", "0001.seg.png", "x.y/z.tar.gz", "k.", "dir.v2/img.json"]:
         assert split_key(name) == base_plus_ext(name), name
     assert split_key("README") == ("README", "")
+
+
+def test_make_shards_packs_a_folder_by_key(tmp_path):
+    from jobs import make_shards
+
+    src = tmp_path / "photos"
+    (src / "sub").mkdir(parents=True)
+    for key in ["a", "b", "sub/c"]:
+        (src / f"{key}.png").write_bytes(image_bytes(photo(), "PNG"))
+        (src / f"{key}.txt").write_text(key)
+    assert make_shards.main([str(src), "--output", str(tmp_path / "out"), "--shards", "2"]) == 0
+    shards = sorted((tmp_path / "out").glob("shard-*.tar"))
+    samples = [s for p in shards for s in ShardReader(str(p), Storage())]
+    assert len(shards) == 2 and [s.key for s in samples] == ["a", "b", "sub/c"]
+    assert all(sorted(s.members) == ["png", "txt"] for s in samples)
