@@ -18,12 +18,19 @@ ordinary float path; the 2**-14 weight grid changes its output by far less than 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.layers import GDN
-from compressai.models.utils import conv, deconv
 from torch import nn
+
+with warnings.catch_warnings():
+    # compressai 1.2.8 calls torch.jit.script at import; torch 2.14 warns about it in every process
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+    from compressai.layers import GDN
+    from compressai.models import CompressionModel
+    from compressai.models.utils import conv, deconv
 
 from .config import LatentConfig
 

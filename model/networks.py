@@ -11,11 +11,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from compressai.models import CompressionModel
-
 from .config import CDCConfig, HyperpriorConfig
 from .diffusion import ddim_sample, training_loss
-from .latent import LatentCoder, analysis_transform, synthesis_transform
+from .latent import CompressionModel, LatentCoder, analysis_transform, synthesis_transform
 from .unet import ConditionalUNet
 
 

@@ -235,8 +235,9 @@ def codec_from_model(model, name: str, device: str = "cpu", **kw) -> NeuralCodec
     return NeuralCodec(model, name, digest[:8], device=device, **kw)
 
 
-def tiny_test_codec(family: str = "cdc", seed: int = 0, **kw) -> NeuralCodec:
-    """A randomly initialised tiny model: for tests of everything around the network."""
+def random_codec(config: str = "cdc-tiny", seed: int = 0, **kw) -> NeuralCodec:
+    """A randomly initialised model of a named config: for tests and speed benchmarks."""
+    if config not in CONFIGS:
+        raise KeyError(f"unknown config '{config}' (known: {', '.join(CONFIGS)})")
     torch.manual_seed(seed)
-    model = build_model(CONFIGS[f"{family}-tiny"])
-    return codec_from_model(model, f"{family}-tiny", **kw)
+    return codec_from_model(build_model(CONFIGS[config]), config, **kw)

@@ -18,8 +18,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pyarrow.parquet as pq
 
-from model import load_image
-from model.metrics import ms_ssim, psnr
+from model import load_image, ms_ssim, psnr
 
 from .archive import PARQUET_SUFFIX, now, sha256
 from .batches import call_batched

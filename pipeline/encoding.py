@@ -17,14 +17,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from model import bits_per_pixel, load_image
+from model import DEFAULT_MAX_PIXELS, bits_per_pixel, load_image
 
 from .batches import call_batched
 from .archive import ArchiveWriter, RowGroups, now, parquet_url, sha256, stats_url, write_json
 from .shards import IMAGE_EXTS, Sample, ShardReader, shard_name
 from .storage import Storage
 
-DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb guard, same default as model.load_image
 Report = Callable[[dict], None]
 
 

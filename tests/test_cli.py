@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from model.__main__ import main
-from model.neural import save_weights, tiny_test_codec
+from model.neural import save_weights, random_codec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def test_encode_info_decode_with_pillow_codec(image_file, tmp_path, capsys):
 
 def test_encode_decode_with_weights_path(image_file, tmp_path):
     weights = tmp_path / "cdc-tiny-cli.safetensors"
-    save_weights(tiny_test_codec("cdc").model, weights, {"name": "cdc-tiny-cli"})
+    save_weights(random_codec("cdc-tiny").model, weights, {"name": "cdc-tiny-cli"})
     blob, out = tmp_path / "x.cdc", tmp_path / "out.png"
     assert main(["encode", str(image_file), str(blob), "--codec", str(weights)]) == 0
     # decode looks weights up by the bitstream's codec id, in the registry: not found here

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from model import BitstreamError, bits_per_pixel, load_codec, load_codec_for_id, unpack
-from model.neural import PAD_MULTIPLE, _to_padded_tensor, save_weights, tiny_test_codec
+from model.neural import PAD_MULTIPLE, _to_padded_tensor, save_weights, random_codec
 
 
 @pytest.fixture(scope="module", params=["cdc", "hyperprior"])
 def codec(request):
-    return tiny_test_codec(request.param)
+    return random_codec(f"{request.param}-tiny")
 
 
 def _images(seed=0):
@@ -79,14 +79,14 @@ def test_damage_and_wrong_model_refused(codec):
             codec.decode([bytes(bad)])
     with pytest.raises(BitstreamError, match="truncated|checksum"):
         codec.decode([blob[:-3]])
-    other = tiny_test_codec(codec.family, seed=1)
+    other = random_codec(f"{codec.family}-tiny", seed=1)
     assert other.codec_id != codec.codec_id
     with pytest.raises(BitstreamError, match="load the matching weights"):
         other.decode([blob])
 
 
 def test_tiled_large_image_matches_shape_and_is_deterministic():
-    codec = tiny_test_codec("cdc", tile=128, overlap=64)
+    codec = random_codec("cdc-tiny", tile=128, overlap=64)
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (150, 100, 3), dtype=np.uint8)  # padded 192x128: 2 tiles
     blob = codec.encode([img])
@@ -96,7 +96,7 @@ def test_tiled_large_image_matches_shape_and_is_deterministic():
 
 
 def test_weights_file_round_trip_and_id_check(tmp_path):
-    codec = tiny_test_codec("cdc", seed=2)
+    codec = random_codec("cdc-tiny", seed=2)
     path = tmp_path / "cdc-tiny-x.safetensors"
     digest = save_weights(codec.model, path, {"name": "cdc-tiny-x"})
     loaded = load_codec(str(path))
@@ -105,6 +105,6 @@ def test_weights_file_round_trip_and_id_check(tmp_path):
     reloaded = load_codec_for_id(unpack(blob[0]).codec_id, weights_dir=tmp_path)
     assert np.array_equal(np.asarray(reloaded.decode(blob, steps=2)[0]), np.asarray(loaded.decode(blob, steps=2)[0]))
     path.with_suffix(".json").write_text(path.with_suffix(".json").read_text())  # card unchanged
-    save_weights(tiny_test_codec("cdc", seed=3).model, path, {"name": "cdc-tiny-x"})
+    save_weights(random_codec("cdc-tiny", seed=3).model, path, {"name": "cdc-tiny-x"})
     with pytest.raises(BitstreamError, match="weights mismatch"):
         load_codec_for_id(unpack(blob[0]).codec_id, weights_dir=tmp_path)

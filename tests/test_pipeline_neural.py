@@ -11,11 +11,11 @@ from jobs import compress, decompress
 
 
 def test_tiny_neural_codec_round_trip_and_refusal(ray_local, tmp_path, capsys):
-    from model.neural import save_weights, tiny_test_codec
+    from model.neural import save_weights, random_codec
 
     weights = tmp_path / "weights"
     weights.mkdir()
-    save_weights(tiny_test_codec("cdc").model, weights / "cdc-tiny.safetensors", {"name": "cdc-tiny"})
+    save_weights(random_codec("cdc-tiny").model, weights / "cdc-tiny.safetensors", {"name": "cdc-tiny"})
     plain_shards(tmp_path / "in", n_shards=1, per_shard=3, size=(64, 48))
 
     out = tmp_path / "archive"
