@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lmbda-warmup", type=float, default=None, help="rate weight during warm-up")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     p.add_argument("--rho", type=float, default=d.rho, help="LPIPS weight (CDC; the paper's 0.9)")
+    p.add_argument("--final-step-fraction", type=float, default=d.final_step_fraction,
+                   help="CDC: share of each batch at t = 1, where deterministic decoding starts")
     p.add_argument("--lpips-weights", default=None, help="complete LPIPS state dict (.pth)")
     p.add_argument("--steps", type=int, default=d.steps, help="total optimiser steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size)

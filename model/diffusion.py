@@ -24,11 +24,18 @@ def training_loss(
     predict_x0: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     x0: torch.Tensor,
     cfg: DiffusionConfig,
+    final_step_fraction: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted x0 MSE at random t, and the predicted x0 (for an optional perceptual term)."""
+    """Weighted x0 MSE at random t, and the predicted x0 (for an optional perceptual term).
+
+    ``final_step_fraction`` of the batch is put at t = 1, the first step of every deterministic
+    decode: with little compute, the few-step decoder then learns as fast as an autoencoder.
+    """
     b = x0.shape[0]
-    n = torch.randint(1, cfg.train_steps + 1, (b,), generator=generator).to(x0.device)
+    n = torch.randint(1, cfg.train_steps + 1, (b,), generator=generator)
+    n[torch.rand(b, generator=generator) < final_step_fraction] = cfg.train_steps
+    n = n.to(x0.device)
     t = n.float() / cfg.train_steps
     ab = alpha_bar(t, cfg)[:, None, None, None]
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)

@@ -37,8 +37,8 @@ class CDCModel(CompressionModel):
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         return self.g_a(x)
 
-    def forward(self, x: torch.Tensor, lmbda: float, rho: float = 0.0, perceptual=None) -> dict:
-        return self.loss(x, lmbda, rho, perceptual)  # forward() so that DDP syncs gradients
+    def forward(self, x: torch.Tensor, lmbda: float, rho: float = 0.0, perceptual=None, **kw) -> dict:
+        return self.loss(x, lmbda, rho, perceptual, **kw)  # forward() so that DDP syncs gradients
 
     def reconstruct(self, y_hat: torch.Tensor, steps: int, x_start: torch.Tensor) -> torch.Tensor:
         """DDIM decode in ``steps`` steps from x_N = ``x_start`` (zeros or gamma * noise)."""
@@ -46,12 +46,14 @@ class CDCModel(CompressionModel):
         x0 = ddim_sample(lambda x_t, t: self.unet(x_t, t, ctx), x_start, steps, self.cfg.diffusion)
         return (x0 + 1) / 2
 
-    def loss(self, x: torch.Tensor, lmbda: float, rho: float = 0.0, perceptual=None) -> dict:
+    def loss(self, x: torch.Tensor, lmbda: float, rho: float = 0.0, perceptual=None,
+             final_step_fraction: float = 0.0) -> dict:
         """min(SNR, 5)-weighted x0 MSE  +  lmbda * bpp  [+ rho * LPIPS(x0_pred, x0)]."""
         y_hat, likelihoods = self.latent(self.g_a(x))
         ctx = self.unet.context(y_hat)
         x0 = x * 2 - 1
-        diffusion, x0_pred = training_loss(lambda x_t, t: self.unet(x_t, t, ctx), x0, self.cfg.diffusion)
+        diffusion, x0_pred = training_loss(lambda x_t, t: self.unet(x_t, t, ctx), x0, self.cfg.diffusion,
+                                           final_step_fraction)
         bpp = bits_per_pixel(likelihoods, x.shape[0] * x.shape[2] * x.shape[3])
         total = diffusion + lmbda * bpp
         out = {"diffusion": diffusion, "bpp": bpp, "mse": F.mse_loss(x0_pred, x0).detach() / 4}
@@ -78,13 +80,13 @@ class HyperpriorModel(CompressionModel):
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         return self.g_a(x)
 
-    def forward(self, x: torch.Tensor, lmbda: float, rho: float = 0.0, perceptual=None) -> dict:
-        return self.loss(x, lmbda, rho, perceptual)  # forward() so that DDP syncs gradients
+    def forward(self, x: torch.Tensor, lmbda: float, rho: float = 0.0, perceptual=None, **kw) -> dict:
+        return self.loss(x, lmbda, rho, perceptual, **kw)  # forward() so that DDP syncs gradients
 
     def reconstruct(self, y_hat: torch.Tensor, steps: int, x_start: torch.Tensor) -> torch.Tensor:
         return self.g_s(y_hat).clamp(0, 1)
 
-    def loss(self, x: torch.Tensor, lmbda: float, rho: float = 0.0, perceptual=None) -> dict:
+    def loss(self, x: torch.Tensor, lmbda: float, rho: float = 0.0, perceptual=None, **_) -> dict:
         """compressai's convention: lmbda * 255**2 * MSE + bpp."""
         y_hat, likelihoods = self.latent(self.g_a(x))
         x_hat = self.g_s(y_hat)

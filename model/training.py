@@ -41,6 +41,7 @@ class TrainConfig:
     lmbda_warmup: float | None = None  # smaller rate weight for the first warmup_steps
     warmup_steps: int = 0
     rho: float = 0.0  # LPIPS weight (CDC only)
+    final_step_fraction: float = 0.0  # CDC: share of each batch trained at t = 1 (see diffusion.py)
     lpips_weights: str | None = None  # default: ../shared/data/perceptual/lpips_alex.pth when present
     steps: int = 10_000
     batch_size: int = 8
@@ -196,7 +197,7 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
             break
         x = next(batches).to(device, memory_format=torch.channels_last)
         lmbda = cfg.lmbda_warmup if (cfg.lmbda_warmup is not None and step < cfg.warmup_steps) else cfg.lmbda
-        parts = net(x, lmbda, cfg.rho, perceptual)
+        parts = net(x, lmbda, cfg.rho, perceptual, final_step_fraction=cfg.final_step_fraction)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -204,9 +205,11 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         aux_opt.zero_grad(set_to_none=True)
         model.aux_loss().backward()
         aux_opt.step()
+        # EMA warm-up: early on the average would be mostly the random initialisation
+        decay = min(cfg.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - cfg.ema)
+                pe.lerp_(pm, 1 - decay)
             for be, bm in zip(ema.buffers(), model.buffers()):
                 be.copy_(bm)
         step += 1
