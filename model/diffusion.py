@@ -13,6 +13,7 @@ import torch
 from .config import DiffusionConfig
 
 ALPHA_BAR_MIN = 1e-6  # alpha_bar(1) of the cosine schedule is 0; keep divisions finite
+DECODE_GAMMAS = (0.0, 0.8, 1.0)  # x_N scales trained at t = 1 (see training_loss)
 
 
 def alpha_bar(t: torch.Tensor, cfg: DiffusionConfig) -> torch.Tensor:
@@ -34,11 +35,17 @@ def training_loss(
     """
     b = x0.shape[0]
     n = torch.randint(1, cfg.train_steps + 1, (b,), generator=generator)
-    n[torch.rand(b, generator=generator) < final_step_fraction] = cfg.train_steps
+    final = torch.rand(b, generator=generator) < final_step_fraction
+    n[final] = cfg.train_steps
     n = n.to(x0.device)
     t = n.float() / cfg.train_steps
     ab = alpha_bar(t, cfg)[:, None, None, None]
-    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator)
+    # At t = 1 a decode starts from x_N = gamma * noise, gamma = 0 (deterministic) or 0.8: show the
+    # network those inputs, not only unit noise, or x_N = 0 is out of distribution (about 1 dB).
+    gammas = torch.tensor(DECODE_GAMMAS)[torch.randint(len(DECODE_GAMMAS), (b,), generator=generator)]
+    noise = noise * torch.where(final, gammas, torch.ones(b))[:, None, None, None]
+    noise = noise.to(x0.device)
     x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
     x0_pred = predict_x0(x_t, t)
     snr = (ab / (1 - ab)).flatten()
