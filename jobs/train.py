@@ -2,7 +2,8 @@
 
     # CPU, in-process, 30-minute budget, resumable (rerun the same command to continue):
     python jobs/train.py --config cdc-s --data ../shared/data/train --out runs/cdc-s-q2 \\
-        --lmbda 0.01 --lmbda-warmup 0.001 --warmup-steps 500 --time-budget-min 30 --export cdc-s-q2
+        --lmbda 0.03 --lmbda-warmup 0 --warmup-steps 250 --final-step-fraction 0.5 \\
+        --time-budget-min 30 --export cdc-s-q2
 
     # several GPUs or nodes through Ray Train (same loop, one worker per GPU):
     python jobs/train.py --config cdc-paper --data s3://bucket/train/shard-{000..099}.tar \\
