@@ -31,10 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.eval_report import center_crop, plot_rd, render_gallery, summary_table
-from model import bits_per_pixel, load_codec, load_image
-from model.bdrate import bd_rate, ms_ssim_db
-from model.metrics import DEFAULT_LPIPS_PATH, load_lpips, lpips_distance, ms_ssim, psnr
+if __package__ in (None, ""):  # run as `python jobs/evaluate.py`: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jobs.eval_report import center_crop, plot_rd, render_gallery, summary_table  # noqa: E402
+from model import bits_per_pixel, load_codec, load_image  # noqa: E402
+from model.bdrate import bd_rate, ms_ssim_db  # noqa: E402
+from model.metrics import DEFAULT_LPIPS_PATH, load_lpips, lpips_distance, ms_ssim, psnr  # noqa: E402
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 METRICS = ("psnr", "ms_ssim", "lpips")
