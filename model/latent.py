@@ -103,6 +103,10 @@ class LatentCoder(nn.Module):
         self._exact = None  # weights may change: rebuild the fixed-point copy when next needed
         return super().train(mode)
 
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._exact = None  # new weights: the cached fixed-point copy is stale
+        return super()._load_from_state_dict(*args, **kwargs)
+
     def _exact_layers(self):
         if self._exact is None:
             layers = []

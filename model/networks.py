@@ -11,6 +11,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+
 from .config import CDCConfig, HyperpriorConfig
 from .diffusion import ddim_sample, training_loss
 from .latent import CompressionModel, LatentCoder, analysis_transform, synthesis_transform
@@ -22,23 +23,30 @@ def bits_per_pixel(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> tor
     return sum(-torch.log2(lk).sum() for lk in likelihoods.values()) / num_pixels
 
 
-class CDCModel(CompressionModel):
-    """Conditional diffusion codec: y_hat conditions a U-Net that denoises from x_N to x0."""
+class _LatentModel(CompressionModel):
+    """What both codecs share: g_a, the latent coder, and forward() = loss() for DDP."""
 
-    stochastic_decoder = True
-
-    def __init__(self, cfg: CDCConfig):
+    def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
         self.g_a = analysis_transform(cfg.latent)
         self.latent = LatentCoder(cfg.latent)
-        self.unet = ConditionalUNet(cfg.unet, cfg.latent.latent_channels)
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         return self.g_a(x)
 
     def forward(self, x: torch.Tensor, lmbda: float, rho: float = 0.0, perceptual=None, **kw) -> dict:
         return self.loss(x, lmbda, rho, perceptual, **kw)  # forward() so that DDP syncs gradients
+
+
+class CDCModel(_LatentModel):
+    """Conditional diffusion codec: y_hat conditions a U-Net that denoises from x_N to x0."""
+
+    stochastic_decoder = True
+
+    def __init__(self, cfg: CDCConfig):
+        super().__init__(cfg)
+        self.unet = ConditionalUNet(cfg.unet, cfg.latent.latent_channels)
 
     def reconstruct(self, y_hat: torch.Tensor, steps: int, x_start: torch.Tensor) -> torch.Tensor:
         """DDIM decode in ``steps`` steps from x_N = ``x_start`` (zeros or gamma * noise)."""
@@ -65,23 +73,14 @@ class CDCModel(CompressionModel):
         return out
 
 
-class HyperpriorModel(CompressionModel):
+class HyperpriorModel(_LatentModel):
     """compressai's ScaleHyperprior architecture (Ballé 2018), with our exact latent coder."""
 
     stochastic_decoder = False
 
     def __init__(self, cfg: HyperpriorConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.g_a = analysis_transform(cfg.latent)
-        self.latent = LatentCoder(cfg.latent)
+        super().__init__(cfg)
         self.g_s = synthesis_transform(cfg.latent)
-
-    def analysis(self, x: torch.Tensor) -> torch.Tensor:
-        return self.g_a(x)
-
-    def forward(self, x: torch.Tensor, lmbda: float, rho: float = 0.0, perceptual=None, **kw) -> dict:
-        return self.loss(x, lmbda, rho, perceptual, **kw)  # forward() so that DDP syncs gradients
 
     def reconstruct(self, y_hat: torch.Tensor, steps: int, x_start: torch.Tensor) -> torch.Tensor:
         return self.g_s(y_hat).clamp(0, 1)
