@@ -11,6 +11,7 @@ steps x gamma combination. Writes to ``--out``:
 - ``points.csv``, ``averages.csv``, ``bd_rate.csv``: the same as tables
 - ``rd_psnr.png``, ``rd_ms_ssim.png``, ``rd_lpips.png``: one curve per codec family and decoder setting
 - ``gallery.png``: one crop decoded by every curve at the quality closest to ``--gallery-bpp``
+- with ``--write-cards``: each shipped model's averages into its card ``model/weights/NAME.json``
 
 Averages are means over images of the per-image values (the convention of CompressAI's
 published Kodak curves); BD-rates compare each curve with the ``--anchor`` curve (WebP).
@@ -38,6 +39,7 @@ from jobs.eval_report import center_crop, plot_rd, render_gallery, summary_table
 from model import bits_per_pixel, load_codec, load_image  # noqa: E402
 from model.bdrate import bd_rate, ms_ssim_db  # noqa: E402
 from model.metrics import DEFAULT_LPIPS_PATH, load_lpips, lpips_distance, ms_ssim, psnr  # noqa: E402
+from model.registry import WEIGHTS_DIR  # noqa: E402
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 METRICS = ("psnr", "ms_ssim", "lpips")
@@ -113,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="use only the first N images (quick runs)")
     p.add_argument("--device", default="cpu", help="torch device for neural codecs and LPIPS")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    p.add_argument("--write-cards", action="store_true",
+                   help="record each shipped model's averages in its card (model/weights/NAME.json)")
     return p
 
 
@@ -218,6 +222,38 @@ def bd_rates(rd_curves: dict[str, list[dict]], anchor: str) -> list[dict]:
     return rows
 
 
+CARD_FIGURES = ("steps", "gamma", "bpp", *METRICS, "encode_s", "decode_s")
+
+
+def write_card_figures(codecs, rows: list[dict], config: dict, weights_dir: Path = WEIGHTS_DIR) -> list[Path]:
+    """Store each registered model's averages in its card, under ``evaluation``.
+
+    Only a card whose ``sha256`` is the evaluated file's gets figures, so a card never describes
+    weights other than its own.
+    """
+    written = []
+    for codec in codecs:
+        card_path = Path(weights_dir) / f"{codec.name}.json"
+        weights_hash = getattr(codec, "weights_hash", None)
+        if weights_hash is None or not card_path.exists():
+            continue  # a Pillow reference, or a model loaded from a path outside the registry
+        card = json.loads(card_path.read_text())
+        if not str(card.get("sha256", "")).startswith(weights_hash):
+            warnings.warn(f"{card_path}: card is for other weights than {codec.codec_id}; not updated")
+            continue
+        card["evaluation"] = {
+            "images": Path(config["images"]).name, "n_images": config["n_images"],
+            "date": time.strftime("%Y-%m-%d"), "command": config["command"],
+            "averages": [
+                {k: (round(r[k], 4) if isinstance(r[k], float) else r[k]) for k in CARD_FIGURES}
+                for r in rows if r["codec"] == codec.name
+            ],
+        }  # fmt: skip
+        card_path.write_text(json.dumps(_json_safe(card), indent=2) + "\n")
+        written.append(card_path)
+    return written
+
+
 def _json_safe(value):
     """NaN and inf become null: strict JSON has no such numbers."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -238,6 +274,8 @@ def write_csv(path: Path, rows: list[dict], fields) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.write_cards and args.limit:
+        raise SystemExit("--write-cards records figures for the whole image set: drop --limit")
     import PIL
     import torch
     from tqdm import tqdm
@@ -284,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         if any(math.isfinite(r[metric]) for r in rows):
             plot_rd(rd_curves, metric, args.out / f"rd_{metric}.png", title)
     render_gallery(images, gallery_name, gallery, args, args.out / "gallery.png")
+    if args.write_cards:
+        for card in write_card_figures(codecs, rows, config):
+            print(f"figures written into {card}")
     print(summary_table(rows, bd_rows))
     print(f"wrote {args.out}/results.json, *.csv, rd_*.png, gallery.png")
     return 0

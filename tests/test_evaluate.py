@@ -10,8 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from jobs.evaluate import averages, build_parser, codec_names, curve_name, evaluate_codec, expand_braces, main
+from jobs.evaluate import (
+    averages, build_parser, codec_names, curve_name, evaluate_codec, expand_braces, main, write_card_figures,
+)  # fmt: skip
 from model import load_codec, load_image
+from model.neural import random_codec, save_weights
 
 torch.set_num_threads(1)
 
@@ -123,3 +126,32 @@ def test_evaluate_end_to_end_on_tiny_images(tmp_path, capsys):
 
 def test_help_mentions_brace_expansion():
     assert "webp-q{10,30,50}" in build_parser().format_help()
+
+
+def test_write_cards_records_figures_only_in_the_matching_card(tmp_path):
+    codec = random_codec("hyperprior-tiny", seed=1)
+    save_weights(codec.model, tmp_path / "hp-tiny-q1.safetensors", {"name": "hp-tiny-q1"})
+    shipped = load_codec(str(tmp_path / "hp-tiny-q1.safetensors"))
+    stale = random_codec("hyperprior-tiny", seed=2)  # same name, other weights: its card must not change
+    save_weights(stale.model, tmp_path / "hp-tiny-q2.safetensors", {"name": "hp-tiny-q2"})
+    save_weights(random_codec("hyperprior-tiny", seed=3).model, tmp_path / "hp-tiny-q2.safetensors", {"name": "x"})
+    stale.name = "hp-tiny-q2"
+    row = {"codec": "hp-tiny-q1", "steps": None, "gamma": None, "bpp": 0.123456, "psnr": 27.5, "ms_ssim": 0.9,
+           "lpips": math.nan, "encode_s": 0.1, "decode_s": 0.2}
+    config = {"images": "/data/kodak", "n_images": 24, "command": "python -m jobs.evaluate ..."}
+    with pytest.warns(UserWarning, match="other weights"):
+        written = write_card_figures([shipped, stale, load_codec("jpeg-q5")], [row], config, weights_dir=tmp_path)
+    assert written == [tmp_path / "hp-tiny-q1.json"]
+    card = json.loads(written[0].read_text())
+    assert card["evaluation"]["images"] == "kodak" and card["evaluation"]["n_images"] == 24
+    assert card["evaluation"]["averages"] == [
+        {"steps": None, "gamma": None, "bpp": 0.1235, "psnr": 27.5, "ms_ssim": 0.9, "lpips": None,
+         "encode_s": 0.1, "decode_s": 0.2}
+    ]  # fmt: skip
+    assert "evaluation" not in json.loads((tmp_path / "hp-tiny-q2.json").read_text())
+
+
+def test_write_cards_refuses_a_partial_image_set(tmp_path):
+    with pytest.raises(SystemExit, match="drop --limit"):
+        main(["--images", str(tmp_path), "--out", str(tmp_path), "--codecs", "jpeg-q5", "--limit", "2",
+              "--write-cards"])

@@ -1,5 +1,7 @@
 """Smoke tests of the shipped weights on a real photograph (a Kodak crop from ../shared/data)."""
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +13,12 @@ from model.metrics import psnr
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
 # Floors only a trained model reaches, for a 256x256 crop at 4 steps. Random weights, and a CDC whose
-# latent collapsed (every symbol zero), give 11-13 dB here. The shipped CDC is a preliminary CPU
-# checkpoint (17.4 dB when this floor was set; see its card), the hyperprior 28.0 dB.
+# latent collapsed (every symbol zero), give 11-13 dB here. The shipped models are preliminary CPU
+# checkpoints (see their cards); `pytest -s` prints what each one reaches.
 PSNR_FLOOR = {"cdc": 15.0, "hyperprior": 23.0}
 BPP_RANGE = (0.02, 2.0)
-
-
-def _shipped(family):
-    return [i.name for i in list_codecs() if i.family == family]
+SHIPPED = [i for i in list_codecs() if i.path is not None]
+CARD_FIELDS = ("name", "family", "lmbda", "rho", "steps_trained", "wall_time_s", "hardware", "data", "sha256")
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,23 @@ def photo():
     return np.asarray(Image.open(KODAK).convert("RGB"))[128:384, 256:512]
 
 
+def test_every_family_ships_weights():
+    assert {i.family for i in SHIPPED} >= {"cdc", "hyperprior"}
+
+
+@pytest.mark.parametrize("info", SHIPPED, ids=lambda i: i.name)
+def test_card_describes_its_weights(info):
+    card = json.loads(info.path.with_suffix(".json").read_text())
+    assert [f for f in CARD_FIELDS if f not in card] == []
+    assert card["name"] == info.name
+    assert hashlib.sha256(info.path.read_bytes()).hexdigest() == card["sha256"]
+    assert info.path.stat().st_size < 20 * 2**20
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["cdc", "hyperprior"])
-def test_shipped_model_compresses_a_photo(family, photo):
-    names = _shipped(family)
-    if not names:
-        pytest.skip(f"no shipped {family} weights in model/weights/")
-    codec = load_codec(names[0])
+@pytest.mark.parametrize("info", SHIPPED, ids=lambda i: i.name)
+def test_shipped_model_compresses_a_photo(info, photo):
+    codec = load_codec(info.name)
     blob = codec.encode([photo])[0]
     assert load_codec_for_id(unpack(blob).codec_id).codec_id == codec.codec_id
     bpp = len(blob) * 8 / (photo.shape[0] * photo.shape[1])
@@ -42,4 +52,4 @@ def test_shipped_model_compresses_a_photo(family, photo):
     quality = psnr(photo, decoded)
     print(f"{codec.codec_id}: {bpp:.3f} bpp, {quality:.2f} dB")
     assert BPP_RANGE[0] < bpp < BPP_RANGE[1]
-    assert quality > PSNR_FLOOR[family]
+    assert quality > PSNR_FLOOR[info.family]
