@@ -58,3 +58,17 @@ def test_lpips_term_enters_the_cdc_loss():
     assert parts["lpips"] > 0
     parts["loss"].backward()
     assert model.g_a[0].weight.grad.abs().sum() > 0
+
+
+def test_training_crops_stream_from_webdataset_shards(photo_folder, tmp_path):
+    from itertools import islice
+
+    from jobs.make_shards import main as make_shards
+    from model.training import RandomCrops
+
+    assert make_shards([str(photo_folder), "--output", str(tmp_path), "--shards", "2"]) == 0
+    shards = sorted(str(p) for p in tmp_path.glob("shard-*.tar"))
+    crops = list(islice(iter(RandomCrops(shards, crop=48, seed=0)), 12))  # more than the 5 photos: it loops
+    assert all(c.shape == (3, 48, 48) and c.dtype == torch.float32 for c in crops)
+    assert 0.0 <= min(float(c.min()) for c in crops) and max(float(c.max()) for c in crops) <= 1.0
+    assert len({round(float(c.mean()), 4) for c in crops}) > 1  # different photos and positions
