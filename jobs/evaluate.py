@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as `python jobs/evaluate.py`: make the repo
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobs.eval_report import center_crop, plot_rd, render_gallery, summary_table  # noqa: E402
-from model import bits_per_pixel, load_codec, load_image  # noqa: E402
+from model import bits_per_pixel, list_codecs, load_codec, load_image  # noqa: E402
 from model.bdrate import bd_rate, ms_ssim_db  # noqa: E402
 from model.metrics import DEFAULT_LPIPS_PATH, load_lpips, lpips_distance, ms_ssim, psnr  # noqa: E402
 from model.registry import WEIGHTS_DIR  # noqa: E402
@@ -231,12 +231,12 @@ def write_card_figures(codecs, rows: list[dict], config: dict, weights_dir: Path
     Only a card whose ``sha256`` is the evaluated file's gets figures, so a card never describes
     weights other than its own.
     """
+    shipped = {i.name: i.path.with_suffix(".json") for i in list_codecs(weights_dir) if i.path is not None}
     written = []
     for codec in codecs:
-        card_path = Path(weights_dir) / f"{codec.name}.json"
-        weights_hash = getattr(codec, "weights_hash", None)
-        if weights_hash is None or not card_path.exists():
-            continue  # a Pillow reference, or a model loaded from a path outside the registry
+        card_path, weights_hash = shipped.get(codec.name), getattr(codec, "weights_hash", None)
+        if card_path is None or weights_hash is None:
+            continue  # a Pillow reference, or a model that is not in the registry
         card = json.loads(card_path.read_text())
         if not str(card.get("sha256", "")).startswith(weights_hash):
             warnings.warn(f"{card_path}: card is for other weights than {codec.codec_id}; not updated")
