@@ -22,7 +22,7 @@ from .codec import Codec, Option
 from .config import CONFIGS, config_from_dict, config_to_dict
 from .format import BitstreamError
 from .networks import build_model
-from .tiling import blend_weight, interior, tiles_2d
+from .tiling import batches_by_shape, blend_weight, interior, tiles_2d
 from .weights import Weights, make_codec_id, sha256_bytes, sha256_file
 
 PAD_MULTIPLE = 64  # z is at 1/64 resolution
@@ -61,16 +61,8 @@ class NeuralCodec(Codec):
     def codec_id(self) -> str:
         return make_codec_id(self.name, self.weights_sha256)
 
-    # ----- batching ---------------------------------------------------------------------------
     def _batches(self, shapes: list[tuple[int, int]]):
-        """Index lists of items that share a padded shape, each within the pixel budget."""
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, (h, w) in enumerate(shapes):
-            groups.setdefault((_ceil(h), _ceil(w)), []).append(i)
-        for (hp, wp), idxs in groups.items():
-            per_batch = max(1, self.batch_pixels // (hp * wp))
-            for k in range(0, len(idxs), per_batch):
-                yield (hp, wp), idxs[k : k + per_batch]
+        return batches_by_shape(shapes, PAD_MULTIPLE, self.batch_pixels)
 
     # ----- encode -----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -176,7 +168,8 @@ def prepare_for_release(model) -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(p.half().float())
-    model.update(force=True)
+    if hasattr(model, "update"):  # entropy models: CDF tables from the stored values
+        model.update(force=True)
 
 
 def _state_for_storage(model) -> dict[str, torch.Tensor]:

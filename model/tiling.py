@@ -49,3 +49,15 @@ def interior(start: int, size: int, length: int, margin: int) -> tuple[int, int]
     lo = start + margin if start > 0 else start
     hi = start + size - margin if start + size < length else start + size
     return lo, hi
+
+
+def batches_by_shape(shapes: list[tuple[int, int]], multiple: int, batch_pixels: int):
+    """(padded shape, indices) of items that pad to one shape (sides rounded up to ``multiple``),
+    each batch within ``batch_pixels`` of padded pixels (at least one item)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (h, w) in enumerate(shapes):
+        groups.setdefault((-(-h // multiple) * multiple, -(-w // multiple) * multiple), []).append(i)
+    for (hp, wp), idxs in groups.items():
+        per_batch = max(1, batch_pixels // (hp * wp))
+        for k in range(0, len(idxs), per_batch):
+            yield (hp, wp), idxs[k : k + per_batch]
