@@ -65,7 +65,7 @@ def default_codec() -> str:
 def random_init_weights(config: str, folder: Path) -> str:
     """Save a random-init model of ``config`` as weights: same compute as trained weights."""
     from model import random_codec
-    from model.neural import save_weights  # writing weights: the benchmark only, never the pipeline
+    from model.nn.weights_file import save_weights  # writing weights: the benchmark only, never the pipeline
 
     path = folder / f"{config}-random.safetensors"
     save_weights(random_codec(config).model, path, {"name": f"{config}-random"})

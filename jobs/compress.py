@@ -25,7 +25,7 @@ from model import load_codec, split_codec_id  # noqa: E402
 from model.options import add_option_flags, family_options, given_options  # noqa: E402
 from pipeline.actors import CompressWorker  # noqa: E402
 from pipeline.archive import MANIFEST, RowGroups, now, read_stats, write_json  # noqa: E402
-from pipeline.cli import (add_common_args, fail, manifest_base, ray_session, resources_from,  # noqa: E402
+from pipeline.runner import (add_common_args, fail, manifest_base, ray_session, resources_from,  # noqa: E402
                           run_workers, storage_from)
 from pipeline.encoding import DEFAULT_MAX_PIXELS, EncodeSettings  # noqa: E402
 from pipeline.shards import expand_inputs, shard_name  # noqa: E402

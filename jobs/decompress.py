@@ -32,7 +32,7 @@ from model import load_codec_for_id  # noqa: E402
 from model.options import add_option_flags, family_options, given_options, with_defaults  # noqa: E402
 from pipeline.actors import DecodeWorker  # noqa: E402
 from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, now, read_stats, write_json  # noqa: E402
-from pipeline.cli import (add_common_args, fail, manifest_base, ray_session, resources_from,  # noqa: E402
+from pipeline.runner import (add_common_args, fail, manifest_base, ray_session, resources_from,  # noqa: E402
                           run_workers, storage_from)
 from pipeline.decoding import FORMATS, DecodeSettings  # noqa: E402
 from pipeline.encoding import DEFAULT_MAX_PIXELS  # noqa: E402

@@ -16,12 +16,13 @@ from typing import BinaryIO, Iterable, Iterator
 
 from braceexpand import braceexpand
 
+from model import IMAGE_EXTENSIONS
+
 from .storage import PermanentError, Storage, basename, is_local
 
 # WebDataset's own rule (webdataset.tariterators.base_plus_ext), restated: importing webdataset
 # imports torch, seconds per worker process that a Pillow codec never needs.
 _KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "avif", "ppm", "pgm", "pnm")
 SHARD_SUFFIXES = (".tar",)
 
 
@@ -37,7 +38,7 @@ class Sample:
     members: dict[str, bytes] = field(default_factory=dict)  # extension -> bytes
     problem: str | None = None  # set when the tar broke inside this sample
 
-    def image_member(self, exts: Iterable[str] = IMAGE_EXTS) -> str | None:
+    def image_member(self, exts: Iterable[str] = IMAGE_EXTENSIONS) -> str | None:
         """The extension of the sample's image (the first image member), or None."""
         exts = tuple(exts)
         return next((e for e in self.members if e.lower() in exts), None)

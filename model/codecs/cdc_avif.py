@@ -15,11 +15,11 @@ import zlib
 
 import numpy as np
 
-from ..avif_base import decode_base, encode_base
+from .avif_base import decode_base, encode_base
 from ..codec import Codec, Option
 from ..format import BitstreamError
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
-from ..restoration import RestorationConfig
+from ..nn.restoration import RestorationConfig
 from ..weights import make_codec_id
 
 NAME = re.compile(r"^(cdc-avif-[a-z0-9-]+?)(?:-q(\d{1,3}))?$")
@@ -59,7 +59,7 @@ class AvifDiffusionCodec(Codec):
     def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float):
         import torch
 
-        from ..tiling import batches_by_shape
+        from ..nn.tiling import batches_by_shape
 
         bases = [self._base(c) for c in containers]
         out: list = [None] * len(containers)
@@ -93,7 +93,7 @@ class AvifDiffusionCodec(Codec):
         import torch
         import torch.nn.functional as F
 
-        from ..diffusion import alpha_bar
+        from ..nn.diffusion import alpha_bar
 
         h, w = items[0][1].shape[:2]
         hp, wp = -(-h // multiple) * multiple, -(-w // multiple) * multiple
@@ -110,27 +110,18 @@ class AvifDiffusionCodec(Codec):
 
     def _run(self, base, quality, r_start, steps, t_start):
         """base + restored residual, over the whole batch or tile by tile (linear blends)."""
-        import torch
-
-        from ..tiling import blend_weight, tiles_2d
+        from ..nn.tiling import blended
 
         _, _, h, w = base.shape
         if h * w <= TILE * TILE:
             return self._restore_tile(base, quality, r_start, steps, t_start)
-        out = torch.zeros_like(base)
-        weight = torch.zeros(1, 1, h, w, device=base.device)
-        for top, left, th, tw in tiles_2d(h, w, TILE, OVERLAP):
-            rows, cols = slice(top, top + th), slice(left, left + tw)
-            xt = self._restore_tile(base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start)
-            wt = blend_weight(top, left, th, tw, h, w, OVERLAP).to(base.device)
-            out[..., rows, cols] += xt * wt
-            weight[..., rows, cols] += wt
-        return out / weight
+        return blended(lambda rows, cols, *_: self._restore_tile(
+            base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start), base.shape, TILE, OVERLAP)
 
     def _restore_tile(self, base, quality, r_start, steps, t_start):
         import torch
 
-        from ..diffusion import ddim_sample
+        from ..nn.diffusion import ddim_sample
 
         cfg = self.net.cfg
         has_base = torch.ones(base.shape[0], device=base.device)
@@ -155,7 +146,7 @@ def parse(name: str) -> ParsedName | None:
 
 
 def load(request: CodecRequest) -> AvifDiffusionCodec:
-    from ..neural import load_model  # torch is imported only when a model is loaded
+    from ..nn.weights_file import load_model  # torch is imported only when a model is loaded
 
     w = request.weights
     return AvifDiffusionCodec(load_model(w.path), w.card.get("name", w.name), w.sha256, request.device,
@@ -168,7 +159,7 @@ def listing(weights) -> list[CodecInfo]:
 
 
 def network(cfg: RestorationConfig):
-    from ..restoration import RestorationUNet
+    from ..nn.restoration import RestorationUNet
 
     return RestorationUNet(cfg)
 

@@ -23,10 +23,13 @@ def encode_base(rgb: np.ndarray, quality: int) -> bytes:
     if not 0 <= quality <= 100:
         raise ValueError(f"AVIF quality must be 0..100, got {quality}")
     buf = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(
-        buf, format="AVIF", quality=int(quality), speed=AVIF_SPEED, subsampling=AVIF_SUBSAMPLING
-    )
+    Image.fromarray(rgb, "RGB").save(buf, format="AVIF", **save_kwargs(quality))
     return buf.getvalue()
+
+
+def save_kwargs(quality: int) -> dict:
+    """Pillow's AVIF encoder settings: the base layer's, and the avif-qN reference's."""
+    return {"quality": int(quality), "speed": AVIF_SPEED, "subsampling": AVIF_SUBSAMPLING}
 
 
 def decode_base(data: bytes) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""What the compress and decompress jobs share: common flags, the Ray session, running a pool of
-workers with live progress, and the manifest's common part."""
+"""The job runner the compress and decompress jobs share: common flags, the Ray session, running a
+pool of workers with live progress, and the manifest's common part."""
 
 from __future__ import annotations
 

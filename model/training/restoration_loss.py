@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from .diffusion import alpha_bar
-from .restoration import RestorationConfig
+from ..nn.diffusion import alpha_bar
+from ..nn.restoration import RestorationConfig
 
 FINAL_STEP_GAMMAS = (0.0, 0.0, 0.8, 1.0)  # r_N scales trained at t = 1; 0 is the MSE decode
 

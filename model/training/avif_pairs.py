@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset
 
-from .avif_base import decode_base, encode_base
-from .images import to_rgb8
+from ..codecs.avif_base import decode_base, encode_base
+from ..images import to_rgb8
 
 CACHE_VERSION = 1
 
