@@ -19,7 +19,7 @@ from .avif_base import decode_base, encode_base
 from ..codec import Codec, Option
 from ..format import BitstreamError
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
-from ..nn.restoration import RestorationConfig
+from ..nn.config import RestorationConfig
 from ..weights import make_codec_id
 
 NAME = re.compile(r"^(cdc-avif-[a-z0-9-]+?)(?:-q(\d{1,3}))?$")
@@ -40,11 +40,11 @@ class AvifDiffusionCodec(Codec):
     family = "cdc-avif"
     options = OPTIONS
 
-    def __init__(self, net, name: str, sha256: str, device: str = "cpu", default_steps: int = 1,
+    def __init__(self, model, name: str, sha256: str, device: str = "cpu", default_steps: int = 1,
                  batch_pixels: int = 4 * 768 * 512):
         import torch
 
-        self.net = net.eval().to(device, memory_format=torch.channels_last)
+        self.model = model.eval().to(device, memory_format=torch.channels_last)
         self.name, self.sha256, self.device = name, sha256, torch.device(device)
         self.batch_pixels = batch_pixels
         self.presets = {"steps": default_steps}
@@ -63,7 +63,7 @@ class AvifDiffusionCodec(Codec):
 
         bases = [self._base(c) for c in containers]
         out: list = [None] * len(containers)
-        multiple = self.net.pad_multiple(self.net.cfg)
+        multiple = self.model.pad_multiple
         with torch.inference_mode():
             for _, idxs in batches_by_shape([b[1].shape[:2] for b in bases], multiple, self.batch_pixels):
                 x = self._restore([bases[i] for i in idxs], steps, gamma, seed, t_start, multiple)
@@ -100,8 +100,7 @@ class AvifDiffusionCodec(Codec):
         base = torch.stack([torch.from_numpy(np.array(b)).permute(2, 0, 1) for _, b, _ in items])
         base = F.pad(base.float() / 127.5 - 1, (0, wp - w, 0, hp - h), mode="replicate")
         quality = torch.tensor([float(q) for q, _, _ in items])
-        cfg = self.net.cfg
-        noise_sd = gamma * float((1 - alpha_bar(torch.tensor(t_start), cfg.diffusion)).sqrt())
+        noise_sd = gamma * float((1 - alpha_bar(torch.tensor(t_start), self.model.cfg.diffusion)).sqrt())
         r_start = torch.stack([_noise((3, hp, wp), seed, crc) for _, _, crc in items]) * noise_sd
         x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
                       r_start.to(self.device, memory_format=torch.channels_last), steps, t_start)
@@ -109,25 +108,14 @@ class AvifDiffusionCodec(Codec):
         return list(x.permute(0, 2, 3, 1).cpu().numpy())
 
     def _run(self, base, quality, r_start, steps, t_start):
-        """base + restored residual, over the whole batch or tile by tile (linear blends)."""
+        """The restored batch, whole or tile by tile (overlaps blended): bounded memory."""
         from ..nn.tiling import blended
 
         _, _, h, w = base.shape
         if h * w <= TILE * TILE:
-            return self._restore_tile(base, quality, r_start, steps, t_start)
-        return blended(lambda rows, cols, *_: self._restore_tile(
+            return self.model.restore(base, quality, r_start, steps, t_start)
+        return blended(lambda rows, cols, *_: self.model.restore(
             base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start), base.shape, TILE, OVERLAP)
-
-    def _restore_tile(self, base, quality, r_start, steps, t_start):
-        import torch
-
-        from ..nn.diffusion import ddim_sample
-
-        cfg = self.net.cfg
-        has_base = torch.ones(base.shape[0], device=base.device)
-        r0 = ddim_sample(lambda r_t, t: self.net(r_t, base, t, quality, has_base), r_start, steps,
-                         cfg.diffusion, t_start=t_start, clip=None)
-        return base + r0 / cfg.residual_scale
 
 
 def _noise(shape, seed: int, crc: int):
@@ -159,9 +147,9 @@ def listing(weights) -> list[CodecInfo]:
 
 
 def network(cfg: RestorationConfig):
-    from ..nn.restoration import RestorationUNet
+    from ..nn.restoration import AvifRestorationModel
 
-    return RestorationUNet(cfg)
+    return AvifRestorationModel(cfg)
 
 
 register_family(Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig,
