@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.avif_box import (
+from model.codecs.avif_box import (
     TAG_COMPACT,
     TAG_FULL,
     compact_or_full,
@@ -87,7 +87,7 @@ def test_sequence_header_fields_match_the_encode():
 
 
 def _obus_of(avif: bytes):
-    from model.avif_box import _obus
+    from model.codecs.avif_box import _obus
 
     return _obus(strip(avif))
 

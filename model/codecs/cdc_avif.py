@@ -2,8 +2,9 @@
 
 Names: ``cdc-avif-mse`` (a weights file) takes the AVIF quality as an encode option;
 ``cdc-avif-mse-q40`` presets it. One weights file serves every quality: the network is told the
-base's quality. The payload is one string, the quality byte and the AVIF file, so the bits are
-AVIF's plus the container. Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
+base's quality. The payload is one string: the quality byte and the AVIF file with its box headers
+stripped (``avif_box``: rebuilt at decode, 277 bytes saved), so the bits are AVIF's, less its
+headers, plus the container. Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
 from r_N = gamma * noise (gamma 0 and 1 step: the distortion end; more steps and gamma > 0 add
 texture). An untrained (zero-head) network returns the AVIF base exactly.
 """
@@ -16,6 +17,7 @@ import zlib
 import numpy as np
 
 from .avif_base import decode_base, encode_base
+from .avif_box import compact_or_full, expand
 from ..codec import Codec, Option
 from ..format import BitstreamError
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
@@ -54,7 +56,8 @@ class AvifDiffusionCodec(Codec):
         return make_codec_id(self.name, self.sha256)
 
     def _encode_rgb(self, rgbs, quality: int):
-        return [(bytes([quality]) + encode_base(rgb, quality),) for rgb in rgbs]
+        return [(bytes([quality]) + compact_or_full(encode_base(rgb, quality), rgb.shape[1], rgb.shape[0]),)
+                for rgb in rgbs]
 
     def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float):
         import torch
@@ -80,7 +83,7 @@ class AvifDiffusionCodec(Codec):
         if quality > 100:
             raise BitstreamError(f"{self.name}: quality byte {quality} is not 0..100")
         try:
-            base = decode_base(avif)
+            base = decode_base(expand(avif, c.width, c.height))
         except Exception as exc:
             raise BitstreamError(f"{self.name}: AVIF base does not decode: {exc}") from None
         if base.shape[:2] != (c.height, c.width):

@@ -46,7 +46,10 @@ def training_loss(
     gammas = torch.tensor(DECODE_GAMMAS)[torch.randint(len(DECODE_GAMMAS), (b,), generator=generator)]
     noise = noise * torch.where(final, gammas, torch.ones(b))[:, None, None, None]
     noise = noise.to(x0.device)
-    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    # at t = 1 the input is exactly a decode's x_N: alpha_bar(1) is clamped above 0, and even
+    # sqrt(1e-6) * x0 lets the network read the answer when gamma = 0
+    signal = torch.where(final.to(x0.device)[:, None, None, None], torch.zeros_like(ab), ab.sqrt())
+    x_t = signal * x0 + (1 - ab).sqrt() * noise
     x0_pred = predict_x0(x_t, t)
     snr = (ab / (1 - ab)).flatten()
     weight = snr.clamp(min=cfg.snr_floor, max=cfg.snr_clip)

@@ -113,7 +113,10 @@ class AvifRestorationModel(nn.Module):
         gammas = torch.tensor(FINAL_STEP_GAMMAS)[torch.randint(len(FINAL_STEP_GAMMAS), (b,), generator=generator)]
         noise_scale = torch.where(final.cpu(), gammas, torch.ones(b)).to(dev)
         noise = torch.randn(x.shape, generator=generator).to(dev) * noise_scale[:, None, None, None]
-        r0_pred = self.denoiser(ab.sqrt() * r0 + (1 - ab).sqrt() * noise, base, t, quality, has_base)
+        # at t = 1 the input is exactly what decoding starts from, gamma * noise: alpha_bar(1) is
+        # clamped above 0, and even sqrt(1e-6) * r0 leaks the answer when gamma = 0
+        signal = torch.where(final[:, None, None, None], torch.zeros_like(ab), ab.sqrt())
+        r0_pred = self.denoiser(signal * r0 + (1 - ab).sqrt() * noise, base, t, quality, has_base)
 
         weight = (ab / (1 - ab)).flatten().clamp(min=d.snr_floor, max=d.snr_clip)
         mse = (weight * ((r0_pred - r0) ** 2).mean(dim=(1, 2, 3))).mean()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .format import BitstreamError
+from ..format import BitstreamError
 
 TAG_FULL = 0
 TAG_COMPACT = 1
