@@ -9,10 +9,11 @@ Method: the Poisson functional representation (PFR, Li & El Gamal 2018), truncat
 2^cap_bits candidates per chunk. With u = (mu_q - mu_p) / sigma and candidates
 x_i = mu_p + sigma * eps_i, log q/p (x_i) = <u, eps_i> - |u|^2 / 2, so the encoder sends
 argmin_i log T_i - <u, eps_i>, T_i the arrival times of a unit Poisson process. Ordered random
-coding (method="orc": the sorted times of 2^cap_bits exponentials instead) is kept for comparison:
-at equal candidates it codes ~0.2-0.3 bit per chunk cheaper, but its sample is pulled further
-toward p (model/benchmark_rcc.py measures both); since compute, not bits, is what caps a chunk,
-PFR is the default. Chunking: see model/rcc_chunks.py; the payload: model/rcc_coding.py.
+coding (method="orc": the sorted times of 2^cap_bits exponentials instead) is kept for comparison.
+Measured (results/rcc): at equal candidates ORC codes 0.15-0.35 bit per chunk cheaper, but its
+sample is 1.3-2.4x further from q (KL of the sample's law to q); matching PFR's bias costs it
+about one more cap bit, i.e. twice the encode work, for about the same bits. So PFR is the default.
+Chunking: see model/rcc_chunks.py; the payload: model/rcc_coding.py.
 
 Cost, bounded by the config: the encoder draws (dims rounded up to whole chunks) * 2^cap_bits
 normals per sample, with no early stop (a Gaussian's density ratio is unbounded, so PFR can
@@ -174,7 +175,8 @@ def encode_sample(mu_q, mu_p, sigma, key: int | tuple[int, ...], cfg: RCCConfig 
     for index in indices:
         writer.index(int(index))
     sample = _sample(indices, dims, keys, mu_p, sigma)
-    return RCCResult(writer.to_bytes(cfg.check_bits), sample, float(cumulative[-1]), bounds, np.diff(cumulative[bounds]))
+    data = writer.to_bytes(cfg.check_bits)
+    return RCCResult(data, sample, float(cumulative[-1]), bounds, np.diff(cumulative[bounds]))
 
 
 def decode_sample(data: bytes, mu_p, sigma, key: int | tuple[int, ...], cfg: RCCConfig = RCCConfig()) -> torch.Tensor:
