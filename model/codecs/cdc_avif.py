@@ -26,7 +26,6 @@ from ..weights import make_codec_id
 
 NAME = re.compile(r"^(cdc-avif-[a-z0-9-]+?)(?:-q(\d{1,3}))?$")
 CARD_FIELDS = ("name", "description", "steps_trained", "default_steps")
-TILE, OVERLAP = 1024, 128  # larger images are restored in overlapping tiles (bounded memory)
 OPTIONS = (
     Option("quality", int, 30, "encode", "AVIF quality of the base layer (higher: more bits)", min=0, max=100),
     Option("steps", int, None, "decode", "diffusion decoding steps (default: the model card's default_steps)",
@@ -43,12 +42,13 @@ class AvifDiffusionCodec(Codec):
     options = OPTIONS
 
     def __init__(self, model, name: str, sha256: str, device: str = "cpu", default_steps: int = 1,
-                 batch_pixels: int = 4 * 768 * 512):
+                 batch_pixels: int = 4 * 768 * 512, tile: int = 1024, overlap: int = 128):
         import torch
 
         self.model = model.eval().to(device, memory_format=torch.channels_last)
         self.name, self.sha256, self.device = name, sha256, torch.device(device)
-        self.batch_pixels = batch_pixels
+        # images above tile x tile pixels are restored in overlapping tiles: bounded memory
+        self.batch_pixels, self.tile, self.overlap = batch_pixels, tile, overlap
         self.presets = {"steps": default_steps}
 
     @property
@@ -115,10 +115,11 @@ class AvifDiffusionCodec(Codec):
         from ..nn.tiling import blended
 
         _, _, h, w = base.shape
-        if h * w <= TILE * TILE:
+        if h * w <= self.tile**2:
             return self.model.restore(base, quality, r_start, steps, t_start)
         return blended(lambda rows, cols, *_: self.model.restore(
-            base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start), base.shape, TILE, OVERLAP)
+            base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start),
+            base.shape, self.tile, self.overlap)
 
 
 def _noise(shape, seed: int, crc: int):
