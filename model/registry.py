@@ -182,16 +182,19 @@ def list_codecs(weights_dir: Path | str | None = None) -> list[CodecInfo]:
 
 
 def load_codec(name_or_path: str | Path, device: str = "cpu", weights_dir: Path | str | None = None,
-               weights_url: str | None = None) -> Codec:
-    """A codec by registry name or by path to a ``.safetensors`` file with its ``.json`` card."""
-    return _load(str(name_or_path), device, WeightsResolver.from_env(weights_dir, weights_url), None)
+               weights_url: str | None = None, resolver: WeightsResolver | None = None) -> Codec:
+    """A codec by registry name or by path to a ``.safetensors`` file with its ``.json`` card.
+
+    Weights are looked up by ``resolver``, else in ``weights_dir`` / at ``weights_url`` (see
+    ``WeightsResolver.from_env``)."""
+    return _load(str(name_or_path), device, resolver or WeightsResolver.from_env(weights_dir, weights_url), None)
 
 
 def load_codec_for_id(codec_id: str, device: str = "cpu", weights_dir: Path | str | None = None,
-                      weights_url: str | None = None) -> Codec:
+                      weights_url: str | None = None, resolver: WeightsResolver | None = None) -> Codec:
     """The codec that wrote bitstreams tagged ``codec_id``; refuses mismatching weights."""
     name, short_hash = split_codec_id(codec_id)
-    resolver = WeightsResolver.from_env(weights_dir, weights_url)
+    resolver = resolver or WeightsResolver.from_env(weights_dir, weights_url)
     try:
         codec = _load(name, device, resolver, short_hash)
     except KeyError:

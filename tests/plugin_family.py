@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-from model import Codec, CodecInfo, CodecRequest, Family, Option, ParsedName, register_family
+from model import Codec, CodecInfo, Family, Option, ParsedName, register_family
 from model.format import BitstreamError
 
 NAME = re.compile(r"^tinyraw-l(\d+)$")

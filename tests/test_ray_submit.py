@@ -28,7 +28,8 @@ from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
-CODEC = "webp-q75"
+CODEC = "hyperprior-s-q0"  # a weights-bearing codec: the job must find weights that were not uploaded
+WEIGHTS_DIR = REPO / "model" / "weights"
 STARTUP_TIMEOUT_S = 60
 JOB_TIMEOUT_S = 90
 
@@ -122,11 +123,13 @@ def test_ray_job_submit_archives_the_example_corpus(ray_head, tmp_path):
     submission_id = f"diffarc-submit-{secrets.token_hex(4)}"
     submit = subprocess.run(
         [*RAY, "job", "submit", "--address", url, "--submission-id", submission_id, "--working-dir", ".",
-         "--", "python", "jobs/compress.py", "--output", str(output), "--codec", CODEC, "--actors", "1"],
+         "--", "python", "jobs/compress.py", "--output", str(output), "--codec", CODEC, "--actors", "1",
+         "--weights-dir", str(WEIGHTS_DIR)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S,
     )  # fmt: skip
     transcript = submit.stdout + submit.stderr
     assert token not in transcript, "the token leaked into the submit output"
+    assert ".safetensors" not in transcript, "Ray warned about uploading a weights file"
     status, body = dashboard_get(f"{url}/api/jobs/{submission_id}", token)
     assert status == 200, transcript[-3000:]
     job = json.loads(body)
@@ -142,3 +145,20 @@ def test_ray_job_submit_archives_the_example_corpus(ray_head, tmp_path):
         assert all(r["codec_id"].startswith(CODEC) for r in rows)
         assert all(r["bitstream"] for r in rows if r["error"] is None)
         assert any(r["error"] is None for r in rows)
+
+
+def test_working_dir_upload_leaves_the_weights_out(tmp_path):
+    """What `ray job submit --working-dir .` uploads, packed by Ray's own code: no weights file."""
+    from ray._private.runtime_env.packaging import create_package
+
+    if not list(WEIGHTS_DIR.glob("*.safetensors")):
+        pytest.skip("no weights files in model/weights to leave out")
+    package = tmp_path / "working_dir.zip"
+    create_package(str(REPO), package, include_gitignore=True)
+    import zipfile
+
+    names = zipfile.ZipFile(package).namelist()
+    assert "jobs/compress.py" in names and "model/codecs/cdc.py" in names
+    assert [n for n in names if n.endswith(".safetensors")] == []
+    assert package.stat().st_size < 8 * 2**20, f"{package.stat().st_size / 2**20:.1f} MiB uploaded per job"
+
