@@ -27,12 +27,12 @@ class RandomCrops(IterableDataset):
     """
 
     def __init__(self, sources: list[str], crop: int, seed: int):
-        from pipeline.shards import expand_inputs
+        from pipeline.shards import expand_inputs, is_shard_spec
         from pipeline.storage import Storage
 
         self.storage = Storage.from_env()
-        self.files = sorted(f for s in sources if not _is_shard(s) for f in _image_files(s))
-        self.shards = [u for s in sources if _is_shard(s) for u in expand_inputs(s, self.storage)]
+        self.files = sorted(f for s in sources if not is_shard_spec(s) for f in _image_files(s))
+        self.shards = [u for s in sources if is_shard_spec(s) for u in expand_inputs(s, self.storage)]
         if not self.files and not self.shards:
             raise FileNotFoundError(f"no training images found in {sources} (folders of {IMAGE_EXTENSIONS})")
         self.crop, self.seed = crop, seed
@@ -74,10 +74,6 @@ class RandomCrops(IterableDataset):
         if rng.random() < 0.5:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
-
-
-def _is_shard(source: str) -> bool:
-    return source.endswith(".tar") or "://" in source or "{" in source
 
 
 def _image_files(folder: str) -> list[str]:
