@@ -28,7 +28,10 @@ from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
-CODEC = "hyperprior-s-q0"  # a weights-bearing codec: the job must find weights that were not uploaded
+# A weights-bearing codec of a plugin family (tests/plugin_family.py, no torch: the test stays quick),
+# with weights written by the test: the job must find weights that were not uploaded.
+CODEC = "lut-submit"
+PLUGIN = "tests/plugin_family.py"
 WEIGHTS_DIR = REPO / "model" / "weights"
 STARTUP_TIMEOUT_S = 60
 JOB_TIMEOUT_S = 90
@@ -119,12 +122,17 @@ def test_ray_job_submit_archives_the_example_corpus(ray_head, tmp_path):
     url, token, env = ray_head
     assert dashboard_get(f"{url}/api/jobs/", None)[0] == 401, "the cluster accepts requests without a token"
 
+    from plugin_family import write_lut_weights
+
+    weights = tmp_path / "weights"
+    write_lut_weights(weights / f"{CODEC}.safetensors", levels=32)
     output = tmp_path / "archive"
     submission_id = f"diffarc-submit-{secrets.token_hex(4)}"
     submit = subprocess.run(
         [*RAY, "job", "submit", "--address", url, "--submission-id", submission_id, "--working-dir", ".",
-         "--", "python", "jobs/compress.py", "--output", str(output), "--codec", CODEC, "--actors", "1",
-         "--weights-dir", str(WEIGHTS_DIR)],
+         "--", "env", f"DIFFARC_CODEC_PLUGINS={PLUGIN}",
+         "python", "jobs/compress.py", "--output", str(output), "--codec", CODEC, "--actors", "1",
+         "--weights-dir", str(weights)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S,
     )  # fmt: skip
     transcript = submit.stdout + submit.stderr

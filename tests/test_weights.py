@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from model import (BitstreamError, WeightsError, WeightsResolver, load_codec, lo
                    random_codec, split_codec_id)
 from model.nn.weights_file import save_weights
 from model.weights import sha256_file
+
+PLUGIN = Path(__file__).resolve().parent / "plugin_family.py"
 
 
 def test_codec_ids_are_built_and_split_in_one_place():
@@ -76,18 +79,24 @@ def test_bucket_file_with_the_wrong_hash_is_refused(bucket, tmp_path):
 
 
 def test_jobs_take_weights_from_a_bucket(bucket, ray_local, tmp_path, monkeypatch):
+    from plugin_family import write_lut_weights
+
     from jobs import compress, decompress
 
-    _, url, _, endpoint = bucket
+    fs, url, local, endpoint = bucket
+    write_lut_weights(local / "lut-bucket.safetensors", levels=16)  # no torch in the workers: a quick test
+    for suffix in (".safetensors", ".json"):
+        fs.put(str(local / f"lut-bucket{suffix}"), url.removeprefix("s3://") + f"lut-bucket{suffix}")
+    monkeypatch.setenv("DIFFARC_CODEC_PLUGINS", str(PLUGIN))
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("DIFFARC_CACHE", str(tmp_path / "cache"))
     plain_shards(tmp_path / "in", n_shards=1, per_shard=2, size=(40, 24))
     out, empty = tmp_path / "archive", tmp_path / "no-weights-here"
     empty.mkdir()
     flags = ["--weights-dir", str(empty), "--weights-url", url, "--actors", "1", "--no-progress"]
-    assert compress.main(["--input", str(tmp_path / "in"), "--output", str(out), "--codec", "hp-good", *flags]) == 0
+    assert compress.main(["--input", str(tmp_path / "in"), "--output", str(out), "--codec", "lut-bucket", *flags]) == 0
     rows = archive_rows(out)
-    assert len(rows) == 2 and all(r["error"] is None and r["codec_id"].startswith("hp-good@") for r in rows)
+    assert len(rows) == 2 and all(r["error"] is None and r["codec_id"].startswith("lut-bucket@") for r in rows)
     shutil.rmtree(tmp_path / "cache")  # the decode job fetches (and verifies) again
     assert decompress.main(["--input", str(out), "--output", str(tmp_path / "decoded"), "--format", "png",
                             *flags]) == 0
