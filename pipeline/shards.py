@@ -44,6 +44,11 @@ class Sample:
         return next((e for e in self.members if e.lower() in exts), None)
 
 
+def is_shard_spec(source: str) -> bool:
+    """Whether ``source`` names shards (a .tar, a URL, a brace pattern) rather than a folder of images."""
+    return source.endswith(SHARD_SUFFIXES) or "://" in source or "{" in source
+
+
 def shard_name(url: str) -> str:
     """``s3://b/x/shard-000001.tar`` -> ``shard-000001``: the name its outputs are filed under."""
     name = basename(url)
@@ -63,7 +68,7 @@ def expand_inputs(spec: str, storage: Storage) -> list[str]:
     for item in braceexpand(spec):
         fs, path = storage.fs(item)
         if any(c in item for c in "*?["):
-            urls += [_same_scheme(item, p) for p in sorted(fs.glob(path))]
+            urls += [p if is_local(item) else fs.unstrip_protocol(p) for p in sorted(fs.glob(path))]
         elif fs.isdir(path):
             urls += [u for u in storage.list(item, "") if u.endswith(SHARD_SUFFIXES)]
         else:
@@ -79,13 +84,6 @@ def expand_inputs(spec: str, storage: Storage) -> list[str]:
                 "give shards unique file names or archive the folders separately"
             )
     return list(by_name.values())
-
-
-def _same_scheme(pattern: str, path: str) -> str:
-    if is_local(pattern):
-        return path
-    scheme = pattern.split("://", 1)[0]
-    return f"{scheme}://{path}"
 
 
 class _Counting(io.RawIOBase):

@@ -62,11 +62,10 @@ class Storage:
 
     def fs(self, url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         """The filesystem for ``url`` and the path inside it."""
-        options: dict = {}
-        if is_s3(url):
-            options["use_listings_cache"] = False  # other processes write here; never trust a stale listing
-            if self.endpoint_url:
-                options["client_kwargs"] = {"endpoint_url": self.endpoint_url}
+        # Other processes write here: never trust a cached listing (every fsspec filesystem takes this).
+        options: dict = {"use_listings_cache": False}
+        if is_s3(url) and self.endpoint_url:
+            options["client_kwargs"] = {"endpoint_url": self.endpoint_url}
         fs, path = fsspec.core.url_to_fs(url, **options)
         return fs, path
 

@@ -2,7 +2,6 @@ import csv
 import json
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,6 +151,15 @@ def test_evaluate_sweeps_an_encode_option_from_its_flag(tmp_path):
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["averages"]
     assert [(r["codec"], r["encode"]) for r in sorted(rows, key=lambda r: r["bpp"])] == [
         ("avif-q20", "quality=20"), ("avif-q80", "quality=80")]
+
+
+def test_images_come_from_a_folder_or_from_shards():
+    from jobs.compress import DEFAULT_INPUT
+    from model.evaluation.inputs import load_images
+
+    images = load_images(DEFAULT_INPUT + "/shard-{000000..000001}.tar", limit=5)
+    assert [name for name, _ in images] == ["img0000.jpg", "img0001.jpg", "img0002.jpg", "img0003.png", "img0004.jpg"]
+    assert all(im.rgb.ndim == 3 for _, im in images)
 
 
 def test_help_mentions_brace_expansion():

@@ -8,17 +8,13 @@ from pathlib import Path
 from ..images import IMAGE_EXTENSIONS, LoadedImage, is_image_name, load_image
 
 
-def is_shard_spec(source: str) -> bool:
-    return source.endswith(".tar") or "://" in source or "{" in source
-
-
 def load_images(source: str | Path, limit: int | None = None) -> list[tuple[str, LoadedImage]]:
     """(name, image) pairs, sorted by name; the first ``limit`` of them when given."""
+    from pipeline.shards import ShardReader, expand_inputs, is_shard_spec
+    from pipeline.storage import Storage
+
     source = str(source)
     if is_shard_spec(source):
-        from pipeline.shards import ShardReader, expand_inputs
-        from pipeline.storage import Storage
-
         storage = Storage.from_env()
         samples = [s for url in expand_inputs(source, storage) for s in ShardReader(url, storage) if s.image_member()]
         named = sorted((f"{s.key}.{s.image_member()}", s.members[s.image_member()]) for s in samples)

@@ -66,12 +66,12 @@ class RandomCrops(IterableDataset):
 
 def find_sources(sources: list[str]):
     """(image files, shard URLs, storage) of training sources: image folders or shard patterns."""
-    from pipeline.shards import expand_inputs
+    from pipeline.shards import expand_inputs, is_shard_spec
     from pipeline.storage import Storage
 
     storage = Storage.from_env()
-    files = sorted(f for s in sources if not _is_shard(s) for f in _image_files(s))
-    shards = [u for s in sources if _is_shard(s) for u in expand_inputs(s, storage)]
+    files = sorted(f for s in sources if not is_shard_spec(s) for f in _image_files(s))
+    shards = [u for s in sources if is_shard_spec(s) for u in expand_inputs(s, storage)]
     if not files and not shards:
         raise FileNotFoundError(f"no training images found in {sources} (folders of {IMAGE_EXTENSIONS})")
     return files, shards, storage
@@ -94,10 +94,6 @@ def photos_once(sources: list[str]):
         yield Image.open(f)
     for url in shards:
         yield from shard_photos(url, storage)
-
-
-def _is_shard(source: str) -> bool:
-    return source.endswith(".tar") or "://" in source or "{" in source
 
 
 def _image_files(folder: str) -> list[str]:

@@ -10,17 +10,17 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ..nn.config import CONFIGS, RestorationConfig
-from ..nn.networks import build_model
-from ..nn.weights_file import load_model, save_weights
+from ..nn.config import RestorationConfig
+from ..nn.weights_file import save_weights
 from .config import TrainConfig
+from .loop import initial_model
 
 
 def export(cfg: TrainConfig, name: str, weights_dir: Path, extra_card: dict | None = None) -> Path:
     """Write the EMA weights of a run as ``weights_dir/NAME.safetensors`` with its card."""
     out = Path(cfg.out)
     state = json.loads((out / "ckpt" / "state.json").read_text())
-    model = load_model(Path(cfg.init_from)) if cfg.init_from else build_model(CONFIGS[cfg.config])
+    model = initial_model(cfg)
     model.load_state_dict(load_file(str(out / "ckpt" / "ema.safetensors")))
     card = {
         "name": name,

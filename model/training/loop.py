@@ -46,6 +46,11 @@ def _batches(model, cfg: TrainConfig, step: int):
         yield batch if isinstance(batch, (list, tuple)) else (batch,)
 
 
+def initial_model(cfg: TrainConfig):
+    """The network a run starts from: ``init_from`` weights, else a fresh one of the named config."""
+    return load_model(Path(cfg.init_from)) if cfg.init_from else build_model(CONFIGS[cfg.config])
+
+
 def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
     """Train until ``steps`` or the time budget; returns the last logged figures.
 
@@ -56,8 +61,7 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
 
     torch.manual_seed(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(Path(cfg.init_from)) if cfg.init_from else build_model(CONFIGS[cfg.config])
-    model = model.to(device, memory_format=torch.channels_last).train()
+    model = initial_model(cfg).to(device, memory_format=torch.channels_last).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt, aux_opt = _optimisers(model, cfg)
     out = Path(cfg.out)
