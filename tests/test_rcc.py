@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from model import rcc_random
+from model.rcc import random as rcc_random
 from model.rcc import RCCConfig, RCCError, chunk_dims, decode_sample, encode_sample, kl_bits
-from model.rcc_coding import PayloadReader, PayloadWriter, header_bits
+from model.rcc.coding import PayloadReader, PayloadWriter, header_bits
 
 # The per-chunk cost above KL for the default config (cap_bits 12, chunk_bits 6), measured at
-# 2.45-3.0 bits from 0.1 to 1 bit of KL per dimension (model/benchmark_rcc.py); the README states it.
+# 2.45-3.0 bits from 0.1 to 1 bit of KL per dimension (model/evaluation/benchmark_rcc.py); the README states it.
 CHUNK_OVERHEAD_BITS = 2.7
 
 
