@@ -55,8 +55,8 @@ def weights_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    """A smooth synthetic scene with grain, 40 x 56 (not a multiple of the network's 4)."""
-    y, x = np.mgrid[0:40, 0:56] / 56
+    """A smooth synthetic scene with grain, 28 x 42 (not a multiple of the network's 4)."""
+    y, x = np.mgrid[0:28, 0:42] / 42
     scene = np.stack([np.sin(6 * x) + y, np.cos(5 * y * x), x - y], axis=-1) * 80 + 110
     grain = np.random.default_rng(0).normal(0, 4, scene.shape)
     return (scene + grain).clip(0, 255).astype(np.uint8)
@@ -81,7 +81,8 @@ def test_every_input_mode_round_trips_with_its_codec_id(codec, photo, weights_di
     assert {unpack(b).codec_id for b in blobs} == {codec.codec_id}
     assert codec.codec_id.startswith(codec.name + "@")
     decoded = load_codec_for_id(codec.codec_id, weights_dir=weights_dir).decode(blobs)
-    assert [(im.mode, im.size) for im in decoded] == [("RGB", (56, 40))] * 2 + [("L", (56, 40))] * 2 + [("RGB", (56, 40))]
+    size = (photo.shape[1], photo.shape[0])
+    assert [(im.mode, im.size) for im in decoded] == [("RGB", size)] * 2 + [("L", size)] * 2 + [("RGB", size)]
 
 
 def test_decoder_rebuilds_every_state_bit_for_bit_under_1_and_2_threads(codec, photo):
@@ -120,7 +121,7 @@ def test_every_prefix_is_the_bitstream_encoded_to_stop_there(codec, photo, encod
         sizes.append(len(shorter))
     assert sizes == sorted(set(sizes)) and len(sizes) >= 5  # rate rises with every step
     # a bpp budget keeps the longest prefix within it, at encode, truncate and decode time alike
-    budget = (sizes[3] + sizes[4]) / 2 * 8 / (40 * 56)
+    budget = (sizes[3] + sizes[4]) / 2 * 8 / (photo.shape[0] * photo.shape[1])
     assert truncate(blob, bpp=budget) == truncate(blob, step=3) == codec.encode([photo], max_bpp=budget, **FAST)[0]
     assert np.array_equal(np.asarray(codec.decode([blob], truncate_bpp=budget)[0]),
                           np.asarray(codec.decode([truncate(blob, step=3)])[0]))
@@ -182,3 +183,18 @@ def test_wrong_model_is_refused(codec, encoded, weights_dir, photo):
 
 def _repack(c: Container, strings) -> bytes:
     return pack(Container(c.codec_id, c.height, c.width, c.mode, tuple(strings)))
+
+
+def test_the_decompress_job_previews_an_archive_at_a_lower_rate(codec, encoded, weights_dir):
+    from jobs.decompress import build_parser
+    from model.options import family_options, given_options
+    from pipeline.decoding import DecodeSettings, decode_rows
+
+    blob, _ = encoded
+    args = build_parser().parse_args(["--truncate-step", "2", "--seed", "3"])
+    options = given_options(args, family_options("decode"))
+    assert options == {"truncate_step": 2, "seed": 3}
+    rows = [{"codec_id": codec.codec_id, "bitstream": blob, "error": None}] * 2
+    decoded = decode_rows(lambda _id: codec, rows, DecodeSettings(options=options))
+    preview = np.asarray(codec.decode([truncate(blob, step=2)])[0])
+    assert all(error is None and np.array_equal(np.asarray(img), preview) for img, error in decoded)

@@ -40,16 +40,27 @@ from ..images import as_loaded
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
 from ..weights import make_codec_id
 
-DEFAULT_DENOISE_STEPS = 4
-ENCODE_OPTIONS = (
-    Option("stop_step", int, None, "encode", "code the first K steps of the schedule (default: all of them); "
-           "truncation lowers it later", min=0),
-    Option("max_bpp", float, None, "encode", "stop before the bitstream exceeds this many bits per pixel", min=0.0),
-    Option("levels", int, ScheduleConfig.levels, "encode", "steps of the coarse schedule (each is one RCC search)",
-           min=1, max=64),
-    Option("cap_bits", int, 10, "encode", "RCC: 2^cap_bits candidates per chunk (encode work; lower: more bias)",
-           min=6, max=16),
-)
+DEFAULT_DENOISE_STEPS = 1  # the posterior mean E[r_0 | r_t]: best PSNR at every prefix measured (results/diffc)
+# The first coded level: where the prior's prediction starts to beat the base (diffc-avif; measured on
+# cdc-avif-mse, results/diffc), or the image's coarse structure (diffc, whose domain is the image).
+SCHEDULES = {True: ScheduleConfig(levels=4, first_log_snr=0.0, last_log_snr=3.0),
+             False: ScheduleConfig(levels=6, first_log_snr=-2.0, last_log_snr=3.0)}
+
+
+def encode_options(schedule: ScheduleConfig) -> tuple[Option, ...]:
+    return (
+        Option("stop_step", int, None, "encode", "code the first K steps of the schedule (default: all of them); "
+               "truncation lowers it later", min=0),
+        Option("max_bpp", float, None, "encode", "stop before the bitstream exceeds this many bits per pixel",
+               min=0.0),
+        Option("final_log_snr", float, schedule.last_log_snr, "encode", "the noise level where the schedule ends, "
+               "log(alpha_bar / (1 - alpha_bar)) (higher: more bits)", min=schedule.first_log_snr + 0.5, max=12.0),
+        Option("levels", int, schedule.levels, "encode", "coded steps of the schedule (each is one RCC search)",
+               min=1, max=64),
+        Option("cap_bits", int, 10, "encode", "RCC: 2^cap_bits candidates per chunk (encode work; lower: more bias)",
+               min=6, max=16),
+    )
+
 DECODE_OPTIONS = (
     Option("denoiser", str, "ode", "decode", "ode: probability flow (DDIM); ancestral: sample the reverse process",
            choices=DENOISERS),
@@ -83,13 +94,12 @@ class EncodeTrace:
 
 
 class DiffCCodec(Codec):
-    def __init__(self, model, name: str, sha256: str, conditional: bool, device: str = "cpu",
-                 schedule: ScheduleConfig = ScheduleConfig()):
+    def __init__(self, model, name: str, sha256: str, conditional: bool, device: str = "cpu"):
         import torch
 
         self.model = model.eval().to(device)
         self.name, self.sha256, self.device = name, sha256, torch.device(device)
-        self.conditional, self.schedule = conditional, schedule
+        self.conditional, self.schedule = conditional, SCHEDULES[conditional]
         self.family = FAMILIES[conditional]
         self.options = family_options(conditional)
         self.presets = {}
@@ -113,14 +123,14 @@ class DiffCCodec(Codec):
         trace = self._encode_one(im.rgb, **opts)
         return pack(Container(self.codec_id, im.rgb.shape[0], im.rgb.shape[1], im.mode, trace.strings)), trace
 
-    def _encode_one(self, rgb, stop_step, max_bpp, levels, cap_bits, quality=None) -> EncodeTrace:
+    def _encode_one(self, rgb, stop_step, max_bpp, final_log_snr, levels, cap_bits, quality=None) -> EncodeTrace:
         from ..diffc.process import encode_steps
         from ..diffc.schedule import training_steps
         from ..diffc.stream import Header
 
         h, w = rgb.shape[:2]
         rcc = rcc_config(cap_bits)
-        schedule = training_steps(replace(self.schedule, levels=levels), self.diffusion)
+        schedule = training_steps(replace(self.schedule, levels=levels, last_log_snr=final_log_snr), self.diffusion)
         fixed = (Header(1 + self.conditional, rcc, schedule).pack(),)
         if self.conditional:
             fixed += (base_payload(rgb, quality),)
@@ -129,6 +139,8 @@ class DiffCCodec(Codec):
         size = len(pack(Container(self.codec_id, h, w, "RGB", fixed)))  # "RGB": the longest mode
         budget = np.inf if max_bpp is None else max_bpp * h * w / 8
         trace = EncodeTrace(fixed, [], [], [])
+        if size + 4 > budget:  # not even an empty step fits: spare the search
+            stop_step = 0
         for step in islice(encode_steps(prior, r0, schedule, self.diffusion, rcc), stop_step):
             size += 4 + len(step.payload)  # the container frames each string with a u32 length
             if size > budget:
@@ -220,7 +232,7 @@ def _to_unit(rgb):
 
 
 def family_options(conditional: bool) -> tuple[Option, ...]:
-    return ((QUALITY,) if conditional else ()) + ENCODE_OPTIONS + DECODE_OPTIONS
+    return ((QUALITY,) if conditional else ()) + encode_options(SCHEDULES[conditional]) + DECODE_OPTIONS
 
 
 # ----- registration ---------------------------------------------------------------------------
