@@ -23,6 +23,7 @@ from model import load_image, ms_ssim, psnr
 from .archive import PARQUET_SUFFIX, now, sha256
 from .batches import call_batched
 from .encoding import DEFAULT_MAX_PIXELS
+from .names import UniqueNames, safe_ext, safe_name
 from .shards import Sample, ShardReader, write_tar
 from .storage import Storage, basename, join
 
@@ -43,7 +44,7 @@ class DecodeSettings:
 
 
 def archive_name(parquet_url: str) -> str:
-    return basename(parquet_url)[: -len(PARQUET_SUFFIX)]
+    return safe_name(basename(parquet_url)[: -len(PARQUET_SUFFIX)])
 
 
 def iter_rows(parquet_url: str, settings: DecodeSettings, storage: Storage) -> Iterator[list[dict]]:
@@ -87,10 +88,15 @@ def png_bytes(img) -> bytes:
 
 def decode_shard(get_codec: Callable, parquet_url: str, out_prefix: str, settings: DecodeSettings,
                  storage: Storage, report: Callable[[dict], None] = lambda e: None) -> dict:
-    """Write the decoded images of one archive file as ``NAME.tar`` or ``NAME/KEY.png``."""
+    """Write the decoded images of one archive file as ``NAME.tar`` or ``NAME/KEY.png``.
+
+    Keys become file and member names only in their safe form (``names.safe_name``); the keys that
+    had to change are returned in ``renamed`` (safe name -> original key).
+    """
     name, t0, started = archive_name(parquet_url), time.perf_counter(), now()
     failures: list[dict] = []
     counts = {"decoded": 0, "bytes_out": 0}
+    unique, renamed = UniqueNames(), {}
 
     def samples() -> Iterator[Sample]:
         for rows in iter_rows(parquet_url, settings, storage):
@@ -98,11 +104,14 @@ def decode_shard(get_codec: Callable, parquet_url: str, out_prefix: str, setting
                 if error:
                     failures.append({"key": row["key"], "error": error})
                     continue
-                members = dict(row["metadata"] or [])
+                members = {safe_ext(ext): data for ext, data in row["metadata"] or []}
                 members["decoded.png" if "png" in members else "png"] = png = png_bytes(img)
                 counts["decoded"] += 1
                 counts["bytes_out"] += len(png)
-                yield Sample(row["key"], members)
+                safe = unique(row["key"])
+                if safe != row["key"]:
+                    renamed[safe] = row["key"]
+                yield Sample(safe, members)
             report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
 
     if settings.format == "webdataset":
@@ -116,7 +125,7 @@ def decode_shard(get_codec: Callable, parquet_url: str, out_prefix: str, setting
             storage.write_bytes(join(output, sample.key + ".png"), png)
     return {"shard": parquet_url, "output": output, "rows": counts["decoded"] + len(failures),
             "decoded": counts["decoded"], "errors": len(failures), "error_rows": failures[:200],
-            "bytes_out": counts["bytes_out"], "seconds": round(time.perf_counter() - t0, 4),
+            "bytes_out": counts["bytes_out"], "renamed": renamed, "seconds": round(time.perf_counter() - t0, 4),
             "started": started, "finished": now()}
 
 

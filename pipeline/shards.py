@@ -167,7 +167,8 @@ class ShardReader:
 def write_tar(fileobj: BinaryIO, samples: Iterable[Sample]) -> int:
     """Write samples as a WebDataset tar (reproducible: fixed mtime and owner); returns the count."""
     n = 0
-    with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
+    # PAX: names longer than USTAR's 100+155 bytes, and any UTF-8, survive exactly
+    with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for sample in samples:
             for ext, data in sample.members.items():
                 info = tarfile.TarInfo(f"{sample.key}.{ext}" if ext else sample.key)

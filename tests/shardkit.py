@@ -29,7 +29,7 @@ def photo(w: int = 48, h: int = 32, seed: int = 0, mode: str = "RGB") -> Image.I
 def write_shard(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> Path:
     """A WebDataset tar: samples as (key, {ext: bytes}) in order."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:  # long or non-ASCII names too
         for key, members in samples:
             for ext, data in members.items():
                 info = tarfile.TarInfo(f"{key}.{ext}")
