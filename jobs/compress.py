@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     write_json(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; manifest {redact(join(args.output, MANIFEST))}")
     for shard, reason in failures.items():
-        print(f"FAILED {redact(shard)}: {reason}", file=sys.stderr)
+        print(f"FAILED {redact(shard)}: {reason} (not marked done: rerun the same command to retry it)",
+              file=sys.stderr)
     return 1 if failures else 0
 
 

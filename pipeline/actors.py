@@ -1,9 +1,10 @@
 """Ray actors holding one codec replica each, and the actor pool that feeds them shards.
 
-Fault tolerance is Ray's: actors are created with ``max_restarts=-1`` and ``max_task_retries``, so
-when a worker process dies mid-shard (kill -9, OOM) Ray restarts the actor (reloading the codec)
-and re-runs the shard on it; the shard's output is committed in one piece, so a re-run never
-duplicates rows. A shard whose task still fails (its error, or the process dying on every try) is
+Faults inside a shard (``faults``): infrastructure errors are retried with backoff by the worker
+(``Storage.retrying``) and never become rows. Dead processes are Ray's: actors are created with
+``max_restarts=-1`` and ``max_task_retries``, so when a worker process dies mid-shard (kill -9, OOM)
+Ray restarts the actor (reloading the codec) and re-runs the shard on it; the shard's output is
+committed in one piece, so a re-run never duplicates rows. A shard whose task still fails (its error, or the process dying on every try) is
 turned into a failure record by ``_settle`` and reported, while the pool carries on.
 """
 
@@ -113,10 +114,14 @@ class DecodeWorker(_Worker):
         return self.codecs[codec_id]
 
     def decode(self, parquet_url: str, out_prefix: str) -> dict:
-        return decode_shard(self.codec, parquet_url, out_prefix, self.settings, self.storage, self.report)
+        return self.storage.retrying(
+            lambda: decode_shard(self.codec, parquet_url, out_prefix, self.settings, self.storage, self.report),
+            f"shard {parquet_url}")
 
     def audit(self, parquet_url: str, original_url: str) -> dict:
-        return audit_shard(self.codec, parquet_url, original_url, self.settings, self.storage, self.report)
+        return self.storage.retrying(
+            lambda: audit_shard(self.codec, parquet_url, original_url, self.settings, self.storage, self.report),
+            f"shard {parquet_url}")
 
 
 @ray.remote(num_cpus=0, max_retries=0)

@@ -22,6 +22,7 @@ from model import load_image, ms_ssim, psnr
 
 from .archive import PARQUET_SUFFIX, now, sha256
 from .batches import call_batched
+from .faults import is_infrastructure
 from .encoding import DEFAULT_MAX_PIXELS
 from .names import UniqueNames, safe_ext, safe_name
 from .shards import Sample, ShardReader, write_tar
@@ -68,6 +69,8 @@ def decode_rows(get_codec: Callable, rows: list[dict], settings: DecodeSettings)
         try:
             codec = get_codec(codec_id)
         except Exception as exc:  # no matching weights here: refuse these rows, say why
+            if is_infrastructure(exc):  # but a weights file we could not read is not the rows' fault
+                raise
             for i in idx:
                 out[i] = (None, f"refused: {exc}")
             continue

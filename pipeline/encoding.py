@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 from model import DEFAULT_MAX_PIXELS, bits_per_pixel, load_image
 
 from .batches import call_batched
+from .faults import is_infrastructure
 from .archive import ArchiveWriter, RowGroups, now, parquet_url, sha256, stats_url, write_json
 from .shards import IMAGE_EXTS, Sample, ShardReader, shard_name
 from .storage import Storage
@@ -59,7 +60,9 @@ def prepare(sample: Sample, settings: EncodeSettings) -> Item:
     else:
         try:
             item.image = load_image(item.data, max_pixels=settings.max_pixels)
-        except Exception as exc:  # ImageError, and anything Pillow lets slip
+        except Exception as exc:  # ImageError, and anything Pillow lets slip; not out of memory
+            if is_infrastructure(exc):
+                raise
             item.error = f"{member}: {exc}"
     return item
 

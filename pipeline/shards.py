@@ -16,7 +16,8 @@ from typing import BinaryIO, Iterable, Iterator
 
 from braceexpand import braceexpand
 
-from .storage import PermanentError, Storage, basename, is_local
+from .faults import InfrastructureError, PermanentError
+from .storage import Storage, basename, is_local
 
 # WebDataset's own rule (webdataset.tariterators.base_plus_ext), restated: importing webdataset
 # imports torch, seconds per worker process that a Pillow codec never needs.
@@ -105,11 +106,16 @@ class _Counting(io.RawIOBase):
 
 class ShardReader:
     """Iterate over a shard's samples. After iteration, ``truncated`` says whether and where the
-    tar broke (None for a whole shard) and ``bytes_read`` how much was read."""
+    tar broke (None for a whole shard) and ``bytes_read`` how much was read.
+
+    A stream that ends before the object's size is a lost connection, not a truncated shard: that
+    raises ``InfrastructureError`` (retried), so a network fault never becomes a "truncated" row.
+    """
 
     def __init__(self, url: str, storage: Storage, read_block: int = 1 << 20):
         self.url, self.storage, self.read_block = url, storage, read_block
         self.truncated: str | None = None
+        self.size: int | None = None
         self._stream: _Counting | None = None
 
     @property
@@ -119,10 +125,15 @@ class ShardReader:
     def __iter__(self) -> Iterator[Sample]:
         fs, path = self.storage.fs(self.url)
         with fs.open(path, "rb", block_size=self.read_block) as raw:
+            self.size = getattr(raw, "size", None)
             self._stream = _Counting(raw)
             yield from self._samples(self._stream)
             while self._stream.read(1 << 16):  # the rest is padding; count it so sizes add up
                 pass
+        if self.size is not None and self.bytes_read != self.size:
+            raise InfrastructureError(
+                f"{self.url}: the stream ended after {self.bytes_read} of {self.size} bytes "
+                "(a lost connection, or the shard changed while it was read)")
 
     def _samples(self, stream: _Counting) -> Iterator[Sample]:
         current: Sample | None = None

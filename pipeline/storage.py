@@ -23,20 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
 
+from .faults import is_transient
+
 T = TypeVar("T")
-
-# Errors that retrying cannot fix: the path is wrong, or we may not touch it.
-PERMANENT_ERRORS = (
-    FileNotFoundError,
-    PermissionError,
-    IsADirectoryError,
-    NotADirectoryError,
-    FileExistsError,
-)
-
-
-class PermanentError(Exception):
-    """An input problem that no retry fixes (not a tar archive, ...); the message says what."""
 
 
 def endpoint_from_env(flag: str | None = None) -> str | None:
@@ -55,6 +44,7 @@ class Storage:
     endpoint_url: str | None = None
     retries: int = 4
     backoff_s: float = 0.5
+    timeout_s: float = 60.0  # connect and read timeout of one request: a hung connection is a retried fault
 
     @classmethod
     def from_env(cls, endpoint_url: str | None = None, **kw) -> "Storage":
@@ -65,9 +55,15 @@ class Storage:
         options: dict = {}
         if is_s3(url):
             options["use_listings_cache"] = False  # other processes write here; never trust a stale listing
+            # s3fs and botocore retry a little themselves (fs.retries below); the backoff that outlasts
+            # an outage is ours (retrying)
+            options["config_kwargs"] = {"connect_timeout": self.timeout_s, "read_timeout": self.timeout_s,
+                                        "retries": {"max_attempts": 2, "mode": "standard"}}
             if self.endpoint_url:
                 options["client_kwargs"] = {"endpoint_url": self.endpoint_url}
         fs, path = fsspec.core.url_to_fs(url, **options)
+        if is_s3(url):
+            fs.retries = 2  # s3fs's default is 5 with its own backoff, under ours
         return fs, path
 
     def retrying(self, fn: Callable[[], T], what: str) -> T:
@@ -149,17 +145,6 @@ class Storage:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether an error is worth retrying: network trouble, throttling, 5xx; not missing files."""
-    if isinstance(exc, (PERMANENT_ERRORS, PermanentError)):
-        return False
-    if isinstance(exc, (OSError, ConnectionError, TimeoutError)):
-        return True
-    name = type(exc).__name__
-    text = str(exc)
-    return any(s in name or s in text for s in ("Throttl", "SlowDown", "Timeout", "Connection", "ServiceUnavailable", "InternalError"))
 
 
 def is_s3(url: str) -> bool:
