@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -23,10 +24,11 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from model import load_codec  # noqa: E402
 from pipeline.actors import CompressWorker  # noqa: E402
-from pipeline.archive import MANIFEST, RowGroups, now, read_stats, write_json  # noqa: E402
+from pipeline.archive import MANIFEST, RowGroups, archived_shards, now, write_json  # noqa: E402
 from pipeline.cli import (add_common_args, fail, manifest_base, ray_session, resources_from,  # noqa: E402
                           run_workers, storage_from)
 from pipeline.encoding import DEFAULT_MAX_PIXELS, EncodeSettings  # noqa: E402
+from pipeline.markers import READ_THREADS, identity  # noqa: E402
 from pipeline.shards import expand_inputs, shard_name  # noqa: E402
 from pipeline.storage import join, redact  # noqa: E402
 
@@ -55,16 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def find_completed(output: str, names: list[str], storage, codec_id: str) -> dict[str, dict]:
-    """Stats of the shards already archived under ``output``; refuses a different codec."""
-    done = read_stats(output, storage, names)
+def find_completed(output: str, shards: dict[str, str], storage, codec_id: str) -> tuple[dict[str, dict], dict[str, str]]:
+    """(stats of the shards already archived under ``output`` that can be trusted, name -> why the
+    others are redone). A shard counts when its marker and Parquet file check out (``markers``) and
+    its input is unchanged; a different codec is refused."""
+    markers = archived_shards(output, storage, set(shards))
+    done = markers.found
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        now_inputs = dict(zip(done, pool.map(lambda n: identity(storage.info(shards[n])), list(done))))
+    for name, current in now_inputs.items():
+        if done[name].get("input") != current:
+            markers.problems[name] = (f"input {redact(shards[name])} changed since it was archived "
+                                      f"({done[name].get('input')} -> {current})")
+            del done[name]
     other = sorted({s["codec_id"] for s in done.values()} - {codec_id})
     if other:
         raise ValueError(
             f"{redact(output)} already holds shards archived with codec {', '.join(other)}, this run uses "
             f"{codec_id}: pass --overwrite to redo them or choose another --output"
         )
-    return done
+    return done, markers.problems
 
 
 def main(argv: list[str] | None = None, on_event=None) -> int:
@@ -80,9 +92,11 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
                               row_groups=RowGroups(args.row_group_rows, int(args.row_group_mb * 2**20)))
     names = {shard_name(s): s for s in shards}
     try:
-        skipped = {} if args.overwrite else find_completed(args.output, list(names), storage, codec.codec_id)
+        skipped, redo = ({}, {}) if args.overwrite else find_completed(args.output, names, storage, codec.codec_id)
     except ValueError as exc:
         return fail(str(exc))
+    for name, reason in sorted(redo.items()):
+        print(f"redoing {name}: {reason}", file=sys.stderr)
     todo = [s for n, s in names.items() if n not in skipped]
     started, t0 = now(), time.perf_counter()
     with ray_session():

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from model import load_codec_for_id  # noqa: E402
 from pipeline.actors import DecodeWorker  # noqa: E402
-from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, now, read_stats, write_json  # noqa: E402
+from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, archived_shards, now, write_json  # noqa: E402
 from pipeline.cli import (add_common_args, fail, manifest_base, ray_session, resources_from,  # noqa: E402
                           run_workers, storage_from)
 from pipeline.decoding import FORMATS, DecodeSettings  # noqa: E402
@@ -69,8 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def select_shards(archive: str, pattern: str | None, storage) -> dict[str, dict]:
-    """Stats of the complete archive files under ``archive`` (by name), filtered by ``pattern``."""
-    return {n: s for n, s in read_stats(archive, storage).items() if pattern is None or fnmatch.fnmatchcase(n, pattern)}
+    """Stats of the complete archive files under ``archive`` (by name), filtered by ``pattern``;
+    says which archive files are left out because their marker or Parquet file does not check out."""
+    markers = archived_shards(archive, storage)
+    for name, reason in sorted(markers.problems.items()):
+        if pattern is None or fnmatch.fnmatchcase(name, pattern):
+            print(f"skipping archive shard {name}: {reason}", file=sys.stderr)
+    return {n: s for n, s in markers.found.items() if pattern is None or fnmatch.fnmatchcase(n, pattern)}
 
 
 def refused_codecs(shards: dict[str, dict], weights_dir: str | None) -> list[str]:

@@ -1,5 +1,5 @@
 """Compress one shard: stream samples -> decode images (a prefetch thread) -> batched codec.encode
--> Parquet rows -> commit the Parquet file -> write the stats file (the completion marker).
+-> Parquet rows -> commit the Parquet file -> write the stats file (the completion marker, ``markers``).
 
 Reading the tar and decoding images run in a background thread while the codec encodes the
 previous batch, so the model is not left waiting on I/O. Nothing in the input fails the shard:
@@ -8,7 +8,6 @@ an image that cannot be loaded or encoded becomes a row with ``error`` set and n
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import socket
@@ -21,6 +20,7 @@ from model import DEFAULT_MAX_PIXELS, bits_per_pixel, load_image
 
 from .batches import call_batched
 from .faults import is_infrastructure
+from .markers import identity
 from .archive import ArchiveWriter, RowGroups, now, parquet_url, sha256, stats_url, write_json
 from .shards import IMAGE_EXTS, Sample, ShardReader, shard_name
 from .storage import Storage
@@ -173,9 +173,11 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
     out_url, marker = parquet_url(out_prefix, name), stats_url(out_prefix, name)
     storage.remove(marker)  # from an earlier run: the marker must never outlive its Parquet file
     storage.remove_stale_temps(out_url)  # from a worker killed while writing this shard
-    size = storage.size(shard_url)
-    reader, tally = ShardReader(shard_url, storage), Tally()
-    with storage.atomic_output(out_url) as f:
+    source = identity(storage.info(shard_url))
+    if source is None:
+        raise FileNotFoundError(f"input shard {shard_url} does not exist")
+    reader, tally, output = ShardReader(shard_url, storage), Tally(), {}
+    with storage.atomic_output(out_url, record=output) as f:
         writer = ArchiveWriter(f, settings.row_groups)
         try:
             for batch in _prefetch(_batches(reader, settings), settings.prefetch_batches):
@@ -185,18 +187,13 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
                     writer.add(row)
                     tally.add(row)
                 report({"shard": shard_url, "images": len(batch), "bytes_in": reader.bytes_read,
-                        "shard_bytes": size, "pid": os.getpid()})
+                        "shard_bytes": source["size"], "pid": os.getpid()})
         finally:
             writer.close()
-        f.flush()
-        parquet_bytes = f.tell()
-        with open(f.name, "rb") as written:
-            parquet_sha = hashlib.file_digest(written, "sha256").hexdigest()
     seconds = time.perf_counter() - t0
     stats = {
         "shard": shard_url,
         "name": name,
-        "output": out_url,
         "codec_id": codec.codec_id,
         "rows": tally.rows,
         "ok": tally.ok,
@@ -206,8 +203,9 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
         "bytes_in": reader.bytes_read,
         "image_bytes": tally.image_bytes,
         "bitstream_bytes": tally.bitstream_bytes,
-        "parquet_bytes": parquet_bytes,
-        "parquet_sha256": parquet_sha,
+        "parquet_bytes": output["bytes"],
+        "input": source,  # what markers.py checks on resume: the input unchanged, the output intact
+        "output": output,
         "mean_bpp": tally.bitstream_bytes * 8 / tally.pixels if tally.pixels else None,
         "seconds": round(seconds, 4),
         "encode_seconds": round(tally.encode_s, 4),

@@ -12,6 +12,7 @@ so a reader sees the whole object or nothing.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import tempfile
@@ -93,25 +94,30 @@ class Storage:
         with self.atomic_output(url) as f:
             f.write(data)
 
-    def size(self, url: str) -> int | None:
+    def info(self, url: str) -> dict | None:
+        """fsspec's details of one file (size, ETag on S3, mtime locally), or None when it is missing."""
         fs, path = self.fs(url)
         try:
-            return int(self.retrying(lambda: fs.size(path), f"sizing {url}"))
-        except Exception:
+            return self.retrying(lambda: fs.info(path), f"checking {url}")
+        except FileNotFoundError:
             return None
 
     def remove(self, url: str) -> None:
         fs, path = self.fs(url)
         if fs.exists(path):
-            self.retrying(lambda: fs.rm(path), f"removing {url}")
+            self.retrying(lambda: fs.rm(path, recursive=fs.isdir(path)), f"removing {url}")
+
+    def listing(self, prefix: str) -> dict[str, dict]:
+        """The files directly under ``prefix`` with their details, by name, in one listing."""
+        fs, path = self.fs(prefix)
+        if not self.retrying(lambda: fs.isdir(path), f"listing {prefix}"):
+            return {}
+        entries = self.retrying(lambda: fs.ls(path, detail=True), f"listing {prefix}")
+        return {basename(e["name"]): e for e in entries if e.get("type") != "directory"}
 
     def list(self, prefix: str, suffix: str) -> list[str]:
         """URLs of the files directly under ``prefix`` whose names end with ``suffix``, sorted."""
-        fs, path = self.fs(prefix)
-        if not self.retrying(lambda: fs.isdir(path), f"listing {prefix}"):
-            return []
-        names = self.retrying(lambda: fs.ls(path, detail=False), f"listing {prefix}")
-        return sorted(join(prefix, basename(n)) for n in names if n.endswith(suffix))
+        return sorted(join(prefix, n) for n in self.listing(prefix) if n.endswith(suffix))
 
     def remove_stale_temps(self, url: str) -> None:
         """Delete temporary files that a killed writer of ``url`` left beside it (local only:
@@ -123,8 +129,12 @@ class Storage:
                     os.remove(tmp)
 
     @contextlib.contextmanager
-    def atomic_output(self, url: str) -> Iterator:
-        """A writable local file that becomes ``url`` in one piece when the block succeeds."""
+    def atomic_output(self, url: str, record: dict | None = None) -> Iterator:
+        """A writable local file that becomes ``url`` in one piece when the block succeeds.
+
+        ``record``, when given, receives what a completion marker vouches for: url, bytes, sha256 (of
+        the bytes committed) and, on S3, the ETag the store gave the object.
+        """
         fs, path = self.fs(url)
         local = is_local(url)
         if local:
@@ -138,13 +148,24 @@ class Storage:
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
+            if record is not None:
+                with open(tmp, "rb") as f:
+                    record.update(url=url, bytes=os.path.getsize(tmp), sha256=hashlib.file_digest(f, "sha256").hexdigest())
             if local:
                 os.replace(tmp, path)
             else:
                 self.retrying(lambda: fs.put_file(tmp, path), f"uploading {url}")
+                if record is not None:
+                    record["etag"] = etag(self.info(url))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
+
+
+def etag(info: dict | None) -> str | None:
+    """The ETag in a file's details (S3; None for local files), without quotes."""
+    value = (info or {}).get("ETag") or (info or {}).get("etag")
+    return value.strip('"') if value else None
 
 
 def is_s3(url: str) -> bool:
