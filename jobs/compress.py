@@ -22,7 +22,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model import load_codec  # noqa: E402
+from model import load_codec, split_codec_id  # noqa: E402
+from model.options import add_option_flags, family_options, given_options  # noqa: E402
 from pipeline.actors import CompressWorker  # noqa: E402
 from pipeline.archive import MANIFEST, RowGroups, archived_shards, now, write_json  # noqa: E402
 from pipeline.cli import (add_common_args, fail, manifest_base, ray_session, resources_from,  # noqa: E402
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"decompression-bomb cap: larger images become error rows (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--row-group-rows", type=int, default=100, help="rows per Parquet row group (default 100)")
     p.add_argument("--row-group-mb", type=float, default=64, help="or this many MB of bitstreams (default 64)")
+    add_option_flags(p.add_argument_group("encode options (the codec's family must declare them)"),
+                     family_options("encode"))
     add_common_args(p, default_batch=16)
     return p
 
@@ -85,11 +88,14 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     storage = storage_from(args)
     try:
         shards = expand_inputs(args.input, storage)
-        codec = load_codec(args.codec)  # here first: a bad name fails now, with the list of known ones
+        codec_options = given_options(args, family_options("encode"))
+        # here first: a bad name or option fails now, with the list of known ones
+        codec = load_codec(args.codec).with_presets(**codec_options)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         return fail(str(exc).strip("'\""))
     settings = EncodeSettings(batch_size=args.batch_size, max_pixels=args.max_pixels,
-                              row_groups=RowGroups(args.row_group_rows, int(args.row_group_mb * 2**20)))
+                              row_groups=RowGroups(args.row_group_rows, int(args.row_group_mb * 2**20)),
+                              codec_options=codec_options)
     names = {shard_name(s): s for s in shards}
     try:
         skipped, redo = ({}, {}) if args.overwrite else find_completed(args.output, names, storage, codec.codec_id)
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
         **manifest_base("compress", argv, started, time.perf_counter() - t0, res),
         "codec": args.codec,
         "codec_id": codec.codec_id,
-        "weights_hash": codec.codec_id.split("@", 1)[1] if "@" in codec.codec_id else None,
+        "weights_hash": split_codec_id(codec.codec_id)[1],
         "input": redact(args.input),
         "output": redact(args.output),
         "settings": {"batch_size": settings.batch_size, "max_pixels": settings.max_pixels,

@@ -8,8 +8,8 @@
 Decoding writes NAME.tar per archive file (same keys: the decoded image as .png plus the carried
 metadata members) or NAME/KEY.png. --audit decodes against the original shards and writes
 audit.parquet (per image PSNR, MS-SSIM, bpp) without keeping decoded images, then prints mean and
-worst 1 %. Steps, gamma, seed and batch size are recorded in _manifest.json: the same arguments
-reproduce a stochastic decode. Rows whose codec has no matching weights here are refused.
+worst 1 %. The decode options (the flags the codec families declare: steps, gamma, seed, ...) and
+the batch size are recorded in _manifest.json: the same arguments reproduce a stochastic decode. Rows whose codec has no matching weights here are refused.
 Exit status: 0 ok, 1 when some shard failed, 2 for a usage error or a refused codec.
 """
 
@@ -29,6 +29,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from model import load_codec_for_id  # noqa: E402
+from model.options import add_option_flags, family_options, given_options, with_defaults  # noqa: E402
 from pipeline.actors import DecodeWorker  # noqa: E402
 from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, archived_shards, now, write_json  # noqa: E402
 from pipeline.cli import (add_common_args, fail, manifest_base, ray_session, resources_from,  # noqa: E402
@@ -52,9 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", default="out/archive", help="archive folder or URL prefix (default out/archive)")
     p.add_argument("--output", default="out/decoded", help="output folder or URL prefix (default out/decoded)")
-    p.add_argument("--steps", type=int, default=None, help="diffusion decoding steps (default: the codec's own)")
-    p.add_argument("--gamma", type=float, default=0.0, help="start-noise scale of a stochastic decode (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="seed of a stochastic decode (default 0)")
     p.add_argument("--shards", default=None, help="only archive shards whose name matches this glob, e.g. 'shard-0000[0-4]'")
     p.add_argument("--keys", default=None, help="only the keys listed in this file (one per line; path or URL)")
     p.add_argument("--format", choices=FORMATS, default="webdataset",
@@ -64,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "writes audit.parquet and prints a summary instead of keeping images")
     p.add_argument("--weights-dir", default=None, help="where to look for codec weights (default: model/weights)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="pixel cap for originals in --audit")
+    add_option_flags(p.add_argument_group("decode options (each codec takes those its family declares)"),
+                     family_options("decode"))
     add_common_args(p, default_batch=8)
     return p
 
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     keys = None
     if args.keys:
         keys = frozenset(k.strip() for k in storage.read_bytes(args.keys).decode().splitlines() if k.strip())
-    settings = DecodeSettings(steps=args.steps, gamma=args.gamma, seed=args.seed, batch_size=args.batch_size,
+    options = given_options(args, family_options("decode"))
+    settings = DecodeSettings(options=options, batch_size=args.batch_size,
                               format=args.format, keys=keys, max_pixels=args.max_pixels, weights_dir=args.weights_dir)
     parquets = {n: join(args.input, n + PARQUET_SUFFIX) for n in shards}
     if args.audit:
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     manifest = {
         **manifest_base("decompress", argv, started, time.perf_counter() - t0, res),
         "input": redact(args.input), "output": redact(args.output),
-        "decode": {"steps": args.steps, "gamma": args.gamma, "seed": args.seed, "batch_size": args.batch_size},
+        "decode": {**with_defaults(options, family_options("decode")), "batch_size": args.batch_size},
         "codec_ids": dict(Counter(s["codec_id"] for s in shards.values())),
         "counts": {"shards": len(parquets), "done": len(results), "failed": len(failures),
                    "rows": sum(r["rows"] for r in results.values()),

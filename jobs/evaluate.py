@@ -39,7 +39,7 @@ from jobs.eval_report import center_crop, plot_rd, render_gallery, summary_table
 from model import bits_per_pixel, list_codecs, load_codec, load_image  # noqa: E402
 from model.bdrate import bd_rate, ms_ssim_db  # noqa: E402
 from model.metrics import DEFAULT_LPIPS_PATH, load_lpips, lpips_distance, ms_ssim, psnr  # noqa: E402
-from model.registry import WEIGHTS_DIR  # noqa: E402
+from model.weights import WEIGHTS_DIR  # noqa: E402
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm"}
 METRICS = ("psnr", "ms_ssim", "lpips")
@@ -155,7 +155,8 @@ def evaluate_codec(codec, images, args, lpips_model, gallery_name, on_image):
         h, w = loaded.rgb.shape[:2]
         for steps, gamma in settings:
             t0 = time.perf_counter()
-            decoded = codec.decode([blob], steps=steps, gamma=gamma or 0.0, seed=args.seed)[0]
+            options = {} if steps is None else {"steps": steps, "gamma": gamma, "seed": args.seed}
+            decoded = codec.decode([blob], **options)[0]
             decode_s = time.perf_counter() - t0
             rgb = np.asarray(decoded.convert("RGB"), dtype=np.uint8)
             point = {
@@ -234,11 +235,11 @@ def write_card_figures(codecs, rows: list[dict], config: dict, weights_dir: Path
     shipped = {i.name: i.path.with_suffix(".json") for i in list_codecs(weights_dir) if i.path is not None}
     written = []
     for codec in codecs:
-        card_path, weights_hash = shipped.get(codec.name), getattr(codec, "weights_hash", None)
-        if card_path is None or weights_hash is None:
+        card_path, weights_sha256 = shipped.get(codec.name), getattr(codec, "weights_sha256", None)
+        if card_path is None or weights_sha256 is None:
             continue  # a Pillow reference, or a model that is not in the registry
         card = json.loads(card_path.read_text())
-        if not str(card.get("sha256", "")).startswith(weights_hash):
+        if not str(card.get("sha256", "")).startswith(weights_sha256):
             warnings.warn(f"{card_path}: card is for other weights than {codec.codec_id}; not updated")
             continue
         card["evaluation"] = {

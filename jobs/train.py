@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script too
 
 from model.config import CONFIGS  # noqa: E402
-from model.registry import WEIGHTS_DIR  # noqa: E402
+from model.weights import WEIGHTS_DIR  # noqa: E402
 from model.training import TrainConfig, export, train  # noqa: E402
 
 

@@ -3,13 +3,17 @@
 Public API, the only thing the pipeline imports::
 
     from model import load_codec, list_codecs, BitstreamError
+
+New codec families register through ``register_family(Family(...))`` (see ``model.registry``).
 """
 
-from .bitstream import BitstreamError, bits_per_pixel, unpack
-from .codec import Codec
-from .images import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, load_image
+from .codec import Codec, Option, OptionError
+from .format import BitstreamError, bits_per_pixel, unpack
+from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image
 from .metrics import ms_ssim, psnr
-from .registry import list_codecs, load_codec, load_codec_for_id
+from .registry import (CodecInfo, CodecRequest, Family, ParsedName, families, get_family, list_codecs,
+                       load_codec, load_codec_for_id, plugin_env, register_family)
+from .weights import Weights, WeightsError, WeightsResolver, make_codec_id, split_codec_id
 
 
 def random_codec(config: str = "cdc-tiny", seed: int = 0, **kw):
@@ -21,17 +25,33 @@ def random_codec(config: str = "cdc-tiny", seed: int = 0, **kw):
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
     "BitstreamError",
     "Codec",
+    "CodecInfo",
+    "CodecRequest",
+    "Family",
     "ImageError",
     "LoadedImage",
+    "Option",
+    "OptionError",
+    "ParsedName",
+    "Weights",
+    "WeightsError",
+    "WeightsResolver",
     "bits_per_pixel",
+    "families",
+    "get_family",
     "list_codecs",
     "load_codec",
     "load_codec_for_id",
     "load_image",
+    "make_codec_id",
     "ms_ssim",
+    "plugin_env",
     "psnr",
     "random_codec",
+    "register_family",
+    "split_codec_id",
     "unpack",
 ]

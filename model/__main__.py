@@ -1,7 +1,10 @@
 """Single-file command line; exits non-zero with a one-line reason on bad input.
 
-    python -m model encode IN.png OUT.cdc --codec cdc-s-q2
+    python -m model encode IN.png OUT.cdc --codec cdc-s-q2 [--quality 40 ...]
     python -m model decode IN.cdc OUT.png [--steps 8] [--gamma 0.8] [--seed 0]
+
+Encode and decode flags are the options the registered codec families declare; each codec
+accepts only its own.
     python -m model info IN.cdc
     python -m model list
 """
@@ -13,8 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from .bitstream import BitstreamError, bits_per_pixel, unpack
+from .format import BitstreamError, bits_per_pixel, unpack
 from .images import DEFAULT_MAX_PIXELS, ImageError, load_image
+from .options import add_option_flags, family_options, given_options
 from .registry import list_codecs, load_codec, load_codec_for_id
 
 
@@ -28,15 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--codec", required=True, help="registry name or .safetensors path (see `list`)")
     enc.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="decompression-bomb cap")
     enc.add_argument("--device", default="cpu")
+    add_option_flags(enc.add_argument_group("encode options (per codec family)"), family_options("encode"))
     dec = sub.add_parser("decode", help="rebuild an image from a bitstream")
     dec.add_argument("input", type=Path)
     dec.add_argument("output", type=Path, help="output image; format from the suffix (.png recommended)")
-    dec.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the model's)")
-    dec.add_argument("--gamma", type=float, default=0.0, help="x_N noise scale: 0 deterministic, 0.8 stochastic")
-    dec.add_argument("--seed", type=int, default=0, help="seed of the x_N noise when gamma > 0")
     dec.add_argument("--codec", default=None,
                      help="weights to decode with (default: the registered ones the bitstream names)")
     dec.add_argument("--device", default="cpu")
+    add_option_flags(dec.add_argument_group("decode options (per codec family)"), family_options("decode"))
     info = sub.add_parser("info", help="print a bitstream's header")
     info.add_argument("input", type=Path)
     sub.add_parser("list", help="list the registered codecs")
@@ -62,7 +65,7 @@ def run(args) -> str:
         image = load_image(_read(args.input), max_pixels=args.max_pixels)
         codec = load_codec(args.codec, device=args.device)
         t0 = time.perf_counter()
-        blob = codec.encode([image])[0]
+        blob = codec.encode([image], **given_options(args, family_options("encode")))[0]
         args.output.write_bytes(blob)
         h, w = image.rgb.shape[:2]
         return (f"{args.input} -> {args.output}: {len(blob)} bytes, "
@@ -73,7 +76,7 @@ def run(args) -> str:
     else:
         codec = load_codec_for_id(unpack(data).codec_id, device=args.device)
     t0 = time.perf_counter()
-    image = codec.decode([data], steps=args.steps, gamma=args.gamma, seed=args.seed)[0]
+    image = codec.decode([data], **given_options(args, family_options("decode")))[0]
     try:
         image.save(args.output)
     except (OSError, ValueError) as exc:

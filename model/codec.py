@@ -1,121 +1,172 @@
-"""The one codec interface the pipeline, the CLI and the evaluation see.
+"""The one codec contract the pipeline, the CLI and the evaluation see.
 
-    codec = load_codec("cdc-s-q2")                          # model.registry
-    blobs = codec.encode(images)                            # list[bytes], real bitstreams
-    images = codec.decode(blobs, steps=8, gamma=0.0, seed=0) # list[PIL.Image]
+    codec = load_codec("cdc-s-q2")                               # model.registry
+    blobs = codec.encode(images, **encode_options)               # list[bytes], real bitstreams
+    images = codec.decode(blobs, steps=8, gamma=0.0, seed=0)     # list[PIL.Image]
 
 Images may be Pillow images, uint8 arrays (H x W or H x W x 3), ``LoadedImage`` or file bytes.
 Decoded images come back in the restored mode (``L`` for grey originals, else ``RGB``).
-``steps``, ``gamma`` and ``seed`` matter only to diffusion codecs; the others ignore them.
+
+Each codec declares its options (``Option``: name, type, default, encode or decode side); the
+CLI, the jobs and the evaluation build their flags and sweeps from these declarations. A name the
+codec does not declare is refused with the list of the ones it does; ``None`` means "the default",
+which is the declaration's unless the codec instance has its own (a name preset such as
+``avif-q40``, or a card's ``default_steps``).
 """
 
 from __future__ import annotations
 
-import io
 from abc import ABC, abstractmethod
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 from PIL import Image
 
-from .bitstream import BitstreamError, Container, pack, unpack
+from .format import BitstreamError, Container, pack, unpack
 from .images import as_loaded, from_rgb8
+
+Side = Literal["encode", "decode"]
+
+
+class OptionError(ValueError):
+    """An option a codec does not declare, or a value of the wrong type or range."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a codec: ``encode`` options change the bitstream, ``decode`` options only its decoding.
+
+    ``default`` None means the codec instance chooses (for example the model card's default steps).
+    """
+
+    name: str
+    type: type  # int, float, str or bool
+    default: Any
+    side: Side
+    help: str = ""
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+
+    def __post_init__(self):
+        if self.side not in ("encode", "decode"):
+            raise ValueError(f"option '{self.name}': side must be 'encode' or 'decode', not {self.side!r}")
+        if self.type not in (int, float, str, bool):
+            raise ValueError(f"option '{self.name}': type must be int, float, str or bool, not {self.type!r}")
+
+    def check(self, value: Any, owner: str = "codec") -> Any:
+        """``value`` converted to the declared type (int -> float is allowed) and range-checked."""
+        if value is None:
+            return None
+        t = self.type
+        ok = (isinstance(value, t) and not (t is int and isinstance(value, bool))) or (
+            t is float and isinstance(value, int) and not isinstance(value, bool))
+        if not ok:
+            raise OptionError(f"{owner}: option '{self.name}' takes {t.__name__}, got {value!r}")
+        value = t(value)
+        if self.choices is not None and value not in self.choices:
+            raise OptionError(f"{owner}: option '{self.name}' must be one of {list(self.choices)}, got {value!r}")
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise OptionError(f"{owner}: option '{self.name}' must be in {self.min}..{self.max}, got {value!r}")
+        return value
+
+
+def declared(options: Iterable[Option], side: Side | None = None) -> dict[str, Option]:
+    """The options of one side (or all), by name."""
+    return {o.name: o for o in options if side is None or o.side == side}
 
 
 class Codec(ABC):
-    """Base class: subclasses implement ``_encode_rgb`` and ``_decode_containers``."""
+    """Base class: subclasses declare ``options`` and implement ``_encode_rgb`` and ``_decode_containers``."""
 
     #: registry name, e.g. "cdc-s-q2" or "webp-q75"
     name: str
-    #: "cdc", "hyperprior" or "pillow"
+    #: the registered family: "cdc", "hyperprior", "pillow", ...
     family: str
-    #: whether decode's steps/gamma/seed mean anything
-    stochastic_decoder: bool = False
+    #: the options this codec takes, encode and decode side
+    options: tuple[Option, ...] = ()
+    #: this instance's defaults where they differ from the declaration (name presets, card values)
+    presets: dict[str, Any] = {}
+
+    @property
+    def stochastic_decoder(self) -> bool:
+        """Whether decoding draws noise (a ``gamma`` option): evaluation then sweeps it."""
+        return "gamma" in declared(self.options, "decode")
 
     @property
     def codec_id(self) -> str:
-        """Name plus a short hash of the exact weights; written into every bitstream."""
+        """What every bitstream records: the name, plus a short hash of the exact weights where there are any."""
         return self.name
 
-    def encode(self, images: Sequence) -> list[bytes]:
+    # ----- options ---------------------------------------------------------------------------
+    def with_presets(self, **presets) -> "Codec":
+        """Set this instance's defaults (checked against the declaration); returns the codec."""
+        checked = self._check(None, presets)
+        self.presets = {**self.presets, **checked}
+        return self
+
+    def resolve_options(self, side: Side, given: dict[str, Any]) -> dict[str, Any]:
+        """Every declared option of ``side``: the given value, else this instance's default."""
+        checked = self._check(side, given)
+        return {
+            name: checked[name] if checked.get(name) is not None else self.presets.get(name, opt.default)
+            for name, opt in declared(self.options, side).items()
+        }
+
+    def select_options(self, side: Side, values: dict[str, Any]) -> dict[str, Any]:
+        """The part of ``values`` this codec declares on ``side`` (one setting applied to many codecs)."""
+        names = declared(self.options, side)
+        return {k: v for k, v in values.items() if k in names}
+
+    def _check(self, side: Side | None, given: dict[str, Any]) -> dict[str, Any]:
+        valid = declared(self.options, side)
+        unknown = sorted(set(given) - set(valid))
+        if unknown:
+            what = f"{side} options" if side else "options"
+            raise OptionError(f"{self.name} has no {what} {', '.join(map(repr, unknown))} "
+                              f"(valid: {', '.join(valid) or 'none'})")
+        return {k: valid[k].check(v, self.name) for k, v in given.items()}
+
+    # ----- the contract ----------------------------------------------------------------------
+    def encode(self, images: Sequence, **options) -> list[bytes]:
+        opts = self.resolve_options("encode", options)
         loaded = [as_loaded(im) for im in images]
-        strings = self._encode_rgb([im.rgb for im in loaded])
+        strings = self._encode_rgb([im.rgb for im in loaded], **opts)
+        codec_id = self.codec_id_for(opts)
         return [
-            pack(Container(self.codec_id, im.rgb.shape[0], im.rgb.shape[1], im.mode, tuple(s)))
+            pack(Container(codec_id, im.rgb.shape[0], im.rgb.shape[1], im.mode, tuple(s)))
             for im, s in zip(loaded, strings)
         ]
 
-    def decode(
-        self, blobs: Sequence[bytes], steps: int | None = None, gamma: float = 0.0, seed: int = 0
-    ) -> list[Image.Image]:
+    def decode(self, blobs: Sequence[bytes], **options) -> list[Image.Image]:
+        opts = self.resolve_options("decode", options)
         containers = [self.parse(b) for b in blobs]
-        rgbs = self._decode_containers(containers, steps=steps, gamma=gamma, seed=seed)
+        rgbs = self._decode_containers(containers, **opts)
         return [from_rgb8(rgb, c.mode) for rgb, c in zip(rgbs, containers)]
 
     def parse(self, blob: bytes) -> Container:
         """Unpack and check that this codec (these exact weights) made the bitstream."""
         c = unpack(blob)
-        if c.codec_id != self.codec_id:
+        if not self.accepts_id(c.codec_id):
             raise BitstreamError(
                 f"bitstream was written by codec '{c.codec_id}', this is '{self.codec_id}': "
                 f"load the matching weights (load_codec('{c.codec_name}'))"
             )
         return c
 
+    def codec_id_for(self, encode_options: dict[str, Any]) -> str:
+        """The id written into bitstreams encoded with these options (the same for all, by default)."""
+        return self.codec_id
+
+    def accepts_id(self, codec_id: str) -> bool:
+        """Whether this codec decodes bitstreams tagged ``codec_id``."""
+        return codec_id == self.codec_id
+
     @abstractmethod
-    def _encode_rgb(self, rgbs: list[np.ndarray]) -> list[tuple[bytes, ...]]:
+    def _encode_rgb(self, rgbs: list[np.ndarray], **encode_options) -> list[tuple[bytes, ...]]:
         """Payload strings for each uint8 H x W x 3 image."""
 
     @abstractmethod
-    def _decode_containers(
-        self, containers: list[Container], steps: int | None, gamma: float, seed: int
-    ) -> list[np.ndarray]:
+    def _decode_containers(self, containers: list[Container], **decode_options) -> list[np.ndarray]:
         """uint8 H x W x 3 arrays, cropped to each container's height and width."""
-
-
-class PillowCodec(Codec):
-    """JPEG, WebP or AVIF through Pillow at a fixed quality: the classical references."""
-
-    family = "pillow"
-    FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
-
-    def __init__(self, fmt: str, quality: int):
-        if fmt not in self.FORMATS:
-            raise ValueError(f"unknown Pillow format '{fmt}', expected one of {sorted(self.FORMATS)}")
-        if not 0 <= quality <= 100:
-            raise ValueError(f"quality must be 0..100, got {quality}")
-        self.fmt, self.quality = fmt, quality
-        self.name = f"{fmt}-q{quality}"
-
-    def _save_kwargs(self) -> dict:
-        if self.fmt == "jpeg":
-            # 4:2:0, optimised Huffman tables: what a careful user of libjpeg gets.
-            return {"quality": self.quality, "optimize": True, "subsampling": 2}
-        if self.fmt == "webp":
-            return {"quality": self.quality, "method": 6}
-        return {"quality": self.quality, "speed": 6}
-
-    def _encode_rgb(self, rgbs):
-        out = []
-        for rgb in rgbs:
-            buf = io.BytesIO()
-            Image.fromarray(rgb, "RGB").save(buf, format=self.FORMATS[self.fmt], **self._save_kwargs())
-            out.append((buf.getvalue(),))
-        return out
-
-    def _decode_containers(self, containers, steps, gamma, seed):
-        out = []
-        for c in containers:
-            if len(c.strings) != 1:
-                raise BitstreamError(f"{self.name} bitstream must hold 1 string, has {len(c.strings)}")
-            try:
-                with Image.open(io.BytesIO(c.strings[0])) as img:
-                    rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-            except Exception as exc:
-                raise BitstreamError(f"{self.name} payload does not decode: {exc}") from None
-            if rgb.shape[:2] != (c.height, c.width):
-                raise BitstreamError(
-                    f"{self.name} payload is {rgb.shape[1]}x{rgb.shape[0]}, header says {c.width}x{c.height}"
-                )
-            out.append(rgb)
-        return out

@@ -6,6 +6,8 @@ so a ``.safetensors`` file is enough to rebuild its model.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import asdict, dataclass, field
 
 
@@ -69,20 +71,30 @@ def config_to_dict(cfg) -> dict:
 
 
 def config_from_dict(d: dict):
-    """Inverse of ``config_to_dict``; raises a clear error for unknown families or fields."""
+    """Inverse of ``config_to_dict``, through the config class the family registered."""
+    from .registry import get_family
+
     family = d.get("family")
     try:
-        if family == "cdc":
-            return CDCConfig(
-                latent=LatentConfig(**d["latent"]),
-                unet=UNetConfig(**d["unet"]),
-                diffusion=DiffusionConfig(**d["diffusion"]),
-            )
-        if family == "hyperprior":
-            return HyperpriorConfig(latent=LatentConfig(**d["latent"]))
+        cls = get_family(family).config
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+    if cls is None:
+        raise ValueError(f"codec family '{family}' has no config")
+    try:
+        return dataclass_from_dict(cls, d)
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed {family} config: {exc}") from None
-    raise ValueError(f"unknown model family '{family}' (expected 'cdc' or 'hyperprior')")
+
+
+def dataclass_from_dict(cls, d: dict):
+    """A (nested) config dataclass from its ``asdict`` form; unknown fields raise TypeError."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in d.items():
+        kind = hints.get(key)
+        kwargs[key] = dataclass_from_dict(kind, value) if dataclasses.is_dataclass(kind) else value
+    return cls(**kwargs)
 
 
 # Named sizes. "tiny" exists for unit tests only; "s" is the CPU-sized model that ships;

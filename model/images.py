@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
+# The one list of image file extensions (shard members, folders of images): what Pillow reads here.
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "avif", "ppm", "pgm", "pnm")
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb cap; callers may raise it
 
@@ -39,6 +41,11 @@ class LoadedImage:
     format: str | None  # Pillow format of the original file (JPEG, PNG, ...), None for arrays
     orientation: int  # EXIF orientation that was applied (1 = none)
     frames: int  # number of frames in the original (first one is used)
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name or a shard member's extension (``photo.JPG``, ``seg.png``, ``jpg``) is an image."""
+    return name.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS
 
 
 def restored_mode(original_mode: str) -> str:

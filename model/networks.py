@@ -95,5 +95,11 @@ class HyperpriorModel(_LatentModel):
                 "psnr": -10 * math.log10(max(mse.item(), 1e-10))}
 
 
-def build_model(cfg) -> CDCModel | HyperpriorModel:
-    return CDCModel(cfg) if cfg.family == "cdc" else HyperpriorModel(cfg)
+def build_model(cfg):
+    """The trainable network of a config, by the family that registered it."""
+    from .registry import get_family
+
+    family = get_family(cfg.family)
+    if family.network is None:
+        raise ValueError(f"codec family '{cfg.family}' has no trainable network")
+    return family.network(cfg)

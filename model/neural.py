@@ -8,7 +8,6 @@ file's sha256>``, so a bitstream can only be decoded by the exact weights that w
 
 from __future__ import annotations
 
-import hashlib
 import json
 import zlib
 from pathlib import Path
@@ -19,11 +18,12 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file, save, save_file
 
-from .bitstream import BitstreamError
-from .codec import Codec
+from .codec import Codec, Option
 from .config import CONFIGS, config_from_dict, config_to_dict
+from .format import BitstreamError
 from .networks import build_model
 from .tiling import blend_weight, interior, tiles_2d
+from .weights import Weights, make_codec_id, sha256_bytes, sha256_file
 
 PAD_MULTIPLE = 64  # z is at 1/64 resolution
 LATENT_STRIDE = 16  # y is at 1/16 resolution
@@ -37,26 +37,29 @@ class NeuralCodec(Codec):
         self,
         model,
         name: str,
-        weights_hash: str,
+        weights_sha256: str,
         device: str = "cpu",
         default_steps: int = 8,
         tile: int = 1024,
         overlap: int = 128,
         batch_pixels: int = 4 * 768 * 512,
+        options: tuple[Option, ...] | None = None,
     ):
         if tile % PAD_MULTIPLE or overlap % (2 * LATENT_STRIDE) or not 0 < overlap < tile:
             raise ValueError("tile must be a multiple of 64 and overlap a multiple of 32 below it")
         # channels_last: oneDNN convolutions and the per-pixel LayerNorms avoid layout copies (1.7x on CPU)
         self.model = model.eval().to(device, memory_format=torch.channels_last)
         self.model.latent.cpu()  # entropy coding and the exact h_s always run on the CPU
-        self.name, self.weights_hash, self.device = name, weights_hash, torch.device(device)
+        self.name, self.weights_sha256, self.device = name, weights_sha256, torch.device(device)
         self.family = model.cfg.family
-        self.stochastic_decoder = model.stochastic_decoder
-        self.default_steps, self.tile, self.overlap, self.batch_pixels = default_steps, tile, overlap, batch_pixels
+        self.options = _family_options(self.family) if options is None else options
+        self.tile, self.overlap, self.batch_pixels = tile, overlap, batch_pixels
+        if "steps" in {o.name for o in self.options}:
+            self.with_presets(steps=default_steps)
 
     @property
     def codec_id(self) -> str:
-        return f"{self.name}@{self.weights_hash}"
+        return make_codec_id(self.name, self.weights_sha256)
 
     # ----- batching ---------------------------------------------------------------------------
     def _batches(self, shapes: list[tuple[int, int]]):
@@ -101,8 +104,7 @@ class NeuralCodec(Codec):
 
     # ----- decode -----------------------------------------------------------------------------
     @torch.inference_mode()
-    def _decode_containers(self, containers, steps, gamma, seed):
-        steps = self.default_steps if steps is None else int(steps)
+    def _decode_containers(self, containers, steps: int = 1, gamma: float = 0.0, seed: int = 0):
         for c in containers:
             if len(c.strings) != 2:
                 raise BitstreamError(f"{self.name} bitstream must hold 2 strings (z, y), has {len(c.strings)}")
@@ -195,7 +197,7 @@ def save_weights(model, path: Path, card: dict) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     prepare_for_release(model)
     save_file(_state_for_storage(model), str(path), metadata=_metadata(model))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     card = {**card, "family": model.cfg.family, "config": config_to_dict(model.cfg), "sha256": digest}
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return digest[:8]
@@ -217,22 +219,24 @@ def load_model(path: Path):
     return model
 
 
-def load_neural_codec(path: Path, device: str = "cpu") -> NeuralCodec:
-    path = Path(path)
-    card_path = path.with_suffix(".json")
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+def load_neural_codec(weights: Weights, device: str = "cpu", options: tuple[Option, ...] | None = None) -> NeuralCodec:
     return NeuralCodec(
-        load_model(path), card.get("name", path.stem), digest[:8], device=device,
-        default_steps=card.get("default_steps", 8),
+        load_model(weights.path), weights.card.get("name", weights.name), weights.sha256, device=device,
+        default_steps=weights.card.get("default_steps", 8), options=options,
     )
+
+
+def _family_options(family: str) -> tuple[Option, ...]:
+    from .registry import get_family
+
+    return get_family(family).options
 
 
 def codec_from_model(model, name: str, device: str = "cpu", **kw) -> NeuralCodec:
     """A codec from an in-memory model (training, tests); hashed as if saved."""
     prepare_for_release(model)
-    digest = hashlib.sha256(save(_state_for_storage(model), metadata=_metadata(model))).hexdigest()
-    return NeuralCodec(model, name, digest[:8], device=device, **kw)
+    digest = sha256_bytes(save(_state_for_storage(model), metadata=_metadata(model)))
+    return NeuralCodec(model, name, digest, device=device, **kw)
 
 
 def random_codec(config: str = "cdc-tiny", seed: int = 0, **kw) -> NeuralCodec:

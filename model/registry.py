@@ -1,88 +1,245 @@
-"""Codecs by name.
+"""Codec families, and codecs by name, in the manner of CompressAI's ``@register_model``.
 
-- Pillow references: ``jpeg-qN``, ``webp-qN``, ``avif-qN`` for any quality N in 0..100.
-- Trained models: every ``NAME.safetensors`` in ``model/weights/`` with its card ``NAME.json``
-  (``cdc-s-q1``, ``hyperprior-s-q1``, ...). A path to any ``.safetensors`` file with a card beside
-  it loads the same way, so freshly trained weights need no registration.
+Each family registers itself from its own module (``model/codecs/NAME.py``, or a plugin)::
 
-A bitstream names its codec as ``NAME@HASH``; ``load_codec_for_id`` refuses weights whose hash
-differs, so an archive is never decoded with the wrong model.
+    register_family(Family(name="pillow", load=load, parse=parse, options=OPTIONS, listing=listing))
+
+A name is offered to every family in registration order. ``parse`` turns it into the weights
+file it needs (or None) and the options the name fixes: ``avif-q40`` -> no weights, quality 40;
+``cdc-s-q2`` -> weights ``cdc-s-q2``. A weights-bearing family claims a file only when the card's
+``family`` is one it loads (``Family.card_families``), never by the name's prefix. A path to a
+``.safetensors`` file goes to the family its card names.
+
+Plugins: modules named in ``$DIFFARC_CODEC_PLUGINS`` (comma-separated module names or ``.py``
+paths) and the entry points of group ``diffarc.codecs`` are imported before the first look-up,
+in every process that looks one up (Ray workers and subprocesses too), and register themselves.
+The registry is the one piece of process-wide state: families are code, registered once per process.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any, Callable
 
-from .bitstream import BitstreamError
-from .codec import Codec, PillowCodec
+from .codec import Codec, Option
+from .format import BitstreamError
+from .weights import Weights, WeightsError, WeightsResolver, split_codec_id
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-_PILLOW_NAME = re.compile(r"^(jpeg|webp|avif)-q(\d{1,3})$")
+PLUGINS_ENV = "DIFFARC_CODEC_PLUGINS"
+ENTRY_POINT_GROUP = "diffarc.codecs"
+
+
+@dataclass(frozen=True)
+class ParsedName:
+    """What a codec name means to a family: the weights it needs (None: no weights) and its presets."""
+
+    weights: str | None
+    presets: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CodecRequest:
+    """Everything a family's loader gets."""
+
+    name: str  # as asked for, e.g. "cdc-s-q2", "avif-q40", or the card's name for a path
+    presets: dict[str, Any]  # options the name fixes; the registry applies them after loading
+    weights: Weights | None  # the weights file the name resolved to (None for weightless families)
+    resolver: WeightsResolver  # for any further files the family needs
+    device: str
 
 
 @dataclass(frozen=True)
 class CodecInfo:
+    """One row of ``python -m model list``."""
+
     name: str
     family: str
     description: str
     path: Path | None = None
 
 
-def list_codecs(weights_dir: Path = WEIGHTS_DIR) -> list[CodecInfo]:
-    """Every loadable codec: shipped weights first, then the Pillow patterns."""
-    infos = []
-    for card_path in sorted(Path(weights_dir).glob("*.json")):
-        weights = card_path.with_suffix(".safetensors")
-        if not weights.exists():
-            continue
-        card = json.loads(card_path.read_text())
-        infos.append(CodecInfo(card_path.stem, card["family"], card.get("description", ""), weights))
-    for fmt in PillowCodec.FORMATS:
-        infos.append(CodecInfo(f"{fmt}-qN", "pillow", f"Pillow {fmt.upper()} at quality N (0..100)"))
-    return infos
+def whole_name_is_weights(name: str) -> ParsedName:
+    """The default ``parse``: the name is a weights file's name, with no presets."""
+    return ParsedName(name)
 
 
-def _weights_path(name_or_path: str, weights_dir: Path) -> Path | None:
-    p = Path(name_or_path)
-    if p.suffix == ".safetensors":
-        return p if p.exists() else None
-    candidate = Path(weights_dir) / f"{name_or_path}.safetensors"
-    return candidate if candidate.exists() else None
+@dataclass(frozen=True)
+class Family:
+    """A codec family: how to parse its names, load its codecs, and what its codecs and cards hold."""
+
+    name: str  # "pillow", "hyperprior", "cdc", ...
+    load: Callable[[CodecRequest], Codec]
+    parse: Callable[[str], ParsedName | None] = whole_name_is_weights
+    options: tuple[Option, ...] = ()  # what its codecs declare (flags and sweeps are built from these)
+    description: str = ""
+    config: type | None = None  # config dataclass of its networks (stored in weights files and cards)
+    network: Callable[[Any], Any] | None = None  # config -> trainable network (torch.nn.Module)
+    card_fields: tuple[str, ...] = ()  # fields its weights cards must hold
+    loads_cards_of: tuple[str, ...] = ()  # other families whose weights it loads (DiffC: "cdc-avif")
+    listing: Callable[[list[Weights]], list[CodecInfo]] | None = None  # default: one row per weights file
+
+    @property
+    def card_families(self) -> tuple[str, ...]:
+        return (self.name, *self.loads_cards_of)
+
+    def list(self, weights: list[Weights]) -> list[CodecInfo]:
+        """Its rows for ``python -m model list``, given the weights files found."""
+        if self.listing is not None:
+            return self.listing(weights)
+        return [CodecInfo(w.name, self.name, w.card.get("description", ""), w.path)
+                for w in weights if w.family == self.name]
+
+    def check_card(self, weights: Weights) -> None:
+        missing = [f for f in self.card_fields if f not in weights.card]
+        if missing:
+            raise WeightsError(f"{weights.path.with_suffix('.json')}: card lacks {', '.join(missing)} "
+                               f"(family {self.name} needs {', '.join(self.card_fields)})")
+        recorded = weights.card.get("sha256")
+        if recorded and recorded != weights.sha256:
+            raise WeightsError(f"{weights.path}: sha256 {weights.sha256[:12]}... is not its card's "
+                               f"{str(recorded)[:12]}...: the card describes other weights (re-export the pair)")
 
 
-def load_codec(name_or_path: str, device: str = "cpu", weights_dir: Path = WEIGHTS_DIR) -> Codec:
+_FAMILIES: dict[str, Family] = {}
+_PLUGINS_LOADED: set[str] = set()
+
+
+def register_family(family: Family) -> Family:
+    """Add a family (from its own module); registering the same module's family again replaces it."""
+    old = _FAMILIES.get(family.name)
+    if old is not None and old.load.__module__ != family.load.__module__:
+        raise ValueError(f"codec family '{family.name}' is already registered by {old.load.__module__}")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def families() -> list[Family]:
+    """Every registered family, built-ins first, after importing the plugins."""
+    import model.codecs  # noqa: F401  (the built-in families register on import)
+
+    load_plugins()
+    return list(_FAMILIES.values())
+
+
+def get_family(name: str) -> Family:
+    for fam in families():
+        if fam.name == name:
+            return fam
+    raise KeyError(f"unknown codec family '{name}' (registered: {', '.join(_FAMILIES)}; plugins are "
+                   f"imported from ${PLUGINS_ENV} and the '{ENTRY_POINT_GROUP}' entry points)")
+
+
+def load_plugins() -> None:
+    """Import the plugin modules named in ``$DIFFARC_CODEC_PLUGINS`` and the entry points, once each."""
+    specs = [s.strip() for s in os.environ.get(PLUGINS_ENV, "").split(",") if s.strip()]
+    for spec in specs:
+        if spec not in _PLUGINS_LOADED:
+            _import_plugin(spec)
+            _PLUGINS_LOADED.add(spec)
+    if ENTRY_POINT_GROUP not in _PLUGINS_LOADED:
+        _PLUGINS_LOADED.add(ENTRY_POINT_GROUP)
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            ep.load()
+
+
+def plugin_env() -> dict[str, str]:
+    """``$DIFFARC_CODEC_PLUGINS`` with paths made absolute: what another process (a Ray worker) needs
+    in its environment to register the same plugin families; empty when there are none."""
+    specs = [s.strip() for s in os.environ.get(PLUGINS_ENV, "").split(",") if s.strip()]
+    specs = [str(Path(s).resolve()) if s.endswith(".py") else s for s in specs]
+    return {PLUGINS_ENV: ",".join(specs)} if specs else {}
+
+
+def _import_plugin(spec: str) -> None:
+    if not spec.endswith(".py"):
+        importlib.import_module(spec)
+        return
+    path = Path(spec).resolve()
+    if not path.exists():
+        raise ImportError(f"codec plugin {spec} (from ${PLUGINS_ENV}) does not exist")
+    module_name = f"diffarc_plugin_{path.stem}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    module_spec.loader.exec_module(module)
+
+
+# ----- look-ups -------------------------------------------------------------------------------
+def list_codecs(weights_dir: Path | str | None = None) -> list[CodecInfo]:
+    """Every loadable codec: weights files first (by name), then the families' name patterns."""
+    weights = WeightsResolver.from_env(weights_dir).local()
+    rows = [row for fam in families() for row in fam.list(weights)]
+    claimed = {row.path for row in rows}
+    rows += [CodecInfo(w.name, str(w.family), "(no registered family loads these weights)", w.path)
+             for w in weights if w.path not in claimed]
+    return sorted((r for r in rows if r.path), key=lambda r: r.name) + [r for r in rows if not r.path]
+
+
+def load_codec(name_or_path: str | Path, device: str = "cpu", weights_dir: Path | str | None = None,
+               weights_url: str | None = None) -> Codec:
     """A codec by registry name or by path to a ``.safetensors`` file with its ``.json`` card."""
-    m = _PILLOW_NAME.match(name_or_path)
-    if m:
-        return PillowCodec(m.group(1), int(m.group(2)))
-    path = _weights_path(name_or_path, weights_dir)
-    if path is None:
-        known = ", ".join(i.name for i in list_codecs(weights_dir))
-        raise KeyError(
-            f"unknown codec '{name_or_path}': not a registered name or a .safetensors path "
-            f"(known: {known}; `python -m model list` shows them)"
-        )
-    from .neural import load_neural_codec  # torch is imported only when a model is needed
-
-    return load_neural_codec(path, device=device)
+    return _load(str(name_or_path), device, WeightsResolver.from_env(weights_dir, weights_url), None)
 
 
-def load_codec_for_id(codec_id: str, device: str = "cpu", weights_dir: Path = WEIGHTS_DIR) -> Codec:
+def load_codec_for_id(codec_id: str, device: str = "cpu", weights_dir: Path | str | None = None,
+                      weights_url: str | None = None) -> Codec:
     """The codec that wrote bitstreams tagged ``codec_id``; refuses mismatching weights."""
-    name = codec_id.split("@", 1)[0]
+    name, short_hash = split_codec_id(codec_id)
+    resolver = WeightsResolver.from_env(weights_dir, weights_url)
     try:
-        codec = load_codec(name, device=device, weights_dir=weights_dir)
+        codec = _load(name, device, resolver, short_hash)
     except KeyError:
         raise BitstreamError(
             f"no weights for codec '{codec_id}': '{name}' is not registered here "
-            f"(install the weights file {name}.safetensors into {weights_dir})"
+            f"(install the weights file {name}.safetensors into {resolver.describe()})"
         ) from None
-    if codec.codec_id != codec_id:
+    if not codec.accepts_id(codec_id):
         raise BitstreamError(
             f"weights mismatch: bitstreams need '{codec_id}' but the registered '{name}' is "
             f"'{codec.codec_id}' (the weights were retrained or replaced; find the matching file)"
         )
     return codec
+
+
+def _load(name: str, device: str, resolver: WeightsResolver, short_hash: str | None) -> Codec:
+    if name.endswith(".safetensors"):
+        path = Path(name)
+        if not path.exists():
+            raise KeyError(f"unknown codec '{name}': no such weights file")
+        weights = Weights.open(path)
+        fam = _claiming_family(weights)
+        return _finish(fam, CodecRequest(weights.name, {}, weights, resolver, device))
+    for fam in families():
+        parsed = fam.parse(name)
+        if parsed is None:
+            continue
+        weights = None
+        if parsed.weights is not None:
+            weights = resolver.find(parsed.weights, short_hash)
+            if weights is None or weights.family not in fam.card_families:
+                continue
+        return _finish(fam, CodecRequest(name, parsed.presets, weights, resolver, device))
+    known = ", ".join(i.name for i in list_codecs(resolver.dirs[0]))
+    raise KeyError(f"unknown codec '{name}': not a registered name or a .safetensors path "
+                   f"(known: {known}; `python -m model list` shows them; weights are looked up in "
+                   f"{resolver.describe()})")
+
+
+def _claiming_family(weights: Weights) -> Family:
+    fams = families()
+    for fam in [f for f in fams if f.name == weights.family] + [f for f in fams if weights.family in f.card_families]:
+        return fam
+    raise KeyError(f"{weights.path}: its card names family '{weights.family}', which no registered family "
+                   f"loads (registered: {', '.join(f.name for f in fams)})")
+
+
+def _finish(fam: Family, request: CodecRequest) -> Codec:
+    if request.weights is not None:
+        fam.check_card(request.weights)
+    return fam.load(request).with_presets(**request.presets)

@@ -20,7 +20,7 @@ import pyarrow as pa
 import ray
 from ray.util.actor_pool import ActorPool
 
-from model import load_codec, load_codec_for_id
+from model import load_codec, load_codec_for_id, plugin_env
 
 from .decoding import DecodeSettings, audit_shard, decode_shard
 from .encoding import EncodeSettings, compress_shard
@@ -44,8 +44,10 @@ class Resources:
         return Resources(self.actors, self.cpus, 1.0 if has_gpu else 0.0, self.task_retries)
 
     def options(self) -> dict:
+        # Plugin codec families registered in the driver must be registered in the workers too.
+        env = {"runtime_env": {"env_vars": plugin_env()}} if plugin_env() else {}
         return {"num_cpus": self.cpus, "num_gpus": self.gpus or 0,
-                "max_restarts": -1, "max_task_retries": self.task_retries}
+                "max_restarts": -1, "max_task_retries": self.task_retries, **env}
 
     def device(self) -> str:
         return "cuda" if self.gpus else "cpu"
@@ -89,7 +91,7 @@ class _Worker:
 class CompressWorker(_Worker):
     def __init__(self, codec_name: str, settings: EncodeSettings, res: Resources, storage: Storage, board: str | None = None):
         super().__init__(res, storage, board)
-        self.codec = load_codec(codec_name, device=res.device())
+        self.codec = load_codec(codec_name, device=res.device()).with_presets(**settings.codec_options)
         self.limit_threads()  # again: loading a neural codec imported torch
         self.settings = settings
 

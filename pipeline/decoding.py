@@ -1,7 +1,8 @@
 """Decode one archive shard: Parquet rows -> batched codec.decode -> WebDataset tar or PNG files,
 or (audit) -> PSNR / MS-SSIM / bpp against the original shard, without keeping decoded images.
 
-``steps``, ``gamma`` and ``seed`` are passed to every decode call and recorded by the job;
+The decode options (``steps``, ``gamma``, ``seed``, ...) are passed to every codec that declares them
+and recorded by the job;
 batches are formed in row order with a fixed size, so a rerun with the same arguments reproduces
 a stochastic decode.
 """
@@ -12,8 +13,8 @@ import io
 import math
 import os
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -34,9 +35,7 @@ FORMATS = ("webdataset", "png")
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    steps: int | None = None  # diffusion steps; None: the codec's default
-    gamma: float = 0.0
-    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # decode options; each codec takes those it declares
     batch_size: int = 16
     format: str = "webdataset"
     keys: frozenset[str] | None = None  # only these keys; None: all
@@ -76,7 +75,7 @@ def decode_rows(get_codec: Callable, rows: list[dict], settings: DecodeSettings)
             continue
 
         def decode(blobs, codec=codec):
-            return codec.decode(blobs, steps=settings.steps, gamma=settings.gamma, seed=settings.seed)
+            return codec.decode(blobs, **codec.select_options("decode", settings.options))
 
         for i, (img, error, _) in zip(idx, call_batched(decode, [rows[i]["bitstream"] for i in idx])):
             out[i] = (img, f"decode failed: {error}" if error else None)

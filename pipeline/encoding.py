@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from model import DEFAULT_MAX_PIXELS, bits_per_pixel, load_image
 
@@ -35,6 +35,7 @@ class EncodeSettings:
     image_exts: tuple[str, ...] = IMAGE_EXTS
     prefetch_batches: int = 2  # decoded batches waiting for the model
     row_groups: RowGroups = RowGroups()
+    codec_options: dict[str, Any] = field(default_factory=dict)  # the codec's encode options (its presets)
 
 
 @dataclass

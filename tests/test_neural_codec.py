@@ -18,6 +18,11 @@ def _images(seed=0):
     return [rng.integers(0, 256, s, dtype=np.uint8) for s in [(40, 56, 3), (1, 1, 3), (17, 70, 3), (40, 56, 3)]]
 
 
+def _decode(codec, blobs, **options):
+    """Decode with those of ``options`` the codec declares (the hyperprior takes none)."""
+    return codec.decode(blobs, **codec.select_options("decode", options))
+
+
 def _y_of(codec, rgb):
     h, w = rgb.shape[:2]
     hp, wp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
@@ -46,7 +51,7 @@ def test_latent_decode_exact_across_thread_counts(codec):
 def test_shapes_modes_and_real_bpp(codec):
     images = _images() + [np.full((9, 11), 77, dtype=np.uint8)]
     blobs = codec.encode(images)
-    out = codec.decode(blobs, steps=2)
+    out = _decode(codec, blobs, steps=2)
     for img, blob, dec in zip(images, blobs, out):
         assert dec.size == (img.shape[1], img.shape[0])
         assert dec.mode == ("L" if img.ndim == 2 else "RGB")
@@ -62,7 +67,7 @@ def test_batching_does_not_change_bytes(codec):
 
 def test_stochastic_decode_reproducible(codec):
     blob = codec.encode(_images()[:1])
-    a, b, c = (np.asarray(codec.decode(blob, steps=3, gamma=0.8, seed=s)[0]) for s in (5, 5, 6))
+    a, b, c = (np.asarray(_decode(codec, blob, steps=3, gamma=0.8, seed=s)[0]) for s in (5, 5, 6))
     assert np.array_equal(a, b)
     if codec.stochastic_decoder:
         assert not np.array_equal(a, c)

@@ -48,7 +48,7 @@ def test_shipped_model_compresses_a_photo(info, photo):
     blob = codec.encode([photo])[0]
     assert load_codec_for_id(unpack(blob).codec_id).codec_id == codec.codec_id
     bpp = len(blob) * 8 / (photo.shape[0] * photo.shape[1])
-    decoded = np.asarray(codec.decode([blob], steps=4)[0].convert("RGB"))
+    decoded = np.asarray(codec.decode([blob], **codec.select_options("decode", {"steps": 4}))[0].convert("RGB"))
     quality = psnr(photo, decoded)
     print(f"{codec.codec_id}: {bpp:.3f} bpp, {quality:.2f} dB")
     assert BPP_RANGE[0] < bpp < BPP_RANGE[1]

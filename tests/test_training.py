@@ -38,7 +38,8 @@ def test_train_resume_export(photo_folder, tmp_path, config, capsys):
     assert card["steps_trained"] == 5 and card["family"] == config.split("-")[0]
     codec = load_codec(str(weights / "tiny-x.safetensors"))
     assert codec.codec_id.startswith("tiny-x@")
-    assert codec.decode(codec.encode([np.zeros((20, 30, 3), np.uint8)]), steps=2)[0].size == (30, 20)
+    blobs = codec.encode([np.zeros((20, 30, 3), np.uint8)])
+    assert codec.decode(blobs, **codec.select_options("decode", {"steps": 2}))[0].size == (30, 20)
 
 
 def test_kodak_refused_as_training_data(tmp_path, capsys):

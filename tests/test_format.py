@@ -2,7 +2,7 @@
 
 import pytest
 
-from model.bitstream import BitstreamError, Container, bits_per_pixel, pack, unpack
+from model.format import BitstreamError, Container, bits_per_pixel, pack, unpack
 
 SAMPLE = Container("cdc-s-q2@0123abcd", 512, 768, "RGB", (b"z" * 17, bytes(range(256)) * 3))
 

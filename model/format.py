@@ -23,6 +23,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from .weights import split_codec_id
+
 MAGIC = b"DARC"
 VERSION = 1
 MAX_SIDE = 1 << 20  # sanity bound on decoded dimensions, far above any real photograph
@@ -42,7 +44,7 @@ class Container:
 
     @property
     def codec_name(self) -> str:
-        return self.codec_id.split("@", 1)[0]
+        return split_codec_id(self.codec_id)[0]
 
 
 def pack(container: Container) -> bytes:

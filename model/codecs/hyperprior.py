@@ -1,0 +1,27 @@
+"""The hyperprior baseline (Ballé 2018's scale hyperprior): ``hyperprior-s-q1`` and other weights files.
+
+No options: the rate is fixed by the weights, and decoding is deterministic.
+"""
+
+from __future__ import annotations
+
+from ..config import HyperpriorConfig
+from ..registry import CodecRequest, Family, register_family
+
+CARD_FIELDS = ("name", "family", "config", "sha256")
+
+
+def load(request: CodecRequest):
+    from ..neural import load_neural_codec  # torch is imported only when a model is loaded
+
+    return load_neural_codec(request.weights, request.device, options=())
+
+
+def network(cfg: HyperpriorConfig):
+    from ..networks import HyperpriorModel
+
+    return HyperpriorModel(cfg)
+
+
+register_family(Family(name="hyperprior", load=load, config=HyperpriorConfig, network=network,
+                       card_fields=CARD_FIELDS, description="Ballé 2018 scale hyperprior (the baseline)"))

@@ -1,0 +1,88 @@
+"""Command-line flags and evaluation sweeps built from the codecs' option declarations.
+
+Every registered family declares its options; ``family_options`` merges them by name (one
+``--quality`` for every family that takes a quality), ``add_option_flags`` turns them into flags
+whose default is None ("the codec's own"), and ``given_options`` reads back what was set.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Iterable
+
+from .codec import Option, Side
+
+
+def family_options(side: Side) -> list[Option]:
+    """The options of ``side`` over every registered family, one per name (types must agree)."""
+    from .registry import families
+
+    merged: dict[str, tuple[Option, str]] = {}
+    for fam in families():
+        for opt in fam.options:
+            if opt.side != side:
+                continue
+            if opt.name in merged and merged[opt.name][0].type is not opt.type:
+                first, owner = merged[opt.name]
+                raise ValueError(f"option '{opt.name}' is {first.type.__name__} in family {owner} "
+                                 f"but {opt.type.__name__} in family {fam.name}: give one of them another name")
+            merged.setdefault(opt.name, (opt, fam.name))
+    return [opt for opt, _ in merged.values()]
+
+
+def flag(opt: Option) -> str:
+    return "--" + opt.name.replace("_", "-")
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _scalar(opt: Option):
+    return _parse_bool if opt.type is bool else opt.type
+
+
+def _help(opt: Option) -> str:
+    default = "" if opt.default is None else f"; default {opt.default!r}"
+    return f"{opt.help} ({opt.side} option{default})"
+
+
+def add_option_flags(parser, options: Iterable[Option]) -> None:
+    """One ``--NAME VALUE`` flag per option, default None (the codec's own default)."""
+    for opt in options:
+        parser.add_argument(flag(opt), dest=opt.name, type=_scalar(opt), default=None, metavar=opt.type.__name__.upper(),
+                            help=_help(opt))
+
+
+def add_sweep_flags(parser, options: Iterable[Option], skip: Iterable[str] = ()) -> None:
+    """One ``--NAME V1,V2,...`` flag per option: the values an evaluation sweeps (default: the codec's own)."""
+    for opt in options:
+        if opt.name in skip:
+            continue
+        parser.add_argument(flag(opt), dest=opt.name, type=value_list(opt), default=None,
+                            metavar=f"{opt.type.__name__.upper()}[,...]", help=_help(opt) + "; a list sweeps")
+
+
+def value_list(opt: Option):
+    """An argparse type: comma-separated values of the option's type."""
+    scalar = _scalar(opt)
+
+    def parse(text: str) -> list:
+        return [scalar(v) for v in text.split(",") if v.strip()]
+
+    parse.__name__ = f"{opt.type.__name__} list"
+    return parse
+
+
+def given_options(args: argparse.Namespace, options: Iterable[Option]) -> dict[str, Any]:
+    """The options set on the command line (not None)."""
+    return {o.name: getattr(args, o.name) for o in options if getattr(args, o.name, None) is not None}
+
+
+def with_defaults(values: dict[str, Any], options: Iterable[Option]) -> dict[str, Any]:
+    """Every option by name: the given value, else the declared default (what a manifest records)."""
+    return {o.name: values.get(o.name, o.default) for o in options}
