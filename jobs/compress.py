@@ -25,10 +25,11 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from model import load_codec, split_codec_id  # noqa: E402
 from model.options import add_option_flags, family_options, given_options  # noqa: E402
 from pipeline.actors import CompressWorker  # noqa: E402
-from pipeline.archive import MANIFEST, RowGroups, archived_shards, now, write_json  # noqa: E402
-from pipeline.cli import (add_common_args, fail, manifest_base, ray_session, resources_from,  # noqa: E402
-                          run_workers, storage_from)
+from pipeline.archive import MANIFEST, RowGroups, archived_shards, now  # noqa: E402
+from pipeline.cli import (add_common_args, fail, manifest_base, output_lease, ray_session,  # noqa: E402
+                          report_failures, resources_from, run_workers, storage_from, write_manifest)
 from pipeline.encoding import DEFAULT_MAX_PIXELS, EncodeSettings  # noqa: E402
+from pipeline.lease import LeaseHeld  # noqa: E402
 from pipeline.markers import READ_THREADS, identity  # noqa: E402
 from pipeline.shards import expand_inputs, shard_name  # noqa: E402
 from pipeline.storage import join, redact  # noqa: E402
@@ -96,6 +97,16 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     settings = EncodeSettings(batch_size=args.batch_size, max_pixels=args.max_pixels,
                               row_groups=RowGroups(args.row_group_rows, int(args.row_group_mb * 2**20)),
                               codec_options=codec_options)
+    try:
+        with output_lease(args, "compress", storage) as lease:
+            return archive(args, argv, storage, shards, codec, settings, lease, on_event)
+    except LeaseHeld as exc:
+        return fail(str(exc))
+
+
+def archive(args, argv: list[str], storage, shards: list[str], codec, settings: EncodeSettings, lease,
+            on_event) -> int:
+    """The job once it holds the output prefix: skip what is complete, archive the rest, write the manifest."""
     names = {shard_name(s): s for s in shards}
     try:
         skipped, redo = ({}, {}) if args.overwrite else find_completed(args.output, names, storage, codec.codec_id)
@@ -123,12 +134,9 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
                      "row_group_rows": settings.row_groups.rows, "row_group_bytes": settings.row_groups.bytes},
         **tally(shards, results, skipped, failures),
     }
-    write_json(join(args.output, MANIFEST), manifest, storage)
+    written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; manifest {redact(join(args.output, MANIFEST))}")
-    for shard, reason in failures.items():
-        print(f"FAILED {redact(shard)}: {reason} (not marked done: rerun the same command to retry it)",
-              file=sys.stderr)
-    return 1 if failures else 0
+    return report_failures(failures, lease) or (0 if written else 1)
 
 
 def tally(shards: list[str], results: dict, skipped: dict, failures: dict) -> dict:

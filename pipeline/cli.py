@@ -14,7 +14,8 @@ from typing import Callable, Iterator
 import ray
 
 from .actors import Resources, run_pool
-from .archive import now, package_versions
+from .archive import now, package_versions, write_json
+from .lease import Lease
 from .progress import ProgressBoard, ProgressDisplay
 from .storage import Storage, redact
 
@@ -36,6 +37,8 @@ def add_common_args(p: argparse.ArgumentParser, default_batch: int) -> None:
     s.add_argument("--endpoint-url", default=None,
                    help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL, else AWS); "
                         "credentials come from the standard AWS chain")
+    p.add_argument("--force", action="store_true",
+                   help="take over the output's lease (_lock.json) from a job that died on another machine")
     p.add_argument("--no-progress", action="store_true", help="no live progress line (the summary still prints)")
 
 
@@ -92,6 +95,36 @@ def manifest_base(job: str, argv: list[str], started: str, seconds: float, res: 
         "versions": package_versions(),
         "resources": asdict(res),
     }
+
+
+@contextlib.contextmanager
+def output_lease(args: argparse.Namespace, job: str, storage: Storage) -> Iterator[Lease]:
+    """Hold ``args.output`` for this job (``lease``); raises ``LeaseHeld`` naming the job that has it."""
+    lease = Lease(args.output, job, storage).acquire(force=args.force)
+    try:
+        yield lease
+    finally:
+        lease.release()
+
+
+def write_manifest(url: str, manifest: dict, storage: Storage) -> bool:
+    """Write the job manifest; a store that refuses it is reported, not a traceback."""
+    try:
+        write_json(url, manifest, storage)
+        return True
+    except Exception as exc:
+        print(f"error: could not write the manifest {redact(url)}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return False
+
+
+def report_failures(failures: dict, lease: Lease) -> int:
+    """Print the shards that failed (left incomplete) and a lost lease; 1 if there was any, else 0."""
+    for shard, reason in failures.items():
+        print(f"FAILED {redact(shard)}: {reason} (not marked done: rerun the same command to retry it)",
+              file=sys.stderr)
+    if lease.lost:
+        print(f"error: the output's lease was lost during the run: {lease.lost}", file=sys.stderr)
+    return 1 if failures or lease.lost else 0
 
 
 def fail(message: str) -> int:
