@@ -115,9 +115,9 @@ class DecodeWorker(_Worker):
             self.limit_threads()
         return self.codecs[codec_id]
 
-    def decode(self, parquet_url: str, out_prefix: str) -> dict:
+    def decode(self, parquet_url: str, out_prefix: str, source: dict | None = None) -> dict:
         return self.storage.retrying(
-            lambda: decode_shard(self.codec, parquet_url, out_prefix, self.settings, self.storage, self.report),
+            lambda: decode_shard(self.codec, parquet_url, out_prefix, self.settings, self.storage, self.report, source),
             f"shard {parquet_url}")
 
     def audit(self, parquet_url: str, original_url: str) -> dict:

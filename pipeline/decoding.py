@@ -10,8 +10,10 @@ a stochastic decode.
 from __future__ import annotations
 
 import io
+import hashlib
 import math
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -21,14 +23,16 @@ import pyarrow.parquet as pq
 
 from model import load_image, ms_ssim, psnr
 
-from .archive import PARQUET_SUFFIX, now, sha256
+from .archive import PARQUET_SUFFIX, now, sha256, write_json
 from .batches import call_batched
 from .faults import is_infrastructure
 from .encoding import DEFAULT_MAX_PIXELS
 from .names import UniqueNames, safe_ext, safe_name
+from .outputs import write_folder
 from .shards import Sample, ShardReader, write_tar
 from .storage import Storage, basename, join
 
+DECODED_SUFFIX = ".decoded.json"  # the marker of a decoded shard
 COLUMNS = ["key", "member", "codec_id", "bitstream", "width", "height", "bpp", "orig_sha256", "error", "metadata"]
 FORMATS = ("webdataset", "png")
 
@@ -41,6 +45,12 @@ class DecodeSettings:
     keys: frozenset[str] | None = None  # only these keys; None: all
     max_pixels: int = DEFAULT_MAX_PIXELS  # for loading originals in audits
     weights_dir: str | None = None  # where codec weights are looked up; None: model/weights
+
+    def fingerprint(self) -> dict:
+        """What a decoded shard depends on, kept in its marker: other settings mean decoding again."""
+        keys = hashlib.sha256("\n".join(sorted(self.keys)).encode()).hexdigest() if self.keys is not None else None
+        return {"options": dict(sorted(self.options.items())), "format": self.format, "keys_sha256": keys,
+                "batch_size": self.batch_size}
 
 
 def archive_name(parquet_url: str) -> str:
@@ -89,15 +99,20 @@ def png_bytes(img) -> bytes:
 
 
 def decode_shard(get_codec: Callable, parquet_url: str, out_prefix: str, settings: DecodeSettings,
-                 storage: Storage, report: Callable[[dict], None] = lambda e: None) -> dict:
-    """Write the decoded images of one archive file as ``NAME.tar`` or ``NAME/KEY.png``.
+                 storage: Storage, report: Callable[[dict], None] = lambda e: None, source: dict | None = None) -> dict:
+    """Write the decoded images of one archive file as ``NAME.tar`` or ``NAME/KEY.png``, then its
+    marker ``NAME.decoded.json`` (``markers``), which is also returned.
 
-    Keys become file and member names only in their safe form (``names.safe_name``); the keys that
-    had to change are returned in ``renamed`` (safe name -> original key).
+    ``source`` is the archive's record of the Parquet file (its stats' ``output``): the marker keeps it,
+    so a re-encoded archive shard is decoded again. Keys become file and member names only in their
+    safe form (``names.safe_name``); ``renamed`` maps those that changed back to the original keys, and
+    ``failed_rows`` lists every row that was not decoded, with the reason.
     """
     name, t0, started = archive_name(parquet_url), time.perf_counter(), now()
+    marker_url = join(out_prefix, name + DECODED_SUFFIX)
+    storage.remove(marker_url)  # from an earlier run: never let it vouch for what is rewritten now
     failures: list[dict] = []
-    counts = {"decoded": 0, "bytes_out": 0}
+    counts = {"decoded": 0}
     unique, renamed = UniqueNames(), {}
 
     def samples() -> Iterator[Sample]:
@@ -107,9 +122,8 @@ def decode_shard(get_codec: Callable, parquet_url: str, out_prefix: str, setting
                     failures.append({"key": row["key"], "error": error})
                     continue
                 members = {safe_ext(ext): data for ext, data in row["metadata"] or []}
-                members["decoded.png" if "png" in members else "png"] = png = png_bytes(img)
+                members["decoded.png" if "png" in members else "png"] = png_bytes(img)
                 counts["decoded"] += 1
-                counts["bytes_out"] += len(png)
                 safe = unique(row["key"])
                 if safe != row["key"]:
                     renamed[safe] = row["key"]
@@ -117,18 +131,21 @@ def decode_shard(get_codec: Callable, parquet_url: str, out_prefix: str, setting
             report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
 
     if settings.format == "webdataset":
-        output = join(out_prefix, name + ".tar")
-        with storage.atomic_output(output) as f:
+        storage.remove_stale_temps(join(out_prefix, name + ".tar"))
+        output: dict = {}
+        with storage.atomic_output(join(out_prefix, name + ".tar"), record=output) as f:
             write_tar(f, samples())
     else:
-        output = join(out_prefix, name)
-        for sample in samples():
-            png = sample.members.get("decoded.png") or sample.members["png"]
-            storage.write_bytes(join(output, sample.key + ".png"), png)
-    return {"shard": parquet_url, "output": output, "rows": counts["decoded"] + len(failures),
-            "decoded": counts["decoded"], "errors": len(failures), "error_rows": failures[:200],
-            "bytes_out": counts["bytes_out"], "renamed": renamed, "seconds": round(time.perf_counter() - t0, 4),
-            "started": started, "finished": now()}
+        storage.remove_stale_temps(join(out_prefix, name))
+        pngs = ((s.key + ".png", s.members.get("decoded.png") or s.members["png"]) for s in samples())
+        output = write_folder(join(out_prefix, name), pngs, storage)
+    marker = {"shard": parquet_url, "name": name, "input": source, "settings": settings.fingerprint(),
+              "output": output, "rows": counts["decoded"] + len(failures), "decoded": counts["decoded"],
+              "errors": len(failures), "failed_rows": failures, "renamed": renamed, "bytes_out": output["bytes"],
+              "seconds": round(time.perf_counter() - t0, 4), "started": started, "finished": now(),
+              "worker": {"host": socket.gethostname(), "pid": os.getpid()}}
+    write_json(marker_url, marker, storage)
+    return marker
 
 
 class _Originals:

@@ -81,6 +81,9 @@ class Lease:
             held = self._read()
             if held is None:
                 continue
+            if held.get("job_id") == self.job_id:  # our create went through, its reply was lost
+                self._etag = seen_etag
+                break
             why_free = self._free_reason(held)
             if why_free is None and not force:
                 raise LeaseHeld(self._refusal(held))
@@ -98,9 +101,13 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.refresh_s + 5)
-        held = self._read()
-        if held is not None and held.get("job_id") == self.job_id:
-            self._delete()
+        try:
+            held = self._read()
+            if held is not None and held.get("job_id") == self.job_id:
+                self._delete()
+        except Exception as exc:  # the job's work is done; a lease left behind only needs taking over
+            print(f"warning: could not release {redact(self.url)} ({type(exc).__name__}: {exc}); the next "
+                  "job on this host takes it over, elsewhere it needs --force", flush=True)
 
     def __enter__(self) -> "Lease":
         return self
@@ -199,6 +206,8 @@ class Lease:
             bucket, key, _ = fs.split_path(path)
             try:
                 fs.call_s3("delete_object", Bucket=bucket, Key=key, IfMatch=self._etag)
+            except FileNotFoundError:  # a retried delete whose first attempt went through
+                pass
             except OSError as exc:
                 if not _precondition_failed(exc):
                     raise

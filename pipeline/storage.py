@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import random
+import shutil
 import tempfile
 import time
 import uuid
@@ -120,12 +121,14 @@ class Storage:
         return sorted(join(prefix, n) for n in self.listing(prefix) if n.endswith(suffix))
 
     def remove_stale_temps(self, url: str) -> None:
-        """Delete temporary files that a killed writer of ``url`` left beside it (local only:
-        remote outputs are staged in the writer's own temp folder, which dies with it)."""
+        """Delete temporary files and folders that a killed writer of ``url`` left beside it (local
+        only: remote outputs are staged in the writer's own temp folder, which dies with it)."""
         if is_local(url):
             fs, path = self.fs(url)
             for tmp in fs.glob(f"{path}.tmp-*"):
-                with contextlib.suppress(FileNotFoundError):
+                if os.path.isdir(tmp):
+                    shutil.rmtree(tmp, ignore_errors=True)
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                     os.remove(tmp)
 
     @contextlib.contextmanager
