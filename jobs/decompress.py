@@ -39,6 +39,7 @@ from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, archived_sh
 from pipeline.lease import LeaseHeld  # noqa: E402
 from pipeline.markers import read_markers  # noqa: E402
 from pipeline.outputs import decoded_problem  # noqa: E402
+from pipeline.sandbox import Limits  # noqa: E402
 from pipeline.cli import (add_common_args, fail, manifest_base, output_lease, ray_session,  # noqa: E402
                           report_failures, resources_from, run_workers, storage_from, write_manifest)
 from pipeline.decoding import DECODED_SUFFIX, FORMATS, DecodeSettings, archive_name  # noqa: E402
@@ -69,8 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="audit against these original shards (same forms as compress --input): "
                         "writes audit.parquet and prints a summary instead of keeping images")
     p.add_argument("--weights-dir", default=None, help="where to look for codec weights (default: model/weights)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="pixel cap for originals in --audit")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="pixel cap: a bitstream whose header is larger is an error row, refused before decoding; "
+                        f"also caps originals in --audit (default {DEFAULT_MAX_PIXELS})")
     p.add_argument("--overwrite", action="store_true", help="decode every shard again, even those decoded before")
+    p.add_argument("--decoder-memory-gb", type=float, default=Limits.memory_bytes / 2**30,
+                   help="memory cap of each decoding process (RLIMIT_DATA; not applied on GPUs); a bitstream "
+                        f"that needs more fails its shard, not the machine (default {Limits.memory_bytes / 2**30:g})")
+    p.add_argument("--decode-timeout", type=float, default=Limits.seconds_per_image,
+                   help="seconds per image before a decoding process is killed and the image becomes an "
+                        f"error row (default {Limits.seconds_per_image:g})")
     p.add_argument("--allow-errors", action="store_true",
                    help="exit 0 even when rows were not decoded (they are still reported and listed)")
     add_option_flags(p.add_argument_group("decode options (each codec takes those its family declares)"),
@@ -122,8 +131,9 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     if args.keys:
         keys = frozenset(k.strip() for k in storage.read_bytes(args.keys).decode().splitlines() if k.strip())
     options = given_options(args, family_options("decode"))
-    settings = DecodeSettings(options=options, batch_size=args.batch_size,
-                              format=args.format, keys=keys, max_pixels=args.max_pixels, weights_dir=args.weights_dir)
+    limits = Limits(memory_bytes=int(args.decoder_memory_gb * 2**30), seconds_per_image=args.decode_timeout)
+    settings = DecodeSettings(options=options, batch_size=args.batch_size, format=args.format, keys=keys,
+                              max_pixels=args.max_pixels, weights_dir=args.weights_dir, limits=limits)
     originals = None
     if args.audit:
         try:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file, save, save_file
 
+from . import guard
 from .codec import Codec, Option
 from .config import CONFIGS, config_from_dict, config_to_dict
 from .format import BitstreamError
@@ -108,6 +109,7 @@ class NeuralCodec(Codec):
         for c in containers:
             if len(c.strings) != 2:
                 raise BitstreamError(f"{self.name} bitstream must hold 2 strings (z, y), has {len(c.strings)}")
+            guard.check_strings(c.strings, ("z", "y"))
         out: list = [None] * len(containers)
         for (hp, wp), idxs in self._batches([(c.height, c.width) for c in containers]):
             try:
@@ -116,6 +118,8 @@ class NeuralCodec(Codec):
                     [containers[i].strings[1] for i in idxs],
                     (hp // PAD_MULTIPLE, wp // PAD_MULTIPLE),
                 )
+            except BitstreamError:
+                raise
             except Exception as exc:  # the rANS decoder rejects malformed strings
                 raise BitstreamError(f"entropy decoding failed: {exc}") from None
             x_start = torch.stack([_start_noise(containers[i], hp, wp, gamma, seed) for i in idxs])

@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import pyarrow as pa
 import ray
 from ray.util.actor_pool import ActorPool
 
-from model import load_codec, load_codec_for_id, plugin_env
+from model import load_codec, plugin_env
 
 from .decoding import DecodeSettings, audit_shard, decode_shard
 from .encoding import EncodeSettings, compress_shard
 from .progress import ProgressDisplay
+from .sandbox import DecoderProcess
 from .storage import Storage
 
 
@@ -104,25 +104,23 @@ class CompressWorker(_Worker):
 
 @ray.remote
 class DecodeWorker(_Worker):
+    """Decodes through a child process that may die (``sandbox``): a native crash costs one row."""
+
     def __init__(self, settings: DecodeSettings, res: Resources, storage: Storage, board: str | None = None):
         super().__init__(res, storage, board)
-        self.settings, self.codecs = settings, {}
-
-    def codec(self, codec_id: str):
-        if codec_id not in self.codecs:
-            where = {"weights_dir": Path(self.settings.weights_dir)} if self.settings.weights_dir else {}
-            self.codecs[codec_id] = load_codec_for_id(codec_id, device=self.res.device(), **where)
-            self.limit_threads()
-        return self.codecs[codec_id]
+        limits = replace(settings.limits, threads=max(1, int(res.cpus)))
+        if res.gpus:
+            limits = replace(limits, memory_bytes=None)  # CUDA reserves far more address space than it uses
+        self.settings, self.decoder = settings, DecoderProcess(settings, limits, res.device())
 
     def decode(self, parquet_url: str, out_prefix: str, source: dict | None = None) -> dict:
         return self.storage.retrying(
-            lambda: decode_shard(self.codec, parquet_url, out_prefix, self.settings, self.storage, self.report, source),
+            lambda: decode_shard(self.decoder, parquet_url, out_prefix, self.settings, self.storage, self.report, source),
             f"shard {parquet_url}")
 
     def audit(self, parquet_url: str, original_url: str) -> dict:
         return self.storage.retrying(
-            lambda: audit_shard(self.codec, parquet_url, original_url, self.settings, self.storage, self.report),
+            lambda: audit_shard(self.decoder, parquet_url, original_url, self.settings, self.storage, self.report),
             f"shard {parquet_url}")
 
 

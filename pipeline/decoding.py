@@ -29,6 +29,7 @@ from .faults import is_infrastructure
 from .encoding import DEFAULT_MAX_PIXELS
 from .names import UniqueNames, safe_ext, safe_name
 from .outputs import write_folder
+from .sandbox import Limits
 from .shards import Sample, ShardReader, write_tar
 from .storage import Storage, basename, join
 
@@ -43,8 +44,9 @@ class DecodeSettings:
     batch_size: int = 16
     format: str = "webdataset"
     keys: frozenset[str] | None = None  # only these keys; None: all
-    max_pixels: int = DEFAULT_MAX_PIXELS  # for loading originals in audits
+    max_pixels: int = DEFAULT_MAX_PIXELS  # decode refuses larger headers; also caps originals in audits
     weights_dir: str | None = None  # where codec weights are looked up; None: model/weights
+    limits: Limits = Limits()  # of the process that decodes (``sandbox``)
 
     def fingerprint(self) -> dict:
         """What a decoded shard depends on, kept in its marker: other settings mean decoding again."""
@@ -67,28 +69,38 @@ def iter_rows(parquet_url: str, settings: DecodeSettings, storage: Storage) -> I
                 yield rows
 
 
-def decode_rows(get_codec: Callable, rows: list[dict], settings: DecodeSettings) -> list[tuple]:
-    """(PIL image, None) or (None, reason) per row; one decode call per codec id in the batch."""
+Decoder = Callable[[str, list[bytes]], list[tuple]]  # (codec id, bitstreams) -> (image, None) or (None, reason)
+
+
+def in_process(get_codec: Callable, settings: DecodeSettings) -> Decoder:
+    """A ``Decoder`` running the codec ``get_codec(codec_id)`` in this process (``sandbox`` runs it in a
+    child process that may die, which is what the jobs use)."""
+    def decode_blobs(codec_id: str, blobs: list[bytes]) -> list[tuple]:
+        try:
+            codec = get_codec(codec_id)
+        except Exception as exc:  # no matching weights here: refuse these rows, say why
+            if is_infrastructure(exc):  # but a weights file we could not read is not the rows' fault
+                raise
+            return [(None, f"refused: {exc}")] * len(blobs)
+
+        def decode(batch):
+            return codec.decode(batch, **codec.select_options("decode", settings.options))
+
+        return [(img, f"decode failed: {error}" if error else None) for img, error, _ in call_batched(decode, blobs)]
+
+    return decode_blobs
+
+
+def decode_rows(decoder: Decoder, rows: list[dict]) -> list[tuple]:
+    """(PIL image, None) or (None, reason) per row; one decoder call per codec id in the batch."""
     out: list[tuple] = [(None, f"archived as an error row: {r['error']}") for r in rows]
     by_codec: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         if r["error"] is None:
             by_codec.setdefault(r["codec_id"], []).append(i)
     for codec_id, idx in by_codec.items():
-        try:
-            codec = get_codec(codec_id)
-        except Exception as exc:  # no matching weights here: refuse these rows, say why
-            if is_infrastructure(exc):  # but a weights file we could not read is not the rows' fault
-                raise
-            for i in idx:
-                out[i] = (None, f"refused: {exc}")
-            continue
-
-        def decode(blobs, codec=codec):
-            return codec.decode(blobs, **codec.select_options("decode", settings.options))
-
-        for i, (img, error, _) in zip(idx, call_batched(decode, [rows[i]["bitstream"] for i in idx])):
-            out[i] = (img, f"decode failed: {error}" if error else None)
+        for i, result in zip(idx, decoder(codec_id, [rows[i]["bitstream"] for i in idx])):
+            out[i] = result
     return out
 
 
@@ -98,7 +110,7 @@ def png_bytes(img) -> bytes:
     return buf.getvalue()
 
 
-def decode_shard(get_codec: Callable, parquet_url: str, out_prefix: str, settings: DecodeSettings,
+def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: DecodeSettings,
                  storage: Storage, report: Callable[[dict], None] = lambda e: None, source: dict | None = None) -> dict:
     """Write the decoded images of one archive file as ``NAME.tar`` or ``NAME/KEY.png``, then its
     marker ``NAME.decoded.json`` (``markers``), which is also returned.
@@ -117,7 +129,7 @@ def decode_shard(get_codec: Callable, parquet_url: str, out_prefix: str, setting
 
     def samples() -> Iterator[Sample]:
         for rows in iter_rows(parquet_url, settings, storage):
-            for row, (img, error) in zip(rows, decode_rows(get_codec, rows, settings)):
+            for row, (img, error) in zip(rows, decode_rows(decoder, rows)):
                 if error:
                     failures.append({"key": row["key"], "error": error})
                     continue
@@ -143,7 +155,9 @@ def decode_shard(get_codec: Callable, parquet_url: str, out_prefix: str, setting
               "output": output, "rows": counts["decoded"] + len(failures), "decoded": counts["decoded"],
               "errors": len(failures), "failed_rows": failures, "renamed": renamed, "bytes_out": output["bytes"],
               "seconds": round(time.perf_counter() - t0, 4), "started": started, "finished": now(),
-              "worker": {"host": socket.gethostname(), "pid": os.getpid()}}
+              "worker": {"host": socket.gethostname(), "pid": os.getpid()},
+              "decoder": {"peak_rss_bytes": getattr(decoder, "peak_rss_bytes", None),
+                          "deaths": getattr(decoder, "deaths", None)}}
     write_json(marker_url, marker, storage)
     return marker
 
@@ -186,12 +200,12 @@ def audit_row(row: dict, img, error: str | None, original: Sample | None, settin
     return out
 
 
-def audit_shard(get_codec: Callable, parquet_url: str, original_url: str, settings: DecodeSettings,
+def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, settings: DecodeSettings,
                 storage: Storage, report: Callable[[dict], None] = lambda e: None) -> dict:
     """Per-image PSNR, MS-SSIM and bpp of one archive file against its original shard."""
     t0, originals, out = time.perf_counter(), _Originals(original_url, storage, settings.keys), []
     for rows in iter_rows(parquet_url, settings, storage):
-        for row, (img, error) in zip(rows, decode_rows(get_codec, rows, settings)):
+        for row, (img, error) in zip(rows, decode_rows(decoder, rows)):
             original = originals.get(row["key"]) if error is None else None
             out.append({"shard": archive_name(parquet_url), **audit_row(row, img, error, original, settings)})
         report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})

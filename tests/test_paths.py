@@ -13,7 +13,7 @@ from shardkit import archive_rows, image_bytes, photo, write_shard
 from jobs import compress, decompress
 from model import load_codec, load_image
 from pipeline.archive import ArchiveWriter
-from pipeline.decoding import DecodeSettings, decode_shard
+from pipeline.decoding import DecodeSettings, decode_shard, in_process
 from pipeline.encoding import Item, encode_batch, to_row
 from pipeline.names import MAX_NAME_BYTES, safe_name
 from pipeline.shards import Sample
@@ -98,7 +98,8 @@ def test_nul_and_dot_keys_in_an_archive_stay_inside_the_output(tmp_path):
         writer.close()
     for fmt in ("png", "webdataset"):
         before, out = files_under(tmp_path), tmp_path / f"decoded-{fmt}"
-        result = decode_shard(lambda _: codec, str(parquet), str(out), DecodeSettings(format=fmt), Storage())
+        settings = DecodeSettings(format=fmt)
+        result = decode_shard(in_process(lambda _: codec, settings), str(parquet), str(out), settings, Storage())
         created = assert_all_inside(tmp_path, before, out)
         assert result["decoded"] == len(keys) and result["errors"] == 0
         renamed_as_expected = [k for k in keys if safe_name(k) != k] + ["same"]  # the repeat of "same" too
