@@ -25,19 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import ray
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import ray  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from examples.make_corpus import synthetic_photo  # noqa: E402
-from jobs import compress, decompress  # noqa: E402
-from jobs.make_shards import pack  # noqa: E402
-from model import list_codecs, load_codec, load_image  # noqa: E402
-from pipeline.shards import Sample, ShardReader, expand_inputs  # noqa: E402
-from pipeline.storage import Storage  # noqa: E402
+from jobs import compress, decompress
+from jobs.make_shards import pack
+from jobs.synthetic import synthetic_photo
+from model import list_codecs, load_codec, load_image
+from pipeline.shards import Sample, ShardReader, expand_inputs
+from pipeline.storage import Storage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +62,7 @@ def default_codec() -> str:
 def random_init_weights(config: str, folder: Path) -> str:
     """Save a random-init model of ``config`` as weights: same compute as trained weights."""
     from model import random_codec
-    from model.neural import save_weights  # writing weights: the benchmark only, never the pipeline
+    from model.nn.weights_file import save_weights  # writing weights: the benchmark only, never the pipeline
 
     path = folder / f"{config}-random.safetensors"
     save_weights(random_codec(config).model, path, {"name": f"{config}-random"})

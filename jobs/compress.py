@@ -19,20 +19,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model import load_codec, split_codec_id  # noqa: E402
-from model.options import add_option_flags, family_options, given_options  # noqa: E402
-from pipeline.actors import CompressWorker  # noqa: E402
-from pipeline.archive import MANIFEST, RowGroups, archived_shards, now  # noqa: E402
-from pipeline.cli import (add_common_args, fail, manifest_base, output_lease, ray_session,  # noqa: E402
-                          report_failures, resources_from, run_workers, storage_from, write_manifest)
-from pipeline.encoding import DEFAULT_MAX_PIXELS, EncodeSettings  # noqa: E402
-from pipeline.lease import LeaseHeld  # noqa: E402
-from pipeline.markers import READ_THREADS, identity  # noqa: E402
-from pipeline.shards import expand_inputs, shard_name  # noqa: E402
-from pipeline.storage import join, redact  # noqa: E402
+from model import load_codec, split_codec_id
+from model.options import add_option_flags, family_options, given_options
+from pipeline.actors import CompressWorker
+from pipeline.archive import MANIFEST, RowGroups, archived_shards, now
+from pipeline.encoding import DEFAULT_MAX_PIXELS, EncodeSettings
+from pipeline.lease import LeaseHeld
+from pipeline.markers import READ_THREADS, identity
+from pipeline.runner import (add_common_args, fail, manifest_base, output_lease, ray_session, report_failures,
+                             resources_from, run_workers, storage_from, weights_from, write_manifest)
+from pipeline.shards import expand_inputs, shard_name
+from pipeline.storage import join, redact
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = str(REPO / "examples" / "corpus")
@@ -91,7 +88,7 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
         shards = expand_inputs(args.input, storage)
         codec_options = given_options(args, family_options("encode"))
         # here first: a bad name or option fails now, with the list of known ones
-        codec = load_codec(args.codec).with_presets(**codec_options)
+        codec = load_codec(args.codec, resolver=weights_from(args)).with_presets(**codec_options)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         return fail(str(exc).strip("'\""))
     settings = EncodeSettings(batch_size=args.batch_size, max_pixels=args.max_pixels,

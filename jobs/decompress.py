@@ -24,29 +24,25 @@ import fnmatch
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-from model import load_codec_for_id  # noqa: E402
-from model.options import add_option_flags, family_options, given_options, with_defaults  # noqa: E402
-from pipeline.actors import DecodeWorker  # noqa: E402
-from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, archived_shards, now  # noqa: E402
-from pipeline.lease import LeaseHeld  # noqa: E402
-from pipeline.markers import read_markers  # noqa: E402
-from pipeline.outputs import decoded_problem  # noqa: E402
-from pipeline.sandbox import Limits  # noqa: E402
-from pipeline.cli import (add_common_args, fail, manifest_base, output_lease, ray_session,  # noqa: E402
-                          report_failures, resources_from, run_workers, storage_from, write_manifest)
-from pipeline.decoding import DECODED_SUFFIX, FORMATS, DecodeSettings, archive_name  # noqa: E402
-from pipeline.encoding import DEFAULT_MAX_PIXELS  # noqa: E402
-from pipeline.metrics import summarize  # noqa: E402
-from pipeline.shards import expand_inputs, shard_name  # noqa: E402
-from pipeline.storage import join, redact  # noqa: E402
+from model import load_codec_for_id
+from model.options import add_option_flags, family_options, given_options, with_defaults
+from pipeline.actors import DecodeWorker
+from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, archived_shards, now
+from pipeline.decoding import DECODED_SUFFIX, FORMATS, DecodeSettings, archive_name
+from pipeline.encoding import DEFAULT_MAX_PIXELS
+from pipeline.lease import LeaseHeld
+from pipeline.markers import read_markers
+from pipeline.metrics import summarize
+from pipeline.outputs import decoded_problem
+from pipeline.runner import (add_common_args, fail, manifest_base, output_lease, ray_session, report_failures,
+                             resources_from, run_workers, storage_from, weights_from, write_manifest)
+from pipeline.sandbox import Limits
+from pipeline.shards import expand_inputs, shard_name
+from pipeline.storage import join, redact
 
 AUDIT_FILE = "audit.parquet"
 MANIFEST_FAILED_ROWS = 1000  # failed rows listed in the manifest; every one is in its shard's marker
@@ -69,7 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audit", default=None, metavar="ORIGINAL_SHARDS",
                    help="audit against these original shards (same forms as compress --input): "
                         "writes audit.parquet and prints a summary instead of keeping images")
-    p.add_argument("--weights-dir", default=None, help="where to look for codec weights (default: model/weights)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="pixel cap: a bitstream whose header is larger is an error row, refused before decoding; "
                         f"also caps originals in --audit (default {DEFAULT_MAX_PIXELS})")
@@ -98,16 +93,15 @@ def select_shards(archive: str, pattern: str | None, storage) -> dict[str, dict]
     return {n: s for n, s in markers.found.items() if pattern is None or fnmatch.fnmatchcase(n, pattern)}
 
 
-def refused_codecs(shards: dict[str, dict], weights_dir: str | None) -> list[str]:
+def refused_codecs(shards: dict[str, dict], resolver) -> list[str]:
     """One message per codec id in the selected shards that has no matching weights here."""
-    kw = {"weights_dir": Path(weights_dir)} if weights_dir else {}
     by_codec: dict[str, list[str]] = {}
     for name, stats in shards.items():
         by_codec.setdefault(stats["codec_id"], []).append(name)
     messages = []
     for codec_id, names in sorted(by_codec.items()):
         try:
-            load_codec_for_id(codec_id, **kw)
+            load_codec_for_id(codec_id, resolver=resolver)
         except Exception as exc:
             rows = sum(shards[n]["rows"] for n in names)
             messages.append(f"{rows} rows in {len(names)} shard(s) ({', '.join(sorted(names)[:5])}"
@@ -123,10 +117,11 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     if not shards:
         return fail(f"no complete archive shards under {redact(args.input)}"
                     f"{' matching ' + repr(args.shards) if args.shards else ''} (expected NAME{STATS_SUFFIX} files)")
-    refusals = refused_codecs(shards, args.weights_dir)
+    refusals = refused_codecs(shards, weights_from(args))
     if refusals:
         return fail("refusing to decode:\n  " + "\n  ".join(refusals) +
-                    "\n  install the matching weights (or pass --weights-dir), or leave these shards out with --shards")
+                    "\n  install the matching weights (or pass --weights-dir / --weights-url), or leave these shards out "
+                    "with --shards")
     keys = None
     if args.keys:
         keys = frozenset(k.strip() for k in storage.read_bytes(args.keys).decode().splitlines() if k.strip())

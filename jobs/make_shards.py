@@ -14,11 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.shards import Sample, split_key, write_tar  # noqa: E402
-from pipeline.storage import Storage, join  # noqa: E402
+from pipeline.shards import Sample, split_key, write_tar
+from pipeline.storage import Storage, join
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,11 +21,9 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain script too
-
-from model.config import CONFIGS  # noqa: E402
-from model.weights import WEIGHTS_DIR  # noqa: E402
-from model.training import TrainConfig, export, train  # noqa: E402
+from model.nn.config import CONFIGS
+from model.weights import WEIGHTS_DIR
+from model.training import TrainConfig, export, train
 
 
 def build_parser() -> argparse.ArgumentParser:

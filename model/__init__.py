@@ -10,7 +10,7 @@ New codec families register through ``register_family(Family(...))`` (see ``mode
 from .codec import Codec, Option, OptionError
 from .format import BitstreamError, bits_per_pixel, unpack
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image
-from .metrics import ms_ssim, psnr
+from .evaluation.metrics import ms_ssim, psnr
 from .registry import (CodecInfo, CodecRequest, Family, ParsedName, families, get_family, list_codecs,
                        load_codec, load_codec_for_id, plugin_env, register_family)
 from .weights import Weights, WeightsError, WeightsResolver, make_codec_id, split_codec_id
@@ -18,7 +18,7 @@ from .weights import Weights, WeightsError, WeightsResolver, make_codec_id, spli
 
 def random_codec(config: str = "cdc-tiny", seed: int = 0, **kw):
     """A randomly initialised neural codec of a named config (tests, speed benchmarks)."""
-    from .neural import random_codec as make  # torch is imported only when a model is needed
+    from .codecs.neural import random_codec as make  # torch is imported only when a model is needed
 
     return make(config, seed, **kw)
 

@@ -111,12 +111,18 @@ _PLUGINS_LOADED: set[str] = set()
 
 
 def register_family(family: Family) -> Family:
-    """Add a family (from its own module); registering the same module's family again replaces it."""
+    """Add a family (from its own module); the same module's family again (re-imported) replaces it."""
     old = _FAMILIES.get(family.name)
-    if old is not None and old.load.__module__ != family.load.__module__:
+    if old is not None and _source(old) != _source(family):
         raise ValueError(f"codec family '{family.name}' is already registered by {old.load.__module__}")
     _FAMILIES[family.name] = family
     return family
+
+
+def _source(family: Family) -> str:
+    """The file that registered a family (one file may be imported under two module names)."""
+    module = sys.modules.get(family.load.__module__)
+    return getattr(module, "__file__", None) or family.load.__module__
 
 
 def families() -> list[Family]:
@@ -163,6 +169,8 @@ def _import_plugin(spec: str) -> None:
     path = Path(spec).resolve()
     if not path.exists():
         raise ImportError(f"codec plugin {spec} (from ${PLUGINS_ENV}) does not exist")
+    if any(getattr(m, "__file__", None) == str(path) for m in list(sys.modules.values())):
+        return  # already imported under its module name: its families are registered
     module_name = f"diffarc_plugin_{path.stem}"
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(module_spec)
@@ -182,16 +190,19 @@ def list_codecs(weights_dir: Path | str | None = None) -> list[CodecInfo]:
 
 
 def load_codec(name_or_path: str | Path, device: str = "cpu", weights_dir: Path | str | None = None,
-               weights_url: str | None = None) -> Codec:
-    """A codec by registry name or by path to a ``.safetensors`` file with its ``.json`` card."""
-    return _load(str(name_or_path), device, WeightsResolver.from_env(weights_dir, weights_url), None)
+               weights_url: str | None = None, resolver: WeightsResolver | None = None) -> Codec:
+    """A codec by registry name or by path to a ``.safetensors`` file with its ``.json`` card.
+
+    Weights are looked up by ``resolver``, else in ``weights_dir`` / at ``weights_url`` (see
+    ``WeightsResolver.from_env``)."""
+    return _load(str(name_or_path), device, resolver or WeightsResolver.from_env(weights_dir, weights_url), None)
 
 
 def load_codec_for_id(codec_id: str, device: str = "cpu", weights_dir: Path | str | None = None,
-                      weights_url: str | None = None) -> Codec:
+                      weights_url: str | None = None, resolver: WeightsResolver | None = None) -> Codec:
     """The codec that wrote bitstreams tagged ``codec_id``; refuses mismatching weights."""
     name, short_hash = split_codec_id(codec_id)
-    resolver = WeightsResolver.from_env(weights_dir, weights_url)
+    resolver = resolver or WeightsResolver.from_env(weights_dir, weights_url)
     try:
         codec = _load(name, device, resolver, short_hash)
     except KeyError:

@@ -110,11 +110,13 @@ class WeightsResolver:
     endpoint_url: str | None = None  # S3-compatible store for s3:// URLs (default: the AWS chain's)
 
     @classmethod
-    def from_env(cls, weights_dir: str | Path | None = None, weights_url: str | None = None) -> "WeightsResolver":
-        """Flags first, then ``$DIFFARC_WEIGHTS_DIR`` / ``$DIFFARC_WEIGHTS_URL``, then the package folder."""
+    def from_env(cls, weights_dir: str | Path | None = None, weights_url: str | None = None,
+                 endpoint_url: str | None = None) -> "WeightsResolver":
+        """Arguments first, then ``$DIFFARC_WEIGHTS_DIR`` / ``$DIFFARC_WEIGHTS_URL``, then the package folder.
+        An s3:// URL uses ``endpoint_url``, else ``$AWS_ENDPOINT_URL_S3`` / ``$AWS_ENDPOINT_URL``, else AWS."""
         folder = weights_dir or os.environ.get(ENV_DIR)
         url = weights_url or os.environ.get(ENV_URL) or None
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
         return cls(dirs=(Path(folder),) if folder else (WEIGHTS_DIR,), url=url, endpoint_url=endpoint)
 
     def local(self) -> list[Weights]:
@@ -136,6 +138,16 @@ class WeightsResolver:
         if self.url:
             return self._fetch(name, short_hash)
         return None
+
+    def worker_env(self) -> dict[str, str]:
+        """The environment that makes ``from_env`` in another process (a Ray worker) resolve the same way."""
+        env = {ENV_DIR: str(Path(self.dirs[0]).resolve())} if tuple(self.dirs) != (WEIGHTS_DIR,) else {}
+        if self.url:
+            env[ENV_URL] = self.url
+            env[ENV_CACHE] = str(Path(self.cache).resolve())
+            if self.endpoint_url:
+                env["AWS_ENDPOINT_URL_S3"] = self.endpoint_url
+        return env
 
     def describe(self) -> str:
         """Where this resolver looks, for error messages."""

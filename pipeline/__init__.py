@@ -7,7 +7,7 @@
 - ``decoding``  one archive file -> batched ``codec.decode`` -> tar or PNGs, or audit metrics
 - ``actors``    Ray actors holding one codec replica each, and the ActorPool that feeds them
 - ``progress``  the live progress line and the final summary
-- ``cli``       what jobs/compress.py and jobs/decompress.py share
+- ``runner``    what jobs/compress.py and jobs/decompress.py share: flags, Ray session, worker pool, manifest
 
 The pipeline uses the codec only through the ``model`` package's public interface.
 """

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import pyarrow as pa
 import ray
 from ray.util.actor_pool import ActorPool
 
-from model import load_codec, plugin_env
+from model import load_codec
 
 from .decoding import DecodeSettings, audit_shard, decode_shard
 from .encoding import EncodeSettings, compress_shard
@@ -36,18 +36,18 @@ class Resources:
     cpus: float = 1.0  # per actor; also its thread count
     gpus: float | None = None  # per actor; None: 1 when the cluster has GPUs, else 0
     task_retries: int = 3
+    # Set in each actor's process: the driver's plugin codec families and where its weights come from.
+    env: dict[str, str] = field(default_factory=dict)
 
     def resolved(self) -> "Resources":
         if self.gpus is not None:
             return self
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-        return Resources(self.actors, self.cpus, 1.0 if has_gpu else 0.0, self.task_retries)
+        return replace(self, gpus=1.0 if has_gpu else 0.0)
 
     def options(self) -> dict:
-        # Plugin codec families registered in the driver must be registered in the workers too.
-        env = {"runtime_env": {"env_vars": plugin_env()}} if plugin_env() else {}
         return {"num_cpus": self.cpus, "num_gpus": self.gpus or 0,
-                "max_restarts": -1, "max_task_retries": self.task_retries, **env}
+                "max_restarts": -1, "max_task_retries": self.task_retries}
 
     def device(self) -> str:
         return "cuda" if self.gpus else "cpu"
@@ -71,6 +71,7 @@ def _limit_threads(threads: int) -> None:
 class _Worker:
     def __init__(self, res: Resources, storage: Storage, board: str | None):
         self.res, self.storage = res, storage
+        os.environ.update(res.env)  # this process is the actor's own (a runtime_env would cost a cold worker start)
         # The board by name, not handle: handles in constructor arguments make restarts fragile.
         self.board = ray.get_actor(board) if board else None
         self.limit_threads()
@@ -107,7 +108,7 @@ class DecodeWorker(_Worker):
     """Decodes through a child process that may die (``sandbox``): a native crash costs one row."""
 
     def __init__(self, settings: DecodeSettings, res: Resources, storage: Storage, board: str | None = None):
-        super().__init__(res, storage, board)
+        super().__init__(res, storage, board)  # sets the environment the decoding process inherits
         limits = replace(settings.limits, threads=max(1, int(res.cpus)))
         if res.gpus:
             limits = replace(limits, memory_bytes=None)  # CUDA reserves far more address space than it uses

@@ -16,13 +16,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from model import DEFAULT_MAX_PIXELS, bits_per_pixel, load_image
+from model import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, bits_per_pixel, load_image
 
 from .batches import call_batched
 from .faults import is_infrastructure
 from .markers import identity
 from .archive import ArchiveWriter, RowGroups, now, parquet_url, sha256, stats_url, write_json
-from .shards import IMAGE_EXTS, Sample, ShardReader, shard_name
+from .shards import Sample, ShardReader, shard_name
 from .storage import Storage
 
 Report = Callable[[dict], None]
@@ -32,7 +32,7 @@ Report = Callable[[dict], None]
 class EncodeSettings:
     batch_size: int = 16  # images per codec.encode call
     max_pixels: int = DEFAULT_MAX_PIXELS
-    image_exts: tuple[str, ...] = IMAGE_EXTS
+    image_exts: tuple[str, ...] = IMAGE_EXTENSIONS
     prefetch_batches: int = 2  # decoded batches waiting for the model
     row_groups: RowGroups = RowGroups()
     codec_options: dict[str, Any] = field(default_factory=dict)  # the codec's encode options (its presets)

@@ -16,13 +16,14 @@ from typing import BinaryIO, Iterable, Iterator
 
 from braceexpand import braceexpand
 
+from model import IMAGE_EXTENSIONS
+
 from .faults import InfrastructureError, PermanentError
 from .storage import Storage, basename, is_local
 
 # WebDataset's own rule (webdataset.tariterators.base_plus_ext), restated: importing webdataset
 # imports torch, seconds per worker process that a Pillow codec never needs.
 _KEY_EXT = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "avif", "ppm", "pgm", "pnm")
 SHARD_SUFFIXES = (".tar",)
 
 
@@ -38,10 +39,15 @@ class Sample:
     members: dict[str, bytes] = field(default_factory=dict)  # extension -> bytes
     problem: str | None = None  # set when the tar broke inside this sample
 
-    def image_member(self, exts: Iterable[str] = IMAGE_EXTS) -> str | None:
+    def image_member(self, exts: Iterable[str] = IMAGE_EXTENSIONS) -> str | None:
         """The extension of the sample's image (the first image member), or None."""
         exts = tuple(exts)
         return next((e for e in self.members if e.lower() in exts), None)
+
+
+def is_shard_spec(source: str) -> bool:
+    """Whether ``source`` names shards (a .tar, a URL, a brace pattern) rather than a folder of images."""
+    return source.endswith(SHARD_SUFFIXES) or "://" in source or "{" in source
 
 
 def shard_name(url: str) -> str:
@@ -63,7 +69,7 @@ def expand_inputs(spec: str, storage: Storage) -> list[str]:
     for item in braceexpand(spec):
         fs, path = storage.fs(item)
         if any(c in item for c in "*?["):
-            urls += [_same_scheme(item, p) for p in sorted(fs.glob(path))]
+            urls += [p if is_local(item) else fs.unstrip_protocol(p) for p in sorted(fs.glob(path))]
         elif fs.isdir(path):
             urls += [u for u in storage.list(item, "") if u.endswith(SHARD_SUFFIXES)]
         else:
@@ -79,13 +85,6 @@ def expand_inputs(spec: str, storage: Storage) -> list[str]:
                 "give shards unique file names or archive the folders separately"
             )
     return list(by_name.values())
-
-
-def _same_scheme(pattern: str, path: str) -> str:
-    if is_local(pattern):
-        return path
-    scheme = pattern.split("://", 1)[0]
-    return f"{scheme}://{path}"
 
 
 class _Counting(io.RawIOBase):

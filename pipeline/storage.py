@@ -54,9 +54,9 @@ class Storage:
 
     def fs(self, url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         """The filesystem for ``url`` and the path inside it."""
-        options: dict = {}
+        # Other processes write here: never trust a cached listing (every fsspec filesystem takes this).
+        options: dict = {"use_listings_cache": False}
         if is_s3(url):
-            options["use_listings_cache"] = False  # other processes write here; never trust a stale listing
             # s3fs and botocore retry a little themselves (fs.retries below); the backoff that outlasts
             # an outage is ours (retrying)
             options["config_kwargs"] = {"connect_timeout": self.timeout_s, "read_timeout": self.timeout_s,

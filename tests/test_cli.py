@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from model.__main__ import main
-from model.neural import save_weights, random_codec
+from model import random_codec
+from model.nn.weights_file import save_weights
 
 REPO = Path(__file__).resolve().parents[1]
 

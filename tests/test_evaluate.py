@@ -1,20 +1,20 @@
-import argparse
 import csv
 import json
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from jobs.evaluate import (
-    averages, build_parser, codec_names, curve_name, evaluate_codec, expand_braces, main, write_card_figures,
-)  # fmt: skip
-from model import load_codec, load_image
-from model.neural import random_codec, save_weights
+from jobs.evaluate import build_parser, main
+from model import Codec, Option, load_codec, load_image
+from model.evaluation.rd import averages
+from model.evaluation.results import write_card_figures
+from model.evaluation.sweep import codec_names, curve_name, evaluate_codec, expand_braces
+from model import random_codec
+from model.nn.weights_file import save_weights
 
 torch.set_num_threads(1)
 
@@ -30,9 +30,9 @@ def test_expand_braces_and_qualities():
 
 
 def test_curve_name_groups_qualities_and_decoder_settings():
-    assert curve_name("webp-q30", None, None) == "webp"
-    assert curve_name("cdc-s-q2", 8, 0.8) == "cdc-s steps=8 gamma=0.8"
-    assert curve_name("my_model", None, None) == "my_model"
+    assert curve_name("webp-q30", {}) == "webp"
+    assert curve_name("cdc-s-q2", {"steps": 8, "gamma": 0.8}) == "cdc-s steps=8 gamma=0.8"
+    assert curve_name("my_model", {}) == "my_model"
 
 
 def _photo_like(h, w, seed):
@@ -42,32 +42,50 @@ def _photo_like(h, w, seed):
     return np.clip(base + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
-class _StochasticJpeg:
+class _StochasticJpeg(Codec):
     """A JPEG codec dressed as a diffusion codec, recording the decoder settings it is asked for."""
 
+    name = family = "fake-q1"
+    options = (Option("steps", int, 1, "decode"), Option("gamma", float, 0.0, "decode"),
+               Option("seed", int, 0, "decode"))
+
     def __init__(self):
-        self.inner, self.calls = load_codec("jpeg-q50"), []
-        self.name, self.codec_id, self.family, self.stochastic_decoder = "fake-q1", "fake-q1", "cdc", True
+        self.inner, self.calls, self.encodes = load_codec("jpeg-q50"), [], []
 
-    def encode(self, images):
-        return self.inner.encode(images)
+    def _encode_rgb(self, rgbs):
+        self.encodes.append(len(rgbs))
+        return self.inner._encode_rgb(rgbs, quality=50)
 
-    def decode(self, blobs, steps=None, gamma=0.0, seed=0):
+    def _decode_containers(self, containers, steps, gamma, seed):
         self.calls.append((steps, gamma, seed))
-        return self.inner.decode(blobs)
+        return self.inner._decode_containers(containers)
+
+
+def _images(n=2, h=32, w=40):
+    return [(f"im{i}.png", load_image(_png_bytes(_photo_like(h, w, i)))) for i in range(n)]
 
 
 def test_stochastic_codec_is_decoded_at_every_steps_gamma_pair():
-    images = [(Path(f"im{i}.png"), load_image(_png_bytes(_photo_like(32, 40, i)))) for i in range(2)]
-    args = argparse.Namespace(steps=[1, 4], gammas=[0.0, 0.8], seed=3, gallery_crop=16)
-    codec, seen = _StochasticJpeg(), []
-    points, crops = evaluate_codec(codec, images, args, None, "im1.png", lambda: seen.append(1))
-    assert len(points) == 2 * 4 and len(seen) == 2
+    codec, seen, kept = _StochasticJpeg(), [], []
+    points = evaluate_codec(codec, _images(), {"steps": [1, 4], "gamma": [0.0, 0.8], "quality": [5, 9]},
+                            {"seed": 3}, None, lambda: seen.append(1), lambda *a: kept.append(a))
+    assert len(points) == 2 * 4 and len(seen) == 2 and codec.encodes == [1, 1]  # no encode options: one encode each
     assert sorted(set(codec.calls)) == [(1, 0.0, 3), (1, 0.8, 3), (4, 0.0, 3), (4, 0.8, 3)]
     assert {p["curve"] for p in points} == {f"fake steps={s} gamma={g:g}" for s in (1, 4) for g in (0, 0.8)}
-    assert set(crops) == {(1, 0.0), (1, 0.8), (4, 0.0), (4, 0.8)} and crops[(1, 0.0)][1].shape == (16, 16, 3)
+    assert len(kept) == 8 and kept[0][2].shape == (32, 40, 3)
     rows = averages(points)
     assert len(rows) == 4 and all(r["images"] == 2 for r in rows)
+
+
+def test_encode_option_gives_one_point_per_value_each_encoded_separately():
+    codec = load_codec("webp-q50")
+    points = evaluate_codec(codec, _images(1, 48, 64), {"quality": [10, 50, 90], "steps": [1, 8]}, {"seed": 0})
+    assert [p["codec"] for p in points] == ["webp-q10", "webp-q50", "webp-q90"]  # steps: not a webp option
+    assert [p["encode"] for p in points] == ["quality=10", "quality=50", "quality=90"]
+    assert len({p["bytes"] for p in points}) == 3 and points[0]["bpp"] < points[1]["bpp"] < points[2]["bpp"]
+    assert points[0]["psnr"] < points[2]["psnr"] and {p["curve"] for p in points} == {"webp"}
+    assert codec.name == "webp-q50"  # the sweep left the codec itself as it was
+    assert len(averages(points)) == 3
 
 
 def _png_bytes(arr):
@@ -122,6 +140,26 @@ def test_evaluate_end_to_end_on_tiny_images(tmp_path, capsys):
         assert g.width >= 3 * 64 and g.height >= 64  # original + jpeg + webp tiles
     printed = capsys.readouterr().out
     assert "jpeg-q85" in printed and "BD-rate against webp" in printed
+
+
+def test_evaluate_sweeps_an_encode_option_from_its_flag(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(_photo_like(48, 64, 0)).save(folder / "a.png")
+    assert main(["--images", str(folder), "--out", str(tmp_path / "out"), "--codecs", "avif-q50", "--quality",
+                 "20,80", "--no-lpips", "--gallery-crop", "32"]) == 0
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["averages"]
+    assert [(r["codec"], r["encode"]) for r in sorted(rows, key=lambda r: r["bpp"])] == [
+        ("avif-q20", "quality=20"), ("avif-q80", "quality=80")]
+
+
+def test_images_come_from_a_folder_or_from_shards():
+    from jobs.compress import DEFAULT_INPUT
+    from model.evaluation.inputs import load_images
+
+    images = load_images(DEFAULT_INPUT + "/shard-{000000..000001}.tar", limit=5)
+    assert [name for name, _ in images] == ["img0000.jpg", "img0001.jpg", "img0002.jpg", "img0003.png", "img0004.jpg"]
+    assert all(im.rgb.ndim == 3 for _, im in images)
 
 
 def test_help_mentions_brace_expansion():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from model.bdrate import bd_rate, ms_ssim_db
-from model.metrics import DEFAULT_LPIPS_PATH, load_lpips, lpips_distance, ms_ssim, psnr
+from model.evaluation.bdrate import bd_rate, ms_ssim_db
+from model.evaluation.metrics import DEFAULT_LPIPS_PATH, load_lpips, lpips_distance, ms_ssim, psnr
 
 torch.set_num_threads(1)
 

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from model import BitstreamError, bits_per_pixel, load_codec, load_codec_for_id, unpack
-from model.neural import PAD_MULTIPLE, _to_padded_tensor, save_weights, random_codec
+from model import random_codec
+from model.codecs.neural import PAD_MULTIPLE, _to_padded_tensor
+from model.nn.weights_file import save_weights
 
 
 @pytest.fixture(scope="module", params=["cdc", "hyperprior"])

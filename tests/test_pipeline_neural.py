@@ -11,7 +11,8 @@ from jobs import compress, decompress
 
 
 def test_tiny_neural_codec_round_trip_and_refusal(ray_local, tmp_path, capsys):
-    from model.neural import save_weights, random_codec
+    from model import random_codec
+    from model.nn.weights_file import save_weights
 
     weights = tmp_path / "weights"
     weights.mkdir()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from model import BitstreamError, bits_per_pixel, load_codec, unpack
-from model.metrics import psnr
+from model import psnr
 
 
 def _photo_like(h=48, w=64, seed=0):

@@ -52,7 +52,8 @@ def test_encode_option_changes_the_bitstream_and_its_id():
 
 
 def test_weights_are_claimed_by_the_cards_family_not_the_name(tmp_path):
-    from model.neural import random_codec, save_weights
+    from model import random_codec
+    from model.nn.weights_file import save_weights
 
     # a hyperprior file named like a CDC one: its card decides
     save_weights(random_codec("hyperprior-tiny").model, tmp_path / "cdc-looks-q1.safetensors", {"name": "cdc-looks-q1"})
@@ -66,7 +67,8 @@ def test_weights_are_claimed_by_the_cards_family_not_the_name(tmp_path):
 
 
 def test_a_card_default_sets_the_steps_default(tmp_path):
-    from model.neural import random_codec, save_weights
+    from model import random_codec
+    from model.nn.weights_file import save_weights
 
     save_weights(random_codec("cdc-tiny").model, tmp_path / "c.safetensors", {"name": "c", "default_steps": 3})
     codec = load_codec(str(tmp_path / "c.safetensors"))

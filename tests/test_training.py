@@ -9,8 +9,8 @@ from PIL import Image
 
 from jobs.train import main as train_main
 from model import load_codec
-from model.config import CONFIGS
-from model.networks import build_model
+from model.nn.config import CONFIGS
+from model.nn.networks import build_model
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ start noise x_N (0: deterministic) and its seed. Encoding takes none: the rate i
 from __future__ import annotations
 
 from ..codec import Option
-from ..config import CDCConfig
+from ..nn.config import CDCConfig
 from ..registry import CodecRequest, Family, register_family
 from .hyperprior import CARD_FIELDS
 
@@ -20,13 +20,13 @@ OPTIONS = (
 
 
 def load(request: CodecRequest):
-    from ..neural import load_neural_codec  # torch is imported only when a model is loaded
+    from .neural import load_neural_codec  # torch is imported only when a model is loaded
 
     return load_neural_codec(request.weights, request.device, options=OPTIONS)
 
 
 def network(cfg: CDCConfig):
-    from ..networks import CDCModel
+    from ..nn.networks import CDCModel
 
     return CDCModel(cfg)
 

@@ -5,20 +5,20 @@ No options: the rate is fixed by the weights, and decoding is deterministic.
 
 from __future__ import annotations
 
-from ..config import HyperpriorConfig
+from ..nn.config import HyperpriorConfig
 from ..registry import CodecRequest, Family, register_family
 
 CARD_FIELDS = ("name", "family", "config", "sha256")
 
 
 def load(request: CodecRequest):
-    from ..neural import load_neural_codec  # torch is imported only when a model is loaded
+    from .neural import load_neural_codec  # torch is imported only when a model is loaded
 
     return load_neural_codec(request.weights, request.device, options=())
 
 
 def network(cfg: HyperpriorConfig):
-    from ..networks import HyperpriorModel
+    from ..nn.networks import HyperpriorModel
 
     return HyperpriorModel(cfg)
 

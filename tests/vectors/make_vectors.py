@@ -1,10 +1,11 @@
 """Write the committed test vectors: small bitstreams of every family and the hash of their decode.
 
-    python tests/vectors/make_vectors.py      # only when a format change is intended
+    python tests/vectors/make_vectors.py      # writes the vectors that are not there yet
 
-The vectors were written by the code of commit 3ee793a (before the codec registry refactor); the
-test ``tests/test_vectors.py`` decodes each one and compares the sha256 of the decoded pixels, so
-every bitstream written by earlier code keeps decoding bit for bit. Decoding runs on one thread.
+The first vectors were written by the code of commit 3ee793a (before the codec registry refactor);
+the test ``tests/test_vectors.py`` decodes each one and compares the sha256 of the decoded pixels, so
+every bitstream written by earlier code keeps decoding bit for bit. Existing vectors are never
+rewritten: a new family adds its entries to ``VECTORS``. Decoding runs on one thread.
 """
 
 from __future__ import annotations
@@ -52,18 +53,22 @@ def main() -> None:
 
     torch.set_num_threads(1)
     images = source_images()
-    entries = []
+    index = HERE / "vectors.json"
+    entries = json.loads(index.read_text()) if index.exists() else []
+    written = {e["file"] for e in entries}
     for codec_name, options in VECTORS:
         codec = load_codec(codec_name)
         suffix = "".join(f"-{k}{v:g}" for k, v in options.items())
         for image_name, image in images.items():
+            file = f"{codec_name}{suffix}-{image_name}.darc"
+            if file in written:
+                continue
             blob = codec.encode([image])[0]
             decoded = codec.decode([blob], **options)[0]
-            file = f"{codec_name}{suffix}-{image_name}.darc"
             (HERE / file).write_bytes(blob)
             entries.append({"file": file, "codec_id": codec.codec_id, "decode": options, "mode": decoded.mode,
                             "size": list(decoded.size), "pixels_sha256": pixel_sha256(decoded)})
-    (HERE / "vectors.json").write_text(json.dumps(entries, indent=1) + "\n")
+    index.write_text(json.dumps(entries, indent=1) + "\n")
 
 
 if __name__ == "__main__":

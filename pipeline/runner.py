@@ -1,5 +1,5 @@
-"""What the compress and decompress jobs share: common flags, the Ray session, running a pool of
-workers with live progress, and the manifest's common part."""
+"""The job runner the compress and decompress jobs share: common flags, the Ray session, running a
+pool of workers with live progress, and the manifest's common part."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from typing import Callable, Iterator
 
 import ray
 
+from model import WeightsResolver, plugin_env
+
 from .actors import Resources, run_pool
 from .archive import now, package_versions, write_json
 from .lease import Lease
 from .progress import ProgressBoard, ProgressDisplay
-from .storage import Storage, redact
+from .storage import Storage, endpoint_from_env, redact
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,6 +39,11 @@ def add_common_args(p: argparse.ArgumentParser, default_batch: int) -> None:
     s.add_argument("--endpoint-url", default=None,
                    help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL, else AWS); "
                         "credentials come from the standard AWS chain")
+    s.add_argument("--weights-dir", default=None,
+                   help="folder of codec weights (default: $DIFFARC_WEIGHTS_DIR, else the package's model/weights)")
+    s.add_argument("--weights-url", default=None,
+                   help="URL prefix of codec weights, s3://bucket/weights/ or https://... (default: "
+                        "$DIFFARC_WEIGHTS_URL); files are sha256-checked and cached in $DIFFARC_CACHE")
     p.add_argument("--force", action="store_true",
                    help="take over the output's lease (_lock.json) from a job that died on another machine")
     p.add_argument("--no-progress", action="store_true", help="no live progress line (the summary still prints)")
@@ -46,8 +53,14 @@ def storage_from(args: argparse.Namespace) -> Storage:
     return Storage.from_env(args.endpoint_url, retries=args.retries)
 
 
+def weights_from(args: argparse.Namespace) -> WeightsResolver:
+    """Where this job's codec weights come from (the flags, else the environment)."""
+    return WeightsResolver.from_env(args.weights_dir, args.weights_url, endpoint_from_env(args.endpoint_url))
+
+
 def resources_from(args: argparse.Namespace) -> Resources:
-    return Resources(args.actors, args.cpus_per_actor, args.gpus_per_actor, args.retries).resolved()
+    env = {**plugin_env(), **weights_from(args).worker_env()}
+    return Resources(args.actors, args.cpus_per_actor, args.gpus_per_actor, args.retries, env).resolved()
 
 
 @contextlib.contextmanager
@@ -93,7 +106,7 @@ def manifest_base(job: str, argv: list[str], started: str, seconds: float, res: 
         "finished": now(),
         "seconds": round(seconds, 3),
         "versions": package_versions(),
-        "resources": asdict(res),
+        "resources": {k: v for k, v in asdict(res).items() if k != "env"},  # env: paths of this machine
     }
 
 

@@ -97,7 +97,7 @@ class HyperpriorModel(_LatentModel):
 
 def build_model(cfg):
     """The trainable network of a config, by the family that registered it."""
-    from .registry import get_family
+    from ..registry import get_family
 
     family = get_family(cfg.family)
     if family.network is None:

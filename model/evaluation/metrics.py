@@ -21,7 +21,7 @@ MS_SSIM_MIN_SIDE = 161  # pytorch-msssim asserts short side > (win_size - 1) * 2
 
 def default_lpips_path(net: str = "alex") -> Path | None:
     """``../shared/data/perceptual/lpips_{net}.pth`` beside the repository, if it is there."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "perceptual" / f"lpips_{net}.pth"
+    path = Path(__file__).resolve().parents[3] / "shared" / "data" / "perceptual" / f"lpips_{net}.pth"
     return path if path.exists() else None
 
 

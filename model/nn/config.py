@@ -72,7 +72,7 @@ def config_to_dict(cfg) -> dict:
 
 def config_from_dict(d: dict):
     """Inverse of ``config_to_dict``, through the config class the family registered."""
-    from .registry import get_family
+    from ..registry import get_family
 
     family = d.get("family")
     try:

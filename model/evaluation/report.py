@@ -1,4 +1,4 @@
-"""What ``jobs.evaluate`` shows people: RD plots, the visual gallery and the summary table."""
+"""What an evaluation shows people: RD plots, the visual gallery and the summary table."""
 
 from __future__ import annotations
 
@@ -47,17 +47,17 @@ def plot_rd(rd_curves: dict[str, list[dict]], metric: str, path: Path, title: st
     plt.close(fig)
 
 
-def gallery_picks(gallery: dict[tuple, tuple], target_bpp: float, steps: int) -> list[tuple[dict, np.ndarray]]:
+def gallery_picks(gallery: list[tuple[dict, np.ndarray]], target_bpp: float, steps: int) -> list[tuple[dict, np.ndarray]]:
     """Per curve, the (point, crop) whose bpp is closest to ``target_bpp``.
 
     Diffusion settings other than ``steps`` decoding steps are left out (one row per gamma),
     unless ``steps`` was not evaluated, then the largest evaluated is used.
     """
-    evaluated_steps = {k[1] for k in gallery if k[1] is not None}
+    evaluated_steps = {p["steps"] for p, _ in gallery if p["steps"] is not None}
     show_steps = steps if steps in evaluated_steps else max(evaluated_steps, default=None)
     best: dict[str, tuple[dict, np.ndarray]] = {}
-    for (_, s, _), (point, crop) in gallery.items():
-        if s is not None and s != show_steps:
+    for point, crop in gallery:
+        if point["steps"] is not None and point["steps"] != show_steps:
             continue
         curve = point["curve"]
         if curve not in best or abs(point["bpp"] - target_bpp) < abs(best[curve][0]["bpp"] - target_bpp):
@@ -75,9 +75,9 @@ def _label_tile(crop: np.ndarray, lines: list[str], font, min_width: int = 240) 
     return tile
 
 
-def render_gallery(images, gallery_name: str, gallery: dict, args, path: Path, columns: int = 4) -> None:
+def render_gallery(images, gallery_name: str, gallery: list, args, path: Path, columns: int = 4) -> None:
     """Original crop plus every curve's crop near ``args.gallery_bpp``, labelled, in one PNG."""
-    original = next(im for f, im in images if f.name == gallery_name)
+    original = next(im for name, im in images if name == gallery_name)
     font = ImageFont.load_default(size=13)
     tiles = [_label_tile(center_crop(original.rgb, args.gallery_crop), [f"original {gallery_name}", "centre crop"], font)]
     for point, crop in gallery_picks(gallery, args.gallery_bpp, args.gallery_steps):
@@ -104,7 +104,7 @@ def summary_table(rows: list[dict], bd_rows: list[dict]) -> str:
         f"{'codec':<22}{'setting':<18}{'bpp':>7}{'PSNR':>8}{'MS-SSIM':>9}{'LPIPS':>8}{'enc s':>8}{'dec s':>8}"
     ]
     for r in sorted(rows, key=lambda r: (r["curve"], r["bpp"])):
-        setting = "" if r["steps"] is None else f"steps={r['steps']} γ={r['gamma']:g}"
+        setting = r["decode"].replace("gamma=", "γ=")
         lines.append(
             f"{r['codec']:<22}{setting:<18}{_fmt(r['bpp'], '.3f'):>7}{_fmt(r['psnr'], '.2f'):>8}"
             f"{_fmt(r['ms_ssim'], '.4f'):>9}{_fmt(r['lpips'], '.3f'):>8}"

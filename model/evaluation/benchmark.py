@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import CONFIGS
-from .networks import build_model
-from .neural import codec_from_model
-from .unet import Attention
+from ..codecs.neural import codec_from_model
+from ..nn.config import CONFIGS
+from ..nn.networks import build_model
+from ..nn.unet import Attention
 
 
 def count_macs(module: nn.Module, run) -> int:

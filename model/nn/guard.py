@@ -12,6 +12,7 @@ entropy-decoded. A container's CRC proves the bytes are those written, not that 
   the pipeline runs decoding in a process that may die, for over-reads that go further.
 
 The image size is capped before any of this (``Codec.max_pixels``), so the symbol counts are bounded.
+Used by the hyperprior latent coder (``latent.py``) and its codec part (``codecs/neural.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 
 import torch
 
-from .format import BitstreamError
+from ..format import BitstreamError
 
 MIN_STRING_BYTES = 8  # the rANS coder's final 64-bit state
 PRECISION = 16  # compressai's CDF precision: frequencies out of 2**16

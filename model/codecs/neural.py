@@ -1,0 +1,228 @@
+"""What every neural codec shares: padding, batching, tiling and start noise around two swappable parts.
+
+    NeuralCodec(model, name, sha256, part=HyperpriorLatent(model))
+
+- the entropy-coded part (``EntropyPart``): padded images -> strings per image -> the condition the
+  decoder starts from. Today the hyperprior latent coder (y at 1/16 resolution; strings z and y);
+  an AVIF base layer or a reverse-channel-coded stream plugs in the same way.
+- the synthesis: ``model.reconstruct(condition, steps, x_start)`` (a diffusion U-Net, or g_s).
+
+Images are padded to the part's multiple and batched by padded shape; images above ``tile``²
+pixels are coded in overlapping tiles, which bounds memory.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..codec import Codec, Option
+from ..format import BitstreamError
+from ..nn import guard
+from ..nn.config import CONFIGS
+from ..nn.networks import build_model
+from ..nn.tiling import blend_weight, interior, tiles_2d
+from ..nn.weights_file import load_model, released_sha256
+from ..weights import Weights, make_codec_id
+
+PAD_MULTIPLE = 64  # z is at 1/64 resolution
+LATENT_STRIDE = 16  # y is at 1/16 resolution
+
+
+class EntropyPart(Protocol):
+    """The entropy-coded half of a neural codec."""
+
+    pad_multiple: int  # images are padded to a multiple of this many pixels
+    stride: int  # image pixels per condition pixel (tiles of the synthesis are aligned to it)
+
+    def encode(self, x: torch.Tensor) -> list[tuple[bytes, ...]]:
+        """Strings per image of a batch of padded images in [0, 1] (N x 3 x H x W)."""
+
+    def decode(self, strings: list[tuple[bytes, ...]], padded_hw: tuple[int, int]) -> torch.Tensor:
+        """The condition (N x C x H/stride x W/stride, on the CPU); ``BitstreamError`` for bad strings."""
+
+
+class HyperpriorLatent:
+    """y = g_a(x), entropy-coded under the two-level hyperprior: strings (z, y), condition y_hat."""
+
+    pad_multiple, stride = PAD_MULTIPLE, LATENT_STRIDE
+
+    def __init__(self, model, tile: int = 1024, overlap: int = 128):
+        self.model, self.tile, self.overlap = model, tile, overlap
+        model.latent.cpu()  # entropy coding and the exact h_s always run on the CPU
+
+    def encode(self, x: torch.Tensor) -> list[tuple[bytes, ...]]:
+        z_strings, y_strings, _ = self.model.latent.compress(self._analysis(x))
+        return list(zip(z_strings, y_strings))
+
+    def decode(self, strings: list[tuple[bytes, ...]], padded_hw: tuple[int, int]) -> torch.Tensor:
+        for s in strings:
+            if len(s) != 2:
+                raise BitstreamError(f"bitstream must hold 2 strings (z, y), has {len(s)}")
+            guard.check_strings(s, ("z", "y"))
+        hp, wp = padded_hw
+        try:
+            return self.model.latent.decompress([s[0] for s in strings], [s[1] for s in strings],
+                                                (hp // PAD_MULTIPLE, wp // PAD_MULTIPLE))
+        except BitstreamError:
+            raise
+        except Exception as exc:  # the rANS decoder rejects malformed strings
+            raise BitstreamError(f"entropy decoding failed: {exc}") from None
+
+    def _analysis(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = x.shape
+        if h * w <= self.tile**2:
+            return self.model.analysis(x)
+        s, m = LATENT_STRIDE, self.overlap // 2
+        y = None
+        for top, left, th, tw in tiles_2d(h, w, self.tile, self.overlap):
+            yt = self.model.analysis(x[..., top : top + th, left : left + tw])
+            if y is None:
+                y = yt.new_empty(x.shape[0], yt.shape[1], h // s, w // s)
+            r0, r1 = interior(top, th, h, m)
+            c0, c1 = interior(left, tw, w, m)
+            y[..., r0 // s : r1 // s, c0 // s : c1 // s] = yt[
+                ..., (r0 - top) // s : (r1 - top) // s, (c0 - left) // s : (c1 - left) // s
+            ]
+        return y
+
+
+class NeuralCodec(Codec):
+    """A trained model as a codec. Batches same-sized images; tiles images above ``tile`` px²."""
+
+    def __init__(
+        self,
+        model,
+        name: str,
+        weights_sha256: str,
+        device: str = "cpu",
+        default_steps: int = 8,
+        tile: int = 1024,
+        overlap: int = 128,
+        batch_pixels: int = 4 * 768 * 512,
+        options: tuple[Option, ...] | None = None,
+        part: EntropyPart | None = None,
+    ):
+        # channels_last: oneDNN convolutions and the per-pixel LayerNorms avoid layout copies (1.7x on CPU)
+        self.model = model.eval().to(device, memory_format=torch.channels_last)
+        self.part = part or HyperpriorLatent(self.model, tile, overlap)
+        if tile % self.part.pad_multiple or overlap % (2 * self.part.stride) or not 0 < overlap < tile:
+            raise ValueError(f"tile must be a multiple of {self.part.pad_multiple} and overlap a multiple of "
+                             f"{2 * self.part.stride} below it")
+        self.name, self.weights_sha256, self.device = name, weights_sha256, torch.device(device)
+        self.family = model.cfg.family
+        self.options = _family_options(self.family) if options is None else options
+        self.tile, self.overlap, self.batch_pixels = tile, overlap, batch_pixels
+        if "steps" in {o.name for o in self.options}:
+            self.with_presets(steps=default_steps)
+
+    @property
+    def codec_id(self) -> str:
+        return make_codec_id(self.name, self.weights_sha256)
+
+    def _batches(self, shapes: list[tuple[int, int]]):
+        """Index lists of items that share a padded shape, each within the pixel budget."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, (h, w) in enumerate(shapes):
+            groups.setdefault((self._ceil(h), self._ceil(w)), []).append(i)
+        for (hp, wp), idxs in groups.items():
+            per_batch = max(1, self.batch_pixels // (hp * wp))
+            for k in range(0, len(idxs), per_batch):
+                yield (hp, wp), idxs[k : k + per_batch]
+
+    def _ceil(self, n: int) -> int:
+        m = self.part.pad_multiple
+        return -(-n // m) * m
+
+    @torch.inference_mode()
+    def _encode_rgb(self, rgbs):
+        out: list = [None] * len(rgbs)
+        for (hp, wp), idxs in self._batches([r.shape[:2] for r in rgbs]):
+            x = torch.stack([_to_padded_tensor(rgbs[i], hp, wp) for i in idxs])
+            strings = self.part.encode(x.to(self.device, memory_format=torch.channels_last))
+            for k, i in enumerate(idxs):
+                out[i] = strings[k]
+        return out
+
+    @torch.inference_mode()
+    def _decode_containers(self, containers, steps: int = 1, gamma: float = 0.0, seed: int = 0):
+        out: list = [None] * len(containers)
+        for (hp, wp), idxs in self._batches([(c.height, c.width) for c in containers]):
+            condition = self.part.decode([containers[i].strings for i in idxs], (hp, wp))
+            x_start = torch.stack([_start_noise(containers[i], hp, wp, gamma, seed) for i in idxs])
+            x = self._synthesis(
+                condition.to(self.device, memory_format=torch.channels_last), steps,
+                x_start.to(self.device, memory_format=torch.channels_last),
+            )
+            for k, i in enumerate(idxs):
+                c = containers[i]
+                img = x[k, :, : c.height, : c.width].clamp(0, 1).mul(255).round().byte()
+                out[i] = img.permute(1, 2, 0).cpu().numpy()
+        return out
+
+    def _synthesis(self, condition: torch.Tensor, steps: int, x_start: torch.Tensor) -> torch.Tensor:
+        s = self.part.stride
+        h, w = condition.shape[-2] * s, condition.shape[-1] * s
+        if h * w <= self.tile**2:
+            return self.model.reconstruct(condition, steps, x_start)
+        out = torch.zeros(x_start.shape, device=x_start.device)
+        weight = torch.zeros(1, 1, h, w, device=x_start.device)
+        for top, left, th, tw in tiles_2d(h // s, w // s, self.tile // s, self.overlap // s):
+            rows, cols = slice(top * s, (top + th) * s), slice(left * s, (left + tw) * s)
+            xt = self.model.reconstruct(
+                condition[..., top : top + th, left : left + tw], steps, x_start[..., rows, cols]
+            )
+            wt = blend_weight(top * s, left * s, th * s, tw * s, h, w, self.overlap).to(xt.device)
+            out[..., rows, cols] += xt * wt
+            weight[..., rows, cols] += wt
+        return out / weight
+
+
+def _to_padded_tensor(rgb: np.ndarray, hp: int, wp: int) -> torch.Tensor:
+    """uint8 H x W x 3 -> float 3 x hp x wp in [0, 1], edge-replicated (reflection fails below 2 px)."""
+    x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div(255)  # copy: inputs may be read-only
+    h, w = rgb.shape[:2]
+    return F.pad(x[None], (0, wp - w, 0, hp - h), mode="replicate")[0] if (h, w) != (hp, wp) else x
+
+
+def _start_noise(container, hp: int, wp: int, gamma: float, seed: int) -> torch.Tensor:
+    """x_N: zeros for gamma = 0, else gamma * N(0, I) from a generator seeded by (seed, bitstream).
+
+    Seeding per image (not per batch) makes a stochastic decode independent of batching; the noise
+    is drawn on the CPU so it is the same on every device. The last string seeds it (y for CDC).
+    """
+    if gamma == 0:
+        return torch.zeros(3, hp, wp)
+    g = torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + zlib.crc32(container.strings[-1])) % 2**63)
+    return gamma * torch.randn(3, hp, wp, generator=g)
+
+
+def load_neural_codec(weights: Weights, device: str = "cpu", options: tuple[Option, ...] | None = None) -> NeuralCodec:
+    """The codec of a weights file; its card names it and may set ``default_steps``."""
+    return NeuralCodec(
+        load_model(weights.path), weights.card.get("name", weights.name), weights.sha256, device=device,
+        default_steps=weights.card.get("default_steps", 8), options=options,
+    )
+
+
+def _family_options(family: str) -> tuple[Option, ...]:
+    from ..registry import get_family
+
+    return get_family(family).options
+
+
+def codec_from_model(model, name: str, device: str = "cpu", **kw) -> NeuralCodec:
+    """A codec from an in-memory model (training, tests); hashed as if saved."""
+    return NeuralCodec(model, name, released_sha256(model), device=device, **kw)
+
+
+def random_codec(config: str = "cdc-tiny", seed: int = 0, **kw) -> NeuralCodec:
+    """A randomly initialised model of a named config: for tests and speed benchmarks."""
+    if config not in CONFIGS:
+        raise KeyError(f"unknown config '{config}' (known: {', '.join(CONFIGS)})")
+    torch.manual_seed(seed)
+    return codec_from_model(build_model(CONFIGS[config]), config, **kw)

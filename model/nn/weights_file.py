@@ -1,0 +1,75 @@
+"""Networks as weights files: safetensors (no pickle) with the config in the metadata, and a card.
+
+Parameters are stored in fp16, the entropy coders' CDF tables as stored integers (never recomputed
+at load time), the config as JSON in the file's metadata, so the file alone rebuilds its network.
+Beside each file a card ``NAME.json`` records how it was made, its family and its sha256.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save, save_file
+
+from ..weights import CARD_SUFFIX, HASH_CHARS, sha256_bytes, sha256_file
+from .config import config_from_dict, config_to_dict
+from .networks import build_model
+
+WEIGHTS_FORMAT = "diffarc-weights-1"
+
+
+def prepare_for_release(model) -> None:
+    """Round parameters through fp16 (as stored), then build the CDF tables from those values."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    model.update(force=True)
+
+
+def _state_for_storage(model) -> dict[str, torch.Tensor]:
+    params = {n for n, _ in model.named_parameters()}
+    return {
+        k: (v.half() if k in params and v.is_floating_point() else v).contiguous()
+        for k, v in model.state_dict().items()
+    }
+
+
+def _metadata(model) -> dict[str, str]:
+    return {"format": WEIGHTS_FORMAT, "config": json.dumps(config_to_dict(model.cfg))}
+
+
+def save_weights(model, path: Path, card: dict) -> str:
+    """Write NAME.safetensors and NAME.json; returns the short weights hash."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_for_release(model)
+    save_file(_state_for_storage(model), str(path), metadata=_metadata(model))
+    digest = sha256_file(path)
+    card = {**card, "family": model.cfg.family, "config": config_to_dict(model.cfg), "sha256": digest}
+    path.with_suffix(CARD_SUFFIX).write_text(json.dumps(card, indent=2) + "\n")
+    return digest[:HASH_CHARS]
+
+
+def released_sha256(model) -> str:
+    """The sha256 the model's weights file would have (it is prepared for release first)."""
+    prepare_for_release(model)
+    return sha256_bytes(save(_state_for_storage(model), metadata=_metadata(model)))
+
+
+def load_model(path: Path):
+    """Rebuild a model from a weights file (safetensors; no pickle involved)."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+    if meta.get("format") != WEIGHTS_FORMAT:
+        raise ValueError(f"{path}: not diffarc weights (metadata format {meta.get('format')!r})")
+    model = build_model(config_from_dict(json.loads(meta["config"])))
+    model.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()})
+    return model

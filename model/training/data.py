@@ -1,0 +1,80 @@
+"""Training data: endless random crops from image folders or WebDataset shards, as float tensors.
+
+Shards are read through the pipeline's data layer (``pipeline.shards`` over ``pipeline.storage``),
+the same reader the archive jobs use: local paths, s3:// URLs, globs and brace patterns alike.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import IterableDataset
+
+from ..images import IMAGE_EXTENSIONS, is_image_name, to_rgb8
+
+
+class RandomCrops(IterableDataset):
+    """Endless random crops from image folders or WebDataset shards, as float tensors in [0, 1].
+
+    Each photo is first downscaled by a random factor with antialiasing: the training photos are
+    JPEGs, and downscaling hides the blocking that the codec would otherwise learn to reproduce.
+    """
+
+    def __init__(self, sources: list[str], crop: int, seed: int):
+        from pipeline.shards import expand_inputs, is_shard_spec
+        from pipeline.storage import Storage
+
+        self.storage = Storage.from_env()
+        self.files = sorted(f for s in sources if not is_shard_spec(s) for f in _image_files(s))
+        self.shards = [u for s in sources if is_shard_spec(s) for u in expand_inputs(s, self.storage)]
+        if not self.files and not self.shards:
+            raise FileNotFoundError(f"no training images found in {sources} (folders of {IMAGE_EXTENSIONS})")
+        self.crop, self.seed = crop, seed
+
+    def _images(self, rng: random.Random, worker: int, workers: int):
+        if self.shards:
+            from pipeline.shards import ShardReader
+
+            mine = self.shards[worker::workers] if len(self.shards) >= workers else self.shards
+            while True:
+                for url in rng.sample(mine, len(mine)):  # a new shard order every pass
+                    for sample in ShardReader(url, self.storage):
+                        member = sample.image_member()
+                        if member is not None and sample.problem is None:
+                            yield Image.open(io.BytesIO(sample.members[member]))
+        while True:
+            yield Image.open(rng.choice(self.files))
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        rng = random.Random(self.seed * 1000 + worker + os.getpid())
+        for img in self._images(rng, worker, workers):
+            try:
+                rgb = to_rgb8(img)
+            except Exception:
+                continue  # a broken training image is skipped, not fatal
+            yield self._crop(Image.fromarray(rgb), rng)
+
+    def _crop(self, img: Image.Image, rng: random.Random) -> torch.Tensor:
+        w, h = img.size
+        short = min(w, h)
+        target = rng.uniform(self.crop, max(self.crop, 0.75 * short))
+        scale = target / short
+        img = img.resize((max(self.crop, round(w * scale)), max(self.crop, round(h * scale))), Image.LANCZOS)
+        w, h = img.size
+        left, top = rng.randint(0, w - self.crop), rng.randint(0, h - self.crop)
+        img = img.crop((left, top, left + self.crop, top + self.crop))
+        if rng.random() < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+
+
+def _image_files(folder: str) -> list[str]:
+    return [str(p) for p in Path(folder).rglob("*") if p.is_file() and is_image_name(p.name)]

@@ -1,0 +1,40 @@
+"""A finished run's EMA weights as a weights file with its card, ready for the registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from ..nn.weights_file import save_weights
+from .config import TrainConfig
+from .loop import initial_model
+
+
+def export(cfg: TrainConfig, name: str, weights_dir: Path, extra_card: dict | None = None) -> Path:
+    """Write the EMA weights of a run as ``weights_dir/NAME.safetensors`` with its card."""
+    out = Path(cfg.out)
+    state = json.loads((out / "ckpt" / "state.json").read_text())
+    model = initial_model(cfg)
+    model.load_state_dict(load_file(str(out / "ckpt" / "ema.safetensors")))
+    card = {
+        "name": name,
+        "description": f"{cfg.config}, lambda={cfg.lmbda}, rho={cfg.rho}",
+        "lmbda": cfg.lmbda, "rho": cfg.rho, "steps_trained": state["step"],
+        "wall_time_s": round(state["elapsed_s"]), "batch_size": cfg.batch_size, "crop": cfg.crop,
+        "data": cfg.data, "hardware": _hardware(), "default_steps": 8,
+        **(extra_card or {}),
+    }
+    path = Path(weights_dir) / f"{name}.safetensors"
+    save_weights(model, path, card)
+    return path
+
+
+def _hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.machine()} CPU x{os.cpu_count()}"

@@ -1,0 +1,102 @@
+"""Training: random crops of natural photos -> rate-distortion loss -> Adam with EMA weights.
+
+The loop is one function, ``train``, that runs the same way in-process (CPU or one GPU) and as the
+per-worker function of Ray Train's ``TorchTrainer`` (several GPUs or nodes).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..nn.config import CONFIGS
+from ..nn.networks import build_model
+from ..nn.weights_file import load_model
+from .checkpoints import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import RandomCrops
+
+
+def _optimisers(model, cfg: TrainConfig):
+    main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    return torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr)
+
+
+def initial_model(cfg: TrainConfig):
+    """The network a run starts from: ``init_from`` weights, else a fresh one of the named config."""
+    return load_model(Path(cfg.init_from)) if cfg.init_from else build_model(CONFIGS[cfg.config])
+
+
+def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
+    """Train until ``steps`` or the time budget; returns the last logged figures.
+
+    ``report(metrics)`` is called at every log step and ``wrap(model)`` may wrap the model for
+    data parallelism (Ray Train passes ``ray.train.report`` and ``ray.train.torch.prepare_model``).
+    """
+    from tqdm import tqdm
+
+    torch.manual_seed(cfg.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = initial_model(cfg).to(device, memory_format=torch.channels_last).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt, aux_opt = _optimisers(model, cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    step, elapsed0 = load_checkpoint(out, model, ema, opt, aux_opt)
+    net = wrap(model) if wrap else model
+
+    perceptual = None
+    if cfg.rho > 0:
+        from ..evaluation.metrics import DEFAULT_LPIPS_PATH, load_lpips
+
+        perceptual = load_lpips(cfg.lpips_weights or DEFAULT_LPIPS_PATH, device=device)
+
+    loader = DataLoader(RandomCrops(cfg.data, cfg.crop, cfg.seed + step), batch_size=cfg.batch_size,
+                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
+    batches = iter(loader)
+    start = time.time()
+    figures: dict = {}
+    bar = tqdm(total=cfg.steps, initial=step, desc=Path(cfg.out).name, unit="step", dynamic_ncols=True)
+    while step < cfg.steps:
+        if cfg.time_budget_min and time.time() - start > cfg.time_budget_min * 60:
+            bar.write(f"time budget of {cfg.time_budget_min} min reached at step {step}")
+            break
+        x = next(batches).to(device, memory_format=torch.channels_last)
+        lmbda = cfg.lmbda_warmup if (cfg.lmbda_warmup is not None and step < cfg.warmup_steps) else cfg.lmbda
+        parts = net(x, lmbda, cfg.rho, perceptual, final_step_fraction=cfg.final_step_fraction)
+        opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        aux_opt.zero_grad(set_to_none=True)
+        model.aux_loss().backward()
+        aux_opt.step()
+        # EMA warm-up: early on the average would be mostly the random initialisation
+        decay = min(cfg.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - decay)
+            for be, bm in zip(ema.buffers(), model.buffers()):
+                be.copy_(bm)
+        step += 1
+        figures = {k: float(v) for k, v in parts.items()}
+        figures["psnr_est"] = -10 * math.log10(max(figures["mse"], 1e-10))
+        bar.update(1)
+        bar.set_postfix(loss=f"{figures['loss']:.4f}", bpp=f"{figures['bpp']:.3f}",
+                        psnr=f"{figures['psnr_est']:.2f}", lmbda=lmbda)
+        if report and step % 50 == 0:
+            report({**figures, "step": step})
+        if step % cfg.checkpoint_every == 0:
+            save_checkpoint(out, model, ema, opt, aux_opt, step, elapsed0 + time.time() - start)
+    bar.close()
+    save_checkpoint(out, model, ema, opt, aux_opt, step, elapsed0 + time.time() - start)
+    return {**figures, "step": step, "elapsed_s": elapsed0 + time.time() - start}

@@ -1,0 +1,103 @@
+"""Weights by name: codec ids, local folders, and a bucket (moto's S3 server) through a verified cache."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import s3fs
+from shardkit import archive_rows, plain_shards
+
+from model import (BitstreamError, WeightsError, WeightsResolver, load_codec, load_codec_for_id, make_codec_id,
+                   random_codec, split_codec_id)
+from model.nn.weights_file import save_weights
+from model.weights import sha256_file
+
+PLUGIN = Path(__file__).resolve().parent / "plugin_family.py"
+
+
+def test_codec_ids_are_built_and_split_in_one_place():
+    assert make_codec_id("cdc-s-q2", "3f9a1c07" + "0" * 56) == "cdc-s-q2@3f9a1c07"
+    assert make_codec_id("webp-q75", None) == "webp-q75"
+    assert split_codec_id("cdc-s-q2@3f9a1c07") == ("cdc-s-q2", "3f9a1c07")
+    assert split_codec_id("webp-q75") == ("webp-q75", None)
+
+
+def test_a_card_that_describes_other_weights_is_refused(tmp_path):
+    save_weights(random_codec("hyperprior-tiny").model, tmp_path / "hp.safetensors", {"name": "hp"})
+    card = json.loads((tmp_path / "hp.json").read_text())
+    (tmp_path / "hp.json").write_text(json.dumps({**card, "sha256": "0" * 64}))
+    with pytest.raises(WeightsError, match="card describes other weights"):
+        load_codec("hp", weights_dir=tmp_path)
+
+
+@pytest.fixture()
+def bucket(s3_endpoint, tmp_path):
+    """s3://weights-N/v1/ holding hp-good (with its card) and hp-bad (bytes other than its card's sha256)."""
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint}, use_listings_cache=False)
+    name = f"weights-{tmp_path.name.lower().replace('_', '-')[-40:]}"
+    fs.mkdir(name)
+    local = tmp_path / "made"
+    save_weights(random_codec("hyperprior-tiny", seed=1).model, local / "hp-good.safetensors", {"name": "hp-good"})
+    save_weights(random_codec("hyperprior-tiny", seed=2).model, local / "hp-bad.safetensors", {"name": "hp-bad"})
+    card = json.loads((local / "hp-good.json").read_text())
+    (local / "hp-bad.json").write_text(json.dumps({**card, "name": "hp-bad"}))  # hp-good's hash
+    for f in local.iterdir():
+        fs.put(str(f), f"{name}/v1/{f.name}")
+    return fs, f"s3://{name}/v1/", local, s3_endpoint
+
+
+def test_bucket_weights_are_verified_cached_and_checked_against_the_codec_id(bucket, tmp_path):
+    fs, url, local, endpoint = bucket
+    resolver = WeightsResolver(dirs=(tmp_path / "none",), url=url, cache=tmp_path / "cache", endpoint_url=endpoint)
+    codec = load_codec("hp-good", resolver=resolver)
+    digest = sha256_file(local / "hp-good.safetensors")
+    assert codec.codec_id == make_codec_id("hp-good", digest)
+    cached = tmp_path / "cache" / digest / "hp-good.safetensors"
+    assert sha256_file(cached) == digest
+
+    blob = codec.encode([np.zeros((20, 30, 3), np.uint8)])[0]
+    fs.rm(url.removeprefix("s3://") + "hp-good.safetensors")  # from now on only the cache has the file
+    assert load_codec_for_id(codec.codec_id, resolver=resolver).decode([blob])[0].size == (30, 20)
+    with pytest.raises(WeightsError, match="codec id asks for 00000000"):
+        load_codec_for_id("hp-good@00000000", resolver=resolver)
+
+    cached.write_bytes(b"damaged")  # a damaged cache entry is fetched again, and then it is missing
+    with pytest.raises(WeightsError, match="does not"):
+        load_codec("hp-good", resolver=resolver)
+
+
+def test_bucket_file_with_the_wrong_hash_is_refused(bucket, tmp_path):
+    _, url, _, endpoint = bucket
+    resolver = WeightsResolver(dirs=(tmp_path / "none",), url=url, cache=tmp_path / "cache", endpoint_url=endpoint)
+    with pytest.raises(WeightsError, match="refusing it"):
+        load_codec("hp-bad", resolver=resolver)
+    assert not list((tmp_path / "cache").rglob("hp-bad*"))  # nothing unverified is kept
+    with pytest.raises(KeyError, match="unknown codec 'hp-none'"):
+        load_codec("hp-none", resolver=resolver)
+
+
+def test_jobs_take_weights_from_a_bucket(bucket, ray_local, tmp_path, monkeypatch):
+    from plugin_family import write_lut_weights
+
+    from jobs import compress, decompress
+
+    fs, url, local, endpoint = bucket
+    write_lut_weights(local / "lut-bucket.safetensors", levels=16)  # no torch in the workers: a quick test
+    for suffix in (".safetensors", ".json"):
+        fs.put(str(local / f"lut-bucket{suffix}"), url.removeprefix("s3://") + f"lut-bucket{suffix}")
+    monkeypatch.setenv("DIFFARC_CODEC_PLUGINS", str(PLUGIN))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("DIFFARC_CACHE", str(tmp_path / "cache"))
+    plain_shards(tmp_path / "in", n_shards=1, per_shard=2, size=(40, 24))
+    out, empty = tmp_path / "archive", tmp_path / "no-weights-here"
+    empty.mkdir()
+    flags = ["--weights-dir", str(empty), "--weights-url", url, "--actors", "1", "--no-progress"]
+    assert compress.main(["--input", str(tmp_path / "in"), "--output", str(out), "--codec", "lut-bucket", *flags]) == 0
+    rows = archive_rows(out)
+    assert len(rows) == 2 and all(r["error"] is None and r["codec_id"].startswith("lut-bucket@") for r in rows)
+    shutil.rmtree(tmp_path / "cache")  # the decode job fetches (and verifies) again
+    assert decompress.main(["--input", str(out), "--output", str(tmp_path / "decoded"), "--format", "png",
+                            *flags]) == 0
+    assert len(list((tmp_path / "decoded").rglob("*.png"))) == 2
