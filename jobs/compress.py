@@ -23,7 +23,7 @@ from model import load_codec, split_codec_id
 from model.options import add_option_flags, family_options, given_options
 from pipeline.actors import CompressWorker
 from pipeline.archive import MANIFEST, RowGroups, archived_shards, now
-from pipeline.encoding import DEFAULT_MAX_PIXELS, EncodeSettings
+from pipeline.encoding import JOB_MAX_PIXELS, EncodeSettings
 from pipeline.lease import LeaseHeld
 from pipeline.markers import READ_THREADS, identity
 from pipeline.runner import (add_common_args, fail, manifest_base, output_lease, ray_session, report_failures,
@@ -48,8 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="codec name (cdc-s-q2, hyperprior-s-q1, jpeg-q90, webp-q75, avif-q60...) or a path "
                         "to a .safetensors file; `python -m model list` shows them (default webp-q75)")
     p.add_argument("--overwrite", action="store_true", help="redo every shard, even complete ones")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"decompression-bomb cap: larger images become error rows (default {DEFAULT_MAX_PIXELS})")
+    p.add_argument("--max-pixels", type=int, default=JOB_MAX_PIXELS,
+                   help=f"decompression-bomb cap: larger images become error rows (default {JOB_MAX_PIXELS})")
+    p.add_argument("--batch-mb", type=float, default=EncodeSettings.batch_bytes / 2**20,
+                   help="a batch also closes at this many MB held, counting every item, failed ones too "
+                        f"(default {EncodeSettings.batch_bytes / 2**20:g})")
+    p.add_argument("--max-member-mb", type=float, default=EncodeSettings.max_member_bytes / 2**20,
+                   help="larger tar members are not read: their sample becomes an error row "
+                        f"(default {EncodeSettings.max_member_bytes / 2**20:g})")
     p.add_argument("--row-group-rows", type=int, default=100, help="rows per Parquet row group (default 100)")
     p.add_argument("--row-group-mb", type=float, default=64, help="or this many MB of bitstreams (default 64)")
     add_option_flags(p.add_argument_group("encode options (the codec's family must declare them)"),
@@ -92,6 +98,7 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         return fail(str(exc).strip("'\""))
     settings = EncodeSettings(batch_size=args.batch_size, max_pixels=args.max_pixels,
+                              batch_bytes=int(args.batch_mb * 2**20), max_member_bytes=int(args.max_member_mb * 2**20),
                               row_groups=RowGroups(args.row_group_rows, int(args.row_group_mb * 2**20)),
                               codec_options=codec_options)
     try:
@@ -128,6 +135,7 @@ def archive(args, argv: list[str], storage, shards: list[str], codec, settings: 
         "input": redact(args.input),
         "output": redact(args.output),
         "settings": {"batch_size": settings.batch_size, "max_pixels": settings.max_pixels,
+                     "batch_bytes": settings.batch_bytes, "max_member_bytes": settings.max_member_bytes,
                      "row_group_rows": settings.row_groups.rows, "row_group_bytes": settings.row_groups.bytes},
         **tally(shards, results, skipped, failures),
     }

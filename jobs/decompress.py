@@ -33,7 +33,7 @@ from model.options import add_option_flags, family_options, given_options, with_
 from pipeline.actors import DecodeWorker
 from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, archived_shards, now
 from pipeline.decoding import DECODED_SUFFIX, FORMATS, DecodeSettings, archive_name
-from pipeline.encoding import DEFAULT_MAX_PIXELS
+from pipeline.encoding import JOB_MAX_PIXELS
 from pipeline.lease import LeaseHeld
 from pipeline.markers import read_markers
 from pipeline.metrics import summarize
@@ -65,9 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audit", default=None, metavar="ORIGINAL_SHARDS",
                    help="audit against these original shards (same forms as compress --input): "
                         "writes audit.parquet and prints a summary instead of keeping images")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+    p.add_argument("--max-pixels", type=int, default=JOB_MAX_PIXELS,
                    help="pixel cap: a bitstream whose header is larger is an error row, refused before decoding; "
-                        f"also caps originals in --audit (default {DEFAULT_MAX_PIXELS})")
+                        f"also caps originals in --audit (default {JOB_MAX_PIXELS})")
     p.add_argument("--overwrite", action="store_true", help="decode every shard again, even those decoded before")
     p.add_argument("--decoder-memory-gb", type=float, default=Limits.memory_bytes / 2**30,
                    help="memory cap of each decoding process (RLIMIT_DATA; not applied on GPUs); a bitstream "

@@ -26,7 +26,7 @@ from model import load_image, ms_ssim, psnr
 from .archive import PARQUET_SUFFIX, now, sha256, write_json
 from .batches import call_batched
 from .faults import is_infrastructure
-from .encoding import DEFAULT_MAX_PIXELS
+from .encoding import JOB_MAX_PIXELS
 from .names import UniqueNames, safe_ext, safe_name
 from .outputs import write_folder
 from .sandbox import Limits
@@ -44,7 +44,7 @@ class DecodeSettings:
     batch_size: int = 16
     format: str = "webdataset"
     keys: frozenset[str] | None = None  # only these keys; None: all
-    max_pixels: int = DEFAULT_MAX_PIXELS  # decode refuses larger headers; also caps originals in audits
+    max_pixels: int = JOB_MAX_PIXELS  # decode refuses larger headers; also caps originals in audits
     weights_dir: str | None = None  # where codec weights are looked up; None: model/weights
     limits: Limits = Limits()  # of the process that decodes (``sandbox``)
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from model import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, bits_per_pixel, load_image
+from model import IMAGE_EXTENSIONS, bits_per_pixel, load_image
 
 from .batches import call_batched
 from .faults import is_infrastructure
@@ -26,12 +26,18 @@ from .shards import Sample, ShardReader, shard_name
 from .storage import Storage
 
 Report = Callable[[dict], None]
+ITEM_OVERHEAD = 1024  # bytes an item costs beyond its data (so even empty samples fill a batch)
+
+
+JOB_MAX_PIXELS = 50_000_000  # the jobs' pixel cap: about 3 GB of CDC working memory (60 bytes/pixel)
 
 
 @dataclass(frozen=True)
 class EncodeSettings:
     batch_size: int = 16  # images per codec.encode call
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = JOB_MAX_PIXELS
+    batch_bytes: int = 256 << 20  # a batch also closes at this many bytes, counting every item, failed ones too
+    max_member_bytes: int = 256 << 20  # a larger tar member is not read: its sample is an error row
     image_exts: tuple[str, ...] = IMAGE_EXTENSIONS
     prefetch_batches: int = 2  # decoded batches waiting for the model
     row_groups: RowGroups = RowGroups()
@@ -49,6 +55,11 @@ class Item:
     error: str | None = None
     blob: bytes | None = None
     encode_ms: float | None = None
+
+    def nbytes(self) -> int:
+        """What this item holds in memory: its members, its decoded pixels, and a little bookkeeping."""
+        pixels = self.image.rgb.nbytes if self.image is not None else 0
+        return sum(len(m) for m in self.sample.members.values()) + pixels + ITEM_OVERHEAD
 
 
 def prepare(sample: Sample, settings: EncodeSettings) -> Item:
@@ -134,13 +145,18 @@ def _prefetch(batches: Iterator[list[Item]], depth: int) -> Iterator[list[Item]]
         stop.set()
 
 
-def _batches(reader: ShardReader, settings: EncodeSettings) -> Iterator[list[Item]]:
+def batches(reader: ShardReader, settings: EncodeSettings) -> Iterator[list[Item]]:
+    """Prepared items in batches of ``batch_size`` loaded images or ``batch_bytes`` held, whichever
+    comes first: items that failed to load count too, so a run of bad samples cannot pile up."""
     batch: list[Item] = []
+    loaded = held = 0
     for sample in reader:
-        batch.append(prepare(sample, settings))
-        if sum(i.image is not None for i in batch) >= settings.batch_size:
+        item = prepare(sample, settings)
+        batch.append(item)
+        loaded, held = loaded + (item.image is not None), held + item.nbytes()
+        if loaded >= settings.batch_size or held >= settings.batch_bytes:
             yield batch
-            batch = []
+            batch, loaded, held = [], 0, 0
     if batch:
         yield batch
 
@@ -177,11 +193,11 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
     source = identity(storage.info(shard_url))
     if source is None:
         raise FileNotFoundError(f"input shard {shard_url} does not exist")
-    reader, tally, output = ShardReader(shard_url, storage), Tally(), {}
+    reader, tally, output = ShardReader(shard_url, storage, max_member_bytes=settings.max_member_bytes), Tally(), {}
     with storage.atomic_output(out_url, record=output) as f:
         writer = ArchiveWriter(f, settings.row_groups)
         try:
-            for batch in _prefetch(_batches(reader, settings), settings.prefetch_batches):
+            for batch in _prefetch(batches(reader, settings), settings.prefetch_batches):
                 encode_batch(codec, batch)
                 for item in batch:
                     row = to_row(item, shard_url, codec.codec_id)

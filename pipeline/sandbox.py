@@ -137,6 +137,15 @@ class DecoderProcess:
         self.proc = None
 
 
+def _peak_rss_bytes() -> int:
+    """This process's own peak resident size (VmHWM: ru_maxrss would include its parent's, kept across exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            return int(next(line.split()[1] for line in f if line.startswith("VmHWM"))) * 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _serve() -> None:
     """The child: decode what the parent sends until it sends None."""
     proto_in, proto_out = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
@@ -170,7 +179,7 @@ def _serve() -> None:
                             for img, err in images])
         except Exception as exc:  # input errors are rows already (in_process): this is not the input's fault
             reply = ("infra", f"{type(exc).__name__}: {exc}")
-        _send(proto_out, (*reply, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+        _send(proto_out, (*reply, _peak_rss_bytes()))
 
 
 if __name__ == "__main__":

@@ -111,8 +111,9 @@ class ShardReader:
     raises ``InfrastructureError`` (retried), so a network fault never becomes a "truncated" row.
     """
 
-    def __init__(self, url: str, storage: Storage, read_block: int = 1 << 20):
+    def __init__(self, url: str, storage: Storage, read_block: int = 1 << 20, max_member_bytes: int | None = None):
         self.url, self.storage, self.read_block = url, storage, read_block
+        self.max_member_bytes = max_member_bytes  # larger members are skipped unread; their sample has a problem
         self.truncated: str | None = None
         self.size: int | None = None
         self._stream: _Counting | None = None
@@ -149,12 +150,15 @@ class ShardReader:
                 if not member.isfile():
                     continue
                 key, ext = split_key(member.name)
-                data = tar.extractfile(member).read()
                 if current is not None and current.key != key:
                     yield current
                     current = None
                 current = current or Sample(key)
-                current.members[ext] = data
+                if self.max_member_bytes is not None and member.size > self.max_member_bytes:
+                    current.problem = (f"member '{member.name}' is {member.size} bytes, over the cap of "
+                                       f"{self.max_member_bytes} (not read; raise --max-member-mb to allow it)")
+                    continue  # stream mode skips its data in blocks when it moves to the next member
+                current.members[ext] = tar.extractfile(member).read()
         except (tarfile.ReadError, EOFError) as exc:
             where = f"inside member '{member.name}'" if member is not None else "at its start"
             self.truncated = f"tar is truncated {where} ({exc})"
