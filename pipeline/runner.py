@@ -15,7 +15,8 @@ import ray
 
 from model import WeightsResolver, plugin_env
 
-from .actors import Resources, run_pool
+from .actors import Resources
+from .pool import on_this_node, run_pool
 from .archive import now, package_versions, write_json
 from .lease import Lease
 from .progress import ProgressBoard, ProgressDisplay
@@ -85,10 +86,11 @@ def run_workers(job: str, make_actor: Callable[[object], object], items: list, c
     item; returns (results, failures, display). Actors are killed afterwards, whatever happens."""
     display = ProgressDisplay(job, total, skipped=skipped, enabled=progress)
     board_name = f"diffarc-progress-{uuid.uuid4().hex[:12]}"
-    board = ProgressBoard.options(name=board_name).remote()
-    actors = [make_actor(board_name) for _ in range(res.pool_size(len(items)))] if items else []
+    board = ProgressBoard.options(name=board_name, scheduling_strategy=on_this_node()).remote()
+    actors: list = []
     try:
-        results, failures = run_pool(actors, items, call, board, display, on_event) if items else ({}, {})
+        results, failures = run_pool(lambda: make_actor(board_name), res.pool_size(len(items)), items, call, board,
+                                     display, on_event, retries=res.task_retries, created=actors)
     finally:
         display.close()
         for a in actors + [board]:
