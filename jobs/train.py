@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--pair-cache", default=None,
+                   help="cdc-avif: folder for the AVIF training-pair cache, reused across runs (default OUT/pairs)")
+    p.add_argument("--default-steps", type=int, default=None,
+                   help="decoding steps the exported card sets as default (default 8; cdc-avif 1)")
     p.add_argument("--export", metavar="NAME", help="write EMA weights as model/weights/NAME.safetensors")
     p.add_argument("--weights-dir", default=str(WEIGHTS_DIR), help="where --export writes")
     p.add_argument("--num-workers", type=int, default=0, help="Ray Train workers (0: train in-process)")
@@ -88,7 +92,8 @@ def main(argv=None) -> int:
     result = _ray_train(cfg, args.num_workers, args.use_gpu) if args.num_workers else train(cfg)
     print("done: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
     if args.export:
-        path = export(cfg, args.export, Path(args.weights_dir))
+        card = {} if args.default_steps is None else {"default_steps": args.default_steps}
+        path = export(cfg, args.export, Path(args.weights_dir), extra_card=card)
         print(f"exported {path}")
     return 0
 

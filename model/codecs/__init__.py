@@ -7,3 +7,4 @@ the package (``$DIFFARC_CODEC_PLUGINS``, entry points ``diffarc.codecs``; see ``
 from . import pillow  # noqa: F401  (first: its names never collide with weights files)
 from . import hyperprior  # noqa: F401
 from . import cdc  # noqa: F401
+from . import cdc_avif  # noqa: F401

@@ -25,7 +25,7 @@ from ..format import BitstreamError
 from ..nn import guard
 from ..nn.config import CONFIGS
 from ..nn.networks import build_model
-from ..nn.tiling import blend_weight, interior, tiles_2d
+from ..nn.tiling import batches_by_shape, blended, interior, tiles_2d
 from ..nn.weights_file import load_model, released_sha256
 from ..weights import Weights, make_codec_id
 
@@ -126,17 +126,7 @@ class NeuralCodec(Codec):
 
     def _batches(self, shapes: list[tuple[int, int]]):
         """Index lists of items that share a padded shape, each within the pixel budget."""
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, (h, w) in enumerate(shapes):
-            groups.setdefault((self._ceil(h), self._ceil(w)), []).append(i)
-        for (hp, wp), idxs in groups.items():
-            per_batch = max(1, self.batch_pixels // (hp * wp))
-            for k in range(0, len(idxs), per_batch):
-                yield (hp, wp), idxs[k : k + per_batch]
-
-    def _ceil(self, n: int) -> int:
-        m = self.part.pad_multiple
-        return -(-n // m) * m
+        return batches_by_shape(shapes, self.part.pad_multiple, self.batch_pixels)
 
     @torch.inference_mode()
     def _encode_rgb(self, rgbs):
@@ -169,17 +159,8 @@ class NeuralCodec(Codec):
         h, w = condition.shape[-2] * s, condition.shape[-1] * s
         if h * w <= self.tile**2:
             return self.model.reconstruct(condition, steps, x_start)
-        out = torch.zeros(x_start.shape, device=x_start.device)
-        weight = torch.zeros(1, 1, h, w, device=x_start.device)
-        for top, left, th, tw in tiles_2d(h // s, w // s, self.tile // s, self.overlap // s):
-            rows, cols = slice(top * s, (top + th) * s), slice(left * s, (left + tw) * s)
-            xt = self.model.reconstruct(
-                condition[..., top : top + th, left : left + tw], steps, x_start[..., rows, cols]
-            )
-            wt = blend_weight(top * s, left * s, th * s, tw * s, h, w, self.overlap).to(xt.device)
-            out[..., rows, cols] += xt * wt
-            weight[..., rows, cols] += wt
-        return out / weight
+        return blended(lambda rows, cols, crows, ccols: self.model.reconstruct(
+            condition[..., crows, ccols], steps, x_start[..., rows, cols]), x_start.shape, self.tile, self.overlap, s)
 
 
 def _to_padded_tensor(rgb: np.ndarray, hp: int, wp: int) -> torch.Tensor:

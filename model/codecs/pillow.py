@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..codec import Codec, Option
+from .avif_base import save_kwargs as avif_save_kwargs
 from ..format import BitstreamError
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
 
@@ -51,7 +52,7 @@ class PillowCodec(Codec):
             return {"quality": quality, "optimize": True, "subsampling": 2}
         if fmt == "webp":
             return {"quality": quality, "method": 6}
-        return {"quality": quality, "speed": 6}
+        return avif_save_kwargs(quality)
 
     def _encode_rgb(self, rgbs, quality: int):
         out = []

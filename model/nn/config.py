@@ -66,6 +66,25 @@ class HyperpriorConfig:
     family: str = "hyperprior"
 
 
+@dataclass(frozen=True)
+class RestorationConfig:
+    """The cdc-avif denoiser: a U-Net over (noisy residual, AVIF base), pixel-unshuffled by 2."""
+
+    widths: tuple[int, ...] = (32, 64, 128, 192)  # channels at 1/2, 1/4, 1/8, 1/16 resolution
+    blocks: tuple[int, ...] = (2, 2, 2, 2)  # residual blocks per level on the way down (one up)
+    emb: int = 128  # width of the (time, quality) embedding
+    residual_scale: float = 4.0  # the diffusion sees (x - base) * scale: AVIF residuals are small
+    base_dropout: float = 0.1  # training: share of samples without the base (an unconditional prior)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    family: str = "cdc-avif"
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(self.widths))
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+        if len(self.widths) != len(self.blocks):
+            raise ValueError("widths and blocks need one entry per level")
+
+
 def config_to_dict(cfg) -> dict:
     return asdict(cfg)
 
@@ -99,7 +118,7 @@ def dataclass_from_dict(cls, d: dict):
 
 # Named sizes. "tiny" exists for unit tests only; "s" is the CPU-sized model that ships;
 # "paper" is the published size (about 54M parameters) for GPU training.
-CONFIGS: dict[str, CDCConfig | HyperpriorConfig] = {
+CONFIGS: dict[str, CDCConfig | HyperpriorConfig | RestorationConfig] = {
     "cdc-tiny": CDCConfig(
         latent=LatentConfig(channels=16, latent_channels=16, hyper_channels=8),
         unet=UNetConfig(base=8, mults=(1, 1, 2, 2), attention_levels=(3,), heads=1,
@@ -119,6 +138,9 @@ CONFIGS: dict[str, CDCConfig | HyperpriorConfig] = {
         unet=UNetConfig(base=48, mults=(1, 2, 4, 6, 8), res_blocks=2, attention_levels=(3, 4),
                         heads=8, context_channels=(48, 96, 192, 256)),
     ),
+    "cdc-avif-tiny": RestorationConfig(widths=(8, 16), blocks=(1, 1), emb=16,
+                                       diffusion=DiffusionConfig(train_steps=100)),
+    "cdc-avif-s": RestorationConfig(),  # about 66 kMAC per pixel per step
     "hyperprior-tiny": HyperpriorConfig(latent=LatentConfig(16, 16, 8, mean_scale=False)),
     "hyperprior-s": HyperpriorConfig(latent=LatentConfig(128, 192, 128, mean_scale=False)),
 }

@@ -46,7 +46,10 @@ def training_loss(
     gammas = torch.tensor(DECODE_GAMMAS)[torch.randint(len(DECODE_GAMMAS), (b,), generator=generator)]
     noise = noise * torch.where(final, gammas, torch.ones(b))[:, None, None, None]
     noise = noise.to(x0.device)
-    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+    # at t = 1 the input is exactly a decode's x_N: alpha_bar(1) is clamped above 0, and even
+    # sqrt(1e-6) * x0 lets the network read the answer when gamma = 0
+    signal = torch.where(final.to(x0.device)[:, None, None, None], torch.zeros_like(ab), ab.sqrt())
+    x_t = signal * x0 + (1 - ab).sqrt() * noise
     x0_pred = predict_x0(x_t, t)
     snr = (ab / (1 - ab)).flatten()
     weight = snr.clamp(min=cfg.snr_floor, max=cfg.snr_clip)
@@ -60,17 +63,27 @@ def ddim_sample(
     x_start: torch.Tensor,
     steps: int,
     cfg: DiffusionConfig,
+    t_start: float = 1.0,
+    clip: float | None = 1.0,
 ) -> torch.Tensor:
-    """Deterministic DDIM from x_N = x_start (0 or gamma * noise) at t = 1 down to t = 0."""
+    """Deterministic DDIM from x_N = x_start at t = ``t_start`` down to t = 0.
+
+    ``t_start`` < 1 starts late (the AVIF codec starts from the base, a partly restored image);
+    ``clip`` bounds each x0 prediction (images: 1; a scaled residual: its own range, or None).
+    """
     if not 1 <= steps <= cfg.train_steps:
         raise ValueError(f"steps must be 1..{cfg.train_steps}, got {steps}")
+    if not 0.0 < t_start <= 1.0:
+        raise ValueError(f"t_start must be in (0, 1], got {t_start}")
     x = x_start
     b = x.shape[0]
-    times = torch.linspace(1.0, 0.0, steps + 1)
+    times = torch.linspace(t_start, 0.0, steps + 1)
     x0 = x
     for i in range(steps):
         t, t_next = times[i], times[i + 1]
-        x0 = predict_x0(x, t.expand(b).to(x.device)).clamp(-1, 1)
+        x0 = predict_x0(x, t.expand(b).to(x.device))
+        if clip is not None:
+            x0 = x0.clamp(-clip, clip)
         if i == steps - 1:
             break
         ab, ab_next = alpha_bar(t, cfg), alpha_bar(t_next, cfg)

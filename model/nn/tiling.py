@@ -49,3 +49,36 @@ def interior(start: int, size: int, length: int, margin: int) -> tuple[int, int]
     lo = start + margin if start > 0 else start
     hi = start + size - margin if start + size < length else start + size
     return lo, hi
+
+
+def batches_by_shape(shapes: list[tuple[int, int]], multiple: int, batch_pixels: int):
+    """(padded shape, indices) of items that pad to one shape (sides rounded up to ``multiple``),
+    each batch within ``batch_pixels`` of padded pixels (at least one item)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (h, w) in enumerate(shapes):
+        groups.setdefault((-(-h // multiple) * multiple, -(-w // multiple) * multiple), []).append(i)
+    for (hp, wp), idxs in groups.items():
+        per_batch = max(1, batch_pixels // (hp * wp))
+        for k in range(0, len(idxs), per_batch):
+            yield (hp, wp), idxs[k : k + per_batch]
+
+
+def blended(run, shape: tuple[int, ...], tile: int, overlap: int, stride: int = 1):
+    """A network run tile by tile over an N x C x H x W output, overlaps blended with linear ramps.
+
+    ``run(rows, cols, crows, ccols)`` returns one tile's output; ``rows``/``cols`` slice the
+    full-resolution tensors and ``crows``/``ccols`` a condition at 1/``stride`` resolution.
+    """
+    _, _, h, w = shape
+    out = weight = None
+    for top, left, th, tw in tiles_2d(h // stride, w // stride, tile // stride, overlap // stride):
+        s = stride
+        rows, cols = slice(top * s, (top + th) * s), slice(left * s, (left + tw) * s)
+        xt = run(rows, cols, slice(top, top + th), slice(left, left + tw))
+        if out is None:
+            out = torch.zeros(shape, device=xt.device)
+            weight = torch.zeros(1, 1, h, w, device=xt.device)
+        wt = blend_weight(top * s, left * s, th * s, tw * s, h, w, overlap).to(xt.device)
+        out[..., rows, cols] += xt * wt
+        weight[..., rows, cols] += wt
+    return out / weight

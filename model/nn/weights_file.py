@@ -26,7 +26,8 @@ def prepare_for_release(model) -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(p.half().float())
-    model.update(force=True)
+    if hasattr(model, "update"):  # entropy models: CDF tables from the stored values
+        model.update(force=True)
 
 
 def _state_for_storage(model) -> dict[str, torch.Tensor]:

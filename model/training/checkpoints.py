@@ -15,7 +15,7 @@ def save_checkpoint(out: Path, model, ema, opt, aux_opt, step: int, elapsed: flo
     tmp.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
     save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(tmp / "ema.safetensors"))
-    torch.save({"opt": opt.state_dict(), "aux": aux_opt.state_dict()}, tmp / "optim.pt")
+    torch.save({"opt": opt.state_dict(), "aux": aux_opt.state_dict() if aux_opt else {}}, tmp / "optim.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed}))
     final = out / "ckpt"
     if final.exists():
@@ -36,6 +36,7 @@ def load_checkpoint(out: Path, model, ema, opt, aux_opt) -> tuple[int, float]:
     ema.load_state_dict(load_file(str(ckpt / "ema.safetensors")))
     optim = torch.load(ckpt / "optim.pt", weights_only=True)
     opt.load_state_dict(optim["opt"])
-    aux_opt.load_state_dict(optim["aux"])
+    if aux_opt is not None:
+        aux_opt.load_state_dict(optim["aux"])
     state = json.loads((ckpt / "state.json").read_text())
     return state["step"], state["elapsed_s"]

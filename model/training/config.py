@@ -14,7 +14,7 @@ class TrainConfig:
     lmbda_warmup: float | None = None  # smaller rate weight for the first warmup_steps
     warmup_steps: int = 0
     rho: float = 0.0  # LPIPS weight (CDC only)
-    final_step_fraction: float = 0.0  # CDC: share of each batch trained at t = 1 (see diffusion.py)
+    final_step_fraction: float = 0.0  # diffusion codecs: share of each batch trained at t = 1
     lpips_weights: str | None = None  # default: ../shared/data/perceptual/lpips_alex.pth when present
     steps: int = 10_000
     batch_size: int = 8
@@ -28,3 +28,4 @@ class TrainConfig:
     checkpoint_every: int = 200
     seed: int = 0
     workers: int = 1  # data-loading processes
+    pair_cache: str | None = None  # cdc-avif: folder of the AVIF training-pair cache (default OUT/pairs)

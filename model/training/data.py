@@ -27,27 +27,15 @@ class RandomCrops(IterableDataset):
     """
 
     def __init__(self, sources: list[str], crop: int, seed: int):
-        from pipeline.shards import expand_inputs, is_shard_spec
-        from pipeline.storage import Storage
-
-        self.storage = Storage.from_env()
-        self.files = sorted(f for s in sources if not is_shard_spec(s) for f in _image_files(s))
-        self.shards = [u for s in sources if is_shard_spec(s) for u in expand_inputs(s, self.storage)]
-        if not self.files and not self.shards:
-            raise FileNotFoundError(f"no training images found in {sources} (folders of {IMAGE_EXTENSIONS})")
+        self.files, self.shards, self.storage = find_sources(sources)
         self.crop, self.seed = crop, seed
 
     def _images(self, rng: random.Random, worker: int, workers: int):
         if self.shards:
-            from pipeline.shards import ShardReader
-
             mine = self.shards[worker::workers] if len(self.shards) >= workers else self.shards
             while True:
                 for url in rng.sample(mine, len(mine)):  # a new shard order every pass
-                    for sample in ShardReader(url, self.storage):
-                        member = sample.image_member()
-                        if member is not None and sample.problem is None:
-                            yield Image.open(io.BytesIO(sample.members[member]))
+                    yield from shard_photos(url, self.storage)
         while True:
             yield Image.open(rng.choice(self.files))
 
@@ -74,6 +62,38 @@ class RandomCrops(IterableDataset):
         if rng.random() < 0.5:
             img = img.transpose(Image.FLIP_LEFT_RIGHT)
         return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+
+
+def find_sources(sources: list[str]):
+    """(image files, shard URLs, storage) of training sources: image folders or shard patterns."""
+    from pipeline.shards import expand_inputs, is_shard_spec
+    from pipeline.storage import Storage
+
+    storage = Storage.from_env()
+    files = sorted(f for s in sources if not is_shard_spec(s) for f in _image_files(s))
+    shards = [u for s in sources if is_shard_spec(s) for u in expand_inputs(s, storage)]
+    if not files and not shards:
+        raise FileNotFoundError(f"no training images found in {sources} (folders of {IMAGE_EXTENSIONS})")
+    return files, shards, storage
+
+
+def shard_photos(url: str, storage):
+    """The images of one WebDataset shard, through the pipeline's reader (bad samples skipped)."""
+    from pipeline.shards import ShardReader
+
+    for sample in ShardReader(url, storage):
+        member = sample.image_member()
+        if member is not None and sample.problem is None:
+            yield Image.open(io.BytesIO(sample.members[member]))
+
+
+def photos_once(sources: list[str]):
+    """Every training image once, in a fixed order (folders sorted, then shards)."""
+    files, shards, storage = find_sources(sources)
+    for f in files:
+        yield Image.open(f)
+    for url in shards:
+        yield from shard_photos(url, storage)
 
 
 def _image_files(folder: str) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ..nn.config import CONFIGS
+from ..nn.config import CONFIGS, RestorationConfig
 from ..nn.networks import build_model
 from ..nn.weights_file import load_model
 from .checkpoints import load_checkpoint, save_checkpoint
@@ -25,9 +25,25 @@ from .data import RandomCrops
 
 
 def _optimisers(model, cfg: TrainConfig):
+    """Adam for the network; a second Adam for entropy-model quantiles, where there are any."""
     main = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
-    return torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr)
+    return torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr) if aux else None
+
+
+def _batches(model, cfg: TrainConfig, step: int):
+    """Endless training batches (tuples of tensors): photo crops, or AVIF pairs for cdc-avif."""
+    if isinstance(model.cfg, RestorationConfig):
+        from .avif_pairs import PairCrops, build_pair_cache
+
+        cache = build_pair_cache(cfg.data, Path(cfg.pair_cache or Path(cfg.out) / "pairs"))
+        dataset = PairCrops(cache, cfg.crop, cfg.seed + step)
+    else:
+        dataset = RandomCrops(cfg.data, cfg.crop, cfg.seed + step)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers,
+                        persistent_workers=cfg.workers > 0)
+    for batch in loader:
+        yield batch if isinstance(batch, (list, tuple)) else (batch,)
 
 
 def initial_model(cfg: TrainConfig):
@@ -60,9 +76,7 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
 
         perceptual = load_lpips(cfg.lpips_weights or DEFAULT_LPIPS_PATH, device=device)
 
-    loader = DataLoader(RandomCrops(cfg.data, cfg.crop, cfg.seed + step), batch_size=cfg.batch_size,
-                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
-    batches = iter(loader)
+    batches = _batches(model, cfg, step)
     start = time.time()
     figures: dict = {}
     bar = tqdm(total=cfg.steps, initial=step, desc=Path(cfg.out).name, unit="step", dynamic_ncols=True)
@@ -70,16 +84,18 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         if cfg.time_budget_min and time.time() - start > cfg.time_budget_min * 60:
             bar.write(f"time budget of {cfg.time_budget_min} min reached at step {step}")
             break
-        x = next(batches).to(device, memory_format=torch.channels_last)
+        batch = [v.to(device, memory_format=torch.channels_last) if v.dim() == 4 else v.to(device)
+                 for v in next(batches)]
         lmbda = cfg.lmbda_warmup if (cfg.lmbda_warmup is not None and step < cfg.warmup_steps) else cfg.lmbda
-        parts = net(x, lmbda, cfg.rho, perceptual, final_step_fraction=cfg.final_step_fraction)
+        parts = net(*batch, lmbda, cfg.rho, perceptual, final_step_fraction=cfg.final_step_fraction)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
-        aux_opt.zero_grad(set_to_none=True)
-        model.aux_loss().backward()
-        aux_opt.step()
+        if aux_opt is not None:
+            aux_opt.zero_grad(set_to_none=True)
+            model.aux_loss().backward()
+            aux_opt.step()
         # EMA warm-up: early on the average would be mostly the random initialisation
         decay = min(cfg.ema, (1 + step) / (10 + step))
         with torch.no_grad():
@@ -89,10 +105,10 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
                 be.copy_(bm)
         step += 1
         figures = {k: float(v) for k, v in parts.items()}
-        figures["psnr_est"] = -10 * math.log10(max(figures["mse"], 1e-10))
+        if "bpp" in figures:  # the latent codecs: mse is the image's
+            figures["psnr_est"] = -10 * math.log10(max(figures["mse"], 1e-10))
         bar.update(1)
-        bar.set_postfix(loss=f"{figures['loss']:.4f}", bpp=f"{figures['bpp']:.3f}",
-                        psnr=f"{figures['psnr_est']:.2f}", lmbda=lmbda)
+        bar.set_postfix({k: f"{v:.4g}" for k, v in figures.items() if k != "mse"})
         if report and step % 50 == 0:
             report({**figures, "step": step})
         if step % cfg.checkpoint_every == 0:

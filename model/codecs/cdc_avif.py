@@ -1,0 +1,161 @@
+"""cdc-avif: an AVIF base layer restored by a conditional diffusion decoder (DIRAC-style).
+
+Names: ``cdc-avif-mse`` (a weights file) takes the AVIF quality as an encode option;
+``cdc-avif-mse-q40`` presets it. One weights file serves every quality: the network is told the
+base's quality. The payload is one string: the quality byte and the AVIF file with its box headers
+stripped (``avif_box``: rebuilt at decode, 277 bytes saved), so the bits are AVIF's, less its
+headers, plus the container. Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
+from r_N = gamma * noise (gamma 0 and 1 step: the distortion end; more steps and gamma > 0 add
+texture). An untrained (zero-head) network returns the AVIF base exactly.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+import numpy as np
+
+from .avif_base import decode_base, encode_base
+from .avif_box import compact_or_full, expand
+from ..codec import Codec, Option
+from ..format import BitstreamError
+from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
+from ..nn.config import RestorationConfig
+from ..weights import make_codec_id
+
+NAME = re.compile(r"^(cdc-avif-[a-z0-9-]+?)(?:-q(\d{1,3}))?$")
+CARD_FIELDS = ("name", "description", "steps_trained", "default_steps")
+OPTIONS = (
+    Option("quality", int, 30, "encode", "AVIF quality of the base layer (higher: more bits)", min=0, max=100),
+    Option("steps", int, None, "decode", "diffusion decoding steps (default: the model card's default_steps)",
+           min=1),
+    Option("gamma", float, 0.0, "decode", "start-noise scale: 0 deterministic, 0.8 stochastic", min=0.0),
+    Option("seed", int, 0, "decode", "seed of the start noise when gamma > 0"),
+    Option("t_start", float, 1.0, "decode", "noise level where sampling starts (below 1: start late)",
+           min=0.001, max=1.0),
+)
+
+
+class AvifDiffusionCodec(Codec):
+    family = "cdc-avif"
+    options = OPTIONS
+
+    def __init__(self, model, name: str, sha256: str, device: str = "cpu", default_steps: int = 1,
+                 batch_pixels: int = 4 * 768 * 512, tile: int = 1024, overlap: int = 128):
+        import torch
+
+        self.model = model.eval().to(device, memory_format=torch.channels_last)
+        self.name, self.sha256, self.device = name, sha256, torch.device(device)
+        # images above tile x tile pixels are restored in overlapping tiles: bounded memory
+        self.batch_pixels, self.tile, self.overlap = batch_pixels, tile, overlap
+        self.presets = {"steps": default_steps}
+
+    @property
+    def codec_id(self) -> str:
+        return make_codec_id(self.name, self.sha256)
+
+    def _encode_rgb(self, rgbs, quality: int):
+        return [(bytes([quality]) + compact_or_full(encode_base(rgb, quality), rgb.shape[1], rgb.shape[0]),)
+                for rgb in rgbs]
+
+    def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float):
+        import torch
+
+        from ..nn.tiling import batches_by_shape
+
+        bases = [self._base(c) for c in containers]
+        out: list = [None] * len(containers)
+        multiple = self.model.pad_multiple
+        with torch.inference_mode():
+            for _, idxs in batches_by_shape([b[1].shape[:2] for b in bases], multiple, self.batch_pixels):
+                x = self._restore([bases[i] for i in idxs], steps, gamma, seed, t_start, multiple)
+                for k, i in enumerate(idxs):
+                    out[i] = x[k]
+        return out
+
+    def _base(self, c):
+        payload = c.strings[0] if len(c.strings) == 1 else b""
+        if len(payload) < 2:
+            raise BitstreamError(f"{self.name} bitstream must hold one string (quality byte + AVIF), "
+                                 f"has {len(c.strings)} string(s) of {[len(s) for s in c.strings]} bytes")
+        quality, avif = payload[0], payload[1:]
+        if quality > 100:
+            raise BitstreamError(f"{self.name}: quality byte {quality} is not 0..100")
+        try:
+            base = decode_base(expand(avif, c.width, c.height))
+        except Exception as exc:
+            raise BitstreamError(f"{self.name}: AVIF base does not decode: {exc}") from None
+        if base.shape[:2] != (c.height, c.width):
+            raise BitstreamError(f"{self.name}: AVIF base is {base.shape[1]}x{base.shape[0]}, "
+                                 f"header says {c.width}x{c.height}")
+        return quality, base, zlib.crc32(avif)
+
+    def _restore(self, items, steps, gamma, seed, t_start, multiple) -> list[np.ndarray]:
+        """Pad the bases of one batch, run the residual diffusion (in tiles when large), crop."""
+        import torch
+        import torch.nn.functional as F
+
+        from ..nn.diffusion import alpha_bar
+
+        h, w = items[0][1].shape[:2]
+        hp, wp = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+        base = torch.stack([torch.from_numpy(np.array(b)).permute(2, 0, 1) for _, b, _ in items])
+        base = F.pad(base.float() / 127.5 - 1, (0, wp - w, 0, hp - h), mode="replicate")
+        quality = torch.tensor([float(q) for q, _, _ in items])
+        noise_sd = gamma * float((1 - alpha_bar(torch.tensor(t_start), self.model.cfg.diffusion)).sqrt())
+        r_start = torch.stack([_noise((3, hp, wp), seed, crc) for _, _, crc in items]) * noise_sd
+        x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
+                      r_start.to(self.device, memory_format=torch.channels_last), steps, t_start)
+        x = ((x[:, :, :h, :w] + 1) * 127.5).clamp(0, 255).round().byte()
+        return list(x.permute(0, 2, 3, 1).cpu().numpy())
+
+    def _run(self, base, quality, r_start, steps, t_start):
+        """The restored batch, whole or tile by tile (overlaps blended): bounded memory."""
+        from ..nn.tiling import blended
+
+        _, _, h, w = base.shape
+        if h * w <= self.tile**2:
+            return self.model.restore(base, quality, r_start, steps, t_start)
+        return blended(lambda rows, cols, *_: self.model.restore(
+            base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start),
+            base.shape, self.tile, self.overlap)
+
+
+def _noise(shape, seed: int, crc: int):
+    """gamma's noise, seeded per image by (seed, AVIF bytes): independent of batching and device."""
+    import torch
+
+    g = torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + crc) % 2**63)
+    return torch.randn(shape, generator=g)
+
+
+def parse(name: str) -> ParsedName | None:
+    m = NAME.match(name)
+    if not m:
+        return None
+    return ParsedName(m.group(1), {"quality": int(m.group(2))} if m.group(2) else {})
+
+
+def load(request: CodecRequest) -> AvifDiffusionCodec:
+    from ..nn.weights_file import load_model  # torch is imported only when a model is loaded
+
+    w = request.weights
+    return AvifDiffusionCodec(load_model(w.path), w.card.get("name", w.name), w.sha256, request.device,
+                              default_steps=w.card.get("default_steps", 1))
+
+
+def listing(weights) -> list[CodecInfo]:
+    return [CodecInfo(w.name, "cdc-avif", f"{w.card.get('description', '')} (quality: --quality or "
+                      f"{w.name}-qN)", w.path) for w in weights if w.family == "cdc-avif"]
+
+
+def network(cfg: RestorationConfig):
+    from ..nn.restoration import AvifRestorationModel
+
+    return AvifRestorationModel(cfg)
+
+
+register_family(Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig,
+                       network=network, card_fields=CARD_FIELDS, listing=listing,
+                       description="AVIF base layer + conditional diffusion decoder"))

@@ -1,0 +1,154 @@
+"""The RCC payload coder: one exact rANS stream over a Python big integer.
+
+A ``PayloadWriter`` records what the RCC encoder says (counts, split flags, chunk indices) and
+renders it; a ``PayloadReader`` hears it back in the same order. The stream starts with one mode
+bit: chunk indices are either adaptive (below) or fixed-length cap_bits, whichever is shorter for
+this payload. Symbols:
+
+    count    n in 1..limit: n.bit_length() uniform over 1..limit.bit_length(), then its lower bits
+    flag     a bit under adaptive Krichevsky-Trofimov counts (start 1, +2 per use)
+    index    i in [0, 2^cap_bits): adaptive: e = i.bit_length() under adaptive counts over
+             0..cap_bits, then the e-1 bits of i below its leading 1; fixed: cap_bits raw bits
+
+PFR indices spread roughly evenly over the exponents 1..K+4 for a chunk of K bits, so this costs
+within ~0.1 bit of their entropy. The decoder must finish on the encoder's start state
+x0 = 2^check_bits + pattern, so a corrupt, truncated or mis-configured payload fails with
+probability 1 - 2^-check_bits (the container's CRC is the real integrity check). A big integer
+needs no renormalisation and no frequency quantisation, so the coder is exact; each symbol costs
+O(payload bits), ~0.1 s for 1e4 chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import accumulate
+
+_CHECK_PATTERN = 0xA5C3_5A3C_96E1_B4D2
+
+
+class RCCError(ValueError):
+    """An RCC payload that cannot be decoded; the message says what is wrong."""
+
+
+def _start_state(check_bits: int) -> int:
+    return (1 << check_bits) | (_CHECK_PATTERN & ((1 << check_bits) - 1))
+
+
+def header_bits(n: int, dims: int, check_bits: int) -> float:
+    """Bits a payload of n base chunks spends on the mode, the count and the check, before split
+    flags, indices and the <= 7 bits that round it to whole bytes."""
+    return 1 + math.log2(dims.bit_length()) + n.bit_length() - 1 + check_bits
+
+
+def max_payload_bits(dims: int, cap_bits: int, check_bits: int) -> int:
+    """A bound on any payload for ``dims`` dimensions (at most dims chunks and 2 dims flags)."""
+    worst_symbol = (cap_bits + 1 + 4 * dims).bit_length()  # the rarest adaptive symbol's bits
+    return 8 + 2 * dims.bit_length() + dims * (cap_bits + 3 * worst_symbol) + check_bits
+
+
+class _Adaptive:
+    """Counts over symbols 0..size-1: start 1, +2 per use (Krichevsky-Trofimov)."""
+
+    def __init__(self, size: int):
+        self.counts = [1] * size
+
+    def encode(self, s: int) -> tuple[int, int, int]:
+        interval = (sum(self.counts[:s]), self.counts[s], sum(self.counts))
+        self.counts[s] += 2
+        return interval
+
+    def decode(self, x: int) -> tuple[int, int]:
+        """(symbol, state after it) for state x."""
+        q, r = divmod(x, sum(self.counts))
+        s = next(s for s, c in enumerate(accumulate(self.counts)) if r < c)
+        start = sum(self.counts[:s])
+        x = self.counts[s] * q + r - start
+        self.counts[s] += 2
+        return s, x
+
+
+class PayloadWriter:
+    def __init__(self, cap_bits: int):
+        self.cap_bits = cap_bits
+        self._ops: list[tuple[str, int, int]] = []
+
+    def count(self, n: int, limit: int) -> None:
+        if not 1 <= n <= limit:
+            raise ValueError(f"count {n} outside 1..{limit}")
+        top = n.bit_length() - 1
+        self._ops += [("uniform", top, limit.bit_length()), ("uniform", n - (1 << top), 1 << top)]
+
+    def flag(self, bit: bool) -> None:
+        self._ops.append(("flag", int(bit), 2))
+
+    def index(self, i: int) -> None:
+        if not 0 <= i < 1 << self.cap_bits:
+            raise ValueError(f"chunk index {i} outside [0, 2^{self.cap_bits})")
+        self._ops.append(("index", i, 0))
+
+    def _intervals(self, fixed: bool) -> list[tuple[int, int, int]]:
+        flags, exponents = _Adaptive(2), _Adaptive(self.cap_bits + 1)
+        out = [(int(fixed), 1, 2)]
+        for kind, value, total in self._ops:
+            if kind == "uniform":
+                out.append((value, 1, total))
+            elif kind == "flag":
+                out.append(flags.encode(value))
+            elif fixed:
+                out.append((value, 1, 1 << self.cap_bits))
+            else:
+                e = value.bit_length()
+                out.append(exponents.encode(e))
+                if e > 1:
+                    out.append((value - (1 << (e - 1)), 1, 1 << (e - 1)))
+        return out
+
+    def to_bytes(self, check_bits: int) -> bytes:
+        """The shorter of the adaptive and the fixed-length rendering."""
+        best = None
+        for fixed in (False, True):
+            x = _start_state(check_bits)
+            for start, freq, total in reversed(self._intervals(fixed)):  # rANS: last in, first out
+                x = (x // freq) * total + start + x % freq
+            best = x if best is None else min(best, x)
+        return best.to_bytes((best.bit_length() + 7) // 8, "big")
+
+
+class PayloadReader:
+    def __init__(self, data: bytes, dims: int, cap_bits: int, check_bits: int):
+        if not data or data[0] == 0:
+            raise RCCError("RCC payload is empty or starts with a zero byte: it is not an RCC payload")
+        if len(data) * 8 > max_payload_bits(dims, cap_bits, check_bits):
+            raise RCCError(f"RCC payload of {len(data)} bytes is longer than any payload for {dims} dims")
+        self.cap_bits, self.check_bits = cap_bits, check_bits
+        self._x = int.from_bytes(data, "big")
+        self._flags, self._exponents = _Adaptive(2), _Adaptive(cap_bits + 1)
+        self._fixed = self._uniform(2) == 1
+
+    def _uniform(self, total: int) -> int:
+        self._x, r = divmod(self._x, total)
+        return r
+
+    def count(self, limit: int) -> int:
+        top = self._uniform(limit.bit_length())
+        n = (1 << top) + self._uniform(1 << top)
+        if n > limit:
+            raise RCCError(f"RCC payload is corrupt: count {n} exceeds {limit}")
+        return n
+
+    def flag(self) -> bool:
+        bit, self._x = self._flags.decode(self._x)
+        return bool(bit)
+
+    def index(self) -> int:
+        if self._fixed:
+            return self._uniform(1 << self.cap_bits)
+        e, self._x = self._exponents.decode(self._x)
+        return 0 if e == 0 else (1 << (e - 1)) + self._uniform(1 << (e - 1))
+
+    def finish(self) -> None:
+        if self._x != _start_state(self.check_bits):
+            raise RCCError(
+                "RCC payload failed its integrity check: it is corrupt or truncated, or is being decoded "
+                "with another cap_bits, check_bits or size than it was encoded with"
+            )
