@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
+import threading
 import sys
 import uuid
 from pathlib import Path
@@ -116,10 +118,22 @@ def manifest_base(job: str, argv: list[str], started: str, seconds: float, res: 
 def output_lease(args: argparse.Namespace, job: str, storage: Storage) -> Iterator[Lease]:
     """Hold ``args.output`` for this job (``lease``); raises ``LeaseHeld`` naming the job that has it."""
     lease = Lease(args.output, job, storage).acquire(force=args.force)
+    # SIGTERM (Kubernetes' activeDeadlineSeconds, a pod deleted) unwinds like Ctrl-C, so the lease is released
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if _main_thread() else None
     try:
         yield lease
     finally:
         lease.release()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def write_manifest(url: str, manifest: dict, storage: Storage) -> bool:

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from processes import kill_session
 from shardkit import archive_rows, plain_shards
 
 from jobs import compress
@@ -111,3 +112,21 @@ def test_s3_lease_is_an_exclusive_create(s3_endpoint):
     assert json.loads(storage.read_bytes("s3://leases/out/" + LEASE))["job_id"] == forced.job_id
     forced.release()
     assert not storage.exists("s3://leases/out/" + LEASE)
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_job_and_releases_its_lease(tmp_path):
+    plain_shards(tmp_path / "in", n_shards=2, per_shard=12, size=(320, 240), fmt="JPEG")
+    out = tmp_path / "archive"
+    job = subprocess.Popen([sys.executable, str(REPO / "jobs" / "compress.py"), "--input", str(tmp_path / "in"),
+                            "--output", str(out), "--codec", "webp-q90", "--batch-size", "1", "--actors", "1",
+                            "--no-progress"], env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           start_new_session=True)
+    try:
+        wait_for(out / LEASE)
+        job.send_signal(signal.SIGTERM)  # what Kubernetes sends at activeDeadlineSeconds
+        log = job.communicate(timeout=120)[0]
+    finally:
+        kill_session(job.pid)
+    assert job.returncode in (signal.SIGTERM, 128 + signal.SIGTERM), log[-2000:]  # Ray's handler exits 15
+    assert not (out / LEASE).exists()  # the next scheduled run starts without --force
