@@ -16,15 +16,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from model import load_codec, split_codec_id
 from model.options import add_option_flags, family_options, given_options
 from pipeline.actors import CompressWorker
-from pipeline.archive import MANIFEST, RowGroups, now, read_stats, write_json
-from pipeline.runner import (add_common_args, fail, manifest_base, ray_session, resources_from,
-                             run_workers, storage_from, weights_from)
-from pipeline.encoding import DEFAULT_MAX_PIXELS, EncodeSettings
+from pipeline.archive import MANIFEST, RowGroups, archived_shards, now
+from pipeline.encoding import JOB_MAX_PIXELS, EncodeSettings
+from pipeline.lease import LeaseHeld
+from pipeline.markers import READ_THREADS, identity
+from pipeline.runner import (add_common_args, fail, manifest_base, output_lease, ray_session, report_failures,
+                             resources_from, run_workers, storage_from, weights_from, write_manifest)
 from pipeline.shards import expand_inputs, shard_name
 from pipeline.storage import join, redact
 
@@ -45,8 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="codec name (cdc-s-q2, hyperprior-s-q1, jpeg-q90, webp-q75, avif-q60...) or a path "
                         "to a .safetensors file; `python -m model list` shows them (default webp-q75)")
     p.add_argument("--overwrite", action="store_true", help="redo every shard, even complete ones")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"decompression-bomb cap: larger images become error rows (default {DEFAULT_MAX_PIXELS})")
+    p.add_argument("--max-pixels", type=int, default=JOB_MAX_PIXELS,
+                   help=f"decompression-bomb cap: larger images become error rows (default {JOB_MAX_PIXELS})")
+    p.add_argument("--batch-mb", type=float, default=EncodeSettings.batch_bytes / 2**20,
+                   help="a batch also closes at this many MB held, counting every item, failed ones too "
+                        f"(default {EncodeSettings.batch_bytes / 2**20:g})")
+    p.add_argument("--max-member-mb", type=float, default=EncodeSettings.max_member_bytes / 2**20,
+                   help="larger tar members are not read: their sample becomes an error row "
+                        f"(default {EncodeSettings.max_member_bytes / 2**20:g})")
     p.add_argument("--row-group-rows", type=int, default=100, help="rows per Parquet row group (default 100)")
     p.add_argument("--row-group-mb", type=float, default=64, help="or this many MB of bitstreams (default 64)")
     add_option_flags(p.add_argument_group("encode options (the codec's family must declare them)"),
@@ -55,16 +64,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def find_completed(output: str, names: list[str], storage, codec_id: str) -> dict[str, dict]:
-    """Stats of the shards already archived under ``output``; refuses a different codec."""
-    done = read_stats(output, storage, names)
+def find_completed(output: str, shards: dict[str, str], storage, codec_id: str) -> tuple[dict[str, dict], dict[str, str]]:
+    """(stats of the shards already archived under ``output`` that can be trusted, name -> why the
+    others are redone). A shard counts when its marker and Parquet file check out (``markers``) and
+    its input is unchanged; a different codec is refused."""
+    markers = archived_shards(output, storage, set(shards))
+    done = markers.found
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        now_inputs = dict(zip(done, pool.map(lambda n: identity(storage.info(shards[n])), list(done))))
+    for name, current in now_inputs.items():
+        if done[name].get("input") != current:
+            markers.problems[name] = (f"input {redact(shards[name])} changed since it was archived "
+                                      f"({done[name].get('input')} -> {current})")
+            del done[name]
     other = sorted({s["codec_id"] for s in done.values()} - {codec_id})
     if other:
         raise ValueError(
             f"{redact(output)} already holds shards archived with codec {', '.join(other)}, this run uses "
             f"{codec_id}: pass --overwrite to redo them or choose another --output"
         )
-    return done
+    return done, markers.problems
 
 
 def main(argv: list[str] | None = None, on_event=None) -> int:
@@ -79,13 +98,26 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         return fail(str(exc).strip("'\""))
     settings = EncodeSettings(batch_size=args.batch_size, max_pixels=args.max_pixels,
+                              batch_bytes=int(args.batch_mb * 2**20), max_member_bytes=int(args.max_member_mb * 2**20),
                               row_groups=RowGroups(args.row_group_rows, int(args.row_group_mb * 2**20)),
                               codec_options=codec_options)
+    try:
+        with output_lease(args, "compress", storage) as lease:
+            return archive(args, argv, storage, shards, codec, settings, lease, on_event)
+    except LeaseHeld as exc:
+        return fail(str(exc))
+
+
+def archive(args, argv: list[str], storage, shards: list[str], codec, settings: EncodeSettings, lease,
+            on_event) -> int:
+    """The job once it holds the output prefix: skip what is complete, archive the rest, write the manifest."""
     names = {shard_name(s): s for s in shards}
     try:
-        skipped = {} if args.overwrite else find_completed(args.output, list(names), storage, codec.codec_id)
+        skipped, redo = ({}, {}) if args.overwrite else find_completed(args.output, names, storage, codec.codec_id)
     except ValueError as exc:
         return fail(str(exc))
+    for name, reason in sorted(redo.items()):
+        print(f"redoing {name}: {reason}", file=sys.stderr)
     todo = [s for n, s in names.items() if n not in skipped]
     started, t0 = now(), time.perf_counter()
     with ray_session():
@@ -103,14 +135,13 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
         "input": redact(args.input),
         "output": redact(args.output),
         "settings": {"batch_size": settings.batch_size, "max_pixels": settings.max_pixels,
+                     "batch_bytes": settings.batch_bytes, "max_member_bytes": settings.max_member_bytes,
                      "row_group_rows": settings.row_groups.rows, "row_group_bytes": settings.row_groups.bytes},
         **tally(shards, results, skipped, failures),
     }
-    write_json(join(args.output, MANIFEST), manifest, storage)
+    written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; manifest {redact(join(args.output, MANIFEST))}")
-    for shard, reason in failures.items():
-        print(f"FAILED {redact(shard)}: {reason}", file=sys.stderr)
-    return 1 if failures else 0
+    return report_failures(failures, lease) or (0 if written else 1)
 
 
 def tally(shards: list[str], results: dict, skipped: dict, failures: dict) -> dict:

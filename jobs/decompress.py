@@ -5,12 +5,16 @@
         --steps 8 --gamma 0.8 --seed 0 [--shards 'shard-00001*'] [--keys keys.txt] [--format png]
     python jobs/decompress.py --audit 's3://bucket/corpus/shard-{000000..000999}.tar' --output out/audit
 
-Decoding writes NAME.tar per archive file (same keys: the decoded image as .png plus the carried
-metadata members) or NAME/KEY.png. --audit decodes against the original shards and writes
+Decoding writes NAME.tar per archive file (same keys, in a safe form: the decoded image as .png plus
+the carried metadata members) or NAME/KEY.png, each committed in one piece, then NAME.decoded.json
+(the shard's marker: rows, failed rows, original keys of renamed ones). Rerunning skips shards decoded
+before from the same archive bytes with the same settings. --audit decodes against the original shards and writes
 audit.parquet (per image PSNR, MS-SSIM, bpp) without keeping decoded images, then prints mean and
 worst 1 %. The decode options (the flags the codec families declare: steps, gamma, seed, ...) and
-the batch size are recorded in _manifest.json: the same arguments reproduce a stochastic decode. Rows whose codec has no matching weights here are refused.
-Exit status: 0 ok, 1 when some shard failed, 2 for a usage error or a refused codec.
+the batch size are recorded in _manifest.json: the same arguments reproduce a stochastic decode.
+Rows whose codec has no matching weights here are refused.
+Exit status: 0 ok, 1 when some shard failed or some row was not decoded (unless --allow-errors),
+2 for a usage error, a refused codec or an output in use by another job.
 """
 
 from __future__ import annotations
@@ -27,16 +31,21 @@ import pyarrow.parquet as pq
 from model import load_codec_for_id
 from model.options import add_option_flags, family_options, given_options, with_defaults
 from pipeline.actors import DecodeWorker
-from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, now, read_stats, write_json
-from pipeline.runner import (add_common_args, fail, manifest_base, ray_session, resources_from,
-                             run_workers, storage_from, weights_from)
-from pipeline.decoding import FORMATS, DecodeSettings
-from pipeline.encoding import DEFAULT_MAX_PIXELS
+from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, archived_shards, now
+from pipeline.decoding import DECODED_SUFFIX, FORMATS, DecodeSettings, archive_name
+from pipeline.encoding import JOB_MAX_PIXELS
+from pipeline.lease import LeaseHeld
+from pipeline.markers import read_markers
 from pipeline.metrics import summarize
+from pipeline.outputs import decoded_problem
+from pipeline.runner import (add_common_args, fail, manifest_base, output_lease, ray_session, report_failures,
+                             resources_from, run_workers, storage_from, weights_from, write_manifest)
+from pipeline.sandbox import Limits
 from pipeline.shards import expand_inputs, shard_name
 from pipeline.storage import join, redact
 
 AUDIT_FILE = "audit.parquet"
+MANIFEST_FAILED_ROWS = 1000  # failed rows listed in the manifest; every one is in its shard's marker
 AUDIT_SCHEMA = pa.schema([
     ("key", pa.string()), ("shard", pa.string()), ("codec_id", pa.string()), ("width", pa.int32()),
     ("height", pa.int32()), ("bpp", pa.float64()), ("psnr", pa.float64()), ("ms_ssim", pa.float64()),
@@ -56,7 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audit", default=None, metavar="ORIGINAL_SHARDS",
                    help="audit against these original shards (same forms as compress --input): "
                         "writes audit.parquet and prints a summary instead of keeping images")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="pixel cap for originals in --audit")
+    p.add_argument("--max-pixels", type=int, default=JOB_MAX_PIXELS,
+                   help="pixel cap: a bitstream whose header is larger is an error row, refused before decoding; "
+                        f"also caps originals in --audit (default {JOB_MAX_PIXELS})")
+    p.add_argument("--overwrite", action="store_true", help="decode every shard again, even those decoded before")
+    p.add_argument("--decoder-memory-gb", type=float, default=Limits.memory_bytes / 2**30,
+                   help="memory cap of each decoding process (RLIMIT_DATA; not applied on GPUs); a bitstream "
+                        f"that needs more fails its shard, not the machine (default {Limits.memory_bytes / 2**30:g})")
+    p.add_argument("--decode-timeout", type=float, default=Limits.seconds_per_image,
+                   help="seconds per image before a decoding process is killed and the image becomes an "
+                        f"error row (default {Limits.seconds_per_image:g})")
+    p.add_argument("--allow-errors", action="store_true",
+                   help="exit 0 even when rows were not decoded (they are still reported and listed)")
     add_option_flags(p.add_argument_group("decode options (each codec takes those its family declares)"),
                      family_options("decode"))
     add_common_args(p, default_batch=8)
@@ -64,8 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def select_shards(archive: str, pattern: str | None, storage) -> dict[str, dict]:
-    """Stats of the complete archive files under ``archive`` (by name), filtered by ``pattern``."""
-    return {n: s for n, s in read_stats(archive, storage).items() if pattern is None or fnmatch.fnmatchcase(n, pattern)}
+    """Stats of the complete archive files under ``archive`` (by name), filtered by ``pattern``;
+    says which archive files are left out because their marker or Parquet file does not check out."""
+    markers = archived_shards(archive, storage)
+    for name, reason in sorted(markers.problems.items()):
+        if pattern is None or fnmatch.fnmatchcase(name, pattern):
+            print(f"skipping archive shard {name}: {reason}", file=sys.stderr)
+    return {n: s for n, s in markers.found.items() if pattern is None or fnmatch.fnmatchcase(n, pattern)}
 
 
 def refused_codecs(shards: dict[str, dict], resolver) -> list[str]:
@@ -101,47 +126,97 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     if args.keys:
         keys = frozenset(k.strip() for k in storage.read_bytes(args.keys).decode().splitlines() if k.strip())
     options = given_options(args, family_options("decode"))
-    settings = DecodeSettings(options=options, batch_size=args.batch_size,
-                              format=args.format, keys=keys, max_pixels=args.max_pixels, weights_dir=args.weights_dir)
-    parquets = {n: join(args.input, n + PARQUET_SUFFIX) for n in shards}
+    limits = Limits(memory_bytes=int(args.decoder_memory_gb * 2**30), seconds_per_image=args.decode_timeout)
+    settings = DecodeSettings(options=options, batch_size=args.batch_size, format=args.format, keys=keys,
+                              max_pixels=args.max_pixels, weights_dir=args.weights_dir, limits=limits)
+    originals = None
     if args.audit:
         try:
             originals = {shard_name(u): u for u in expand_inputs(args.audit, storage)}
         except (FileNotFoundError, ValueError) as exc:
             return fail(str(exc))
-        missing = sorted(set(parquets) - set(originals))
+        missing = sorted(set(shards) - set(originals))
         if missing:
             return fail(f"--audit: no original shard for {', '.join(missing[:5])} in {redact(args.audit)}")
-        call = lambda actor, url: actor.audit.remote(url, originals[url.rsplit("/", 1)[-1][: -len(PARQUET_SUFFIX)]])  # noqa: E731
+    try:
+        with output_lease(args, "decompress", storage) as lease:
+            return decode(args, argv, storage, shards, settings, originals, lease, on_event)
+    except LeaseHeld as exc:
+        return fail(str(exc))
+
+
+def find_decoded(output: str, shards: dict[str, dict], settings: DecodeSettings, storage) -> tuple[dict, dict]:
+    """(markers of the shards already decoded under ``output`` from the same archive bytes with the
+    same settings and intact outputs, name -> why the others are decoded again)."""
+    markers = read_markers(output, DECODED_SUFFIX, storage, set(shards))
+    done = {}
+    for name, marker in markers.found.items():
+        if marker.get("input") != shards[name].get("output"):
+            markers.problems[name] = "the archive shard changed since it was decoded"
+        elif marker.get("settings") != settings.fingerprint():
+            markers.problems[name] = f"decoded with other settings ({marker.get('settings')})"
+        elif (problem := decoded_problem(marker.get("output"), markers.listing, storage)) is not None:
+            markers.problems[name] = problem
+        else:
+            done[name] = marker
+    return done, markers.problems
+
+
+def decode(args, argv: list[str], storage, shards: dict[str, dict], settings: DecodeSettings, originals,
+           lease, on_event) -> int:
+    """The job once it holds the output prefix: skip shards decoded before, decode or audit the rest."""
+    parquets = {n: join(args.input, n + PARQUET_SUFFIX) for n in shards}
+    skipped: dict[str, dict] = {}
+    if originals is not None:  # an audit writes one table at the end: it always covers every shard
+        call = lambda actor, url: actor.audit.remote(url, originals[archive_name(url)])  # noqa: E731
     else:
-        call = lambda actor, url: actor.decode.remote(url, args.output)  # noqa: E731
+        if not args.overwrite:
+            skipped, redo = find_decoded(args.output, shards, settings, storage)
+            for name, reason in sorted(redo.items()):
+                print(f"decoding {name} again: {reason}", file=sys.stderr)
+        call = lambda actor, url: actor.decode.remote(url, args.output, shards[archive_name(url)]["output"])  # noqa: E731
+    todo = [u for n, u in parquets.items() if n not in skipped]
     started, t0 = now(), time.perf_counter()
     with ray_session():
         res = resources_from(args)
         results, failures, display = run_workers(
-            "audit" if args.audit else "decompress",
+            "audit" if originals is not None else "decompress",
             lambda board: DecodeWorker.options(**res.options()).remote(settings, res, storage, board),
-            list(parquets.values()), call, res, total=len(parquets), skipped=0,
+            todo, call, res, total=len(parquets), skipped=len(skipped),
             progress=not args.no_progress, on_event=on_event)
+    finished = list(results.values()) + list(skipped.values())
+    failed_rows = [{"shard": archive_name(r["shard"]), **f} for r in finished for f in r.get("failed_rows", [])]
     manifest = {
         **manifest_base("decompress", argv, started, time.perf_counter() - t0, res),
         "input": redact(args.input), "output": redact(args.output),
-        "decode": {**with_defaults(options, family_options("decode")), "batch_size": args.batch_size},
+        "decode": {**with_defaults(settings.options, family_options("decode")), "batch_size": args.batch_size},
         "codec_ids": dict(Counter(s["codec_id"] for s in shards.values())),
-        "counts": {"shards": len(parquets), "done": len(results), "failed": len(failures),
-                   "rows": sum(r["rows"] for r in results.values()),
-                   "errors": sum(r["errors"] for r in results.values())},
+        "counts": {"shards": len(parquets), "done": len(results), "skipped": len(skipped), "failed": len(failures),
+                   "rows": sum(r["rows"] for r in finished), "errors": sum(r["errors"] for r in finished)},
         "timings": {"shard_seconds": round(sum(r["seconds"] for r in results.values()), 3)},
         "failures": [{"shard": redact(s), "error": e} for s, e in failures.items()],
+        "failed_rows": failed_rows[:MANIFEST_FAILED_ROWS],
     }
-    if args.audit:
+    if originals is not None:
         manifest["audit"] = write_audit(results, args.output, storage)
         print_audit(manifest["audit"])
-    write_json(join(args.output, MANIFEST), manifest, storage)
+    written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; output {redact(args.output)}")
-    for shard, reason in failures.items():
-        print(f"FAILED {redact(shard)}: {reason}", file=sys.stderr)
-    return 1 if failures else 0
+    report_rows(failed_rows, args.allow_errors)
+    failed = report_failures(failures, lease) or (0 if written else 1)
+    return failed or (1 if failed_rows and not args.allow_errors else 0)
+
+
+def report_rows(failed_rows: list[dict], allowed: bool) -> None:
+    """The rows that were not decoded: how many, the first few, and where the full list is."""
+    if not failed_rows:
+        return
+    print(f"{len(failed_rows)} rows were not decoded (every one is listed in its shard's NAME{DECODED_SUFFIX}"
+          f"{' and in _manifest.json' if len(failed_rows) <= MANIFEST_FAILED_ROWS else ''}):", file=sys.stderr)
+    for row in failed_rows[:10]:
+        print(f"  {row['shard']} {row['key']!r}: {row['error']}", file=sys.stderr)
+    if not allowed:
+        print("exit status 1 because rows failed; pass --allow-errors to accept them", file=sys.stderr)
 
 
 def write_audit(results: dict, output: str, storage) -> dict:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from .format import BitstreamError, Container, pack, unpack
-from .images import as_loaded, from_rgb8
+from .images import DEFAULT_MAX_PIXELS, as_loaded, from_rgb8
 
 Side = Literal["encode", "decode"]
 
@@ -88,6 +88,8 @@ class Codec(ABC):
     options: tuple[Option, ...] = ()
     #: this instance's defaults where they differ from the declaration (name presets, card values)
     presets: dict[str, Any] = {}
+    #: decode refuses headers above this many pixels, before allocating anything for them
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     @property
     def stochastic_decoder(self) -> bool:
@@ -153,6 +155,10 @@ class Codec(ABC):
                 f"bitstream was written by codec '{c.codec_id}', this is '{self.codec_id}': "
                 f"load the matching weights (load_codec('{c.codec_name}'))"
             )
+        if c.height * c.width > self.max_pixels:
+            raise BitstreamError(
+                f"header says {c.width}x{c.height} = {c.height * c.width} pixels, over the decode cap of "
+                f"{self.max_pixels} (an edited or hostile header; raise max_pixels to allow it)")
         return c
 
     def codec_id_for(self, encode_options: dict[str, Any]) -> str:

@@ -105,7 +105,7 @@ def load_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage
             img = ImageOps.exif_transpose(img) if orientation != 1 else img
             mode = img.mode
             rgb = to_rgb8(img)
-    except ImageError:
+    except (ImageError, MemoryError):  # out of memory is the machine's fault, not the file's
         raise
     except Image.DecompressionBombError as exc:
         raise ImageError(f"decompression bomb refused by Pillow: {exc}") from None

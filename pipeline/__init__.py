@@ -3,11 +3,21 @@
 - ``storage``   local paths and fsspec URLs (s3://), atomic commits, retries with backoff
 - ``shards``    find WebDataset shards, stream their samples (tolerating truncation), write tars
 - ``encoding``  one shard -> prefetched image decoding -> batched ``codec.encode`` -> Parquet + stats
-- ``archive``   the Parquet schema and writer, stats JSON (completion marker), manifest helpers
+- ``archive``   the Parquet schema and writer, the complete shards of an archive, manifest helpers
 - ``decoding``  one archive file -> batched ``codec.decode`` -> tar or PNGs, or audit metrics
-- ``actors``    Ray actors holding one codec replica each, and the ActorPool that feeds them
+- ``actors``    Ray actors holding one codec replica each
+- ``pool``      the shard pool: one shard per actor, lost workers and nodes replaced, shards retried
 - ``progress``  the live progress line and the final summary
-- ``runner``    what jobs/compress.py and jobs/decompress.py share: flags, Ray session, worker pool, manifest
+- ``runner``    what jobs/compress.py and jobs/decompress.py share: flags, Ray session, workers, manifest
+
+Reliability (README: Reliability):
+
+- ``faults``    input errors (rows) vs infrastructure faults (retried, never rows); OOM halves batches
+- ``markers``   completion markers that record and verify output bytes/sha256/ETag and input identity
+- ``lease``     one job per output prefix (``_lock.json``: exclusive create, refreshed, --force)
+- ``names``     keys as safe relative file names
+- ``sandbox``   decoding in a child process that may die (crash, hang, memory cap)
+- ``outputs``   a decoded shard's tar or PNG folder committed in one piece, checked on resume
 
 The pipeline uses the codec only through the ``model`` package's public interface.
 """

@@ -1,29 +1,27 @@
-"""Ray actors holding one codec replica each, and the actor pool that feeds them shards.
+"""Ray actors holding one codec replica each.
 
-Fault tolerance is Ray's: actors are created with ``max_restarts=-1`` and ``max_task_retries``, so
-when a worker process dies mid-shard (kill -9, OOM) Ray restarts the actor (reloading the codec)
-and re-runs the shard on it; the shard's output is committed in one piece, so a re-run never
-duplicates rows. A shard whose task still fails (its error, or the process dying on every try) is
-turned into a failure record by ``_settle`` and reported, while the pool carries on.
+Faults inside a shard (``faults``): infrastructure errors are retried with backoff by the worker
+(``Storage.retrying``) and never become rows. Dead processes are Ray's: actors are created with
+``max_restarts=-1`` and ``max_task_retries``, so when a worker process dies mid-shard (kill -9, OOM)
+Ray restarts the actor (reloading the codec) and re-runs the shard on it; the shard's output is
+committed in one piece, so a re-run never duplicates rows. What happens after that (a node lost,
+a shard that keeps failing) is the pool's (``pool``).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
 
 import pyarrow as pa
 import ray
-from ray.util.actor_pool import ActorPool
 
-from model import load_codec, load_codec_for_id
+from model import load_codec
 
 from .decoding import DecodeSettings, audit_shard, decode_shard
 from .encoding import EncodeSettings, compress_shard
-from .progress import ProgressDisplay
+from .sandbox import DecoderProcess
 from .storage import Storage
 
 
@@ -45,7 +43,8 @@ class Resources:
         return replace(self, gpus=1.0 if has_gpu else 0.0)
 
     def options(self) -> dict:
-        return {"num_cpus": self.cpus, "num_gpus": self.gpus or 0,
+        # SPREAD: replicas on different nodes, so losing a node loses few of them
+        return {"num_cpus": self.cpus, "num_gpus": self.gpus or 0, "scheduling_strategy": "SPREAD",
                 "max_restarts": -1, "max_task_retries": self.task_retries}
 
     def device(self) -> str:
@@ -104,55 +103,21 @@ class CompressWorker(_Worker):
 
 @ray.remote
 class DecodeWorker(_Worker):
+    """Decodes through a child process that may die (``sandbox``): a native crash costs one row."""
+
     def __init__(self, settings: DecodeSettings, res: Resources, storage: Storage, board: str | None = None):
-        super().__init__(res, storage, board)
-        self.settings, self.codecs = settings, {}
+        super().__init__(res, storage, board)  # sets the environment the decoding process inherits
+        limits = replace(settings.limits, threads=max(1, int(res.cpus)))
+        if res.gpus:
+            limits = replace(limits, memory_bytes=None)  # CUDA reserves far more address space than it uses
+        self.settings, self.decoder = settings, DecoderProcess(settings, limits, res.device())
 
-    def codec(self, codec_id: str):
-        if codec_id not in self.codecs:
-            where = {"weights_dir": Path(self.settings.weights_dir)} if self.settings.weights_dir else {}
-            self.codecs[codec_id] = load_codec_for_id(codec_id, device=self.res.device(), **where)
-            self.limit_threads()
-        return self.codecs[codec_id]
-
-    def decode(self, parquet_url: str, out_prefix: str) -> dict:
-        return decode_shard(self.codec, parquet_url, out_prefix, self.settings, self.storage, self.report)
+    def decode(self, parquet_url: str, out_prefix: str, source: dict | None = None) -> dict:
+        return self.storage.retrying(
+            lambda: decode_shard(self.decoder, parquet_url, out_prefix, self.settings, self.storage, self.report, source),
+            f"shard {parquet_url}")
 
     def audit(self, parquet_url: str, original_url: str) -> dict:
-        return audit_shard(self.codec, parquet_url, original_url, self.settings, self.storage, self.report)
-
-
-@ray.remote(num_cpus=0, max_retries=0)
-def _settle(refs: list, item: Any) -> tuple[Any, bool, Any]:
-    """(item, True, result) or (item, False, reason) once Ray has given up on the task."""
-    try:
-        return item, True, ray.get(refs[0])
-    except ray.exceptions.RayTaskError as exc:
-        cause = exc.cause if exc.cause is not None else exc
-        return item, False, f"{type(cause).__name__}: {cause}"
-    except ray.exceptions.RayError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return item, False, f"the worker process died on every attempt or could not start ({type(exc).__name__}: {first})"
-
-
-def run_pool(actors: list, items: list, call: Callable, board, display: ProgressDisplay,
-             on_event: Callable[[dict], None] | None = None) -> tuple[dict, dict]:
-    """Run ``call(actor, item)`` for every item on an ActorPool; returns (results, failures) by item."""
-    pool = ActorPool(actors)
-    for item in items:
-        pool.submit(lambda actor, it: _settle.remote([call(actor, it)], it), item)
-    results, failures = {}, {}
-    while pool.has_next():
-        try:
-            out = pool.get_next_unordered(timeout=0.1)
-        except TimeoutError:
-            out = None
-        for event in ray.get(board.drain.remote()):
-            display.event(event)
-            if on_event is not None:
-                on_event(event)
-        if out is not None:
-            item, ok, value = out
-            (results if ok else failures)[item] = value
-            display.shard_finished(item, value if ok else None)
-    return results, failures
+        return self.storage.retrying(
+            lambda: audit_shard(self.decoder, parquet_url, original_url, self.settings, self.storage, self.report),
+            f"shard {parquet_url}")

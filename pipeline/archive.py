@@ -6,7 +6,8 @@ Under the output prefix::
     shard-000000.stats.json   per-shard counts and timings; written last, it is the completion marker
     _manifest.json            the job: codec, weights hash, versions, arguments, counts, failures
 
-A shard is complete when its stats file exists and names a Parquet file of the recorded size.
+A shard is complete when its stats file exists and the Parquet file matches what the stats record
+(``markers``: bytes, sha256 or ETag), and its input shard is unchanged (the compress job checks that).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import hashlib
 import json
 import platform
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, BinaryIO
@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .markers import Markers, read_markers
 from .storage import Storage, join
 
 SCHEMA = pa.schema(
@@ -95,25 +96,12 @@ def stats_url(out_prefix: str, name: str) -> str:
     return join(out_prefix, name + STATS_SUFFIX)
 
 
-def completed(out_prefix: str, name: str, storage: Storage) -> dict | None:
-    """The stats of shard ``name`` if it was archived completely under ``out_prefix``, else None."""
-    url = stats_url(out_prefix, name)
-    if not storage.exists(url):
-        return None
-    stats = json.loads(storage.read_bytes(url))
-    if storage.size(parquet_url(out_prefix, name)) != stats.get("parquet_bytes"):
-        return None  # stats from an older run whose Parquet file was replaced or removed
-    return stats
-
-
-def read_stats(out_prefix: str, storage: Storage, names: list[str] | None = None) -> dict[str, dict]:
-    """The complete shards under ``out_prefix`` (optionally only ``names``): name -> stats.
-    One listing, then the stats files read in parallel (thousands of shards on S3)."""
-    listed = [u.rsplit("/", 1)[-1][: -len(STATS_SUFFIX)] for u in storage.list(out_prefix, STATS_SUFFIX)]
-    wanted = [n for n in listed if names is None or n in set(names)]
-    with ThreadPoolExecutor(16) as pool:
-        found = dict(zip(wanted, pool.map(lambda n: completed(out_prefix, n, storage), wanted)))
-    return {n: s for n, s in found.items() if s is not None}
+def archived_shards(out_prefix: str, storage: Storage, names: set[str] | None = None) -> Markers:
+    """The shards archived completely under ``out_prefix`` (optionally only ``names``): their stats,
+    verified against their Parquet files (``markers``), in ``found``; why the others are not, in ``problems``."""
+    markers = read_markers(out_prefix, STATS_SUFFIX, storage, names)
+    markers.found = markers.verified(storage, lambda name: name + PARQUET_SUFFIX)
+    return markers
 
 
 def write_json(url: str, obj: dict, storage: Storage) -> None:

@@ -10,8 +10,10 @@ a stochastic decode.
 from __future__ import annotations
 
 import io
+import hashlib
 import math
 import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -21,12 +23,17 @@ import pyarrow.parquet as pq
 
 from model import load_image, ms_ssim, psnr
 
-from .archive import PARQUET_SUFFIX, now, sha256
+from .archive import PARQUET_SUFFIX, now, sha256, write_json
 from .batches import call_batched
-from .encoding import DEFAULT_MAX_PIXELS
+from .faults import is_infrastructure
+from .encoding import JOB_MAX_PIXELS
+from .names import UniqueNames, safe_ext, safe_name
+from .outputs import write_folder
+from .sandbox import Limits
 from .shards import Sample, ShardReader, write_tar
 from .storage import Storage, basename, join
 
+DECODED_SUFFIX = ".decoded.json"  # the marker of a decoded shard
 COLUMNS = ["key", "member", "codec_id", "bitstream", "width", "height", "bpp", "orig_sha256", "error", "metadata"]
 FORMATS = ("webdataset", "png")
 
@@ -37,12 +44,19 @@ class DecodeSettings:
     batch_size: int = 16
     format: str = "webdataset"
     keys: frozenset[str] | None = None  # only these keys; None: all
-    max_pixels: int = DEFAULT_MAX_PIXELS  # for loading originals in audits
+    max_pixels: int = JOB_MAX_PIXELS  # decode refuses larger headers; also caps originals in audits
     weights_dir: str | None = None  # where codec weights are looked up; None: model/weights
+    limits: Limits = Limits()  # of the process that decodes (``sandbox``)
+
+    def fingerprint(self) -> dict:
+        """What a decoded shard depends on, kept in its marker: other settings mean decoding again."""
+        keys = hashlib.sha256("\n".join(sorted(self.keys)).encode()).hexdigest() if self.keys is not None else None
+        return {"options": dict(sorted(self.options.items())), "format": self.format, "keys_sha256": keys,
+                "batch_size": self.batch_size}
 
 
 def archive_name(parquet_url: str) -> str:
-    return basename(parquet_url)[: -len(PARQUET_SUFFIX)]
+    return safe_name(basename(parquet_url)[: -len(PARQUET_SUFFIX)])
 
 
 def iter_rows(parquet_url: str, settings: DecodeSettings, storage: Storage) -> Iterator[list[dict]]:
@@ -55,26 +69,38 @@ def iter_rows(parquet_url: str, settings: DecodeSettings, storage: Storage) -> I
                 yield rows
 
 
-def decode_rows(get_codec: Callable, rows: list[dict], settings: DecodeSettings) -> list[tuple]:
-    """(PIL image, None) or (None, reason) per row; one decode call per codec id in the batch."""
+Decoder = Callable[[str, list[bytes]], list[tuple]]  # (codec id, bitstreams) -> (image, None) or (None, reason)
+
+
+def in_process(get_codec: Callable, settings: DecodeSettings) -> Decoder:
+    """A ``Decoder`` running the codec ``get_codec(codec_id)`` in this process (``sandbox`` runs it in a
+    child process that may die, which is what the jobs use)."""
+    def decode_blobs(codec_id: str, blobs: list[bytes]) -> list[tuple]:
+        try:
+            codec = get_codec(codec_id)
+        except Exception as exc:  # no matching weights here: refuse these rows, say why
+            if is_infrastructure(exc):  # but a weights file we could not read is not the rows' fault
+                raise
+            return [(None, f"refused: {exc}")] * len(blobs)
+
+        def decode(batch):
+            return codec.decode(batch, **codec.select_options("decode", settings.options))
+
+        return [(img, f"decode failed: {error}" if error else None) for img, error, _ in call_batched(decode, blobs)]
+
+    return decode_blobs
+
+
+def decode_rows(decoder: Decoder, rows: list[dict]) -> list[tuple]:
+    """(PIL image, None) or (None, reason) per row; one decoder call per codec id in the batch."""
     out: list[tuple] = [(None, f"archived as an error row: {r['error']}") for r in rows]
     by_codec: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         if r["error"] is None:
             by_codec.setdefault(r["codec_id"], []).append(i)
     for codec_id, idx in by_codec.items():
-        try:
-            codec = get_codec(codec_id)
-        except Exception as exc:  # no matching weights here: refuse these rows, say why
-            for i in idx:
-                out[i] = (None, f"refused: {exc}")
-            continue
-
-        def decode(blobs, codec=codec):
-            return codec.decode(blobs, **codec.select_options("decode", settings.options))
-
-        for i, (img, error, _) in zip(idx, call_batched(decode, [rows[i]["bitstream"] for i in idx])):
-            out[i] = (img, f"decode failed: {error}" if error else None)
+        for i, result in zip(idx, decoder(codec_id, [rows[i]["bitstream"] for i in idx])):
+            out[i] = result
     return out
 
 
@@ -84,39 +110,56 @@ def png_bytes(img) -> bytes:
     return buf.getvalue()
 
 
-def decode_shard(get_codec: Callable, parquet_url: str, out_prefix: str, settings: DecodeSettings,
-                 storage: Storage, report: Callable[[dict], None] = lambda e: None) -> dict:
-    """Write the decoded images of one archive file as ``NAME.tar`` or ``NAME/KEY.png``."""
+def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: DecodeSettings,
+                 storage: Storage, report: Callable[[dict], None] = lambda e: None, source: dict | None = None) -> dict:
+    """Write the decoded images of one archive file as ``NAME.tar`` or ``NAME/KEY.png``, then its
+    marker ``NAME.decoded.json`` (``markers``), which is also returned.
+
+    ``source`` is the archive's record of the Parquet file (its stats' ``output``): the marker keeps it,
+    so a re-encoded archive shard is decoded again. Keys become file and member names only in their
+    safe form (``names.safe_name``); ``renamed`` maps those that changed back to the original keys, and
+    ``failed_rows`` lists every row that was not decoded, with the reason.
+    """
     name, t0, started = archive_name(parquet_url), time.perf_counter(), now()
+    marker_url = join(out_prefix, name + DECODED_SUFFIX)
+    storage.remove(marker_url)  # from an earlier run: never let it vouch for what is rewritten now
     failures: list[dict] = []
-    counts = {"decoded": 0, "bytes_out": 0}
+    counts = {"decoded": 0}
+    unique, renamed = UniqueNames(), {}
 
     def samples() -> Iterator[Sample]:
         for rows in iter_rows(parquet_url, settings, storage):
-            for row, (img, error) in zip(rows, decode_rows(get_codec, rows, settings)):
+            for row, (img, error) in zip(rows, decode_rows(decoder, rows)):
                 if error:
                     failures.append({"key": row["key"], "error": error})
                     continue
-                members = dict(row["metadata"] or [])
-                members["decoded.png" if "png" in members else "png"] = png = png_bytes(img)
+                members = {safe_ext(ext): data for ext, data in row["metadata"] or []}
+                members["decoded.png" if "png" in members else "png"] = png_bytes(img)
                 counts["decoded"] += 1
-                counts["bytes_out"] += len(png)
-                yield Sample(row["key"], members)
+                safe = unique(row["key"])
+                if safe != row["key"]:
+                    renamed[safe] = row["key"]
+                yield Sample(safe, members)
             report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
 
     if settings.format == "webdataset":
-        output = join(out_prefix, name + ".tar")
-        with storage.atomic_output(output) as f:
+        storage.remove_stale_temps(join(out_prefix, name + ".tar"))
+        output: dict = {}
+        with storage.atomic_output(join(out_prefix, name + ".tar"), record=output) as f:
             write_tar(f, samples())
     else:
-        output = join(out_prefix, name)
-        for sample in samples():
-            png = sample.members.get("decoded.png") or sample.members["png"]
-            storage.write_bytes(join(output, sample.key + ".png"), png)
-    return {"shard": parquet_url, "output": output, "rows": counts["decoded"] + len(failures),
-            "decoded": counts["decoded"], "errors": len(failures), "error_rows": failures[:200],
-            "bytes_out": counts["bytes_out"], "seconds": round(time.perf_counter() - t0, 4),
-            "started": started, "finished": now()}
+        storage.remove_stale_temps(join(out_prefix, name))
+        pngs = ((s.key + ".png", s.members.get("decoded.png") or s.members["png"]) for s in samples())
+        output = write_folder(join(out_prefix, name), pngs, storage)
+    marker = {"shard": parquet_url, "name": name, "input": source, "settings": settings.fingerprint(),
+              "output": output, "rows": counts["decoded"] + len(failures), "decoded": counts["decoded"],
+              "errors": len(failures), "failed_rows": failures, "renamed": renamed, "bytes_out": output["bytes"],
+              "seconds": round(time.perf_counter() - t0, 4), "started": started, "finished": now(),
+              "worker": {"host": socket.gethostname(), "pid": os.getpid()},
+              "decoder": {"peak_rss_bytes": getattr(decoder, "peak_rss_bytes", None),
+                          "deaths": getattr(decoder, "deaths", None)}}
+    write_json(marker_url, marker, storage)
+    return marker
 
 
 class _Originals:
@@ -157,12 +200,12 @@ def audit_row(row: dict, img, error: str | None, original: Sample | None, settin
     return out
 
 
-def audit_shard(get_codec: Callable, parquet_url: str, original_url: str, settings: DecodeSettings,
+def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, settings: DecodeSettings,
                 storage: Storage, report: Callable[[dict], None] = lambda e: None) -> dict:
     """Per-image PSNR, MS-SSIM and bpp of one archive file against its original shard."""
     t0, originals, out = time.perf_counter(), _Originals(original_url, storage, settings.keys), []
     for rows in iter_rows(parquet_url, settings, storage):
-        for row, (img, error) in zip(rows, decode_rows(get_codec, rows, settings)):
+        for row, (img, error) in zip(rows, decode_rows(decoder, rows)):
             original = originals.get(row["key"]) if error is None else None
             out.append({"shard": archive_name(parquet_url), **audit_row(row, img, error, original, settings)})
         report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})

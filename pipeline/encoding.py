@@ -1,5 +1,5 @@
 """Compress one shard: stream samples -> decode images (a prefetch thread) -> batched codec.encode
--> Parquet rows -> commit the Parquet file -> write the stats file (the completion marker).
+-> Parquet rows -> commit the Parquet file -> write the stats file (the completion marker, ``markers``).
 
 Reading the tar and decoding images run in a background thread while the codec encodes the
 previous batch, so the model is not left waiting on I/O. Nothing in the input fails the shard:
@@ -8,7 +8,6 @@ an image that cannot be loaded or encoded becomes a row with ``error`` set and n
 
 from __future__ import annotations
 
-import hashlib
 import os
 import queue
 import socket
@@ -17,20 +16,28 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from model import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, bits_per_pixel, load_image
+from model import IMAGE_EXTENSIONS, bits_per_pixel, load_image
 
 from .batches import call_batched
+from .faults import is_infrastructure
+from .markers import identity
 from .archive import ArchiveWriter, RowGroups, now, parquet_url, sha256, stats_url, write_json
 from .shards import Sample, ShardReader, shard_name
 from .storage import Storage
 
 Report = Callable[[dict], None]
+ITEM_OVERHEAD = 1024  # bytes an item costs beyond its data (so even empty samples fill a batch)
+
+
+JOB_MAX_PIXELS = 50_000_000  # the jobs' pixel cap: about 3 GB of CDC working memory (60 bytes/pixel)
 
 
 @dataclass(frozen=True)
 class EncodeSettings:
     batch_size: int = 16  # images per codec.encode call
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = JOB_MAX_PIXELS
+    batch_bytes: int = 256 << 20  # a batch also closes at this many bytes, counting every item, failed ones too
+    max_member_bytes: int = 256 << 20  # a larger tar member is not read: its sample is an error row
     image_exts: tuple[str, ...] = IMAGE_EXTENSIONS
     prefetch_batches: int = 2  # decoded batches waiting for the model
     row_groups: RowGroups = RowGroups()
@@ -49,6 +56,11 @@ class Item:
     blob: bytes | None = None
     encode_ms: float | None = None
 
+    def nbytes(self) -> int:
+        """What this item holds in memory: its members, its decoded pixels, and a little bookkeeping."""
+        pixels = self.image.rgb.nbytes if self.image is not None else 0
+        return sum(len(m) for m in self.sample.members.values()) + pixels + ITEM_OVERHEAD
+
 
 def prepare(sample: Sample, settings: EncodeSettings) -> Item:
     member = sample.image_member(settings.image_exts)
@@ -60,7 +72,9 @@ def prepare(sample: Sample, settings: EncodeSettings) -> Item:
     else:
         try:
             item.image = load_image(item.data, max_pixels=settings.max_pixels)
-        except Exception as exc:  # ImageError, and anything Pillow lets slip
+        except Exception as exc:  # ImageError, and anything Pillow lets slip; not out of memory
+            if is_infrastructure(exc):
+                raise
             item.error = f"{member}: {exc}"
     return item
 
@@ -131,13 +145,18 @@ def _prefetch(batches: Iterator[list[Item]], depth: int) -> Iterator[list[Item]]
         stop.set()
 
 
-def _batches(reader: ShardReader, settings: EncodeSettings) -> Iterator[list[Item]]:
+def batches(reader: ShardReader, settings: EncodeSettings) -> Iterator[list[Item]]:
+    """Prepared items in batches of ``batch_size`` loaded images or ``batch_bytes`` held, whichever
+    comes first: items that failed to load count too, so a run of bad samples cannot pile up."""
     batch: list[Item] = []
+    loaded = held = 0
     for sample in reader:
-        batch.append(prepare(sample, settings))
-        if sum(i.image is not None for i in batch) >= settings.batch_size:
+        item = prepare(sample, settings)
+        batch.append(item)
+        loaded, held = loaded + (item.image is not None), held + item.nbytes()
+        if loaded >= settings.batch_size or held >= settings.batch_bytes:
             yield batch
-            batch = []
+            batch, loaded, held = [], 0, 0
     if batch:
         yield batch
 
@@ -171,30 +190,27 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
     out_url, marker = parquet_url(out_prefix, name), stats_url(out_prefix, name)
     storage.remove(marker)  # from an earlier run: the marker must never outlive its Parquet file
     storage.remove_stale_temps(out_url)  # from a worker killed while writing this shard
-    size = storage.size(shard_url)
-    reader, tally = ShardReader(shard_url, storage), Tally()
-    with storage.atomic_output(out_url) as f:
+    source = identity(storage.info(shard_url))
+    if source is None:
+        raise FileNotFoundError(f"input shard {shard_url} does not exist")
+    reader, tally, output = ShardReader(shard_url, storage, max_member_bytes=settings.max_member_bytes), Tally(), {}
+    with storage.atomic_output(out_url, record=output) as f:
         writer = ArchiveWriter(f, settings.row_groups)
         try:
-            for batch in _prefetch(_batches(reader, settings), settings.prefetch_batches):
+            for batch in _prefetch(batches(reader, settings), settings.prefetch_batches):
                 encode_batch(codec, batch)
                 for item in batch:
                     row = to_row(item, shard_url, codec.codec_id)
                     writer.add(row)
                     tally.add(row)
                 report({"shard": shard_url, "images": len(batch), "bytes_in": reader.bytes_read,
-                        "shard_bytes": size, "pid": os.getpid()})
+                        "shard_bytes": source["size"], "pid": os.getpid()})
         finally:
             writer.close()
-        f.flush()
-        parquet_bytes = f.tell()
-        with open(f.name, "rb") as written:
-            parquet_sha = hashlib.file_digest(written, "sha256").hexdigest()
     seconds = time.perf_counter() - t0
     stats = {
         "shard": shard_url,
         "name": name,
-        "output": out_url,
         "codec_id": codec.codec_id,
         "rows": tally.rows,
         "ok": tally.ok,
@@ -204,8 +220,9 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
         "bytes_in": reader.bytes_read,
         "image_bytes": tally.image_bytes,
         "bitstream_bytes": tally.bitstream_bytes,
-        "parquet_bytes": parquet_bytes,
-        "parquet_sha256": parquet_sha,
+        "parquet_bytes": output["bytes"],
+        "input": source,  # what markers.py checks on resume: the input unchanged, the output intact
+        "output": output,
         "mean_bpp": tally.bitstream_bytes * 8 / tally.pixels if tally.pixels else None,
         "seconds": round(seconds, 4),
         "encode_seconds": round(tally.encode_s, 4),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
+import threading
 import sys
 import uuid
 from pathlib import Path
@@ -15,8 +17,10 @@ import ray
 
 from model import WeightsResolver, plugin_env
 
-from .actors import Resources, run_pool
-from .archive import now, package_versions
+from .actors import Resources
+from .pool import on_this_node, run_pool
+from .archive import now, package_versions, write_json
+from .lease import Lease
 from .progress import ProgressBoard, ProgressDisplay
 from .storage import Storage, endpoint_from_env, redact
 
@@ -43,6 +47,8 @@ def add_common_args(p: argparse.ArgumentParser, default_batch: int) -> None:
     s.add_argument("--weights-url", default=None,
                    help="URL prefix of codec weights, s3://bucket/weights/ or https://... (default: "
                         "$DIFFARC_WEIGHTS_URL); files are sha256-checked and cached in $DIFFARC_CACHE")
+    p.add_argument("--force", action="store_true",
+                   help="take over the output's lease (_lock.json) from a job that died on another machine")
     p.add_argument("--no-progress", action="store_true", help="no live progress line (the summary still prints)")
 
 
@@ -82,10 +88,11 @@ def run_workers(job: str, make_actor: Callable[[object], object], items: list, c
     item; returns (results, failures, display). Actors are killed afterwards, whatever happens."""
     display = ProgressDisplay(job, total, skipped=skipped, enabled=progress)
     board_name = f"diffarc-progress-{uuid.uuid4().hex[:12]}"
-    board = ProgressBoard.options(name=board_name).remote()
-    actors = [make_actor(board_name) for _ in range(res.pool_size(len(items)))] if items else []
+    board = ProgressBoard.options(name=board_name, scheduling_strategy=on_this_node()).remote()
+    actors: list = []
     try:
-        results, failures = run_pool(actors, items, call, board, display, on_event) if items else ({}, {})
+        results, failures = run_pool(lambda: make_actor(board_name), res.pool_size(len(items)), items, call, board,
+                                     display, on_event, retries=res.task_retries, created=actors)
     finally:
         display.close()
         for a in actors + [board]:
@@ -105,6 +112,48 @@ def manifest_base(job: str, argv: list[str], started: str, seconds: float, res: 
         "versions": package_versions(),
         "resources": {k: v for k, v in asdict(res).items() if k != "env"},  # env: paths of this machine
     }
+
+
+@contextlib.contextmanager
+def output_lease(args: argparse.Namespace, job: str, storage: Storage) -> Iterator[Lease]:
+    """Hold ``args.output`` for this job (``lease``); raises ``LeaseHeld`` naming the job that has it."""
+    lease = Lease(args.output, job, storage).acquire(force=args.force)
+    # SIGTERM (Kubernetes' activeDeadlineSeconds, a pod deleted) unwinds like Ctrl-C, so the lease is released
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if _main_thread() else None
+    try:
+        yield lease
+    finally:
+        lease.release()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def write_manifest(url: str, manifest: dict, storage: Storage) -> bool:
+    """Write the job manifest; a store that refuses it is reported, not a traceback."""
+    try:
+        write_json(url, manifest, storage)
+        return True
+    except Exception as exc:
+        print(f"error: could not write the manifest {redact(url)}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return False
+
+
+def report_failures(failures: dict, lease: Lease) -> int:
+    """Print the shards that failed (left incomplete) and a lost lease; 1 if there was any, else 0."""
+    for shard, reason in failures.items():
+        print(f"FAILED {redact(shard)}: {reason} (not marked done: rerun the same command to retry it)",
+              file=sys.stderr)
+    if lease.lost:
+        print(f"error: the output's lease was lost during the run: {lease.lost}", file=sys.stderr)
+    return 1 if failures or lease.lost else 0
 
 
 def fail(message: str) -> int:

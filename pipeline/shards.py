@@ -18,7 +18,8 @@ from braceexpand import braceexpand
 
 from model import IMAGE_EXTENSIONS
 
-from .storage import PermanentError, Storage, basename, is_local
+from .faults import InfrastructureError, PermanentError
+from .storage import Storage, basename, is_local
 
 # WebDataset's own rule (webdataset.tariterators.base_plus_ext), restated: importing webdataset
 # imports torch, seconds per worker process that a Pillow codec never needs.
@@ -104,11 +105,17 @@ class _Counting(io.RawIOBase):
 
 class ShardReader:
     """Iterate over a shard's samples. After iteration, ``truncated`` says whether and where the
-    tar broke (None for a whole shard) and ``bytes_read`` how much was read."""
+    tar broke (None for a whole shard) and ``bytes_read`` how much was read.
 
-    def __init__(self, url: str, storage: Storage, read_block: int = 1 << 20):
+    A stream that ends before the object's size is a lost connection, not a truncated shard: that
+    raises ``InfrastructureError`` (retried), so a network fault never becomes a "truncated" row.
+    """
+
+    def __init__(self, url: str, storage: Storage, read_block: int = 1 << 20, max_member_bytes: int | None = None):
         self.url, self.storage, self.read_block = url, storage, read_block
+        self.max_member_bytes = max_member_bytes  # larger members are skipped unread; their sample has a problem
         self.truncated: str | None = None
+        self.size: int | None = None
         self._stream: _Counting | None = None
 
     @property
@@ -118,10 +125,15 @@ class ShardReader:
     def __iter__(self) -> Iterator[Sample]:
         fs, path = self.storage.fs(self.url)
         with fs.open(path, "rb", block_size=self.read_block) as raw:
+            self.size = getattr(raw, "size", None)
             self._stream = _Counting(raw)
             yield from self._samples(self._stream)
             while self._stream.read(1 << 16):  # the rest is padding; count it so sizes add up
                 pass
+        if self.size is not None and self.bytes_read != self.size:
+            raise InfrastructureError(
+                f"{self.url}: the stream ended after {self.bytes_read} of {self.size} bytes "
+                "(a lost connection, or the shard changed while it was read)")
 
     def _samples(self, stream: _Counting) -> Iterator[Sample]:
         current: Sample | None = None
@@ -138,12 +150,15 @@ class ShardReader:
                 if not member.isfile():
                     continue
                 key, ext = split_key(member.name)
-                data = tar.extractfile(member).read()
                 if current is not None and current.key != key:
                     yield current
                     current = None
                 current = current or Sample(key)
-                current.members[ext] = data
+                if self.max_member_bytes is not None and member.size > self.max_member_bytes:
+                    current.problem = (f"member '{member.name}' is {member.size} bytes, over the cap of "
+                                       f"{self.max_member_bytes} (not read; raise --max-member-mb to allow it)")
+                    continue  # stream mode skips its data in blocks when it moves to the next member
+                current.members[ext] = tar.extractfile(member).read()
         except (tarfile.ReadError, EOFError) as exc:
             where = f"inside member '{member.name}'" if member is not None else "at its start"
             self.truncated = f"tar is truncated {where} ({exc})"
@@ -166,7 +181,8 @@ class ShardReader:
 def write_tar(fileobj: BinaryIO, samples: Iterable[Sample]) -> int:
     """Write samples as a WebDataset tar (reproducible: fixed mtime and owner); returns the count."""
     n = 0
-    with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
+    # PAX: names longer than USTAR's 100+155 bytes, and any UTF-8, survive exactly
+    with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for sample in samples:
             for ext, data in sample.members.items():
                 info = tarfile.TarInfo(f"{sample.key}.{ext}" if ext else sample.key)

@@ -12,8 +12,10 @@ so a reader sees the whole object or nothing.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
+import shutil
 import tempfile
 import time
 import uuid
@@ -23,20 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
 
+from .faults import is_transient
+
 T = TypeVar("T")
-
-# Errors that retrying cannot fix: the path is wrong, or we may not touch it.
-PERMANENT_ERRORS = (
-    FileNotFoundError,
-    PermissionError,
-    IsADirectoryError,
-    NotADirectoryError,
-    FileExistsError,
-)
-
-
-class PermanentError(Exception):
-    """An input problem that no retry fixes (not a tar archive, ...); the message says what."""
 
 
 def endpoint_from_env(flag: str | None = None) -> str | None:
@@ -55,6 +46,7 @@ class Storage:
     endpoint_url: str | None = None
     retries: int = 4
     backoff_s: float = 0.5
+    timeout_s: float = 60.0  # connect and read timeout of one request: a hung connection is a retried fault
 
     @classmethod
     def from_env(cls, endpoint_url: str | None = None, **kw) -> "Storage":
@@ -64,9 +56,16 @@ class Storage:
         """The filesystem for ``url`` and the path inside it."""
         # Other processes write here: never trust a cached listing (every fsspec filesystem takes this).
         options: dict = {"use_listings_cache": False}
-        if is_s3(url) and self.endpoint_url:
-            options["client_kwargs"] = {"endpoint_url": self.endpoint_url}
+        if is_s3(url):
+            # s3fs and botocore retry a little themselves (fs.retries below); the backoff that outlasts
+            # an outage is ours (retrying)
+            options["config_kwargs"] = {"connect_timeout": self.timeout_s, "read_timeout": self.timeout_s,
+                                        "retries": {"max_attempts": 2, "mode": "standard"}}
+            if self.endpoint_url:
+                options["client_kwargs"] = {"endpoint_url": self.endpoint_url}
         fs, path = fsspec.core.url_to_fs(url, **options)
+        if is_s3(url):
+            fs.retries = 2  # s3fs's default is 5 with its own backoff, under ours
         return fs, path
 
     def retrying(self, fn: Callable[[], T], what: str) -> T:
@@ -96,38 +95,49 @@ class Storage:
         with self.atomic_output(url) as f:
             f.write(data)
 
-    def size(self, url: str) -> int | None:
+    def info(self, url: str) -> dict | None:
+        """fsspec's details of one file (size, ETag on S3, mtime locally), or None when it is missing."""
         fs, path = self.fs(url)
         try:
-            return int(self.retrying(lambda: fs.size(path), f"sizing {url}"))
-        except Exception:
+            return self.retrying(lambda: fs.info(path), f"checking {url}")
+        except FileNotFoundError:
             return None
 
     def remove(self, url: str) -> None:
         fs, path = self.fs(url)
         if fs.exists(path):
-            self.retrying(lambda: fs.rm(path), f"removing {url}")
+            self.retrying(lambda: fs.rm(path, recursive=fs.isdir(path)), f"removing {url}")
+
+    def listing(self, prefix: str) -> dict[str, dict]:
+        """The files directly under ``prefix`` with their details, by name, in one listing."""
+        fs, path = self.fs(prefix)
+        if not self.retrying(lambda: fs.isdir(path), f"listing {prefix}"):
+            return {}
+        entries = self.retrying(lambda: fs.ls(path, detail=True), f"listing {prefix}")
+        return {basename(e["name"]): e for e in entries if e.get("type") != "directory"}
 
     def list(self, prefix: str, suffix: str) -> list[str]:
         """URLs of the files directly under ``prefix`` whose names end with ``suffix``, sorted."""
-        fs, path = self.fs(prefix)
-        if not self.retrying(lambda: fs.isdir(path), f"listing {prefix}"):
-            return []
-        names = self.retrying(lambda: fs.ls(path, detail=False), f"listing {prefix}")
-        return sorted(join(prefix, basename(n)) for n in names if n.endswith(suffix))
+        return sorted(join(prefix, n) for n in self.listing(prefix) if n.endswith(suffix))
 
     def remove_stale_temps(self, url: str) -> None:
-        """Delete temporary files that a killed writer of ``url`` left beside it (local only:
-        remote outputs are staged in the writer's own temp folder, which dies with it)."""
+        """Delete temporary files and folders that a killed writer of ``url`` left beside it (local
+        only: remote outputs are staged in the writer's own temp folder, which dies with it)."""
         if is_local(url):
             fs, path = self.fs(url)
             for tmp in fs.glob(f"{path}.tmp-*"):
-                with contextlib.suppress(FileNotFoundError):
+                if os.path.isdir(tmp):
+                    shutil.rmtree(tmp, ignore_errors=True)
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                     os.remove(tmp)
 
     @contextlib.contextmanager
-    def atomic_output(self, url: str) -> Iterator:
-        """A writable local file that becomes ``url`` in one piece when the block succeeds."""
+    def atomic_output(self, url: str, record: dict | None = None) -> Iterator:
+        """A writable local file that becomes ``url`` in one piece when the block succeeds.
+
+        ``record``, when given, receives what a completion marker vouches for: url, bytes, sha256 (of
+        the bytes committed) and, on S3, the ETag the store gave the object.
+        """
         fs, path = self.fs(url)
         local = is_local(url)
         if local:
@@ -141,24 +151,24 @@ class Storage:
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
+            if record is not None:
+                with open(tmp, "rb") as f:
+                    record.update(url=url, bytes=os.path.getsize(tmp), sha256=hashlib.file_digest(f, "sha256").hexdigest())
             if local:
                 os.replace(tmp, path)
             else:
                 self.retrying(lambda: fs.put_file(tmp, path), f"uploading {url}")
+                if record is not None:
+                    record["etag"] = etag(self.info(url))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(tmp)
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether an error is worth retrying: network trouble, throttling, 5xx; not missing files."""
-    if isinstance(exc, (PERMANENT_ERRORS, PermanentError)):
-        return False
-    if isinstance(exc, (OSError, ConnectionError, TimeoutError)):
-        return True
-    name = type(exc).__name__
-    text = str(exc)
-    return any(s in name or s in text for s in ("Throttl", "SlowDown", "Timeout", "Connection", "ServiceUnavailable", "InternalError"))
+def etag(info: dict | None) -> str | None:
+    """The ETag in a file's details (S3; None for local files), without quotes."""
+    value = (info or {}).get("ETag") or (info or {}).get("etag")
+    return value.strip('"') if value else None
 
 
 def is_s3(url: str) -> bool:

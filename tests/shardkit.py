@@ -29,7 +29,7 @@ def photo(w: int = 48, h: int = 32, seed: int = 0, mode: str = "RGB") -> Image.I
 def write_shard(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> Path:
     """A WebDataset tar: samples as (key, {ext: bytes}) in order."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:  # long or non-ASCII names too
         for key, members in samples:
             for ext, data in members.items():
                 info = tarfile.TarInfo(f"{key}.{ext}")
@@ -61,3 +61,23 @@ def archive_rows(folder: Path, columns=None) -> list[dict]:
 
 def stats(folder: Path) -> dict[str, dict]:
     return {p.name[: -len(".stats.json")]: json.loads(p.read_text()) for p in sorted(folder.glob("*.stats.json"))}
+
+
+def rewrite_archive_shard(folder: Path, name: str, edit) -> list[dict]:
+    """Replace the rows of archive shard ``name`` by ``edit(rows)`` and re-vouch for them: the Parquet
+    file is rewritten and its stats marker updated (bytes, sha256, rows), exactly as a dishonest writer
+    could. Returns the new rows."""
+    from pipeline.archive import ArchiveWriter
+    from pipeline.storage import Storage
+
+    rows = edit(pq.read_table(folder / f"{name}.parquet").to_pylist())
+    record: dict = {}
+    with Storage().atomic_output(str(folder / f"{name}.parquet"), record=record) as f:
+        writer = ArchiveWriter(f)
+        for row in rows:
+            writer.add(row)
+        writer.close()
+    marker = json.loads((folder / f"{name}.stats.json").read_text())
+    marker.update(output=record, parquet_bytes=record["bytes"], rows=len(rows))
+    (folder / f"{name}.stats.json").write_text(json.dumps(marker))
+    return rows

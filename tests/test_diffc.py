@@ -188,13 +188,13 @@ def _repack(c: Container, strings) -> bytes:
 def test_the_decompress_job_previews_an_archive_at_a_lower_rate(codec, encoded, weights_dir):
     from jobs.decompress import build_parser
     from model.options import family_options, given_options
-    from pipeline.decoding import DecodeSettings, decode_rows
+    from pipeline.decoding import DecodeSettings, decode_rows, in_process
 
     blob, _ = encoded
     args = build_parser().parse_args(["--truncate-step", "2", "--seed", "3"])
     options = given_options(args, family_options("decode"))
     assert options == {"truncate_step": 2, "seed": 3}
     rows = [{"codec_id": codec.codec_id, "bitstream": blob, "error": None}] * 2
-    decoded = decode_rows(lambda _id: codec, rows, DecodeSettings(options=options))
+    decoded = decode_rows(in_process(lambda _id: codec, DecodeSettings(options=options)), rows)
     preview = np.asarray(codec.decode([truncate(blob, step=2)])[0])
     assert all(error is None and np.array_equal(np.asarray(img), preview) for img, error in decoded)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import tarfile
 
 import pyarrow.parquet as pq
@@ -15,11 +16,16 @@ from jobs import compress, decompress
 from pipeline.archive import SCHEMA
 
 
+SECRET = f"s3cr3t-{secrets.token_hex(8)}"
+
+
 @pytest.fixture(scope="module")
 def example_archive(ray_local, tmp_path_factory):
-    """The example corpus archived with the job's defaults (but the output folder)."""
+    """The example corpus archived with the job's defaults (but the output folder, and an endpoint
+    URL with a password in it, which local paths never use and the manifest must not keep)."""
     out = tmp_path_factory.mktemp("example") / "archive"
-    assert compress.main(["--output", str(out), "--no-progress"]) == 0
+    assert compress.main(["--output", str(out), "--endpoint-url", f"http://diffarc:{SECRET}@127.0.0.1:9",
+                          "--no-progress"]) == 0
     return out
 
 
@@ -40,7 +46,7 @@ def test_compress_defaults_archive_the_example_corpus(example_archive, capsys):
     assert manifest["versions"]["pyarrow"] and manifest["codec_id"] == "webp-q75"
     args = compress.build_parser().parse_args(manifest["argv"])  # the manifest's arguments parse again
     assert args.output == str(example_archive)
-    assert "AWS" not in json.dumps(manifest)
+    assert SECRET not in json.dumps(manifest) and "http://127.0.0.1:9" in manifest["argv"]  # redacted, kept
 
 
 def test_rerun_skips_complete_shards_and_refuses_another_codec(example_archive, capsys):

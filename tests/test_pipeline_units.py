@@ -13,7 +13,8 @@ from pipeline.archive import ArchiveWriter, RowGroups
 from pipeline.batches import call_batched
 from pipeline.metrics import summarize
 from pipeline.shards import ShardReader, expand_inputs, shard_name
-from pipeline.storage import PermanentError, Storage, redact
+from pipeline.faults import PermanentError
+from pipeline.storage import Storage, redact
 
 
 def read_all(path) -> tuple[list, ShardReader]:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ..codec import Codec, Option
 from ..format import BitstreamError
+from ..nn import guard
 from ..nn.config import CONFIGS
 from ..nn.networks import build_model
 from ..nn.tiling import batches_by_shape, blended, interior, tiles_2d
@@ -62,10 +63,13 @@ class HyperpriorLatent:
         for s in strings:
             if len(s) != 2:
                 raise BitstreamError(f"bitstream must hold 2 strings (z, y), has {len(s)}")
+            guard.check_strings(s, ("z", "y"))
         hp, wp = padded_hw
         try:
             return self.model.latent.decompress([s[0] for s in strings], [s[1] for s in strings],
                                                 (hp // PAD_MULTIPLE, wp // PAD_MULTIPLE))
+        except BitstreamError:
+            raise
         except Exception as exc:  # the rANS decoder rejects malformed strings
             raise BitstreamError(f"entropy decoding failed: {exc}") from None
 

@@ -69,7 +69,12 @@ class PillowCodec(Codec):
                 raise BitstreamError(f"{self.name} bitstream must hold 1 string, has {len(c.strings)}")
             try:
                 with Image.open(io.BytesIO(c.strings[0])) as img:
+                    if img.size != (c.width, c.height):  # before decoding: the payload's own header
+                        raise BitstreamError(f"{self.name} payload is {img.size[0]}x{img.size[1]}, "
+                                             f"header says {c.width}x{c.height}")
                     rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+            except BitstreamError:
+                raise
             except Exception as exc:
                 raise BitstreamError(f"{self.name} payload does not decode: {exc}") from None
             if rgb.shape[:2] != (c.height, c.width):

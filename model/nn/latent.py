@@ -32,6 +32,7 @@ with warnings.catch_warnings():
     from compressai.models import CompressionModel
     from compressai.models.utils import conv, deconv
 
+from . import guard
 from .config import LatentConfig
 
 FRAC_ACT = 8  # fractional bits of activations in the exact h_s
@@ -159,8 +160,14 @@ class LatentCoder(nn.Module):
 
     @torch.no_grad()
     def decompress(self, z_strings: list[bytes], y_strings: list[bytes], z_shape) -> torch.Tensor:
-        """y_hat (on CPU) from the strings; z_shape is the (h, w) of z."""
-        z_hat = self.entropy_bottleneck.decompress(z_strings, tuple(z_shape))
+        """y_hat (on CPU) from the strings; z_shape is the (h, w) of z. Strings too short for their
+        symbols, or cut short, raise ``BitstreamError`` (``guard``)."""
+        z_bits = float(guard.min_bits_per_index(self.entropy_bottleneck).sum()) * z_shape[0] * z_shape[1]
+        guard.check_capacity(z_strings, [z_bits] * len(z_strings), "z")
+        z_hat = guard.decode_checked(lambda s: self.entropy_bottleneck.decompress(s, tuple(z_shape)), z_strings, "z")
         means, scales = self.hyper_synthesis_exact(z_hat)
         indexes = self.gaussian_conditional.build_indexes(scales)
-        return self.gaussian_conditional.decompress(y_strings, indexes, means=means)
+        y_bits = guard.min_bits_per_index(self.gaussian_conditional)[indexes.long()].flatten(1).sum(1)
+        guard.check_capacity(y_strings, y_bits.tolist(), "y")
+        return guard.decode_checked(
+            lambda s: self.gaussian_conditional.decompress(s, indexes, means=means), y_strings, "y")

@@ -1,0 +1,48 @@
+"""A corpus of hostile bitstreams, each with a valid CRC (``pack`` computes it): what a dishonest or
+broken writer can put in an archive, for every codec family we ship. Each comes with a phrase its
+error row must contain."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model.format import Container, pack, unpack
+
+GIANT = 30000  # 900 MP: over any pixel cap
+
+
+def _edit(blob: bytes, **changes) -> bytes:
+    c = unpack(blob)
+    fields = {"codec_id": c.codec_id, "height": c.height, "width": c.width, "mode": c.mode, "strings": c.strings}
+    return pack(Container(**{**fields, **changes}))
+
+
+def _random_like(strings: tuple[bytes, ...], seed: int) -> tuple[bytes, ...]:
+    rng = np.random.default_rng(seed)
+    return tuple(bytes(rng.integers(0, 256, len(s), dtype=np.uint8)) for s in strings)
+
+
+def hostile_corpus(hp: bytes, cdc: bytes, webp: bytes, jpeg: bytes, avif: bytes) -> dict[str, tuple[str, bytes, str]]:
+    """name -> (codec id the row claims, bitstream, phrase of the expected error), from one honest
+    64x48 bitstream of each codec."""
+    h, c = unpack(hp), unpack(cdc)
+    small_webp = _edit(webp, height=16, width=16)
+    return {
+        "hp-header-4096": (h.codec_id, _edit(hp, height=4096, width=4096), "too short for the image size"),
+        "hp-header-doubled": (h.codec_id, _edit(hp, height=128, width=128), "string"),
+        "hp-empty-strings": (h.codec_id, _edit(hp, strings=(b"", b"")), "cannot be an rANS stream"),
+        "hp-z-cut": (h.codec_id, _edit(hp, strings=(h.strings[0][:8], h.strings[1])), "string"),
+        "hp-random-payload": (h.codec_id, _edit(hp, strings=_random_like(h.strings, 1)), "string"),
+        "hp-wrong-weights": (h.codec_id, _edit(hp, codec_id=h.codec_name + "@00000000"), "was written by codec"),
+        "cdc-header-30000": (c.codec_id, _edit(cdc, height=GIANT, width=GIANT), "over the decode cap"),
+        "cdc-y-cut": (c.codec_id, _edit(cdc, strings=(c.strings[0], c.strings[1][: len(c.strings[1]) // 8 * 4])),
+                      "string"),
+        "cdc-random-payload": (c.codec_id, _edit(cdc, strings=_random_like(c.strings, 2)), "string"),
+        "cdc-three-strings": (c.codec_id, _edit(cdc, strings=(*c.strings, b"1234")), "must hold 2 strings"),
+        "cdc-strings-as-hp": (h.codec_id, _edit(cdc, codec_id=h.codec_id), "string"),
+        "webp-header-vs-payload": ("webp-q80", small_webp, "header says 16x16"),
+        "jpeg-random-payload": ("jpeg-q80", _edit(jpeg, strings=_random_like(unpack(jpeg).strings, 3)),
+                                "payload does not decode"),
+        "avif-header-30000": ("avif-q60", _edit(avif, height=GIANT, width=GIANT), "over the decode cap"),
+        "unknown-codec": ("nosuch-q1", _edit(webp, codec_id="nosuch-q1"), "refused"),
+    }

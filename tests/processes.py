@@ -1,0 +1,30 @@
+"""Processes of a session: what a test started with ``start_new_session=True``, found and killed by
+session id (never by name: other users' Ray processes on this machine are not ours)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import psutil
+
+
+def session_processes(sid: int) -> dict[psutil.Process, str]:
+    """The live processes of session ``sid`` with their command lines."""
+    out = {}
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
+                out[proc] = " ".join(proc.cmdline())
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return out
+
+
+def kill_session(sid: int) -> None:
+    """kill -9 every process of session ``sid``."""
+    procs = list(session_processes(sid))
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=10)
