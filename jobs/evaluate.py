@@ -12,7 +12,7 @@ given as a list (``--quality 10,30,50``) encodes each value separately, one RD p
 
 - ``results.json``: configuration, every point, averages per codec setting, BD-rates, vs-anchor rows
 - ``points.csv``, ``averages.csv``, ``bd_rate.csv``: the same as tables; ``bd_rate.md`` in markdown
-- ``vs_anchor.csv``, ``vs_anchor.md``: each point of each curve (in ``--vs-anchor-bpp``) against the
+- ``vs_anchor.csv``, ``vs_anchor.md``: each point of each curve (in ``--vs-anchor-bpp``) against each
   ``--anchor`` interpolated at its bpp: PSNR difference, ratio of each LPIPS
 - ``rd_psnr.png``, ``rd_ms_ssim.png``, ``rd_lpips.png`` (alex), ``rd_lpips_squeeze.png``: one curve
   per codec and decoder setting
@@ -26,18 +26,19 @@ The library is ``model.evaluation``; this script parses the flags and calls it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from pathlib import Path
 
-from model import load_codec
+from model import WeightsResolver, load_codec
 from model.evaluation.inputs import load_images
 from model.evaluation.anchor import vs_anchor
 from model.evaluation.metrics import DEFAULT_PERCEPTUAL_DIR, LPIPS_NETS, load_lpips, lpips_weight_files
 from model.evaluation.rd import METRICS, averages, bd_rates, curves
 from model.evaluation.report import center_crop, plot_rd, render_gallery, summary_table
 from model.evaluation.results import write_card_figures, write_results
-from model.evaluation.sweep import codec_names, evaluate_codec, planned_curves
+from model.evaluation.sweep import codec_names, evaluate_codec, planned_curves, repeated_variants
 from model.options import add_sweep_flags, family_options
 
 SWEPT_BY_OWN_FLAGS = ("steps", "gamma", "seed")  # --steps, --gammas (lists) and --seed (fixed) below
@@ -85,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-nets", type=_str_list,
                    help=f"LPIPS networks to measure, of {','.join(LPIPS_NETS)} (default: each whose weights exist)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
-    p.add_argument("--anchor", default="webp", help="curve the BD-rates and vs_anchor tables compare with, e.g. avif")
+    p.add_argument("--anchor", nargs="+", default=["webp"],
+                   help="curve(s) the BD-rates and vs_anchor tables compare with, e.g. avif; with several, "
+                   "a table each (avif 'cdc-avif-base steps=1 gamma=0' separates the network's gain)")
     p.add_argument("--vs-anchor-bpp", type=_bpp_range, default=(0.0, math.inf), metavar="LO,HI",
                    help="bpp range of the points compared with the anchor in vs_anchor.md (default: all)")
     p.add_argument("--gallery-bpp", type=float, default=0.25, help="target bpp of the gallery crops")
@@ -96,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. avif 'cdc-avif-mse steps=1 gamma=0'; default: every curve at --gallery-steps)")
     p.add_argument("--gallery-crop", type=int, default=256, help="side of the square gallery crop")
     p.add_argument("--gallery-steps", type=int, default=8, help="diffusion steps shown in the gallery")
+    p.add_argument("--weights-dir", nargs="+", type=Path, default=[],
+                   help="folders searched for weights by name before model/weights/ (work in progress: "
+                   "DIR/cdc-avif-x.safetensors makes cdc-avif-x-q{10,20} valid names)")
     p.add_argument("--limit", type=int, help="use only the first N images (quick runs)")
     p.add_argument("--device", default="cpu", help="torch device for neural codecs and LPIPS")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
@@ -145,9 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--gallery-image {' '.join(missing)}: not among the evaluated images in {args.images}")
     lpips_files, lpips_models = open_lpips(args)
     try:
-        codecs = [load_codec(n, device=args.device) for n in names]
+        resolver = WeightsResolver.from_env()
+        resolver = dataclasses.replace(resolver, dirs=(*args.weights_dir, *resolver.dirs))
+        codecs = [load_codec(n, device=args.device, resolver=resolver) for n in names]
     except KeyError as exc:
         raise SystemExit(exc.args[0]) from None
+    repeated = repeated_variants(codecs, sweep_from(args))
+    if repeated:  # an encode sweep overrides the quality a name presets
+        raise SystemExit(f"{', '.join(repeated)}: made by more than one of --codecs under this sweep; name each "
+                         f"family once when sweeping (avif --quality 10,20) or preset names without the sweep "
+                         f"('avif-q{{10,20}}' 'cdc-avif-mse-q{{10,20}}')")
     unknown = sorted(set(args.gallery_codecs or ()) - set(planned_curves(codecs, sweep_from(args))))
     if unknown:  # checked before hours of decoding, not after
         raise SystemExit(f"--gallery-codecs {', '.join(map(repr, unknown))}: no such curve in this run "
@@ -167,10 +180,11 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = averages(points)
     rd_curves = curves(rows)
-    bd_rows = bd_rates(rd_curves, args.anchor)
-    vs_rows = vs_anchor(rd_curves, args.anchor, args.vs_anchor_bpp)
+    bd_rows = [row for anchor in args.anchor for row in bd_rates(rd_curves, anchor)]
+    vs_rows = [row for anchor in args.anchor for row in vs_anchor(rd_curves, anchor, args.vs_anchor_bpp)]
     config = {
-        "images": str(args.images), "n_images": len(images), "codecs": names, "steps": args.steps,
+        "images": str(args.images), "n_images": len(images), "codecs": names,
+        "codec_ids": sorted({p["codec_id"] for p in points}), "steps": args.steps,
         "gammas": args.gammas, "sweep": sweep_from(args), "seed": args.seed,
         "lpips_weights": {net: str(path) for net, path in lpips_files.items()} or None,
         "anchor": args.anchor, "vs_anchor_bpp": list(args.vs_anchor_bpp), "pillow": PIL.__version__,

@@ -229,25 +229,32 @@ def _image_folder(tmp_path, n=2, h=128, w=192):
 
 def test_cdc_avif_curve_per_decode_setting_against_avif(tmp_path, zero_cdc_avif, capsys):
     out = tmp_path / "out"
-    assert main(["--images", str(_image_folder(tmp_path)), "--out", str(out), "--codecs", "avif-q50",
-                 str(zero_cdc_avif), "--quality", "20,45,70", "--steps", "1,2", "--gammas", "0,0.8", "--anchor",
-                 "avif", "--no-lpips", "--gallery-bpp", "0.5", "--gallery-crop", "32", "--gallery-image", "a.png",
+    assert main(["--images", str(_image_folder(tmp_path)), "--out", str(out), "--codecs", "avif-q{20,45,70}",
+                 "cdc-avif-zero-q{20,45,70}", "--weights-dir", str(zero_cdc_avif.parent), "--steps", "1,2",
+                 "--gammas", "0,0.8", "--anchor",
+                 "avif", "cdc-avif-zero steps=1 gamma=0", "--no-lpips", "--gallery-bpp", "0.5", "--gallery-crop", "32", "--gallery-image", "a.png",
                  "b.png", "--gallery-codecs", "cdc-avif-zero steps=2 gamma=0.8", "avif"]) == 0  # fmt: skip
     results = json.loads((out / "results.json").read_text())
     ours = [f"cdc-avif-zero steps={s} gamma={g}" for s in (1, 2) for g in ("0", "0.8")]
     assert {r["curve"] for r in results["averages"]} == {"avif", *ours}
-    assert sorted((b["curve"], b["anchor"]) for b in results["bd_rate"]) == [(c, "avif") for c in ours]
+    bd = {(b["curve"], b["anchor"]): b["bd_rate_psnr"] for b in results["bd_rate"]}
+    assert sorted(c for c, a in bd if a == "avif") == ours and len(bd) == 2 * len(ours)
+    assert bd["cdc-avif-zero steps=2 gamma=0", ours[0]] == pytest.approx(0, abs=1e-9)  # same pixels, same bytes
+    assert bd["avif", ours[0]] > 0 > bd[ours[0], "avif"]  # the anchors compared both ways
     points = {(p["curve"], p["image"], p["encode"]): p for p in results["points"]}
     for (curve, image, encode), p in points.items():  # the zero head returns AVIF's pixels in fewer bytes
         if curve != "avif":
             assert p["psnr"] == points["avif", image, encode]["psnr"]
             assert p["bytes"] < points["avif", image, encode]["bytes"]
-    compared = [r for r in results["vs_anchor"] if r["psnr_diff"] is not None]
+    compared = [r for r in results["vs_anchor"] if r["psnr_diff"] is not None and r["anchor"] == "avif"]
     assert {r["encode"] for r in compared} == {"quality=45", "quality=70"}  # quality 20 is under avif's lowest bpp
     assert all(r["psnr_diff"] > 0 for r in compared) and len(compared) == 4 * 2
-    assert "## cdc-avif-zero steps=2 gamma=0.8" in (out / "vs_anchor.md").read_text()
+    vs_text = (out / "vs_anchor.md").read_text()
+    assert "## cdc-avif-zero steps=2 gamma=0.8" in vs_text and "# Against cdc-avif-zero steps=1 gamma=0 " in vs_text
     printed = capsys.readouterr().out  # the name does not say the quality, so the summary does
     assert "cdc-avif-zero quality=45" in printed and "avif-q45 " in printed and "avif-q45 quality" not in printed
+    assert "BD-rate against avif (" in printed and "BD-rate against cdc-avif-zero steps=1 gamma=0 (" in printed
+    assert (out / "bd_rate.md").read_text().count("| curve | PSNR |") == 2
     with Image.open(out / "gallery.png") as g:  # two images, each a row: original + the two curves asked for
         assert g.size == (3 * (240 + 6), 2 * (32 + 16 * 3 + 4 + 6))
 
@@ -257,6 +264,13 @@ def test_unknown_gallery_curve_fails_before_evaluating(tmp_path, zero_cdc_avif):
         main(["--images", str(_image_folder(tmp_path, 1)), "--out", str(tmp_path / "out"), "--codecs",
               str(zero_cdc_avif), "--steps", "1", "--gammas", "0", "--no-lpips", "--gallery-codecs",
               "cdc-avif-zero steps=4 gamma=0"])  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_that_repeats_codecs_is_refused_before_evaluating(tmp_path):
+    with pytest.raises(SystemExit, match=r"jpeg-q20 quality=20, jpeg-q40 quality=40: made by more than one"):
+        main(["--images", str(_image_folder(tmp_path, 1)), "--out", str(tmp_path / "out"), "--codecs",
+              "jpeg-q{5,10}", "webp-q10", "--quality", "20,40", "--no-lpips"])  # fmt: skip
     assert not (tmp_path / "out").exists()
 
 

@@ -70,25 +70,26 @@ def _summary(rows: list[dict], anchor: str) -> str:
 
 
 def vs_anchor_markdown(rows: list[dict], bpp_range) -> str:
-    """A table per curve (points by bpp) with a one-line summary under it."""
+    """Per anchor, a table per curve (points by bpp) with a one-line summary under it."""
     if not rows:
-        return "No comparison: the anchor was not evaluated or no point lies in the bpp range.\n"
-    anchor = rows[0]["anchor"]
+        return "No comparison: no anchor was evaluated or no point lies in the bpp range.\n"
     lo, hi = bpp_range
     span = f"{lo:g}-{hi:g} bpp" if math.isfinite(hi) else "all bpp"
     measured = [c for c in LPIPS_COLUMNS if any(math.isfinite(r[c]) for r in rows)]
-    lpips_heads = [h for c in measured for h in (LPIPS_NAMES[c], f"{anchor} {LPIPS_NAMES[c]}", "ratio")]
-    head = ["setting", "bpp", "PSNR", f"{anchor} PSNR", "ΔPSNR", *lpips_heads]
-    out = [f"# Against {anchor} at the same bpp ({span})", "",
-           f"{anchor} interpolated linearly in log bpp between its measured points; '-' outside its span.", ""]
-    for curve in dict.fromkeys(r["curve"] for r in rows):
-        mine = [r for r in rows if r["curve"] == curve]
-        out += [f"## {curve}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        for r in mine:
-            cells = [r["encode"] or r["codec"], _fmt(r["bpp"], ".3f"), _fmt(r["psnr"], ".2f"),
-                     _fmt(r["anchor_psnr"], ".2f"), _fmt(r["psnr_diff"], "+.2f")]
-            for c in measured:
-                cells += [_fmt(r[c], ".3f"), _fmt(r[f"anchor_{c}"], ".3f"), _fmt(r[f"{c}_ratio"], ".3f")]
-            out.append("| " + " | ".join(cells) + " |")
-        out += ["", _summary(mine, anchor), ""]
+    out = []
+    for anchor in dict.fromkeys(r["anchor"] for r in rows):
+        lpips_heads = [h for c in measured for h in (LPIPS_NAMES[c], f"{anchor} {LPIPS_NAMES[c]}", "ratio")]
+        head = ["setting", "bpp", "PSNR", f"{anchor} PSNR", "ΔPSNR", *lpips_heads]
+        out += [f"# Against {anchor} at the same bpp ({span})", "",
+                f"{anchor} interpolated linearly in log bpp between its measured points; '-' outside its span.", ""]
+        for curve in dict.fromkeys(r["curve"] for r in rows if r["anchor"] == anchor):
+            mine = [r for r in rows if r["curve"] == curve and r["anchor"] == anchor]
+            out += [f"## {curve}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for r in mine:
+                cells = [r["encode"] or r["codec"], _fmt(r["bpp"], ".3f"), _fmt(r["psnr"], ".2f"),
+                         _fmt(r["anchor_psnr"], ".2f"), _fmt(r["psnr_diff"], "+.2f")]
+                for c in measured:
+                    cells += [_fmt(r[c], ".3f"), _fmt(r[f"anchor_{c}"], ".3f"), _fmt(r[f"{c}_ratio"], ".3f")]
+                out.append("| " + " | ".join(cells) + " |")
+            out += ["", _summary(mine, anchor), ""]
     return "\n".join(out)

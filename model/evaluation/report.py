@@ -139,21 +139,24 @@ def summary_table(rows: list[dict], bd_rows: list[dict]) -> str:
             f"{_fmt(r['ms_ssim'], '.4f'):>9}{_fmt(r['lpips'], '.3f'):>8}{_fmt(r['lpips_squeeze'], '.3f'):>8}"
             f"{_fmt(r['encode_s'], '.3f'):>8}{_fmt(r['decode_s'], '.3f'):>8}"
         )
-    if bd_rows:
-        lines += ["", f"BD-rate against {bd_rows[0]['anchor']} (%, negative = fewer bits at equal quality)"]
+    for anchor in dict.fromkeys(b["anchor"] for b in bd_rows):
+        lines += ["", f"BD-rate against {anchor} (%, negative = fewer bits at equal quality)"]
         lines.append(f"{'curve':<40}" + "".join(f"{h:>9}" for h in BD_HEADS.values()))
-        for b in bd_rows:
+        for b in (b for b in bd_rows if b["anchor"] == anchor):
             lines.append(f"{b['curve']:<40}" + "".join(f"{_fmt(b[f'bd_rate_{m}'], '+.1f'):>9}" for m in BD_HEADS))
     return "\n".join(lines)
 
 
 def bd_rate_markdown(bd_rows: list[dict]) -> str:
-    """BD-rates as a markdown table, one column per metric."""
+    """BD-rates as markdown, a table per anchor, one column per metric."""
     if not bd_rows:
-        return "No BD-rates: the anchor curve was not evaluated.\n"
+        return "No BD-rates: no anchor curve was evaluated.\n"
     head = ["curve", "PSNR", "MS-SSIM", *LPIPS_NAMES.values()]
-    out = [f"BD-rate against {bd_rows[0]['anchor']} (%, negative = fewer bits at equal quality)", "",
-           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join([b["curve"], *(_fmt(b[f"bd_rate_{m}"], "+.1f") for m in BD_HEADS)]) + " |"
-            for b in bd_rows]
-    return "\n".join(out) + "\n"
+    out = []
+    for anchor in dict.fromkeys(b["anchor"] for b in bd_rows):
+        out += [f"BD-rate against {anchor} (%, negative = fewer bits at equal quality)", "",
+                "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join([b["curve"], *(_fmt(b[f"bd_rate_{m}"], "+.1f") for m in BD_HEADS)]) + " |"
+                for b in bd_rows if b["anchor"] == anchor]
+        out.append("")
+    return "\n".join(out)

@@ -71,6 +71,21 @@ def planned_curves(codecs, sweep: dict[str, list]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def repeated_variants(codecs, sweep: dict[str, list]) -> list[str]:
+    """Encode variants that two of ``codecs`` would both make (a sweep overrides a name's preset:
+    jpeg-q5 and jpeg-q10 under ``--quality 20,40`` both become jpeg-q20 and jpeg-q40)."""
+    seen: dict[tuple, int] = {}
+    for i, codec in enumerate(codecs):
+        for enc in settings(codec, "encode", sweep):
+            variant = copy.copy(codec).with_presets(**enc)
+            resolved = variant.resolve_options("encode", {})
+            key = (variant.codec_id_for(resolved), setting_label(resolved))
+            seen.setdefault(key, i)
+            if seen[key] != i:
+                seen[key] = -1
+    return [f"{codec_id} {label}".strip() for (codec_id, label), i in seen.items() if i == -1]
+
+
 def lpips_values(lpips_models: dict | None, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """One column per network of ``LPIPS_NETS``: the distance, NaN where that network is not loaded."""
     models = lpips_models or {}
