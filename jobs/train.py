@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--workers", type=int, default=d.workers, help="data-loading processes")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--base-dropout", type=float, default=None,
+                   help="cdc-avif: share of samples trained without the base (default: the config's, 0.1)")
+    p.add_argument("--final-gammas", type=lambda v: tuple(float(g) for g in v.split(",")), default=None,
+                   help="cdc-avif: start-noise scales trained at t = 1, e.g. 0 (restoration only) or 0,0,0.8,1")
     p.add_argument("--pair-cache", default=None,
                    help="cdc-avif: folder for the AVIF training-pair cache, reused across runs (default OUT/pairs)")
     p.add_argument("--default-steps", type=int, default=None,

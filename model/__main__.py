@@ -7,6 +7,7 @@ Encode and decode flags are the options the registered codec families declare; e
 accepts only its own.
     python -m model info IN.cdc
     python -m model list
+    python -m model truncate IN.cdc OUT.cdc --step K | --bpp B    (progressive DiffC bitstreams)
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print a bitstream's header")
     info.add_argument("input", type=Path)
     sub.add_parser("list", help="list the registered codecs")
+    trunc = sub.add_parser("truncate", help="write a shorter valid bitstream: a progressive (DiffC) one's first steps")
+    trunc.add_argument("input", type=Path)
+    trunc.add_argument("output", type=Path)
+    keep = trunc.add_mutually_exclusive_group(required=True)
+    keep.add_argument("--step", type=int, help="keep the first K coded steps")
+    keep.add_argument("--bpp", type=float, help="keep the most steps within B bits per pixel")
     return p
 
 
@@ -61,6 +68,14 @@ def run(args) -> str:
         c = unpack(data)
         return (f"codec {c.codec_id}  size {c.width}x{c.height}  mode {c.mode}  bytes {len(data)}  "
                 f"bpp {bits_per_pixel(data, c.height, c.width):.4f}")
+    if args.command == "truncate":
+        from .diffc.stream import split, truncate
+
+        shorter = truncate(_read(args.input), step=args.step, bpp=args.bpp)
+        args.output.write_bytes(shorter)
+        c = unpack(shorter)
+        return (f"{args.input} -> {args.output}: {len(shorter)} bytes, "
+                f"{bits_per_pixel(shorter, c.height, c.width):.4f} bpp, {len(split(c)[2])} coded steps")
     if args.command == "encode":
         image = load_image(_read(args.input), max_pixels=args.max_pixels)
         codec = load_codec(args.codec, device=args.device)

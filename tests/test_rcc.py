@@ -6,29 +6,19 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import torch
 
-from model import rcc_random
+from model.rcc import random as rcc_random
 from model.rcc import RCCConfig, RCCError, chunk_dims, decode_sample, encode_sample, kl_bits
-from model.rcc_coding import PayloadReader, PayloadWriter, header_bits
+from model.rcc.coding import PayloadReader, PayloadWriter, header_bits
+from model.threads import fixed_threads as threads
 
 # The per-chunk cost above KL for the default config (cap_bits 12, chunk_bits 6), measured at
-# 2.45-3.0 bits from 0.1 to 1 bit of KL per dimension (model/benchmark_rcc.py); the README states it.
+# 2.45-3.0 bits from 0.1 to 1 bit of KL per dimension (model/evaluation/benchmark_rcc.py); the README states it.
 CHUNK_OVERHEAD_BITS = 2.7
-
-
-@contextmanager
-def threads(n: int):
-    saved = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 def toy(size: int, total_kl_bits: float, seed: int, dtype=torch.float32):

@@ -8,3 +8,4 @@ from . import pillow  # noqa: F401  (first: its names never collide with weights
 from . import hyperprior  # noqa: F401
 from . import cdc  # noqa: F401
 from . import cdc_avif  # noqa: F401
+from . import diffc  # noqa: F401  (after cdc_avif: it loads cdc-avif weights)

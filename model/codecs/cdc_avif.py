@@ -56,8 +56,7 @@ class AvifDiffusionCodec(Codec):
         return make_codec_id(self.name, self.sha256)
 
     def _encode_rgb(self, rgbs, quality: int):
-        return [(bytes([quality]) + compact_or_full(encode_base(rgb, quality), rgb.shape[1], rgb.shape[0]),)
-                for rgb in rgbs]
+        return [(base_payload(rgb, quality),) for rgb in rgbs]
 
     def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float):
         import torch
@@ -75,21 +74,10 @@ class AvifDiffusionCodec(Codec):
         return out
 
     def _base(self, c):
-        payload = c.strings[0] if len(c.strings) == 1 else b""
-        if len(payload) < 2:
+        if len(c.strings) != 1:
             raise BitstreamError(f"{self.name} bitstream must hold one string (quality byte + AVIF), "
                                  f"has {len(c.strings)} string(s) of {[len(s) for s in c.strings]} bytes")
-        quality, avif = payload[0], payload[1:]
-        if quality > 100:
-            raise BitstreamError(f"{self.name}: quality byte {quality} is not 0..100")
-        try:
-            base = decode_base(expand(avif, c.width, c.height))
-        except Exception as exc:
-            raise BitstreamError(f"{self.name}: AVIF base does not decode: {exc}") from None
-        if base.shape[:2] != (c.height, c.width):
-            raise BitstreamError(f"{self.name}: AVIF base is {base.shape[1]}x{base.shape[0]}, "
-                                 f"header says {c.width}x{c.height}")
-        return quality, base, zlib.crc32(avif)
+        return read_base_payload(c.strings[0], c.height, c.width, self.name)
 
     def _restore(self, items, steps, gamma, seed, t_start, multiple) -> list[np.ndarray]:
         """Pad the bases of one batch, run the residual diffusion (in tiles when large), crop."""
@@ -120,6 +108,27 @@ class AvifDiffusionCodec(Codec):
         return blended(lambda rows, cols, *_: self.model.restore(
             base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start),
             base.shape, self.tile, self.overlap)
+
+
+def base_payload(rgb: np.ndarray, quality: int) -> bytes:
+    """The base layer's string: the quality byte and the AVIF file with its box headers stripped."""
+    return bytes([quality]) + compact_or_full(encode_base(rgb, quality), rgb.shape[1], rgb.shape[0])
+
+
+def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> tuple[int, np.ndarray, int]:
+    """(quality, uint8 base image, crc32 of the AVIF bytes) from a ``base_payload`` string."""
+    if len(payload) < 2:
+        raise BitstreamError(f"{owner}: the base layer string (quality byte + AVIF) has {len(payload)} bytes")
+    quality, avif = payload[0], payload[1:]
+    if quality > 100:
+        raise BitstreamError(f"{owner}: quality byte {quality} is not 0..100")
+    try:
+        base = decode_base(expand(avif, width, height))
+    except Exception as exc:
+        raise BitstreamError(f"{owner}: AVIF base does not decode: {exc}") from None
+    if base.shape[:2] != (height, width):
+        raise BitstreamError(f"{owner}: AVIF base is {base.shape[1]}x{base.shape[0]}, header says {width}x{height}")
+    return quality, base, zlib.crc32(avif)
 
 
 def _noise(shape, seed: int, crc: int):

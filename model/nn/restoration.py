@@ -91,17 +91,20 @@ class AvifRestorationModel(nn.Module):
         return base + r0 / self.cfg.residual_scale
 
     def forward(self, x, base, quality, lmbda=None, rho: float = 0.0, perceptual=None,
-                final_step_fraction: float = 0.6, generator: torch.Generator | None = None) -> dict:
+                final_step_fraction: float = 0.6, generator: torch.Generator | None = None,
+                base_dropout: float | None = None, final_gammas: tuple[float, ...] = FINAL_STEP_GAMMAS) -> dict:
         """min(SNR, 5)-weighted x0 MSE over the scaled residual [+ rho * LPIPS on the images].
 
         ``final_step_fraction`` of the batch sits at t = 1 with r_N = gamma * noise (gamma mostly 0:
         the one-step deterministic decode that the MSE model is judged by); the rest is spread over
         t, so multi-step and stochastic decodes (and DiffC's reverse process) are trained too.
-        ``lmbda`` is unused: the rate is the base layer's.
+        ``base_dropout`` overrides the config's; ``final_gammas`` = (0,) trains only the
+        deterministic one-step decode (a restoration network). ``lmbda`` is unused: the rate is
+        the base layer's.
         """
         cfg, b, dev = self.cfg, x.shape[0], x.device
         uniform = lambda: torch.rand(b, generator=generator).to(dev)  # noqa: E731
-        has_base = (uniform() >= cfg.base_dropout).float()
+        has_base = (uniform() >= (cfg.base_dropout if base_dropout is None else base_dropout)).float()
         base = base * has_base[:, None, None, None]
         scale = torch.where(has_base > 0, cfg.residual_scale, 1.0)[:, None, None, None]
         r0 = (x - base) * scale
@@ -110,7 +113,7 @@ class AvifRestorationModel(nn.Module):
         final = uniform() < final_step_fraction
         t = torch.where(final, torch.full_like(n, d.train_steps), n).float() / d.train_steps
         ab = alpha_bar(t, d)[:, None, None, None]
-        gammas = torch.tensor(FINAL_STEP_GAMMAS)[torch.randint(len(FINAL_STEP_GAMMAS), (b,), generator=generator)]
+        gammas = torch.tensor(final_gammas)[torch.randint(len(final_gammas), (b,), generator=generator)]
         noise_scale = torch.where(final.cpu(), gammas, torch.ones(b)).to(dev)
         noise = torch.randn(x.shape, generator=generator).to(dev) * noise_scale[:, None, None, None]
         # at t = 1 the input is exactly what decoding starts from, gamma * noise: alpha_bar(1) is

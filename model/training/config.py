@@ -28,4 +28,6 @@ class TrainConfig:
     checkpoint_every: int = 200
     seed: int = 0
     workers: int = 1  # data-loading processes
+    base_dropout: float | None = None  # cdc-avif: share of samples without the base (default: the config's)
+    final_gammas: tuple[float, ...] | None = None  # cdc-avif: start-noise scales at t = 1 (0 alone: restoration)
     pair_cache: str | None = None  # cdc-avif: folder of the AVIF training-pair cache (default OUT/pairs)

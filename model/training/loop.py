@@ -77,6 +77,7 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         perceptual = load_lpips(cfg.lpips_weights or DEFAULT_LPIPS_PATH, device=device)
 
     batches = _batches(model, cfg, step)
+    extra = {k: v for k in ("base_dropout", "final_gammas") if (v := getattr(cfg, k)) is not None}
     start = time.time()
     figures: dict = {}
     bar = tqdm(total=cfg.steps, initial=step, desc=Path(cfg.out).name, unit="step", dynamic_ncols=True)
@@ -87,7 +88,7 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         batch = [v.to(device, memory_format=torch.channels_last) if v.dim() == 4 else v.to(device)
                  for v in next(batches)]
         lmbda = cfg.lmbda_warmup if (cfg.lmbda_warmup is not None and step < cfg.warmup_steps) else cfg.lmbda
-        parts = net(*batch, lmbda, cfg.rho, perceptual, final_step_fraction=cfg.final_step_fraction)
+        parts = net(*batch, lmbda, cfg.rho, perceptual, final_step_fraction=cfg.final_step_fraction, **extra)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)

@@ -1,7 +1,7 @@
 """RCC benchmark on this CPU: bits per chunk against KL, the sample's bias, and the cost per bit.
 
-    python -m model.benchmark_rcc                  # full grid, ~4 min on 2 cores -> results/rcc/
-    python -m model.benchmark_rcc --quick          # a smaller grid, for a smoke run
+    python -m model.evaluation.benchmark_rcc       # full grid, ~4 min on 2 cores -> results/rcc/
+    python -m model.evaluation.benchmark_rcc --quick # a smaller grid, for a smoke run
 
 Chunk overhead: every chunk of a toy problem has exactly K bits of KL (equal |shift| on every
 dim, d dims per chunk), so c = (payload bits - KL - header bits) / chunks is the coder's cost per
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .rcc import RCCConfig, chunk_dims, decode_sample, encode_sample
-from .rcc_coding import PayloadReader, PayloadWriter, header_bits
+from ..rcc import RCCConfig, chunk_dims, decode_sample, encode_sample
+from ..rcc.coding import PayloadReader, PayloadWriter, header_bits
 
 
 def equal_chunks(chunk_kl: float, n_chunks: int, dims_per_chunk: int, seed: int):

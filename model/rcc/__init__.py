@@ -13,7 +13,8 @@ coding (method="orc": the sorted times of 2^cap_bits exponentials instead) is ke
 Measured (results/rcc): at equal candidates ORC codes 0.15-0.35 bit per chunk cheaper, but its
 sample is 1.3-2.4x further from q (KL of the sample's law to q); matching PFR's bias costs it
 about one more cap bit, i.e. twice the encode work, for about the same bits. So PFR is the default.
-Chunking: see model/rcc_chunks.py; the payload: model/rcc_coding.py.
+Chunking: see model/rcc/chunks.py; the payload: model/rcc/coding.py; the shared randomness:
+model/rcc/random.py.
 
 Cost, bounded by the config: the encoder draws (dims rounded up to whole chunks) * 2^cap_bits
 normals per sample, with no early stop (a Gaussian's density ratio is unbounded, so PFR can
@@ -28,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import rcc_chunks as chunks
-from . import rcc_random as rng
-from .rcc_coding import PayloadReader, PayloadWriter, RCCError
+from . import chunks
+from . import random as rng
+from .coding import PayloadReader, PayloadWriter, RCCError
 
 __all__ = ["RCCConfig", "RCCError", "RCCResult", "chunk_dims", "decode_sample", "encode_sample", "kl_bits"]
 

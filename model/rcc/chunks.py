@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import rcc_random as rng
+from . import random as rng
 
 
 def order(size: int, key: int) -> np.ndarray:

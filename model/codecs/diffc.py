@@ -1,0 +1,269 @@
+"""DiffC (Theis et al. 2022) on the cdc-avif network: progressive bitstreams by reverse-channel coding.
+
+Two families, one module (they differ only in the prior's condition):
+
+- ``diffc-avif-<weights>`` (``-qN`` presets the AVIF quality): the AVIF base layer is coded first,
+  as in cdc-avif; DiffC then communicates the scaled residual r = (x - base) * residual_scale
+  against the prior p(r_{t-1} | r_t, base).
+- ``diffc-<weights>``: no base; the network's base-dropout mode (has_base 0, base zeros, scale 1)
+  is an unconditional prior over the image r = x.
+
+Both load weights whose card family is ``cdc-avif``. The encoder draws r_T at t = 1 from the shared
+generator, then communicates r at each level of a coarse schedule (model/diffc/schedule.py), one
+container string per step (model/diffc/stream.py), through RCC (model/rcc). Any prefix of the steps
+decodes: the decoder rebuilds r at the last step it has, bit for bit, and denoises it (probability
+flow or ancestral). The rate is set at encode time (``stop_step``, ``max_bpp``) or later by
+truncation (``python -m model truncate``, or the decode options ``truncate_step`` / ``truncate_bpp``).
+
+Cost, bounded by the options: encoding runs per step one prior evaluation and one RCC search of
+3 * H * W * 2^cap_bits normals; decoding per step one prior evaluation and one RCC decode
+(3 * H * W normals), then ``steps`` prior evaluations. The prior runs one image at a time on one
+thread, so that both sides get the same bits (model/diffc/process.py).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass, replace
+from itertools import islice
+
+import numpy as np
+
+from .cdc_avif import OPTIONS as AVIF_OPTIONS
+from .cdc_avif import base_payload, read_base_payload
+from ..codec import Codec, Option, declared
+from ..diffc import DENOISERS
+from ..diffc.schedule import ScheduleConfig
+from ..format import BitstreamError, Container, pack
+from ..images import as_loaded
+from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
+from ..weights import make_codec_id
+
+DEFAULT_DENOISE_STEPS = 1  # the posterior mean E[r_0 | r_t]: best PSNR at every prefix measured (results/diffc)
+# The first coded level: where the prior's prediction starts to beat the base (diffc-avif; measured on
+# cdc-avif-mse, results/diffc), or the image's coarse structure (diffc, whose domain is the image).
+SCHEDULES = {True: ScheduleConfig(levels=4, first_log_snr=0.0, last_log_snr=3.0),
+             False: ScheduleConfig(levels=6, first_log_snr=-2.0, last_log_snr=3.0)}
+
+
+def encode_options(schedule: ScheduleConfig) -> tuple[Option, ...]:
+    return (
+        Option("stop_step", int, None, "encode", "code the first K steps of the schedule (default: all of them); "
+               "truncation lowers it later", min=0),
+        Option("max_bpp", float, None, "encode", "stop before the bitstream exceeds this many bits per pixel",
+               min=0.0),
+        Option("final_log_snr", float, schedule.last_log_snr, "encode", "the noise level where the schedule ends, "
+               "log(alpha_bar / (1 - alpha_bar)) (higher: more bits)", min=schedule.first_log_snr + 0.5, max=12.0),
+        Option("levels", int, schedule.levels, "encode", "coded steps of the schedule (each is one RCC search)",
+               min=1, max=64),
+        Option("cap_bits", int, 10, "encode", "RCC: 2^cap_bits candidates per chunk (encode work; lower: more bias)",
+               min=6, max=16),
+    )
+
+DECODE_OPTIONS = (
+    Option("denoiser", str, "ode", "decode", "ode: probability flow (DDIM); ancestral: sample the reverse process",
+           choices=DENOISERS),
+    Option("steps", int, DEFAULT_DENOISE_STEPS, "decode", "denoising steps after the last coded step", min=1),
+    Option("seed", int, 0, "decode", "seed of the ancestral sampler's noise"),
+    Option("truncate_step", int, None, "decode", "decode only the first K coded steps (a lower-rate preview)",
+           min=0),
+    Option("truncate_bpp", float, None, "decode", "decode only the coded steps within this many bits per pixel",
+           min=0.0),
+)
+QUALITY = declared(AVIF_OPTIONS)["quality"]
+FAMILIES = {True: "diffc-avif", False: "diffc"}
+
+
+def rcc_config(cap_bits: int):
+    """Chunks of about cap_bits - 4 bits of KL, halved above cap_bits - 2 (model/rcc benchmark:
+    about 2 bits per chunk above KL, and a small pull of the sample toward p); 8 check bits per step."""
+    from ..rcc import RCCConfig
+
+    return RCCConfig(chunk_bits=cap_bits - 4, max_chunk_bits=cap_bits - 2, cap_bits=cap_bits, check_bits=8)
+
+
+@dataclass(frozen=True)
+class EncodeTrace:
+    """What the encoder did, for tests and results: the states the decoder must rebuild exactly."""
+
+    strings: tuple[bytes, ...]
+    states: list  # r after each coded step (torch tensors, 1 x 3 x H x W)
+    kl_bits: list[float]  # KL of each coded step
+    chunks: list[int]  # RCC chunks of each coded step
+
+
+class DiffCCodec(Codec):
+    def __init__(self, model, name: str, sha256: str, conditional: bool, device: str = "cpu"):
+        import torch
+
+        self.model = model.eval().to(device)
+        self.name, self.sha256, self.device = name, sha256, torch.device(device)
+        self.conditional, self.schedule = conditional, SCHEDULES[conditional]
+        self.family = FAMILIES[conditional]
+        self.options = family_options(conditional)
+        self.presets = {}
+
+    @property
+    def codec_id(self) -> str:
+        return make_codec_id(self.name, self.sha256)
+
+    @property
+    def diffusion(self):
+        return self.model.cfg.diffusion
+
+    # ----- encoding ------------------------------------------------------------------------
+    def _encode_rgb(self, rgbs, **options):
+        return [self._encode_one(rgb, **options).strings for rgb in rgbs]
+
+    def encode_traced(self, image, **options) -> tuple[bytes, EncodeTrace]:
+        """``encode`` of one image, with the encoder's trace."""
+        opts = self.resolve_options("encode", options)
+        im = as_loaded(image)
+        trace = self._encode_one(im.rgb, **opts)
+        return pack(Container(self.codec_id, im.rgb.shape[0], im.rgb.shape[1], im.mode, trace.strings)), trace
+
+    def _encode_one(self, rgb, stop_step, max_bpp, final_log_snr, levels, cap_bits, quality=None) -> EncodeTrace:
+        from ..diffc.process import encode_steps
+        from ..diffc.schedule import training_steps
+        from ..diffc.stream import Header
+
+        h, w = rgb.shape[:2]
+        rcc = rcc_config(cap_bits)
+        schedule = training_steps(replace(self.schedule, levels=levels, last_log_snr=final_log_snr), self.diffusion)
+        fixed = (Header(1 + self.conditional, rcc, schedule).pack(),)
+        if self.conditional:
+            fixed += (base_payload(rgb, quality),)
+        prior, base, scale = self._prior(fixed, h, w)
+        r0 = (_to_unit(rgb) - base) * scale
+        size = len(pack(Container(self.codec_id, h, w, "RGB", fixed)))  # "RGB": the longest mode
+        budget = np.inf if max_bpp is None else max_bpp * h * w / 8
+        trace = EncodeTrace(fixed, [], [], [])
+        if size + 4 > budget:  # not even an empty step fits: spare the search
+            stop_step = 0
+        for step in islice(encode_steps(prior, r0, schedule, self.diffusion, rcc), stop_step):
+            size += 4 + len(step.payload)  # the container frames each string with a u32 length
+            if size > budget:
+                break
+            trace = EncodeTrace(trace.strings + (step.payload,), trace.states + [step.state],
+                                trace.kl_bits + [step.kl_bits], trace.chunks + [step.chunks])
+        return trace
+
+    # ----- decoding ------------------------------------------------------------------------
+    def _decode_containers(self, containers, denoiser, steps, seed, truncate_step, truncate_bpp):
+        import torch
+
+        from ..diffc.process import denoise
+
+        out = []
+        for c in containers:
+            c = self._truncated(c, truncate_step, truncate_bpp)
+            header, states, prior, base, scale = self._states(c)
+            crc = zlib.crc32(b"".join(c.strings))
+            generator = torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + crc) % 2**63)
+            t = header.schedule[len(states) - 1] / self.diffusion.train_steps
+            r0 = denoise(prior, states[-1], t, self.diffusion, denoiser, steps, generator)
+            x = base + r0 / scale
+            out.append(((x[0] + 1) * 127.5).clamp(0, 255).round().byte().permute(1, 2, 0).numpy())
+        return out
+
+    def decode_states(self, blob: bytes, truncate_step: int | None = None) -> list:
+        """r_T and the state after each coded step, as the decoder rebuilds them."""
+        return self._states(self._truncated(self.parse(blob), truncate_step, None))[1]
+
+    def _truncated(self, c: Container, step, bpp) -> Container:
+        from ..diffc.stream import truncated
+
+        return c if step is None and bpp is None else truncated(c, step, bpp)
+
+    def _states(self, c: Container):
+        from ..diffc.process import decode_steps
+        from ..diffc.stream import split
+        from ..rcc import RCCError
+
+        header, fixed, payloads = split(c, self.name)
+        n = self.diffusion.train_steps
+        if header.schedule[0] != n:
+            raise BitstreamError(f"{self.name}: the bitstream's schedule starts at {header.schedule[0]} training "
+                                 f"steps, this model has {n}: it was written with another model")
+        if header.fixed != 1 + self.conditional:
+            raise BitstreamError(f"{self.name}: the bitstream {'lacks' if self.conditional else 'has'} a base "
+                                 f"layer: it was written by the other DiffC family")
+        prior, base, scale = self._prior(fixed, c.height, c.width)
+        try:
+            states = decode_steps(prior, payloads, header.schedule, tuple(base.shape), self.diffusion, header.rcc)
+        except RCCError as exc:
+            raise BitstreamError(f"{self.name}: a coded step does not decode ({exc})") from None
+        return header, states, prior, base, scale
+
+    # ----- the prior -----------------------------------------------------------------------
+    def _prior(self, fixed: tuple[bytes, ...], h: int, w: int):
+        """(prior(r_t, t) -> r0 prediction, the base in [-1, 1], the residual scale) for one image."""
+        import torch
+        import torch.nn.functional as F
+
+        from ..threads import fixed_threads
+
+        if self.conditional:
+            quality, base_rgb, _ = read_base_payload(fixed[1], h, w, self.name)  # as the decoder sees it
+            base, scale = _to_unit(base_rgb), self.model.cfg.residual_scale
+        else:
+            quality, base, scale = 0, torch.zeros(1, 3, h, w), 1.0
+        m = self.model.pad_multiple
+        pad = (0, -w % m, 0, -h % m)
+        padded_base = F.pad(base, pad, mode="replicate").to(self.device)
+        cond = torch.tensor([float(quality)], device=self.device), torch.tensor([float(self.conditional)],
+                                                                                 device=self.device)
+
+        def prior(r_t, t: float):
+            with fixed_threads(1), torch.no_grad():
+                r = F.pad(r_t, pad, mode="replicate").to(self.device)
+                out = self.model.denoiser(r, padded_base, torch.tensor([t], device=self.device), *cond)
+            return out[..., :h, :w].float().cpu()
+
+        return prior, base, scale
+
+
+def _to_unit(rgb):
+    """uint8 H x W x 3 -> float32 1 x 3 x H x W in [-1, 1]."""
+    import torch
+
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def family_options(conditional: bool) -> tuple[Option, ...]:
+    return ((QUALITY,) if conditional else ()) + encode_options(SCHEDULES[conditional]) + DECODE_OPTIONS
+
+
+# ----- registration ---------------------------------------------------------------------------
+def _family(conditional: bool) -> Family:
+    prefix = FAMILIES[conditional] + "-"
+    pattern = re.compile(rf"^{prefix}(.+?)(?:-q(\d{{1,3}}))?$" if conditional else rf"^{prefix}(.+)$")
+
+    def parse(name: str) -> ParsedName | None:
+        m = pattern.match(name)
+        if not m:
+            return None
+        return ParsedName(m.group(1), {"quality": int(m.group(2))} if conditional and m.group(2) else {})
+
+    def load(request: CodecRequest) -> DiffCCodec:
+        from ..nn.weights_file import load_model
+
+        w = request.weights
+        return DiffCCodec(load_model(w.path), prefix + w.name, w.sha256, conditional, request.device)
+
+    def listing(weights) -> list[CodecInfo]:
+        """One pattern row (no path: the weights file is cdc-avif's, listed under that family)."""
+        names = ", ".join(w.name for w in weights if w.family == "cdc-avif") or "none installed"
+        what = "over the AVIF base, progressive" if conditional else "unconditional prior, progressive"
+        suffix = "[-qN]" if conditional else ""
+        return [CodecInfo(f"{prefix}WEIGHTS{suffix}", FAMILIES[conditional],
+                          f"DiffC {what}; WEIGHTS: cdc-avif weights ({names})")]
+
+    return Family(name=FAMILIES[conditional], load=load, parse=parse, options=family_options(conditional),
+                  loads_cards_of=("cdc-avif",), listing=listing,
+                  description=f"DiffC: progressive reverse-channel coding with the cdc-avif network")
+
+
+register_family(_family(True))  # first: "diffc-avif-X" must not be read as "diffc-" + weights "avif-X"
+register_family(_family(False))

@@ -1,0 +1,200 @@
+"""DiffC on a tiny random cdc-avif network: both families end to end, the decoder rebuilds the
+encoder's noisy states bit for bit (1 and 2 threads), the rate tracks the KL, every prefix of a
+bitstream is a valid bitstream, and bad input is refused with a BitstreamError.
+
+Whether PSNR rises with every prefix is a property of a trained prior (a random one predicts
+noise); results/diffc measures it with real weights. Here the mechanism is tested: the states
+are exact and the size rises with every step.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from model import BitstreamError, load_codec, load_codec_for_id, unpack
+from model.__main__ import main
+from model.codec import OptionError
+from model.diffc.stream import truncate
+from model.format import Container, pack
+from model.nn.config import CONFIGS
+from model.nn.networks import build_model
+from model.nn.weights_file import save_weights
+from model.rcc.coding import header_bits
+from model.threads import fixed_threads
+
+# RCC's cost per chunk above KL at the default cap_bits 10 (chunks of 6 bits, halved above 8), as
+# results/diffc/README.md states it; the index, split flags and byte rounding included.
+CHUNK_COST_BITS = 2.6
+FAST = {"cap_bits": 6}  # the smallest search: tests stay within seconds
+
+
+def tiny_weights(folder, name: str, seed: int):
+    """A cdc-avif-tiny network with random (non-zero) weights saved as NAME in ``folder``."""
+    torch.manual_seed(seed)
+    model = build_model(CONFIGS["cdc-avif-tiny"])
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_weights(model, folder / f"{name}.safetensors", {"name": name, "description": "random, for tests",
+                                                         "steps_trained": 0, "default_steps": 1})
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("weights")
+    tiny_weights(folder, "tiny", 0)
+    tiny_weights(folder, "other", 1)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    """A smooth synthetic scene with grain, 28 x 42 (not a multiple of the network's 4)."""
+    y, x = np.mgrid[0:28, 0:42] / 42
+    scene = np.stack([np.sin(6 * x) + y, np.cos(5 * y * x), x - y], axis=-1) * 80 + 110
+    grain = np.random.default_rng(0).normal(0, 4, scene.shape)
+    return (scene + grain).clip(0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module", params=["diffc-avif-tiny", "diffc-tiny"])
+def codec(request, weights_dir):
+    return load_codec(request.param, weights_dir=weights_dir)
+
+
+@pytest.fixture(scope="module")
+def encoded(codec, photo):
+    return codec.encode_traced(photo, **FAST)
+
+
+def test_every_input_mode_round_trips_with_its_codec_id(codec, photo, weights_dir):
+    grey = np.asarray(Image.fromarray(photo).convert("L"))
+    png = io.BytesIO()
+    Image.fromarray(photo).save(png, format="PNG")
+    inputs = [photo, Image.fromarray(photo), grey, Image.fromarray(grey), png.getvalue()]
+    blobs = codec.encode(inputs, stop_step=2, **FAST)
+    assert {unpack(b).codec_id for b in blobs} == {codec.codec_id}
+    assert codec.codec_id.startswith(codec.name + "@")
+    decoded = load_codec_for_id(codec.codec_id, weights_dir=weights_dir).decode(blobs)
+    size = (photo.shape[1], photo.shape[0])
+    assert [(im.mode, im.size) for im in decoded] == [("RGB", size)] * 2 + [("L", size)] * 2 + [("RGB", size)]
+
+
+def test_decoder_rebuilds_every_state_bit_for_bit_under_1_and_2_threads(codec, photo):
+    with fixed_threads(2):
+        blob, trace = codec.encode_traced(photo, **FAST)
+    images = []
+    for threads in (1, 2):
+        with fixed_threads(threads):
+            states = codec.decode_states(blob)
+            images.append(np.asarray(codec.decode([blob])[0]))
+        assert len(states) == len(trace.states) + 1 == codec.resolve_options("encode", {})["levels"] + 1
+        assert all(torch.equal(a, b) for a, b in zip(states[1:], trace.states))
+    assert np.array_equal(images[0], images[1])
+
+
+def test_rate_is_the_kl_plus_a_cost_per_chunk(codec, photo):
+    _, trace = codec.encode_traced(photo)  # the default cap_bits
+    fixed = 1 + codec.conditional
+    payload_bits = sum(8 * len(s) for s in trace.strings[fixed:])
+    dims = trace.states[0].numel()
+    predicted = sum(kl + CHUNK_COST_BITS * n + header_bits(n, dims, 8) for kl, n in zip(trace.kl_bits, trace.chunks))
+    assert abs(payload_bits - predicted) <= 0.1 * predicted, (payload_bits, predicted)
+    assert min(trace.kl_bits) > 0 and sum(trace.chunks) >= 20  # something was coded
+
+
+def test_every_prefix_is_the_bitstream_encoded_to_stop_there(codec, photo, encoded, tmp_path):
+    blob, trace = encoded
+    sizes = []
+    for k in range(len(trace.states) + 1):
+        shorter = truncate(blob, step=k)
+        if k in (0, 3):  # (every k: the same mechanism, and each encode costs a second)
+            assert shorter == codec.encode([photo], stop_step=k, **FAST)[0]
+        states = codec.decode_states(shorter)
+        assert len(states) == k + 1 and all(torch.equal(a, b) for a, b in zip(states[1:], trace.states[:k]))
+        assert np.array_equal(np.asarray(codec.decode([shorter])[0]), np.asarray(codec.decode([blob], truncate_step=k)[0]))
+        sizes.append(len(shorter))
+    assert sizes == sorted(set(sizes)) and len(sizes) >= 5  # rate rises with every step
+    # a bpp budget keeps the longest prefix within it, at encode, truncate and decode time alike
+    budget = (sizes[3] + sizes[4]) / 2 * 8 / (photo.shape[0] * photo.shape[1])
+    assert truncate(blob, bpp=budget) == truncate(blob, step=3) == codec.encode([photo], max_bpp=budget, **FAST)[0]
+    assert np.array_equal(np.asarray(codec.decode([blob], truncate_bpp=budget)[0]),
+                          np.asarray(codec.decode([truncate(blob, step=3)])[0]))
+    assert truncate(blob, bpp=0.0) == truncate(blob, step=0)  # the floor: header (and base) alone
+    src, out = tmp_path / "in.darc", tmp_path / "out.darc"
+    src.write_bytes(blob)
+    assert main(["truncate", str(src), str(out), "--step", "2"]) == 0 and out.read_bytes() == truncate(blob, step=2)
+    assert main(["truncate", str(src), str(out), "--bpp", str(budget)]) == 0 and out.read_bytes() == truncate(blob, step=3)
+
+
+def test_decoders_differ_as_documented(codec, encoded):
+    blob, _ = encoded
+    ode = [np.asarray(codec.decode([blob], denoiser="ode", steps=3, seed=s)[0]) for s in (0, 1)]
+    ancestral = [np.asarray(codec.decode([blob], denoiser="ancestral", steps=3, seed=s)[0]) for s in (0, 0, 1)]
+    assert np.array_equal(ode[0], ode[1])  # the probability flow is deterministic: the seed is unused
+    assert np.array_equal(ancestral[0], ancestral[1]) and not np.array_equal(ancestral[0], ancestral[2])
+    with pytest.raises(OptionError, match="denoiser"):
+        codec.decode([blob], denoiser="euler")
+
+
+def test_bad_bitstreams_raise_bitstream_errors_quickly(codec, encoded, weights_dir):
+    blob, trace = encoded
+    c = unpack(blob)
+    fixed, steps = c.strings[: 1 + codec.conditional], c.strings[1 + codec.conditional:]
+    last = steps[-1]
+    bad = {
+        "garbage": bytes(np.random.default_rng(1).integers(0, 256, 300, dtype=np.uint8)),
+        "cut mid-chunk": blob[: len(blob) - len(last) // 2],
+        "step cut mid-chunk, checksum redone": _repack(c, fixed + steps[:-1] + (last[:-1],)),
+        "step with a flipped byte, checksum redone": _repack(c, fixed + steps[:-1] + (bytes([last[0] ^ 0x10]) + last[1:],)),
+        "more steps than the schedule": _repack(c, fixed + steps + steps[:1]),
+        "no header": _repack(c, steps),
+    }
+    for what, data in bad.items():
+        t0 = time.perf_counter()
+        with pytest.raises(BitstreamError):
+            codec.decode([data])
+        assert time.perf_counter() - t0 < 10, what
+
+
+def test_wrong_model_is_refused(codec, encoded, weights_dir, photo):
+    blob, _ = encoded
+    other_weights = load_codec(codec.name.replace("tiny", "other"), weights_dir=weights_dir)
+    other_family = load_codec(codec.name.replace("diffc-avif-", "diffc-") if codec.conditional
+                              else codec.name.replace("diffc-", "diffc-avif-"), weights_dir=weights_dir)
+    cdc_avif = load_codec(weights_dir / "tiny.safetensors")  # a path loads the card's family, cdc-avif
+    for wrong in (other_weights, other_family, cdc_avif):
+        with pytest.raises(BitstreamError, match="written by codec"):
+            wrong.decode([blob])
+    with pytest.raises(BitstreamError, match="progressive"):
+        truncate(cdc_avif.encode([photo])[0], step=1)
+    # the same id with a schedule of another model's length is refused by the header check
+    c = unpack(blob)
+    header = bytearray(c.strings[0])
+    header[10:12] = (1000).to_bytes(2, "big")
+    with pytest.raises(BitstreamError, match="another model"):
+        codec.decode([_repack(c, (bytes(header),) + c.strings[1:])])
+
+
+def _repack(c: Container, strings) -> bytes:
+    return pack(Container(c.codec_id, c.height, c.width, c.mode, tuple(strings)))
+
+
+def test_the_decompress_job_previews_an_archive_at_a_lower_rate(codec, encoded, weights_dir):
+    from jobs.decompress import build_parser
+    from model.options import family_options, given_options
+    from pipeline.decoding import DecodeSettings, decode_rows
+
+    blob, _ = encoded
+    args = build_parser().parse_args(["--truncate-step", "2", "--seed", "3"])
+    options = given_options(args, family_options("decode"))
+    assert options == {"truncate_step": 2, "seed": 3}
+    rows = [{"codec_id": codec.codec_id, "bitstream": blob, "error": None}] * 2
+    decoded = decode_rows(lambda _id: codec, rows, DecodeSettings(options=options))
+    preview = np.asarray(codec.decode([truncate(blob, step=2)])[0])
+    assert all(error is None and np.array_equal(np.asarray(img), preview) for img, error in decoded)
