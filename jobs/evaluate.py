@@ -4,15 +4,20 @@
         --codecs 'jpeg-q{5,10,20,30,45}' 'webp-q{0,10,30,50,70}' cdc-s-q1 hyperprior-s-q1
 
 Per image and codec setting: bpp of the whole container (``model.bits_per_pixel``), PSNR and
-MS-SSIM on 8-bit RGB, LPIPS-alex, encode and decode seconds. Sweeps follow the codecs' declared
+MS-SSIM on 8-bit RGB, LPIPS with every network found (``lpips`` is alex, ``lpips_squeeze``
+squeeze: one no training loss used), encode and decode seconds. Sweeps follow the codecs' declared
 options: diffusion codecs are decoded at every steps x gamma combination, and an encode option
 given as a list (``--quality 10,30,50``) encodes each value separately, one RD point each.
 ``--images`` is a folder of images or WebDataset shards. Writes to ``--out``:
 
-- ``results.json``: configuration, every point, averages per codec setting and BD-rates
-- ``points.csv``, ``averages.csv``, ``bd_rate.csv``: the same as tables
-- ``rd_psnr.png``, ``rd_ms_ssim.png``, ``rd_lpips.png``: one curve per codec and decoder setting
-- ``gallery.png``: one crop decoded by every curve at the quality closest to ``--gallery-bpp``
+- ``results.json``: configuration, every point, averages per codec setting, BD-rates, vs-anchor rows
+- ``points.csv``, ``averages.csv``, ``bd_rate.csv``: the same as tables; ``bd_rate.md`` in markdown
+- ``vs_anchor.csv``, ``vs_anchor.md``: each point of each curve (in ``--vs-anchor-bpp``) against each
+  ``--anchor`` interpolated at its bpp: PSNR difference, ratio of each LPIPS
+- ``rd_psnr.png``, ``rd_ms_ssim.png``, ``rd_lpips.png`` (alex), ``rd_lpips_squeeze.png``: one curve
+  per codec and decoder setting
+- ``gallery.png``: a crop of each ``--gallery-image`` decoded by every curve (or the
+  ``--gallery-codecs`` curves) at the quality closest to ``--gallery-bpp``
 - with ``--write-cards``: each shipped model's averages into its card ``model/weights/NAME.json``
 
 The library is ``model.evaluation``; this script parses the flags and calls it.
@@ -21,17 +26,19 @@ The library is ``model.evaluation``; this script parses the flags and calls it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from pathlib import Path
 
-from model import load_codec
+from model import WeightsResolver, load_codec
 from model.evaluation.inputs import load_images
-from model.evaluation.metrics import DEFAULT_LPIPS_PATH, load_lpips
+from model.evaluation.anchor import vs_anchor
+from model.evaluation.metrics import DEFAULT_PERCEPTUAL_DIR, LPIPS_NETS, load_lpips, lpips_weight_files
 from model.evaluation.rd import METRICS, averages, bd_rates, curves
 from model.evaluation.report import center_crop, plot_rd, render_gallery, summary_table
 from model.evaluation.results import write_card_figures, write_results
-from model.evaluation.sweep import codec_names, evaluate_codec
+from model.evaluation.sweep import codec_names, evaluate_codec, planned_curves, repeated_variants
 from model.options import add_sweep_flags, family_options
 
 SWEPT_BY_OWN_FLAGS = ("steps", "gamma", "seed")  # --steps, --gammas (lists) and --seed (fixed) below
@@ -43,6 +50,15 @@ def _int_list(text: str) -> list[int]:
 
 def _float_list(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x]
+
+
+def _str_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _bpp_range(text: str) -> tuple[float, float]:
+    lo, hi = _float_list(text)
+    return lo, hi
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,13 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for stochastic decoding")
     add_sweep_flags(p.add_argument_group("option sweeps (each codec takes the options its family declares)"),
                     family_options("encode") + family_options("decode"), skip=SWEPT_BY_OWN_FLAGS)
-    p.add_argument("--lpips-weights", type=Path, default=DEFAULT_LPIPS_PATH, help="complete LPIPS-alex state dict")
+    p.add_argument("--lpips-weights", type=Path, default=DEFAULT_PERCEPTUAL_DIR,
+                   help="folder of complete LPIPS state dicts lpips_NET.pth, or one file (LPIPS-alex's)")
+    p.add_argument("--lpips-nets", type=_str_list,
+                   help=f"LPIPS networks to measure, of {','.join(LPIPS_NETS)} (default: each whose weights exist)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
-    p.add_argument("--anchor", default="webp", help="curve the BD-rates are measured against")
+    p.add_argument("--anchor", nargs="+", default=["webp"],
+                   help="curve(s) the BD-rates and vs_anchor tables compare with, e.g. avif; with several, "
+                   "a table each (avif 'cdc-avif-base steps=1 gamma=0' separates the network's gain)")
+    p.add_argument("--vs-anchor-bpp", type=_bpp_range, default=(0.0, math.inf), metavar="LO,HI",
+                   help="bpp range of the points compared with the anchor in vs_anchor.md (default: all)")
     p.add_argument("--gallery-bpp", type=float, default=0.25, help="target bpp of the gallery crops")
-    p.add_argument("--gallery-image", help="file name of the gallery image (default: the first)")
+    p.add_argument("--gallery-image", nargs="+", help="file name(s) of the gallery image(s), one row each "
+                   "(default: the first image)")
+    p.add_argument("--gallery-codecs", nargs="+", metavar="CURVE",
+                   help="curves shown in the gallery, in order, named as in the RD plots "
+                   "(e.g. avif 'cdc-avif-mse steps=1 gamma=0'; default: every curve at --gallery-steps)")
     p.add_argument("--gallery-crop", type=int, default=256, help="side of the square gallery crop")
     p.add_argument("--gallery-steps", type=int, default=8, help="diffusion steps shown in the gallery")
+    p.add_argument("--weights-dir", nargs="+", type=Path, default=[],
+                   help="folders searched for weights by name before model/weights/ (work in progress: "
+                   "DIR/cdc-avif-x.safetensors makes cdc-avif-x-q{10,20} valid names)")
     p.add_argument("--limit", type=int, help="use only the first N images (quick runs)")
     p.add_argument("--device", default="cpu", help="torch device for neural codecs and LPIPS")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
@@ -87,19 +117,21 @@ def sweep_from(args) -> dict[str, list]:
     return {"steps": args.steps, "gamma": args.gammas, **{k: v for k, v in swept.items() if v}}
 
 
-def open_lpips(args):
-    """The LPIPS module, or None with a warning when there are no weights."""
+def open_lpips(args) -> tuple[dict, dict]:
+    """(net -> weights file, net -> LPIPS module); empty, with a warning, when there are no weights."""
     import warnings
 
     if args.no_lpips:
-        return None
-    if args.lpips_weights is None:
-        warnings.warn("LPIPS skipped: no weights found (pass --lpips-weights PATH/lpips_alex.pth)", stacklevel=2)
-        return None
+        return {}, {}
     try:
-        return load_lpips(args.lpips_weights, device=args.device)
-    except FileNotFoundError as exc:
+        files = lpips_weight_files(args.lpips_weights, args.lpips_nets)
+        models = {net: load_lpips(path, net=net, device=args.device) for net, path in files.items()}
+    except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(str(exc)) from None
+    if not models:
+        warnings.warn(f"LPIPS skipped: no weights found in {args.lpips_weights} (pass --lpips-weights "
+                      f"DIR holding lpips_alex.pth, lpips_squeeze.pth)", stacklevel=2)
+    return files, models
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,47 +145,63 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     names = codec_names(args.codecs, args.qualities)
     images = load_images(args.images, args.limit)
-    gallery_name = args.gallery_image or images[0][0]
-    if gallery_name not in {name for name, _ in images}:
-        raise SystemExit(f"--gallery-image {gallery_name} is not among the evaluated images in {args.images}")
-    lpips_model = open_lpips(args)
+    gallery_names = args.gallery_image or [images[0][0]]
+    missing = sorted(set(gallery_names) - {name for name, _ in images})
+    if missing:
+        raise SystemExit(f"--gallery-image {' '.join(missing)}: not among the evaluated images in {args.images}")
+    lpips_files, lpips_models = open_lpips(args)
     try:
-        codecs = [load_codec(n, device=args.device) for n in names]
+        resolver = WeightsResolver.from_env()
+        resolver = dataclasses.replace(resolver, dirs=(*args.weights_dir, *resolver.dirs))
+        codecs = [load_codec(n, device=args.device, resolver=resolver) for n in names]
     except KeyError as exc:
         raise SystemExit(exc.args[0]) from None
+    repeated = repeated_variants(codecs, sweep_from(args))
+    if repeated:  # an encode sweep overrides the quality a name presets
+        raise SystemExit(f"{', '.join(repeated)}: made by more than one of --codecs under this sweep; name each "
+                         f"family once when sweeping (avif --quality 10,20) or preset names without the sweep "
+                         f"('avif-q{{10,20}}' 'cdc-avif-mse-q{{10,20}}')")
+    unknown = sorted(set(args.gallery_codecs or ()) - set(planned_curves(codecs, sweep_from(args))))
+    if unknown:  # checked before hours of decoding, not after
+        raise SystemExit(f"--gallery-codecs {', '.join(map(repr, unknown))}: no such curve in this run "
+                         f"(curves: {', '.join(map(repr, planned_curves(codecs, sweep_from(args))))})")
 
     points, gallery = [], []
 
     def keep(name, point, rgb):
-        if name == gallery_name:
+        if name in gallery_names:
             gallery.append((point, center_crop(rgb, args.gallery_crop)))
 
     with tqdm(total=len(codecs) * len(images), desc="evaluate", unit="img", file=sys.stderr) as bar:
         for codec in codecs:
             bar.set_postfix_str(codec.name)
-            points += evaluate_codec(codec, images, sweep_from(args), {"seed": args.seed}, lpips_model, bar.update, keep)
+            points += evaluate_codec(codec, images, sweep_from(args), {"seed": args.seed}, lpips_models, bar.update,
+                                     keep)
 
     rows = averages(points)
     rd_curves = curves(rows)
-    bd_rows = bd_rates(rd_curves, args.anchor)
+    bd_rows = [row for anchor in args.anchor for row in bd_rates(rd_curves, anchor)]
+    vs_rows = [row for anchor in args.anchor for row in vs_anchor(rd_curves, anchor, args.vs_anchor_bpp)]
     config = {
-        "images": str(args.images), "n_images": len(images), "codecs": names, "steps": args.steps,
+        "images": str(args.images), "n_images": len(images), "codecs": names,
+        "codec_ids": sorted({p["codec_id"] for p in points}), "steps": args.steps,
         "gammas": args.gammas, "sweep": sweep_from(args), "seed": args.seed,
-        "lpips_weights": str(args.lpips_weights) if lpips_model else None,
-        "anchor": args.anchor, "pillow": PIL.__version__, "torch": torch.__version__, "threads": args.threads,
+        "lpips_weights": {net: str(path) for net, path in lpips_files.items()} or None,
+        "anchor": args.anchor, "vs_anchor_bpp": list(args.vs_anchor_bpp), "pillow": PIL.__version__,
+        "torch": torch.__version__, "threads": args.threads,
         "command": "python -m jobs.evaluate " + " ".join(argv if argv is not None else sys.argv[1:]),
     }  # fmt: skip
-    write_results(args.out, config, points, rows, bd_rows)
+    write_results(args.out, config, points, rows, bd_rows, vs_rows, args.vs_anchor_bpp)
     title = f"{Path(args.images).name} ({len(images)} images)"
     for metric in METRICS:
         if any(math.isfinite(r[metric]) for r in rows):
             plot_rd(rd_curves, metric, args.out / f"rd_{metric}.png", title)
-    render_gallery(images, gallery_name, gallery, args, args.out / "gallery.png")
+    render_gallery(images, gallery_names, gallery, args, args.out / "gallery.png")
     if args.write_cards:
         for card in write_card_figures(codecs, rows, config):
             print(f"figures written into {card}")
     print(summary_table(rows, bd_rows))
-    print(f"wrote {args.out}/results.json, *.csv, rd_*.png, gallery.png")
+    print(f"wrote {args.out}/results.json, *.csv, *.md, rd_*.png, gallery.png")
     return 0
 
 

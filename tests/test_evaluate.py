@@ -96,29 +96,38 @@ def _png_bytes(arr):
     return buf.getvalue()
 
 
-def test_evaluate_end_to_end_on_tiny_images(tmp_path, capsys):
+def _random_lpips_folder(folder, nets=("alex", "squeeze")):
+    """lpips_<net>.pth files of LPIPS with random backbones (no download), as ../shared/data/perceptual holds."""
     import lpips
 
+    folder.mkdir(exist_ok=True)
+    torch.manual_seed(0)
+    for net in nets:
+        with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=`
+            warnings.simplefilter("ignore", UserWarning)
+            model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
+        torch.save(model.state_dict(), folder / f"lpips_{net}.pth")
+    return folder
+
+
+def test_evaluate_end_to_end_on_tiny_images(tmp_path, capsys):
     folder = tmp_path / "images"
     folder.mkdir()
     Image.fromarray(_photo_like(176, 192, 0)).save(folder / "a.png")
     Image.fromarray(_photo_like(192, 176, 1)).save(folder / "b.png")
     Image.fromarray(_photo_like(48, 64, 2)[..., 0]).save(folder / "grey.png")  # mode L, too small for MS-SSIM
-    with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=`
-        warnings.simplefilter("ignore", UserWarning)
-        random_lpips = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-    torch.save(random_lpips.state_dict(), tmp_path / "lpips.pth")
     out = tmp_path / "out"
 
     rc = main(
         ["--images", str(folder), "--out", str(out), "--codecs", "jpeg-q{15,85}", "webp",
-         "--qualities", "10,80", "--lpips-weights", str(tmp_path / "lpips.pth"),
+         "--qualities", "10,80", "--lpips-weights", str(_random_lpips_folder(tmp_path / "lpips")),
          "--gallery-image", "b.png", "--gallery-crop", "64", "--gallery-bpp", "1.0"]
     )  # fmt: skip
 
     assert rc == 0
-    for name in ("results.json", "points.csv", "averages.csv", "bd_rate.csv", "rd_psnr.png", "rd_ms_ssim.png",
-                 "rd_lpips.png", "gallery.png"):  # fmt: skip
+    for name in ("results.json", "points.csv", "averages.csv", "bd_rate.csv", "bd_rate.md", "vs_anchor.csv",
+                 "vs_anchor.md", "rd_psnr.png", "rd_ms_ssim.png", "rd_lpips.png", "rd_lpips_squeeze.png",
+                 "gallery.png"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     results = json.loads((out / "results.json").read_text())
     points = results["points"]
@@ -128,6 +137,7 @@ def test_evaluate_end_to_end_on_tiny_images(tmp_path, capsys):
     for p in points:
         assert p["bpp"] == pytest.approx(p["bytes"] * 8 / (p["height"] * p["width"]))
         assert 10 < p["psnr"] < 60 and 0 <= p["lpips"] and p["encode_s"] > 0 and p["decode_s"] > 0
+        assert 0 <= p["lpips_squeeze"] and p["lpips_squeeze"] != p["lpips"]  # a second, different network
         assert (p["ms_ssim"] is None) == (p["image"] == "grey.png")
     rows = {r["codec"]: r for r in results["averages"]}
     for low, high in (("jpeg-q15", "jpeg-q85"), ("webp-q10", "webp-q80")):
@@ -136,6 +146,8 @@ def test_evaluate_end_to_end_on_tiny_images(tmp_path, capsys):
         assert rows[low]["ms_ssim"] < rows[high]["ms_ssim"] <= 1
     (bd,) = results["bd_rate"]
     assert bd["curve"] == "jpeg" and bd["anchor"] == "webp" and math.isfinite(bd["bd_rate_psnr"])
+    assert math.isfinite(bd["bd_rate_lpips_squeeze"]) and "LPIPS-squeeze" in (out / "bd_rate.md").read_text()
+    assert set(results["config"]["lpips_weights"]) == {"alex", "squeeze"}
     with Image.open(out / "gallery.png") as g:
         assert g.width >= 3 * 64 and g.height >= 64  # original + jpeg + webp tiles
     printed = capsys.readouterr().out
@@ -192,3 +204,86 @@ def test_write_cards_refuses_a_partial_image_set(tmp_path):
     with pytest.raises(SystemExit, match="drop --limit"):
         main(["--images", str(tmp_path), "--out", str(tmp_path), "--codecs", "jpeg-q5", "--limit", "2",
               "--write-cards"])
+
+
+@pytest.fixture
+def zero_cdc_avif(tmp_path):
+    """A tiny cdc-avif weights file with the zero-initialised head: it decodes to the AVIF base exactly."""
+    from model.nn.config import CONFIGS
+    from model.nn.restoration import AvifRestorationModel
+
+    torch.manual_seed(0)
+    path = tmp_path / "cdc-avif-zero.safetensors"
+    save_weights(AvifRestorationModel(CONFIGS["cdc-avif-tiny"]), path,
+                 {"name": "cdc-avif-zero", "description": "test", "steps_trained": 0, "default_steps": 1})
+    return path
+
+
+def _image_folder(tmp_path, n=2, h=128, w=192):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(_photo_like(h, w, i)).save(folder / f"{'ab'[i]}.png")
+    return folder
+
+
+def test_cdc_avif_curve_per_decode_setting_against_avif(tmp_path, zero_cdc_avif, capsys):
+    out = tmp_path / "out"
+    assert main(["--images", str(_image_folder(tmp_path)), "--out", str(out), "--codecs", "avif-q{20,45,70}",
+                 "cdc-avif-zero-q{20,45,70}", "--weights-dir", str(zero_cdc_avif.parent), "--steps", "1,2",
+                 "--gammas", "0,0.8", "--anchor",
+                 "avif", "cdc-avif-zero steps=1 gamma=0", "--no-lpips", "--gallery-bpp", "0.5", "--gallery-crop", "32", "--gallery-image", "a.png",
+                 "b.png", "--gallery-codecs", "cdc-avif-zero steps=2 gamma=0.8", "avif"]) == 0  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    ours = [f"cdc-avif-zero steps={s} gamma={g}" for s in (1, 2) for g in ("0", "0.8")]
+    assert {r["curve"] for r in results["averages"]} == {"avif", *ours}
+    bd = {(b["curve"], b["anchor"]): b["bd_rate_psnr"] for b in results["bd_rate"]}
+    assert sorted(c for c, a in bd if a == "avif") == ours and len(bd) == 2 * len(ours)
+    assert bd["cdc-avif-zero steps=2 gamma=0", ours[0]] == pytest.approx(0, abs=1e-9)  # same pixels, same bytes
+    assert bd["avif", ours[0]] > 0 > bd[ours[0], "avif"]  # the anchors compared both ways
+    points = {(p["curve"], p["image"], p["encode"]): p for p in results["points"]}
+    for (curve, image, encode), p in points.items():  # the zero head returns AVIF's pixels in fewer bytes
+        if curve != "avif":
+            assert p["psnr"] == points["avif", image, encode]["psnr"]
+            assert p["bytes"] < points["avif", image, encode]["bytes"]
+    compared = [r for r in results["vs_anchor"] if r["psnr_diff"] is not None and r["anchor"] == "avif"]
+    assert {r["encode"] for r in compared} == {"quality=45", "quality=70"}  # quality 20 is under avif's lowest bpp
+    assert all(r["psnr_diff"] > 0 for r in compared) and len(compared) == 4 * 2
+    vs_text = (out / "vs_anchor.md").read_text()
+    assert "## cdc-avif-zero steps=2 gamma=0.8" in vs_text and "# Against cdc-avif-zero steps=1 gamma=0 " in vs_text
+    printed = capsys.readouterr().out  # the name does not say the quality, so the summary does
+    assert "cdc-avif-zero quality=45" in printed and "avif-q45 " in printed and "avif-q45 quality" not in printed
+    assert "BD-rate against avif (" in printed and "BD-rate against cdc-avif-zero steps=1 gamma=0 (" in printed
+    assert (out / "bd_rate.md").read_text().count("| curve | PSNR |") == 2
+    with Image.open(out / "gallery.png") as g:  # two images, each a row: original + the two curves asked for
+        assert g.size == (3 * (240 + 6), 2 * (32 + 16 * 3 + 4 + 6))
+
+
+def test_unknown_gallery_curve_fails_before_evaluating(tmp_path, zero_cdc_avif):
+    with pytest.raises(SystemExit, match=r"no such curve.*'cdc-avif-zero steps=1 gamma=0'"):
+        main(["--images", str(_image_folder(tmp_path, 1)), "--out", str(tmp_path / "out"), "--codecs",
+              str(zero_cdc_avif), "--steps", "1", "--gammas", "0", "--no-lpips", "--gallery-codecs",
+              "cdc-avif-zero steps=4 gamma=0"])  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_that_repeats_codecs_is_refused_before_evaluating(tmp_path):
+    with pytest.raises(SystemExit, match=r"jpeg-q20 quality=20, jpeg-q40 quality=40: made by more than one"):
+        main(["--images", str(_image_folder(tmp_path, 1)), "--out", str(tmp_path / "out"), "--codecs",
+              "jpeg-q{5,10}", "webp-q10", "--quality", "20,40", "--no-lpips"])  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+def test_gallery_picks_the_named_curves_in_order_nearest_the_target_bpp():
+    from model.evaluation.report import gallery_picks
+
+    def point(curve, bpp, steps=None):
+        return ({"curve": curve, "bpp": bpp, "steps": steps}, np.zeros((2, 2, 3), np.uint8))
+
+    gallery = [point("avif", 0.1), point("avif", 0.18), point("x steps=8 gamma=0.8", 0.16, 8),
+               point("x steps=1 gamma=0", 0.12, 1), point("x steps=1 gamma=0", 0.3, 1), point("webp", 0.15)]
+    picked = gallery_picks(gallery, 0.15, 8, ["x steps=1 gamma=0", "avif"])
+    assert [(p["curve"], p["bpp"]) for p, _ in picked] == [("x steps=1 gamma=0", 0.12), ("avif", 0.18)]
+    by_default = gallery_picks(gallery, 0.15, 8)  # every curve, diffusion ones at 8 steps only
+    assert [(p["curve"], p["bpp"]) for p, _ in by_default] == [("avif", 0.18), ("webp", 0.15),
+                                                                ("x steps=8 gamma=0.8", 0.16)]

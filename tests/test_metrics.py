@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from model.evaluation.bdrate import bd_rate, ms_ssim_db
-from model.evaluation.metrics import DEFAULT_LPIPS_PATH, load_lpips, lpips_distance, ms_ssim, psnr
+from model.evaluation.metrics import (default_lpips_path, load_lpips, lpips_column, lpips_distance,
+                                      lpips_weight_files, ms_ssim, psnr)
 
 torch.set_num_threads(1)
 
@@ -87,11 +88,31 @@ def test_load_lpips_names_missing_file(tmp_path):
         load_lpips(tmp_path / "nope.pth")
 
 
-@pytest.mark.skipif(DEFAULT_LPIPS_PATH is None, reason="../shared/data/perceptual/lpips_alex.pth absent (fresh clone)")
-def test_shared_lpips_weights_load_and_rank_noise():
-    model = load_lpips(DEFAULT_LPIPS_PATH)
+@pytest.mark.parametrize("net", ["alex", "squeeze"])
+def test_shared_lpips_weights_load_and_rank_noise(net):
+    if default_lpips_path(net) is None:
+        pytest.skip(f"../shared/data/perceptual/lpips_{net}.pth absent (fresh clone)")
+    model = load_lpips(default_lpips_path(net), net=net)
     a = _smooth_image(h=64, w=64)
     assert 0.0 < lpips_distance(model, a, _noisy(a, 5)) < lpips_distance(model, a, _noisy(a, 40))
+
+
+def test_lpips_weight_files_from_a_folder_or_one_file(tmp_path):
+    (tmp_path / "lpips_squeeze.pth").write_bytes(b"x")
+    assert lpips_weight_files(tmp_path) == {"squeeze": tmp_path / "lpips_squeeze.pth"}  # what is there
+    (tmp_path / "lpips_alex.pth").write_bytes(b"x")
+    assert set(lpips_weight_files(tmp_path)) == {"alex", "squeeze"}
+    assert lpips_weight_files(tmp_path, ["squeeze"]) == {"squeeze": tmp_path / "lpips_squeeze.pth"}
+    assert lpips_weight_files(tmp_path / "lpips_alex.pth") == {"alex": tmp_path / "lpips_alex.pth"}
+    assert lpips_weight_files(None) == {}
+    with pytest.raises(FileNotFoundError, match="one file .*pass the folder holding lpips_squeeze.pth"):
+        lpips_weight_files(tmp_path / "lpips_alex.pth", ["alex", "squeeze"])
+    with pytest.raises(ValueError, match="unknown LPIPS network.*vgg"):
+        lpips_weight_files(tmp_path, ["vgg"])
+    (tmp_path / "lpips_alex.pth").unlink()
+    with pytest.raises(FileNotFoundError, match="LPIPS-alex weights not found at .*lpips_alex.pth"):
+        lpips_weight_files(tmp_path, ["alex"])
+    assert [lpips_column(n) for n in ("alex", "squeeze")] == ["lpips", "lpips_squeeze"]  # older results stay valid
 
 
 def test_bd_rate_of_constant_rate_factor_is_that_factor():

@@ -1,4 +1,6 @@
 """Evaluation as a library: what is measured (``sweep``: codec names, option sweeps, RD points),
-``metrics`` (PSNR, MS-SSIM, LPIPS), ``rd`` (averages, curves, BD-rate via ``bdrate``), ``results``
-(JSON, CSV, card figures), ``report`` (RD plots, gallery, summary table), ``inputs`` (image
-folders or shards) and ``benchmark`` (codec speed). ``jobs/evaluate.py`` is the script over it."""
+``metrics`` (PSNR, MS-SSIM, LPIPS per network), ``rd`` (averages, curves, BD-rate via ``bdrate``),
+``anchor`` (each point against the anchor at the same bpp), ``results`` (JSON, CSV, markdown,
+card figures), ``report`` (RD plots, gallery, summary tables), ``inputs`` (image folders or shards)
+and ``benchmark`` (codec speed; ``benchmark_avif``: cdc-avif against AVIF itself).
+``jobs/evaluate.py`` is the script over it."""

@@ -7,6 +7,8 @@ MS-SSIM needs at least 161 pixels on the short side (5 scales of an 11-tap windo
 
 LPIPS: ``load_lpips`` returns the frozen ``lpips.LPIPS`` module itself, so training can call it
 as a differentiable loss on tensors in [-1, 1]; ``lpips_distance`` wraps it for uint8 arrays.
+Evaluations measure every network of ``LPIPS_NETS`` whose weights they find (``lpips_weight_files``):
+a network no training loss used is the evidence a perceptual claim needs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ def default_lpips_path(net: str = "alex") -> Path | None:
 
 
 DEFAULT_LPIPS_PATH = default_lpips_path()
+DEFAULT_PERCEPTUAL_DIR = DEFAULT_LPIPS_PATH.parent if DEFAULT_LPIPS_PATH else None
+
+LPIPS_NETS = ("alex", "squeeze")
+
+
+def lpips_column(net: str) -> str:
+    """The result column of an LPIPS network: ``lpips`` stays alex's (older results), others ``lpips_<net>``."""
+    return "lpips" if net == "alex" else f"lpips_{net}"
+
+
+LPIPS_COLUMNS = tuple(lpips_column(n) for n in LPIPS_NETS)
+LPIPS_NAMES = {lpips_column(n): f"LPIPS-{n}" for n in LPIPS_NETS}  # column -> label in tables and plots
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,3 +113,29 @@ def lpips_distance(model, a: np.ndarray, b: np.ndarray) -> float:
     x, y = (_to_tensor(im).to(device) / 127.5 - 1.0 for im in (a, b))
     with torch.no_grad():
         return float(model(x, y).mean())
+
+
+def lpips_weight_files(source: str | Path | None, nets: list[str] | None = None) -> dict[str, Path]:
+    """Net -> weights file. ``source`` is a folder of ``lpips_<net>.pth`` files, or one file (alex's).
+
+    Without ``nets``: every network of ``LPIPS_NETS`` whose file is there. A network asked for by
+    name must be known and its file present.
+    """
+    if source is None:
+        return {}
+    source = Path(source)
+    files = {"alex": source} if source.is_file() else {n: source / f"lpips_{n}.pth" for n in LPIPS_NETS}
+    if nets is None:
+        return {n: p for n, p in files.items() if p.exists()}
+    unknown = [n for n in nets if n not in LPIPS_NETS]
+    if unknown:
+        raise ValueError(f"unknown LPIPS network(s) {', '.join(unknown)} (known: {', '.join(LPIPS_NETS)})")
+    for net in nets:
+        if net not in files:
+            raise FileNotFoundError(f"LPIPS-{net}: {source} is one file (alex's); pass the folder holding "
+                                    f"lpips_{net}.pth, e.g. --lpips-weights ../shared/data/perceptual")
+        if not files[net].exists():
+            raise FileNotFoundError(f"LPIPS-{net} weights not found at {files[net]} (put lpips_{net}.pth there "
+                                    f"or leave {net} out of --lpips-nets)")
+    return {n: files[n] for n in nets}
+

@@ -4,7 +4,7 @@ bitstream per image is an RD point, so each bitstream draws one curve.
     python -m model.evaluation.progressive --weights-dir /work/notes/weights --weights cdc-avif-mse \\
         --images ../shared/data/kodak --names kodim04.png,kodim08.png --out results/diffc
 
-Writes points.csv (per image and point), averages.csv, results.json, rd_{psnr,ms_ssim,lpips}.png and
+Writes points.csv (per image and point), averages.csv, results.json, rd_{psnr,ms_ssim,lpips,lpips_squeeze}.png and
 prefixes.png (one crop decoded from successive prefixes of one bitstream). References: ``avif-qN``
 and the base-layer codec ``cdc-avif`` (``WEIGHTS``, one-step decode) at the same qualities.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import time
 from dataclasses import replace
@@ -27,21 +26,21 @@ from ..format import bits_per_pixel
 from ..registry import load_codec
 from ..threads import fixed_threads
 from .inputs import load_images
-from .metrics import default_lpips_path, load_lpips, lpips_distance, ms_ssim, psnr
+from .metrics import DEFAULT_PERCEPTUAL_DIR, load_lpips, lpips_weight_files, ms_ssim, psnr
 from .rd import METRICS, averages, curves
 from .report import center_crop, plot_rd
-from .sweep import evaluate_codec, setting_label
+from .sweep import evaluate_codec, lpips_values, setting_label
 
 DECODERS = ({"denoiser": "ode", "steps": 1}, {"denoiser": "ode", "steps": 4}, {"denoiser": "ancestral", "steps": 4})
 
 
-def metrics(original: np.ndarray, decoded, lpips_model) -> dict:
+def metrics(original: np.ndarray, decoded, lpips_models: dict) -> dict:
     rgb = np.asarray(decoded.convert("RGB"), dtype=np.uint8)
     return {"psnr": psnr(original, rgb), "ms_ssim": ms_ssim(original, rgb),
-            "lpips": lpips_distance(lpips_model, original, rgb) if lpips_model else math.nan}
+            **lpips_values(lpips_models, original, rgb)}
 
 
-def prefix_points(codec, name: str, rgb: np.ndarray, encode: dict, lpips_model, keep=None) -> list[dict]:
+def prefix_points(codec, name: str, rgb: np.ndarray, encode: dict, lpips_models: dict, keep=None) -> list[dict]:
     """One point per (prefix, decoder) of the bitstream ``codec`` writes for ``rgb``."""
     t0 = time.perf_counter()
     blob, trace = codec.encode_traced(rgb, **encode)
@@ -60,7 +59,7 @@ def prefix_points(codec, name: str, rgb: np.ndarray, encode: dict, lpips_model, 
                 "height": rgb.shape[0], "width": rgb.shape[1], "bytes": len(prefix),
                 "bpp": bits_per_pixel(prefix, *rgb.shape[:2]), "coded_steps": k,
                 "kl_bits": sum(trace.kl_bits[:k]), "chunks": sum(trace.chunks[:k]),
-                **metrics(rgb, decoded, lpips_model), "encode_s": encode_s,
+                **metrics(rgb, decoded, lpips_models), "encode_s": encode_s,
                 "decode_s": time.perf_counter() - t0,
             })  # fmt: skip
             if keep is not None:
@@ -124,8 +123,7 @@ def main(argv=None) -> None:
     wanted = args.names.split(",")
     images = [(n, replace(im, rgb=center_crop(im.rgb, args.crop).copy()))
               for n, im in load_images(args.images) if n in wanted]
-    lpips_path = default_lpips_path()
-    lpips_model = load_lpips(lpips_path) if lpips_path else None
+    lpips_models = {net: load_lpips(path, net=net) for net, path in lpips_weight_files(DEFAULT_PERCEPTUAL_DIR).items()}
     qualities = [int(q) for q in args.qualities.split(",")]
     ref_qualities = [int(q) for q in args.reference_qualities.split(",")]
     kw = {"weights_dir": args.weights_dir}
@@ -140,12 +138,12 @@ def main(argv=None) -> None:
                     tiles.append((point, decoded))
 
             for q in qualities:
-                points += prefix_points(conditional, name, im.rgb, {"quality": q}, lpips_model, keep)
-            points += prefix_points(unconditional, name, im.rgb, {}, lpips_model)
+                points += prefix_points(conditional, name, im.rgb, {"quality": q}, lpips_models, keep)
+            points += prefix_points(unconditional, name, im.rgb, {}, lpips_models)
             print(f"{name}: done", flush=True)
         for ref in [load_codec(f"avif-q{q}") for q in ref_qualities]:
-            points += evaluate_codec(ref, images, {}, {}, lpips_model)
-        points += evaluate_codec(load_codec(args.weights, **kw), images, {"quality": ref_qualities}, {}, lpips_model)
+            points += evaluate_codec(ref, images, {}, {}, lpips_models)
+        points += evaluate_codec(load_codec(args.weights, **kw), images, {"quality": ref_qualities}, {}, lpips_models)
         figure_rgb = dict(images)[args.figure_image].rgb
         timing += encode_times(conditional, figure_rgb, [int(c) for c in args.time_caps.split(",")],
                                {"quality": qualities[-1]})

@@ -12,8 +12,9 @@ import warnings
 import numpy as np
 
 from .bdrate import bd_rate, ms_ssim_db
+from .metrics import LPIPS_COLUMNS
 
-METRICS = ("psnr", "ms_ssim", "lpips")
+METRICS = ("psnr", "ms_ssim", *LPIPS_COLUMNS)  # lpips is LPIPS-alex; lpips_squeeze ...
 SETTING_KEYS = ("codec", "curve", "family", "steps", "gamma", "encode", "decode")
 
 
@@ -46,11 +47,12 @@ def curves(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def bd_rates(rd_curves: dict[str, list[dict]], anchor: str) -> list[dict]:
-    """BD-rate (%) of every curve against ``anchor`` on PSNR, MS-SSIM (in dB) and LPIPS."""
+    """BD-rate (%) of every curve against ``anchor`` on PSNR, MS-SSIM (in dB) and each LPIPS network."""
     if anchor not in rd_curves:
         warnings.warn(f"no BD-rates: anchor curve '{anchor}' was not evaluated (add e.g. 'webp-q{{0,10,30,50,70}}')")
         return []
-    axes = {"psnr": lambda r: r["psnr"], "ms_ssim": lambda r: ms_ssim_db(r["ms_ssim"]), "lpips": lambda r: r["lpips"]}
+    axes = {m: (lambda r, m=m: r[m]) for m in METRICS}
+    axes["ms_ssim"] = lambda r: ms_ssim_db(r["ms_ssim"])
     ref = rd_curves[anchor]
     rows = []
     for name, rs in rd_curves.items():

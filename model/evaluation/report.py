@@ -8,11 +8,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .metrics import LPIPS_COLUMNS, LPIPS_NAMES, LPIPS_NETS
+
 AXIS_LABELS = {
     "psnr": "PSNR (dB, 8-bit RGB)",
     "ms_ssim": "MS-SSIM",
-    "lpips": "LPIPS-alex (lower is better)",
+    **{c: f"{name} (lower is better)" for c, name in LPIPS_NAMES.items()},
 }
+
+
+BD_HEADS = {"psnr": "PSNR", "ms_ssim": "MS-SSIM", **{c: name[:8] for c, name in LPIPS_NAMES.items()}}  # fit 9 columns
 
 
 def center_crop(rgb: np.ndarray, side: int) -> np.ndarray:
@@ -35,7 +40,7 @@ def plot_rd(rd_curves: dict[str, list[dict]], metric: str, path: Path, title: st
         pts = [(r["bpp"], r[metric]) for r in rows if math.isfinite(r[metric])]
         if pts:
             x, y = zip(*pts)
-            dashed = " gamma=" in name and not name.endswith("gamma=0")
+            dashed = any(r["gamma"] for r in rows)  # stochastic decoding (gamma > 0)
             ax.plot(x, y, "--o" if dashed else "-o", ms=3, lw=1.2, color=colours(i % 20), label=name)
     ax.set_xlabel("bits per pixel (whole container)")
     ax.set_ylabel(AXIS_LABELS[metric])
@@ -47,22 +52,26 @@ def plot_rd(rd_curves: dict[str, list[dict]], metric: str, path: Path, title: st
     plt.close(fig)
 
 
-def gallery_picks(gallery: list[tuple[dict, np.ndarray]], target_bpp: float, steps: int) -> list[tuple[dict, np.ndarray]]:
+def gallery_picks(gallery: list[tuple[dict, np.ndarray]], target_bpp: float, steps: int,
+                  curves: list[str] | None = None) -> list[tuple[dict, np.ndarray]]:
     """Per curve, the (point, crop) whose bpp is closest to ``target_bpp``.
 
-    Diffusion settings other than ``steps`` decoding steps are left out (one row per gamma),
-    unless ``steps`` was not evaluated, then the largest evaluated is used.
+    With ``curves``: those curves only, in that order (their names carry the decode settings).
+    Otherwise every curve, by name, less the diffusion settings other than ``steps`` decoding
+    steps (one row per gamma), unless ``steps`` was not evaluated, then the largest evaluated is used.
     """
-    evaluated_steps = {p["steps"] for p, _ in gallery if p["steps"] is not None}
-    show_steps = steps if steps in evaluated_steps else max(evaluated_steps, default=None)
+    if curves is None:
+        evaluated_steps = {p["steps"] for p, _ in gallery if p["steps"] is not None}
+        show_steps = steps if steps in evaluated_steps else max(evaluated_steps, default=None)
+        gallery = [(p, c) for p, c in gallery if p["steps"] is None or p["steps"] == show_steps]
+        curves = sorted({p["curve"] for p, _ in gallery})
     best: dict[str, tuple[dict, np.ndarray]] = {}
     for point, crop in gallery:
-        if point["steps"] is not None and point["steps"] != show_steps:
-            continue
         curve = point["curve"]
-        if curve not in best or abs(point["bpp"] - target_bpp) < abs(best[curve][0]["bpp"] - target_bpp):
+        if curve in curves and (curve not in best
+                                or abs(point["bpp"] - target_bpp) < abs(best[curve][0]["bpp"] - target_bpp)):
             best[curve] = (point, crop)
-    return [best[c] for c in sorted(best)]
+    return [best[c] for c in curves if c in best]
 
 
 def _label_tile(crop: np.ndarray, lines: list[str], font, min_width: int = 240) -> Image.Image:
@@ -75,22 +84,36 @@ def _label_tile(crop: np.ndarray, lines: list[str], font, min_width: int = 240) 
     return tile
 
 
-def render_gallery(images, gallery_name: str, gallery: list, args, path: Path, columns: int = 4) -> None:
-    """Original crop plus every curve's crop near ``args.gallery_bpp``, labelled, in one PNG."""
-    original = next(im for name, im in images if name == gallery_name)
+def _labels(point: dict) -> list[str]:
+    """Curve, encode setting, bpp and PSNR, then each LPIPS measured."""
+    lines = [point["curve"], point["encode"] or point["codec"], f"{point['bpp']:.3f} bpp  {point['psnr']:.2f} dB"]
+    lpips = [f"{net} {point[c]:.3f}" for net, c in zip(LPIPS_NETS, LPIPS_COLUMNS) if math.isfinite(point[c])]
+    return lines + (["LPIPS " + "  ".join(lpips)] if lpips else [])
+
+
+def render_gallery(images, gallery_names: list[str], gallery: list, args, path: Path) -> None:
+    """One row per gallery image: its original crop, then each curve's crop nearest ``args.gallery_bpp``.
+
+    ``args.gallery_codecs`` (curve names) picks and orders the curves; without it every curve is
+    shown, four tiles to a line.
+    """
     font = ImageFont.load_default(size=13)
-    tiles = [_label_tile(center_crop(original.rgb, args.gallery_crop), [f"original {gallery_name}", "centre crop"], font)]
-    for point, crop in gallery_picks(gallery, args.gallery_bpp, args.gallery_steps):
-        quality = f"{point['psnr']:.2f} dB"
-        if math.isfinite(point["lpips"]):
-            quality += f"  LPIPS {point['lpips']:.3f}"
-        tiles.append(_label_tile(crop, [point["curve"], f"{point['codec']}  {point['bpp']:.3f} bpp", quality], font))
-    tile_w = max(t.width for t in tiles) + 6
-    tile_h = max(t.height for t in tiles) + 6
-    rows = math.ceil(len(tiles) / columns)
-    sheet = Image.new("RGB", (tile_w * min(columns, len(tiles)), tile_h * rows), "white")
-    for i, tile in enumerate(tiles):
-        sheet.paste(tile, ((i % columns) * tile_w + 3, (i // columns) * tile_h + 3))
+    curves = getattr(args, "gallery_codecs", None)
+    columns = 1 + len(curves) if curves else 4
+    lines = []
+    for name in gallery_names:
+        original = next(im for n, im in images if n == name)
+        tiles = [_label_tile(center_crop(original.rgb, args.gallery_crop), [f"original {name}", "centre crop"], font)]
+        mine = [(p, c) for p, c in gallery if p["image"] == name]
+        tiles += [_label_tile(crop, _labels(point), font)
+                  for point, crop in gallery_picks(mine, args.gallery_bpp, args.gallery_steps, curves)]
+        lines += [tiles[i : i + columns] for i in range(0, len(tiles), columns)]
+    tile_w = max(t.width for line in lines for t in line) + 6
+    tile_h = max(t.height for line in lines for t in line) + 6
+    sheet = Image.new("RGB", (tile_w * max(len(line) for line in lines), tile_h * len(lines)), "white")
+    for row, line in enumerate(lines):
+        for col, tile in enumerate(line):
+            sheet.paste(tile, (col * tile_w + 3, row * tile_h + 3))
     sheet.save(path, optimize=True)
 
 
@@ -98,24 +121,42 @@ def _fmt(value: float, spec: str) -> str:
     return "-" if value is None or not math.isfinite(value) else format(value, spec)
 
 
+def _codec_label(row: dict) -> str:
+    """The codec's name, with its encode setting when the name does not carry it (cdc-avif-mse quality=10)."""
+    named = row["codec"] != row["curve"].split(" ")[0]  # avif-q10 on curve avif: the name has the quality
+    return row["codec"] if named or not row["encode"] else f"{row['codec']} {row['encode']}"
+
+
 def summary_table(rows: list[dict], bd_rows: list[dict]) -> str:
     """Averages per codec setting, then BD-rates, as aligned plain text."""
     lines = [
-        f"{'codec':<22}{'setting':<18}{'bpp':>7}{'PSNR':>8}{'MS-SSIM':>9}{'LPIPS':>8}{'enc s':>8}{'dec s':>8}"
+        f"{'codec':<28}{'setting':<18}{'bpp':>7}{'PSNR':>8}{'MS-SSIM':>9}{'LPIPS':>8}{'LP-sq':>8}{'enc s':>8}{'dec s':>8}"
     ]
     for r in sorted(rows, key=lambda r: (r["curve"], r["bpp"])):
         setting = r["decode"].replace("gamma=", "γ=")
         lines.append(
-            f"{r['codec']:<22}{setting:<18}{_fmt(r['bpp'], '.3f'):>7}{_fmt(r['psnr'], '.2f'):>8}"
-            f"{_fmt(r['ms_ssim'], '.4f'):>9}{_fmt(r['lpips'], '.3f'):>8}"
+            f"{_codec_label(r):<28}{setting:<18}{_fmt(r['bpp'], '.3f'):>7}{_fmt(r['psnr'], '.2f'):>8}"
+            f"{_fmt(r['ms_ssim'], '.4f'):>9}{_fmt(r['lpips'], '.3f'):>8}{_fmt(r['lpips_squeeze'], '.3f'):>8}"
             f"{_fmt(r['encode_s'], '.3f'):>8}{_fmt(r['decode_s'], '.3f'):>8}"
         )
-    if bd_rows:
-        lines += ["", f"BD-rate against {bd_rows[0]['anchor']} (%, negative = fewer bits at equal quality)"]
-        lines.append(f"{'curve':<40}{'PSNR':>9}{'MS-SSIM':>9}{'LPIPS':>9}")
-        for b in bd_rows:
-            lines.append(
-                f"{b['curve']:<40}{_fmt(b['bd_rate_psnr'], '+.1f'):>9}"
-                f"{_fmt(b['bd_rate_ms_ssim'], '+.1f'):>9}{_fmt(b['bd_rate_lpips'], '+.1f'):>9}"
-            )
+    for anchor in dict.fromkeys(b["anchor"] for b in bd_rows):
+        lines += ["", f"BD-rate against {anchor} (%, negative = fewer bits at equal quality)"]
+        lines.append(f"{'curve':<40}" + "".join(f"{h:>9}" for h in BD_HEADS.values()))
+        for b in (b for b in bd_rows if b["anchor"] == anchor):
+            lines.append(f"{b['curve']:<40}" + "".join(f"{_fmt(b[f'bd_rate_{m}'], '+.1f'):>9}" for m in BD_HEADS))
     return "\n".join(lines)
+
+
+def bd_rate_markdown(bd_rows: list[dict]) -> str:
+    """BD-rates as markdown, a table per anchor, one column per metric."""
+    if not bd_rows:
+        return "No BD-rates: no anchor curve was evaluated.\n"
+    head = ["curve", "PSNR", "MS-SSIM", *LPIPS_NAMES.values()]
+    out = []
+    for anchor in dict.fromkeys(b["anchor"] for b in bd_rows):
+        out += [f"BD-rate against {anchor} (%, negative = fewer bits at equal quality)", "",
+                "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join([b["curve"], *(_fmt(b[f"bd_rate_{m}"], "+.1f") for m in BD_HEADS)]) + " |"
+                for b in bd_rows if b["anchor"] == anchor]
+        out.append("")
+    return "\n".join(out)

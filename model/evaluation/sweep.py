@@ -20,7 +20,7 @@ import numpy as np
 
 from ..codec import declared
 from ..format import bits_per_pixel
-from .metrics import lpips_distance, ms_ssim, psnr
+from .metrics import LPIPS_NETS, lpips_column, lpips_distance, ms_ssim, psnr
 
 _QUALITY_SUFFIX = re.compile(r"^(.*)-q\d+$")
 BARE_PILLOW = ("jpeg", "webp", "avif")
@@ -65,12 +65,40 @@ def settings(codec, side: str, sweep: dict[str, list]) -> list[dict[str, Any]]:
     return [dict(zip(names, values)) for values in itertools.product(*(sweep[n] for n in names))]
 
 
-def evaluate_codec(codec, images, sweep: dict[str, list], fixed: dict[str, Any], lpips_model=None,
+def planned_curves(codecs, sweep: dict[str, list]) -> list[str]:
+    """The curve names an evaluation of ``codecs`` over ``sweep`` will produce, before running it."""
+    names = [curve_name(c.name, dec) for c in codecs for dec in settings(c, "decode", sweep)]
+    return list(dict.fromkeys(names))
+
+
+def repeated_variants(codecs, sweep: dict[str, list]) -> list[str]:
+    """Encode variants that two of ``codecs`` would both make (a sweep overrides a name's preset:
+    jpeg-q5 and jpeg-q10 under ``--quality 20,40`` both become jpeg-q20 and jpeg-q40)."""
+    seen: dict[tuple, int] = {}
+    for i, codec in enumerate(codecs):
+        for enc in settings(codec, "encode", sweep):
+            variant = copy.copy(codec).with_presets(**enc)
+            resolved = variant.resolve_options("encode", {})
+            key = (variant.codec_id_for(resolved), setting_label(resolved))
+            seen.setdefault(key, i)
+            if seen[key] != i:
+                seen[key] = -1
+    return [f"{codec_id} {label}".strip() for (codec_id, label), i in seen.items() if i == -1]
+
+
+def lpips_values(lpips_models: dict | None, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """One column per network of ``LPIPS_NETS``: the distance, NaN where that network is not loaded."""
+    models = lpips_models or {}
+    return {lpips_column(n): lpips_distance(models[n], a, b) if n in models else math.nan for n in LPIPS_NETS}
+
+
+def evaluate_codec(codec, images, sweep: dict[str, list], fixed: dict[str, Any], lpips_models: dict | None = None,
                    on_image: Callable[[], None] = lambda: None, keep=None):
     """Points (dicts) for every image, encode setting and decode setting.
 
-    ``images`` are (name, LoadedImage) pairs. ``keep(name, point, rgb)`` sees every decoded image
-    (the gallery keeps some). Returns the points.
+    ``images`` are (name, LoadedImage) pairs; ``lpips_models`` maps LPIPS network names to modules
+    (``metrics.open_lpips_nets``). ``keep(name, point, rgb)`` sees every decoded image (the gallery
+    keeps some). Returns the points.
     """
     variants = [copy.copy(codec).with_presets(**enc) for enc in settings(codec, "encode", sweep)]
     decodes = settings(codec, "decode", sweep)
@@ -95,7 +123,7 @@ def evaluate_codec(codec, images, sweep: dict[str, list], fixed: dict[str, Any],
                     "decode": setting_label(dec),
                     "height": h, "width": w, "bytes": len(blob), "bpp": bits_per_pixel(blob, h, w),
                     "psnr": psnr(loaded.rgb, rgb), "ms_ssim": ms_ssim(loaded.rgb, rgb),
-                    "lpips": lpips_distance(lpips_model, loaded.rgb, rgb) if lpips_model else math.nan,
+                    **lpips_values(lpips_models, loaded.rgb, rgb),
                     "encode_s": encode_s, "decode_s": decode_s,
                 }  # fmt: skip
                 points.append(point)
