@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from model.codecs.av1_obu import _Bits, _read_operating_points
 from model.format import Container, pack, unpack
 
 GIANT = 30000  # 900 MP: over any pixel cap
@@ -15,6 +16,26 @@ def _edit(blob: bytes, **changes) -> bytes:
     c = unpack(blob)
     fields = {"codec_id": c.codec_id, "height": c.height, "width": c.width, "mode": c.mode, "strings": c.strings}
     return pack(Container(**{**fields, **changes}))
+
+
+def av1_resized(compact: bytes, width: int, height: int) -> bytes:
+    """Compact AV1 item data (sequence header OBU first) whose sequence header declares
+    ``width`` x ``height``; the frame OBU is left as it was."""
+    assert compact[0] == 0x0A and compact[1] < 0x80, "a sequence header OBU with a one-byte size first"
+    payload, frame = compact[2 : 2 + compact[1]], compact[2 + compact[1] :]
+    read = _Bits(payload)
+    _profile, _still, reduced_still = read(3), read(1), read(1)
+    read(5) if reduced_still else _read_operating_points(read)
+    size_start = read.pos
+    width_bits, height_bits = read(4) + 1, read(4) + 1
+    read(width_bits), read(height_bits)
+    bits = "".join(f"{b:08b}" for b in payload)
+    new_w, new_h = max(1, (width - 1).bit_length()), max(1, (height - 1).bit_length())
+    edited = (bits[:size_start] + f"{new_w - 1:04b}{new_h - 1:04b}" + f"{width - 1:0{new_w}b}"
+              + f"{height - 1:0{new_h}b}" + bits[read.pos :].rstrip("0"))  # ends in the trailing one bit
+    edited += "0" * (-len(edited) % 8)
+    header = int(edited, 2).to_bytes(len(edited) // 8, "big")
+    return bytes([0x0A, len(header)]) + header + frame
 
 
 def _random_like(strings: tuple[bytes, ...], seed: int) -> tuple[bytes, ...]:
