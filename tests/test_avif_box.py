@@ -8,15 +8,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hostile import av1_resized
+from model.codecs.av1_obu import split_obus
 from model.codecs.avif_box import (
     TAG_COMPACT,
     TAG_FULL,
+    TEMPORAL_DELIMITER,
     compact_or_full,
     expand,
     parse_sequence_header,
     rebuild,
     strip,
 )
+from model.codecs.avif_size import walk_boxes
 from model.format import BitstreamError
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
@@ -87,9 +91,7 @@ def test_sequence_header_fields_match_the_encode():
 
 
 def _obus_of(avif: bytes):
-    from model.codecs.avif_box import _obus
-
-    return _obus(strip(avif))
+    return split_obus(strip(avif))
 
 
 def test_alpha_is_stored_whole():
@@ -169,3 +171,61 @@ def test_strip_refuses_what_is_not_an_avif():
     with pytest.raises(BitstreamError, match="box"):
         strip(b"\x00\x00\x00\x10ftypavif\x00\x00\x00\x00")
     assert compact_or_full(b"garbage", 4, 4) == bytes([TAG_FULL]) + b"garbage"
+
+
+# ----- the AV1 image's own size against the container's, before any decoder sees it -------------
+GIANT = 30000  # 900 MP
+
+
+def test_a_giant_av1_image_behind_a_small_header_is_refused_before_decoding():
+    compact = strip(encode(photo(24, 32), 30))
+    giant = av1_resized(compact, GIANT, GIANT)
+    assert split_obus(giant)[1:] == split_obus(compact)[1:]  # only the sequence header changed
+    seq = parse_sequence_header(split_obus(giant)[0][1])
+    assert (seq.width, seq.height) == (GIANT, GIANT)
+    with pytest.raises(BitstreamError, match=f"says {GIANT}x{GIANT}, container says 32x24"):
+        expand(bytes([TAG_COMPACT]) + giant, 32, 24)
+    with pytest.raises(BitstreamError, match=f"says 32x24, container says {GIANT}x{GIANT}"):
+        expand(bytes([TAG_COMPACT]) + compact, GIANT, GIANT)  # the reverse
+
+
+def test_a_stored_avif_file_declaring_another_size_is_refused_before_decoding():
+    avif = encode(photo(24, 32), 30)
+    assert expand(bytes([TAG_FULL]) + avif, 32, 24) == avif  # honest: accepted
+    with pytest.raises(BitstreamError, match="ispe box says 32x24, container says 48x24"):
+        expand(bytes([TAG_FULL]) + avif, 48, 24)
+    # a file that is all giant (ispe and AV1) behind a small header
+    giant_file = rebuild(av1_resized(strip(avif), GIANT, GIANT), GIANT, GIANT)
+    with pytest.raises(BitstreamError, match=f"ispe box says {GIANT}x{GIANT}, container says 32x24"):
+        expand(bytes([TAG_FULL]) + giant_file, 32, 24)
+    # an honest ispe in front of a giant AV1 item: the sequence header is read from the item data
+    item = avif.index(strip(avif))
+    hidden = avif[:item] + av1_resized(strip(avif), GIANT, GIANT)
+    hidden = _with_item_length(hidden, len(hidden) - item + len(TEMPORAL_DELIMITER))
+    with pytest.raises(BitstreamError, match=f"AV1 sequence header says {GIANT}x{GIANT}, container says 32x24"):
+        expand(bytes([TAG_FULL]) + hidden, 32, 24)
+
+
+def _with_item_length(avif: bytes, length: int) -> bytes:
+    """The file with its one iloc extent and its mdat box resized to ``length`` bytes of item data."""
+    extent_length = avif.index(b"iloc") + 22
+    mdat = avif.index(b"mdat") - 4
+    avif = avif[:extent_length] + struct.pack(">I", length) + avif[extent_length + 4 :]
+    return avif[:mdat] + struct.pack(">I", 8 + length) + avif[mdat + 4 :]
+
+
+def test_a_stored_avif_file_with_alpha_checks_both_items():
+    rgba = np.dstack([photo(24, 32), np.full((24, 32), 128, np.uint8)])
+    avif = encode(rgba, 30)
+    boxes = list(walk_boxes(avif, 0, len(avif)))
+    assert sum(kind == b"infe" for kind, _, _ in boxes) == 2  # colour and alpha, both av01
+    assert expand(bytes([TAG_FULL]) + avif, 32, 24) == avif
+    with pytest.raises(BitstreamError, match="container says 32x25"):
+        expand(bytes([TAG_FULL]) + avif, 32, 25)
+
+
+@pytest.mark.parametrize("cut", [40, 200, -30, -1])
+def test_a_truncated_stored_avif_file_is_refused_with_a_reason(cut):
+    avif = encode(photo(24, 32), 30)
+    with pytest.raises(BitstreamError, match="truncated|bad size|reaches past"):
+        expand(bytes([TAG_FULL]) + avif[:cut], 32, 24)
