@@ -38,12 +38,12 @@ def test_compress_defaults_archive_the_example_corpus(example_archive, capsys):
     rows = archive_rows(example_archive)
     assert len(rows) == 12 and len({r["key"] for r in rows}) == 12
     for r in rows:
-        assert r["error"] is None and r["bitstream"] and r["codec_id"] == "webp-q75"
+        assert r["error"] is None and r["bitstream"] and r["codec_id"].startswith("cdc-avif-mse@")
         assert r["bpp"] == pytest.approx(len(r["bitstream"]) * 8 / (r["width"] * r["height"]))
         assert set(dict(r["metadata"])) == {"txt", "json"} and r["orig_sha256"] and r["encode_ms"] > 0
     manifest = json.loads((example_archive / "_manifest.json").read_text())
     assert manifest["counts"] == {"shards": 2, "done": 2, "skipped": 0, "failed": 0, "rows": 12, "ok": 12, "errors": 0}
-    assert manifest["versions"]["pyarrow"] and manifest["codec_id"] == "webp-q75"
+    assert manifest["versions"]["pyarrow"] and manifest["codec_id"].startswith("cdc-avif-mse@")
     args = compress.build_parser().parse_args(manifest["argv"])  # the manifest's arguments parse again
     assert args.output == str(example_archive)
     assert SECRET not in json.dumps(manifest) and "http://127.0.0.1:9" in manifest["argv"]  # redacted, kept
@@ -56,7 +56,7 @@ def test_rerun_skips_complete_shards_and_refuses_another_codec(example_archive, 
     assert "0 shards done, 2 skipped" in capsys.readouterr().out
     assert compress.main(["--output", str(example_archive), "--codec", "jpeg-q50", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "already holds shards archived with codec webp-q75" in err and "--overwrite" in err
+    assert "already holds shards archived with codec cdc-avif-mse@" in err and "--overwrite" in err
 
 
 def test_decompress_to_webdataset_png_and_audit(example_archive, tmp_path, capsys):
