@@ -20,7 +20,7 @@ from torch.utils.data import IterableDataset
 
 from ..codecs.avif_base import decode_base, encode_base
 from ..images import to_rgb8
-from .data import photos_once
+from .data import photos_once, random_crop
 
 CACHE_VERSION = 2
 
@@ -33,8 +33,10 @@ def build_pair_cache(sources: list[str], out: Path, per_image: int = 4, size: in
     out = Path(out)
     meta = {"version": CACHE_VERSION, "sources": [str(s) for s in sources], "per_image": per_image,
             "size": size, "quality_range": list(quality_range), "seed": seed}
-    if (out / "meta.json").exists() and {**json.loads((out / "meta.json").read_text()), "pairs": 0} == {**meta, "pairs": 0}:
-        return out
+    if (out / "meta.json").exists():
+        stored = json.loads((out / "meta.json").read_text())
+        if {k: v for k, v in stored.items() if k != "pairs"} == meta:
+            return out
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").unlink(missing_ok=True)  # no marker while the cache is incomplete
     rng, qualities = random.Random(seed), []
@@ -52,16 +54,6 @@ def build_pair_cache(sources: list[str], out: Path, per_image: int = 4, size: in
     np.save(out / "quality.npy", np.array(qualities, np.int16))
     (out / "meta.json").write_text(json.dumps({**meta, "pairs": len(qualities)}))
     return out
-
-
-def random_crop(photo: Image.Image, size: int, rng: random.Random) -> np.ndarray:
-    w, h = photo.size
-    short = min(w, h)
-    scale = rng.uniform(size, max(size, 0.75 * short)) / short
-    img = photo.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.LANCZOS)
-    w, h = img.size
-    left, top = rng.randint(0, w - size), rng.randint(0, h - size)
-    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
 class PairCrops(IterableDataset):

@@ -51,17 +51,21 @@ class RandomCrops(IterableDataset):
             yield self._crop(Image.fromarray(rgb), rng)
 
     def _crop(self, img: Image.Image, rng: random.Random) -> torch.Tensor:
-        w, h = img.size
-        short = min(w, h)
-        target = rng.uniform(self.crop, max(self.crop, 0.75 * short))
-        scale = target / short
-        img = img.resize((max(self.crop, round(w * scale)), max(self.crop, round(h * scale))), Image.LANCZOS)
-        w, h = img.size
-        left, top = rng.randint(0, w - self.crop), rng.randint(0, h - self.crop)
-        img = img.crop((left, top, left + self.crop, top + self.crop))
+        crop = random_crop(img, self.crop, rng)
         if rng.random() < 0.5:
-            img = img.transpose(Image.FLIP_LEFT_RIGHT)
-        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
+            crop = crop[:, ::-1]
+        return torch.from_numpy(crop.copy()).permute(2, 0, 1).float() / 255
+
+
+def random_crop(photo: Image.Image, size: int, rng: random.Random) -> np.ndarray:
+    """A size x size uint8 crop after a random antialiased downscale (hides the photos' own JPEG blocks)."""
+    w, h = photo.size
+    short = min(w, h)
+    scale = rng.uniform(size, max(size, 0.75 * short)) / short
+    img = photo.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.LANCZOS)
+    w, h = img.size
+    left, top = rng.randint(0, w - size), rng.randint(0, h - size)
+    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
 def find_sources(sources: list[str]):
