@@ -83,6 +83,7 @@ class Family:
     card_fields: tuple[str, ...] = ()  # fields its weights cards must hold
     loads_cards_of: tuple[str, ...] = ()  # other families whose weights it loads (DiffC: "cdc-avif")
     listing: Callable[[list[Weights]], list[CodecInfo]] | None = None  # default: one row per weights file
+    wrap: Callable[..., Codec] | None = None  # (network, name, sha256, device, **settings) -> its codec
 
     @property
     def card_families(self) -> tuple[str, ...]:
@@ -123,6 +124,17 @@ def _source(family: Family) -> str:
     """The file that registered a family (one file may be imported under two module names)."""
     module = sys.modules.get(family.load.__module__)
     return getattr(module, "__file__", None) or family.load.__module__
+
+
+def codec_from_network(network, name: str, device: str = "cpu", **settings) -> Codec:
+    """The codec of an in-memory network (training, tests, benchmarks), by the family its config names;
+    its id hashes the weights as they would be saved. ``settings`` go to the codec (tile, overlap...)."""
+    from .nn.weights_file import released_sha256  # torch is imported only when a network exists
+
+    family = get_family(network.cfg.family)
+    if family.wrap is None:
+        raise ValueError(f"codec family '{family.name}' cannot wrap an in-memory network (no Family.wrap)")
+    return family.wrap(network, name, released_sha256(network), device, **settings)
 
 
 def families() -> list[Family]:

@@ -126,3 +126,18 @@ def test_plugin_family_through_the_compress_and_decompress_jobs(plugin, ray_loca
     assert len(pngs) == 3
     manifest = json.loads((decoded / "_manifest.json").read_text())
     assert manifest["decode"]["centre"] is False
+
+
+@pytest.mark.parametrize("config, family, cls", [("cdc-tiny", "cdc", "NeuralCodec"),
+                                                 ("hyperprior-tiny", "hyperprior", "NeuralCodec"),
+                                                 ("cdc-avif-tiny", "cdc-avif", "AvifDiffusionCodec")])
+def test_an_in_memory_network_becomes_its_familys_codec(config, family, cls):
+    from model import random_codec
+
+    codec = random_codec(config)
+    assert type(codec).__name__ == cls and codec.family == family
+    blob = codec.encode([_image(32, 48)])[0]
+    assert unpack(blob).codec_id == codec.codec_id and codec.codec_id.startswith(f"{config}@")
+    assert codec.decode([blob])[0].size == (48, 32)
+    other = random_codec(config, seed=1)
+    assert other.codec_id != codec.codec_id  # the id hashes the weights: other weights, other id

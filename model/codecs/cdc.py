@@ -25,11 +25,17 @@ def load(request: CodecRequest):
     return load_neural_codec(request.weights, request.device, options=OPTIONS)
 
 
+def wrap(network, name: str, sha256: str, device: str = "cpu", **settings):
+    from .neural import NeuralCodec
+
+    return NeuralCodec(network, name, sha256, device=device, options=OPTIONS, **settings)
+
+
 def network(cfg: CDCConfig):
     from ..nn.networks import CDCModel
 
     return CDCModel(cfg)
 
 
-register_family(Family(name="cdc", load=load, options=OPTIONS, config=CDCConfig, network=network,
+register_family(Family(name="cdc", load=load, options=OPTIONS, config=CDCConfig, network=network, wrap=wrap,
                        card_fields=CARD_FIELDS, description="conditional diffusion codec (Yang & Mandt)"))

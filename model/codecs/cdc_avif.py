@@ -159,6 +159,10 @@ def listing(weights) -> list[CodecInfo]:
                       f"{w.name}-qN)", w.path) for w in weights if w.family == "cdc-avif"]
 
 
+def wrap(network, name: str, sha256: str, device: str = "cpu", **settings):
+    return AvifDiffusionCodec(network, name, sha256, device, **settings)
+
+
 def network(cfg: RestorationConfig):
     from ..nn.restoration import AvifRestorationModel
 
@@ -166,5 +170,5 @@ def network(cfg: RestorationConfig):
 
 
 register_family(Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig,
-                       network=network, card_fields=CARD_FIELDS, listing=listing,
+                       network=network, wrap=wrap, card_fields=CARD_FIELDS, listing=listing,
                        description="AVIF base layer + conditional diffusion decoder"))

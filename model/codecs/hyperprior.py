@@ -17,11 +17,17 @@ def load(request: CodecRequest):
     return load_neural_codec(request.weights, request.device, options=())
 
 
+def wrap(network, name: str, sha256: str, device: str = "cpu", **settings):
+    from .neural import NeuralCodec
+
+    return NeuralCodec(network, name, sha256, device=device, options=(), **settings)
+
+
 def network(cfg: HyperpriorConfig):
     from ..nn.networks import HyperpriorModel
 
     return HyperpriorModel(cfg)
 
 
-register_family(Family(name="hyperprior", load=load, config=HyperpriorConfig, network=network,
+register_family(Family(name="hyperprior", load=load, config=HyperpriorConfig, network=network, wrap=wrap,
                        card_fields=CARD_FIELDS, description="Ballé 2018 scale hyperprior (the baseline)"))

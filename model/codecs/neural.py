@@ -23,10 +23,8 @@ import torch.nn.functional as F
 from ..codec import Codec, Option
 from ..format import BitstreamError
 from ..nn import guard
-from ..nn.config import CONFIGS
-from ..nn.networks import build_model
 from ..nn.tiling import batches_by_shape, blended, interior, tiles_2d
-from ..nn.weights_file import load_model, released_sha256
+from ..nn.weights_file import load_model
 from ..weights import Weights, make_codec_id
 
 PAD_MULTIPLE = 64  # z is at 1/64 resolution
@@ -194,16 +192,3 @@ def _family_options(family: str) -> tuple[Option, ...]:
     from ..registry import get_family
 
     return get_family(family).options
-
-
-def codec_from_model(model, name: str, device: str = "cpu", **kw) -> NeuralCodec:
-    """A codec from an in-memory model (training, tests); hashed as if saved."""
-    return NeuralCodec(model, name, released_sha256(model), device=device, **kw)
-
-
-def random_codec(config: str = "cdc-tiny", seed: int = 0, **kw) -> NeuralCodec:
-    """A randomly initialised model of a named config: for tests and speed benchmarks."""
-    if config not in CONFIGS:
-        raise KeyError(f"unknown config '{config}' (known: {', '.join(CONFIGS)})")
-    torch.manual_seed(seed)
-    return codec_from_model(build_model(CONFIGS[config]), config, **kw)

@@ -25,9 +25,8 @@ from torch import nn
 
 from pathlib import Path
 
-from ..codecs.neural import codec_from_model
+from .. import random_codec
 from ..nn.config import CONFIGS
-from ..nn.networks import build_model
 from ..nn.unet import Attention
 
 
@@ -78,10 +77,9 @@ def timed(fn, repeats: int) -> float:
 
 
 def bench_config(name: str, height: int, width: int, steps: list[int], repeats: int) -> dict:
-    torch.manual_seed(0)
-    model = build_model(CONFIGS[name])
+    codec = random_codec(name)
+    model = codec.model
     params = sum(p.numel() for p in model.parameters())
-    codec = codec_from_model(model, name)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     enc_s = timed(lambda: codec.encode([image]), repeats)
@@ -102,8 +100,7 @@ def bench_config(name: str, height: int, width: int, steps: list[int], repeats: 
 
 def bench_large(name: str, height: int, width: int, steps: int) -> dict:
     """Encode + decode one large image; peak resident memory shows the tiling bound."""
-    torch.manual_seed(0)
-    codec = codec_from_model(build_model(CONFIGS[name]), name)
+    codec = random_codec(name)
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     t0 = time.perf_counter()
     blob = codec.encode([image])[0]

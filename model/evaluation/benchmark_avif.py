@@ -21,17 +21,9 @@ from .benchmark import count_macs, timed
 
 def restoration_codec(name: str):
     """A codec of a cdc-avif config with random weights (speed does not depend on them), or a shipped one."""
-    if name in CONFIGS:
-        from ..codecs.cdc_avif import AvifDiffusionCodec
-        from ..nn.networks import build_model
-        from ..nn.weights_file import released_sha256
+    from .. import load_codec, random_codec
 
-        torch.manual_seed(0)
-        model = build_model(CONFIGS[name])
-        return AvifDiffusionCodec(model, name, released_sha256(model))
-    from ..registry import load_codec
-
-    return load_codec(name)
+    return random_codec(name) if name in CONFIGS else load_codec(name)
 
 
 def bench_restoration(codec, image: np.ndarray, steps: list[int], repeats: int, quality: int) -> dict:
