@@ -49,24 +49,26 @@ def hostile_corpus(hp: bytes, cdc: bytes, webp: bytes, jpeg: bytes, avif: bytes)
     64x48 bitstream of each codec."""
     h, c = unpack(hp), unpack(cdc)
     small_webp = _edit(webp, height=16, width=16)
+    y_cut = c.strings[1][: len(c.strings[1]) // 8 * 4]
     return {
         "hp-header-4096": (h.codec_id, _edit(hp, height=4096, width=4096), "too short for the image size"),
-        "hp-header-doubled": (h.codec_id, _edit(hp, height=128, width=128), "string"),
+        "hp-header-doubled": (h.codec_id, _edit(hp, height=128, width=128), "too short for the image size"),
         "hp-empty-strings": (h.codec_id, _edit(hp, strings=(b"", b"")), "cannot be an rANS stream"),
-        "hp-z-cut": (h.codec_id, _edit(hp, strings=(h.strings[0][:8], h.strings[1])), "string"),
-        "hp-random-payload": (h.codec_id, _edit(hp, strings=_random_like(h.strings, 1)), "string"),
+        "hp-z-cut": (h.codec_id, _edit(hp, strings=(h.strings[0][:8], h.strings[1])),
+                     "z string of 8 bytes is too short"),
+        "hp-random-payload": (h.codec_id, _edit(hp, strings=_random_like(h.strings, 1)), "string ends early"),
         "hp-wrong-weights": (h.codec_id, _edit(hp, codec_id=h.codec_name + "@00000000"), "was written by codec"),
         "cdc-header-30000": (c.codec_id, _edit(cdc, height=GIANT, width=GIANT), "over the decode cap"),
-        "cdc-y-cut": (c.codec_id, _edit(cdc, strings=(c.strings[0], c.strings[1][: len(c.strings[1]) // 8 * 4])),
-                      "string"),
-        "cdc-random-payload": (c.codec_id, _edit(cdc, strings=_random_like(c.strings, 2)), "string"),
+        "cdc-y-cut": (c.codec_id, _edit(cdc, strings=(c.strings[0], y_cut)),
+                      f"y string of {len(y_cut)} bytes is too short"),
+        "cdc-random-payload": (c.codec_id, _edit(cdc, strings=_random_like(c.strings, 2)), "string ends early"),
         "cdc-three-strings": (c.codec_id, _edit(cdc, strings=(*c.strings, b"1234")), "must hold 2 strings"),
-        "cdc-strings-as-hp": (h.codec_id, _edit(cdc, codec_id=h.codec_id), "string"),
+        "cdc-strings-as-hp": (h.codec_id, _edit(cdc, codec_id=h.codec_id), "string ends early"),
         "webp-header-vs-payload": ("webp-q80", small_webp, "header says 16x16"),
         "jpeg-random-payload": ("jpeg-q80", _edit(jpeg, strings=_random_like(unpack(jpeg).strings, 3)),
                                 "payload does not decode"),
         "avif-header-30000": ("avif-q60", _edit(avif, height=GIANT, width=GIANT), "over the decode cap"),
-        "unknown-codec": ("nosuch-q1", _edit(webp, codec_id="nosuch-q1"), "refused"),
+        "unknown-codec": ("nosuch-q1", _edit(webp, codec_id="nosuch-q1"), "refused: no weights for codec 'nosuch-q1'"),
     }
 
 
@@ -99,7 +101,7 @@ def new_family_corpus(cdc_avif: bytes, diffc_avif: bytes, diffc: bytes) -> dict[
         "diffc-avif-header-rcc": (da.codec_id, _edit(diffc_avif, strings=(_header_byte(da.strings[0], 5, 0),
                                                                            *da.strings[1:])), "invalid RCC config"),
         "diffc-avif-header-levels": (da.codec_id, _edit(diffc_avif, strings=(_header_byte(da.strings[0], 9, 200),
-                                                                              *da.strings[1:])), "does not hold"),
+                                                                              *da.strings[1:])), "does not hold 200 levels"),
         "diffc-avif-base-garbage": (da.codec_id, _edit(diffc_avif, strings=(da.strings[0], garbage(da.strings[1], 5, keep=2),
                                                                              *da.strings[2:])), "AVIF base does not decode"),
         "diffc-avif-steps-garbage": (da.codec_id, _edit(diffc_avif, strings=(*da.strings[:2],

@@ -20,7 +20,7 @@ from model.codecs.avif_box import (
     rebuild,
     strip,
 )
-from model.codecs.avif_size import walk_boxes
+from model.codecs.avif_size import _item_locations, walk_boxes
 from model.format import BitstreamError
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
@@ -222,6 +222,15 @@ def test_a_stored_avif_file_with_alpha_checks_both_items():
     assert expand(bytes([TAG_FULL]) + avif, 32, 24) == avif
     with pytest.raises(BitstreamError, match="container says 32x25"):
         expand(bytes([TAG_FULL]) + avif, 32, 25)
+    # the ispe box is shared: only the alpha item's own sequence header can tell its size
+    (body, end), = [(body, end) for kind, body, end in boxes if kind == b"iloc"]
+    (offset, length), = _item_locations(avif, body, end)[2][1]  # item 2: the alpha plane
+    alpha = avif[offset : offset + length]
+    assert alpha.startswith(TEMPORAL_DELIMITER)
+    taller = TEMPORAL_DELIMITER + av1_resized(alpha[len(TEMPORAL_DELIMITER) :], 32, 25)
+    assert len(taller) == length  # the same size fields' widths: no offsets move
+    with pytest.raises(BitstreamError, match="AV1 sequence header says 32x25, container says 32x24"):
+        expand(bytes([TAG_FULL]) + avif[:offset] + taller + avif[offset + length :], 32, 24)
 
 
 @pytest.mark.parametrize("cut", [40, 200, -30, -1])

@@ -117,8 +117,8 @@ def test_tiles_bound_memory_and_match_the_whole(weights_dir):
     a = np.asarray(whole.decode([blob])[0]).astype(int)
     b = np.asarray(tiled.decode([blob])[0]).astype(int)
     base = decode_base(encode_base(img, 25)).astype(int)
-    assert np.abs(a - base).max() > 0  # the network does change the image...
-    assert np.abs(a - b).mean() < 0.25 * np.abs(a - base).mean()  # ...and tiles change it alike
+    assert np.abs(a - base).max() > 10  # the network does change the image...
+    assert np.abs(a - b).max() <= 2  # ...and the blended tiles change it alike, to a level or two
 
 
 def test_box_headers_are_not_paid_for(weights_dir):
@@ -132,8 +132,8 @@ def test_box_headers_are_not_paid_for(weights_dir):
 @pytest.mark.parametrize("payload, message", [
     (b"", "one string"),
     (bytes([101]) + b"\x01abc", "quality byte"),
-    (bytes([30]) + b"\x00not an avif file", "AVIF"),
-    (bytes([30]) + b"\x01\x0a\x0b", "AVIF"),
+    (bytes([30]) + b"\x00not an avif file", "AVIF base does not decode: .*ftyp"),
+    (bytes([30]) + b"\x01\x0a\x0b", "AVIF base does not decode: .*truncated"),
 ])
 def test_hostile_payloads_are_bitstream_errors(weights_dir, payload, message):
     from model.format import Container, pack

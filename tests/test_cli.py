@@ -32,16 +32,18 @@ def test_encode_info_decode_with_pillow_codec(image_file, tmp_path, capsys):
     assert Image.open(out).size == (45, 30)
 
 
-def test_encode_decode_with_weights_path(image_file, tmp_path):
+def test_encode_decode_with_weights_path(image_file, tmp_path, capsys):
     weights = tmp_path / "cdc-tiny-cli.safetensors"
     save_weights(random_codec("cdc-tiny").model, weights, {"name": "cdc-tiny-cli"})
     blob, out = tmp_path / "x.cdc", tmp_path / "out.png"
     assert main(["encode", str(image_file), str(blob), "--codec", str(weights)]) == 0
     # decode looks weights up by the bitstream's codec id, in the registry: not found here
     assert main(["decode", str(blob), str(out)]) == 1
+    assert "no weights for codec 'cdc-tiny-cli@" in capsys.readouterr().err and not out.exists()
     assert main(["decode", str(blob), str(out), "--codec", str(weights), "--steps", "2"]) == 0
     assert Image.open(out).size == (45, 30)
     assert main(["decode", str(blob), str(out), "--codec", "webp-q80"]) == 1  # wrong codec refused
+    assert "was written by codec 'cdc-tiny-cli@" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage", b"DARC" + bytes(30)])
@@ -51,7 +53,7 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, content):
     proc = subprocess.run([sys.executable, "-m", "model", "decode", str(bad), str(tmp_path / "o.png")],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode != 0
-    assert proc.stderr.strip().count("\n") == 0 and "error:" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and f"error: {bad}:" in proc.stderr  # one line, naming the file
 
 
 def test_missing_file_and_unknown_codec(tmp_path, image_file, capsys):

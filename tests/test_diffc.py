@@ -147,17 +147,19 @@ def test_bad_bitstreams_raise_bitstream_errors_quickly(codec, encoded, weights_d
     c = unpack(blob)
     fixed, steps = c.strings[: 1 + codec.conditional], c.strings[1 + codec.conditional:]
     last = steps[-1]
-    bad = {
-        "garbage": bytes(np.random.default_rng(1).integers(0, 256, 300, dtype=np.uint8)),
-        "cut mid-chunk": blob[: len(blob) - len(last) // 2],
-        "step cut mid-chunk, checksum redone": _repack(c, fixed + steps[:-1] + (last[:-1],)),
-        "step with a flipped byte, checksum redone": _repack(c, fixed + steps[:-1] + (bytes([last[0] ^ 0x10]) + last[1:],)),
-        "more steps than the schedule": _repack(c, fixed + steps + steps[:1]),
-        "no header": _repack(c, steps),
+    bad = {  # what -> (bitstream, the phrase its error must say: each is caught by its own check)
+        "garbage": (bytes(np.random.default_rng(1).integers(0, 256, 300, dtype=np.uint8)), "not a diffarc bitstream"),
+        "cut mid-chunk": (blob[: len(blob) - len(last) // 2], "checksum mismatch"),
+        "step cut mid-chunk, checksum redone": (_repack(c, fixed + steps[:-1] + (last[:-1],)),
+                                                "a coded step does not decode"),
+        "step with a flipped byte, checksum redone": (
+            _repack(c, fixed + steps[:-1] + (bytes([last[0] ^ 0x10]) + last[1:],)), "a coded step does not decode"),
+        "more steps than the schedule": (_repack(c, fixed + steps + steps[:1]), "do not fit"),
+        "no header": (_repack(c, steps), "not a DiffC bitstream"),
     }
-    for what, data in bad.items():
+    for what, (data, phrase) in bad.items():
         t0 = time.perf_counter()
-        with pytest.raises(BitstreamError):
+        with pytest.raises(BitstreamError, match=phrase):
             codec.decode([data])
         assert time.perf_counter() - t0 < 10, what
 
@@ -197,4 +199,6 @@ def test_the_decompress_job_previews_an_archive_at_a_lower_rate(codec, encoded, 
     rows = [{"codec_id": codec.codec_id, "bitstream": blob, "error": None}] * 2
     decoded = decode_rows(in_process(lambda _id: codec, DecodeSettings(options=options)), rows)
     preview = np.asarray(codec.decode([truncate(blob, step=2)])[0])
+    assert not np.array_equal(preview, np.asarray(codec.decode([blob])[0]))  # the preview is not the full decode
+    assert len(decoded) == 2
     assert all(error is None and np.array_equal(np.asarray(img), preview) for img, error in decoded)

@@ -149,7 +149,7 @@ def test_evaluate_end_to_end_on_tiny_images(tmp_path, capsys):
     assert math.isfinite(bd["bd_rate_lpips_squeeze"]) and "LPIPS-squeeze" in (out / "bd_rate.md").read_text()
     assert set(results["config"]["lpips_weights"]) == {"alex", "squeeze"}
     with Image.open(out / "gallery.png") as g:
-        assert g.width >= 3 * 64 and g.height >= 64  # original + jpeg + webp tiles
+        assert g.size == (3 * (240 + 6), 64 + 16 * 4 + 4 + 6)  # one line: original + jpeg + webp, 4 label lines
     printed = capsys.readouterr().out
     assert "jpeg-q85" in printed and "BD-rate against webp" in printed
 
@@ -259,7 +259,13 @@ def test_cdc_avif_curve_per_decode_setting_against_avif(tmp_path, zero_cdc_avif,
         assert g.size == (3 * (240 + 6), 2 * (32 + 16 * 3 + 4 + 6))
 
 
-def test_unknown_gallery_curve_fails_before_evaluating(tmp_path, zero_cdc_avif):
+@pytest.fixture
+def no_evaluation(monkeypatch):
+    """Fails the test if main() starts evaluating: these refusals must come before the hours of decoding."""
+    monkeypatch.setattr("jobs.evaluate.evaluate_codec", lambda *a, **k: pytest.fail("evaluated before refusing"))
+
+
+def test_unknown_gallery_curve_fails_before_evaluating(tmp_path, zero_cdc_avif, no_evaluation):
     with pytest.raises(SystemExit, match=r"no such curve.*'cdc-avif-zero steps=1 gamma=0'"):
         main(["--images", str(_image_folder(tmp_path, 1)), "--out", str(tmp_path / "out"), "--codecs",
               str(zero_cdc_avif), "--steps", "1", "--gammas", "0", "--no-lpips", "--gallery-codecs",
@@ -267,7 +273,7 @@ def test_unknown_gallery_curve_fails_before_evaluating(tmp_path, zero_cdc_avif):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_sweep_that_repeats_codecs_is_refused_before_evaluating(tmp_path):
+def test_a_sweep_that_repeats_codecs_is_refused_before_evaluating(tmp_path, no_evaluation):
     with pytest.raises(SystemExit, match=r"jpeg-q20 quality=20, jpeg-q40 quality=40: made by more than one"):
         main(["--images", str(_image_folder(tmp_path, 1)), "--out", str(tmp_path / "out"), "--codecs",
               "jpeg-q{5,10}", "webp-q10", "--quality", "20,40", "--no-lpips"])  # fmt: skip

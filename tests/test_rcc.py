@@ -177,8 +177,9 @@ def test_bad_inputs_are_refused(args, message):
 
 
 def test_bad_configs_are_refused():
-    for kwargs in ({"cap_bits": 0}, {"chunk_bits": 12, "max_chunk_bits": 10}, {"method": "mrc"}, {"check_bits": 65}):
-        with pytest.raises(ValueError):
+    for kwargs, field in (({"cap_bits": 0}, "cap_bits"), ({"chunk_bits": 12, "max_chunk_bits": 10}, "chunk_bits"),
+                          ({"method": "mrc"}, "method"), ({"check_bits": 65}, "check_bits")):
+        with pytest.raises(ValueError, match=field):
             RCCConfig(**kwargs)
     with pytest.raises(ValueError, match="key"):
         encode_sample(torch.ones(3), torch.zeros(3), 1.0, -1)

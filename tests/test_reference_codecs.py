@@ -20,6 +20,7 @@ def test_round_trip_quality_and_real_bpp(name):
     images = [_photo_like(), _photo_like(31, 17, 1)]
     blobs = codec.encode(images)
     decoded = codec.decode(blobs)
+    assert len(blobs) == len(decoded) == 2
     for img, blob, out in zip(images, blobs, decoded):
         assert np.asarray(out).shape == img.shape
         assert psnr(img, np.asarray(out)) > 28

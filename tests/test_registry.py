@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from shardkit import archive_rows, plain_shards
 
 from model import (Codec, Family, OptionError, ParsedName, get_family, list_codecs, load_codec, load_codec_for_id,
@@ -105,6 +106,7 @@ def test_plugin_appears_in_model_list_subprocess(plugin):
     assert "tinyraw-lN" in out.stdout and "webp-qN" in out.stdout
     without = subprocess.run([sys.executable, "-m", "model", "list"], cwd=REPO, capture_output=True, text=True,
                              env={k: v for k, v in env.items() if k != PLUGINS_ENV})
+    assert without.returncode == 0 and "webp-qN" in without.stdout  # listed, without the plugin
     assert "tinyraw" not in without.stdout
 
 
@@ -124,6 +126,8 @@ def test_plugin_family_through_the_compress_and_decompress_jobs(plugin, ray_loca
                             "--actors", "1", "--no-progress"]) == 0
     pngs = sorted(decoded.rglob("*.png"))
     assert len(pngs) == 3
+    step = 256 // 32  # --levels 32; --centre false puts every value on a bin's lower edge, not its middle
+    assert all((np.asarray(Image.open(p)) % step == 0).all() for p in pngs)
     manifest = json.loads((decoded / "_manifest.json").read_text())
     assert manifest["decode"]["centre"] is False
 

@@ -31,11 +31,14 @@ def test_train_resume_export(photo_folder, tmp_path, config, capsys):
     args = ["--config", config, "--data", str(photo_folder), "--out", str(out), "--batch-size", "2",
             "--crop", "64", "--workers", "0", "--checkpoint-every", "2", "--final-step-fraction", "0.5"]
     assert train_main(args + ["--steps", "3"]) == 0
-    assert json.loads((out / "ckpt" / "state.json").read_text())["step"] == 3
+    state = out / "ckpt" / "state.json"
+    assert json.loads(state.read_text())["step"] == 3
+    state.write_text(json.dumps({**json.loads(state.read_text()), "elapsed_s": 1e4}))  # marks this checkpoint
     assert train_main(args + ["--steps", "5", "--export", "tiny-x", "--weights-dir", str(weights)]) == 0
     assert "tiny-x.safetensors" in capsys.readouterr().out
     card = json.loads((weights / "tiny-x.json").read_text())
     assert card["steps_trained"] == 5 and card["family"] == config.split("-")[0]
+    assert 1e4 <= card["wall_time_s"] < 1e4 + 600  # resumed: the checkpoint's clock went on
     codec = load_codec(str(weights / "tiny-x.safetensors"))
     assert codec.codec_id.startswith("tiny-x@")
     blobs = codec.encode([np.zeros((20, 30, 3), np.uint8)])
@@ -55,9 +58,15 @@ def test_lpips_term_enters_the_cdc_loss():
     torch.manual_seed(0)
     model = build_model(CONFIGS["cdc-tiny"]).train()
     x = torch.rand(2, 3, 64, 64)
-    parts = model.loss(x, lmbda=0.01, rho=0.9, perceptual=perceptual)
-    assert parts["lpips"] > 0
-    parts["loss"].backward()
+
+    def loss(rho):
+        torch.manual_seed(1)  # the same t and noise at each call
+        return model.loss(x, lmbda=0.01, rho=rho, perceptual=perceptual)
+
+    parts, plain = loss(0.9), loss(0.0)
+    assert float(parts["lpips"]) > 0
+    assert float(parts["loss"] - plain["loss"]) == pytest.approx(0.9 * float(parts["lpips"]), rel=1e-4)
+    parts["lpips"].backward()  # and its gradient reaches the encoder
     assert model.g_a[0].weight.grad.abs().sum() > 0
 
 
@@ -70,6 +79,6 @@ def test_training_crops_stream_from_webdataset_shards(photo_folder, tmp_path):
     assert make_shards([str(photo_folder), "--output", str(tmp_path), "--shards", "2"]) == 0
     shards = sorted(str(p) for p in tmp_path.glob("shard-*.tar"))
     crops = list(islice(iter(RandomCrops(shards, crop=48, seed=0)), 12))  # more than the 5 photos: it loops
-    assert all(c.shape == (3, 48, 48) and c.dtype == torch.float32 for c in crops)
+    assert len(crops) == 12 and all(c.shape == (3, 48, 48) and c.dtype == torch.float32 for c in crops)
     assert 0.0 <= min(float(c.min()) for c in crops) and max(float(c.max()) for c in crops) <= 1.0
     assert len({round(float(c.mean()), 4) for c in crops}) > 1  # different photos and positions
