@@ -55,7 +55,7 @@ def test_infrastructure_errors_propagate_and_input_errors_stay_in_their_row():
     def flaky_io(xs):
         raise ConnectionResetError("connection reset by peer")
 
-    with pytest.raises(ConnectionResetError):
+    with pytest.raises(ConnectionResetError, match="connection reset by peer"):
         call_batched(flaky_io, ["a", "b"])
 
     def one_bad(xs):
@@ -64,6 +64,14 @@ def test_infrastructure_errors_propagate_and_input_errors_stay_in_their_row():
         return xs
 
     assert [e for _, e, _ in call_batched(one_bad, ["a", "bad"])] == [None, "ValueError: not an image"]
+
+    def one_bad_then_io(xs):  # the bad input splits the batch; then the connection drops on its own input
+        if "io" in xs and len(xs) == 1:
+            raise ConnectionResetError("connection reset by peer")
+        return one_bad(xs)
+
+    with pytest.raises(ConnectionResetError, match="connection reset by peer"):
+        call_batched(one_bad_then_io, ["bad", "io"])
     assert is_infrastructure(MemoryError()) and is_infrastructure(RuntimeError("CUDA out of memory. Tried"))
     assert is_infrastructure(TimeoutError()) and not is_infrastructure(ValueError("bad bitstream"))
     assert is_transient(InfrastructureError("short read")) and not is_transient(FileNotFoundError("x"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import secrets
 import shlex
 import subprocess
 import tomllib
@@ -81,10 +82,14 @@ def manifest_commands() -> list[tuple[str, str]]:
     return commands
 
 
+def operator_section() -> str:
+    """The README's operator section ("" when it is gone: test_readme_operator_section_runs_jobs says so)."""
+    text = README.read_text() if README.exists() else ""
+    return text.split(OPERATOR_SECTION, 1)[1].split("\n## ", 1)[0] if OPERATOR_SECTION in text else ""
+
+
 def readme_operator_commands() -> list[tuple[str, str]]:
-    if not README.exists() or OPERATOR_SECTION not in README.read_text():
-        return []
-    section = README.read_text().split(OPERATOR_SECTION, 1)[1].split("\n## ", 1)[0]
+    section = operator_section()
     blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", section, re.DOTALL)
     lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
     return [(f"README: {line.strip()[:60]}", line) for line in lines if re.search(r"jobs/\w+\.py", line)]
@@ -127,6 +132,7 @@ def test_kubernetes_object_has_the_top_level_fields(path, obj):
 
 def test_raycluster_has_head_cpu_and_gpu_groups_on_the_pinned_ray():
     pinned_ray = next(d.split("==")[1] for d in PYPROJECT["project"]["dependencies"] if d.startswith("ray"))
+    assert kube_objects("RayCluster"), "no RayCluster to check"
     for _, cluster in kube_objects("RayCluster"):
         spec = cluster["spec"]
         assert spec["rayVersion"] == pinned_ray
@@ -152,7 +158,9 @@ def test_rayjob_spec_targets_a_cluster(name, spec):
 
 
 def test_raycronjob_schedule_is_a_cron_expression():
-    for _, cronjob in kube_objects("RayCronJob") + kube_objects("CronJob"):
+    scheduled = kube_objects("RayCronJob") + kube_objects("CronJob")
+    assert scheduled, "no scheduled job to check"
+    for _, cronjob in scheduled:
         fields = cronjob["spec"]["schedule"].split()
         assert len(fields) == 5 and all(re.fullmatch(r"[\d*/,\-]+", f) for f in fields)
 
@@ -170,17 +178,22 @@ def test_every_ray_container_gets_the_token_from_a_secret(path, obj):
         assert "value" not in token and token["valueFrom"]["secretKeyRef"]["name"]
 
 
-def test_one_token_secret_for_all_manifests():
+def test_one_token_secret_for_all_manifests_the_one_the_readme_creates():
     refs = {
-        tuple(d["valueFrom"]["secretKeyRef"].values())
+        (d["valueFrom"]["secretKeyRef"]["name"], d["valueFrom"]["secretKeyRef"]["key"])
         for _, obj in kube_objects()
         for d in walk(obj)
         if d.get("name") == AUTH_SECRET_ENV
     }
     assert len(refs) == 1, refs
+    [(secret, key)] = refs
+    # a manifest naming another secret or key than operators create would start pods that cannot authenticate
+    assert re.search(rf"kubectl create secret generic {re.escape(secret)} --from-literal={re.escape(key)}=",
+                     operator_section()), f"the README creates no secret {secret} with key {key}"
 
 
 def test_launcher_turns_on_token_auth_and_ships_the_token_file_not_the_token():
+    assert launcher_configs(), "no launcher config to check"
     for path, cfg in launcher_configs():
         for key in ("head_start_ray_commands", "worker_start_ray_commands"):
             starts = [c for c in cfg[key] if "ray start" in c]
@@ -192,18 +205,49 @@ def test_launcher_turns_on_token_auth_and_ships_the_token_file_not_the_token():
         assert any(re.fullmatch(r"[gp]\d+\w*", f) for f in families), f"no GPU instance type in {families}"
 
 
+def literal_secrets(filename: str, text: str) -> list[str]:
+    """What in a manifest (.yaml) or Dockerfile is a credential written down, or a place for one."""
+    found = [f"literal credential {m.group(0)[:8]}..." for m in LITERAL_SECRET.finditer(text)]
+    if filename.endswith(".yaml"):
+        for doc in (d for d in yaml.safe_load_all(text) if d is not None):
+            if doc.get("kind") == "Secret":
+                found.append("a Secret object: secrets are created with kubectl, not committed")
+            found += [f"{d['name']} is written literally" for d in walk(doc)
+                      if "name" in d and SECRET_ENV_NAME.search(str(d["name"])) and "value" in d]
+    else:
+        for op, arg in dockerfile_instructions(text):
+            if op.upper() in ("ENV", "ARG"):
+                words = shlex.split(arg)
+                names = [w.split("=", 1)[0] for w in words] if "=" in words[0] else words[:1]  # ENV K=V ... | ENV K V
+                found += [f"{op} {n} bakes a credential into the image" for n in names if SECRET_ENV_NAME.search(n)]
+    return found
+
+
 @pytest.mark.parametrize("path", YAML_FILES + [DOCKERFILE], ids=lambda p: p.name)
 def test_no_literal_secrets(path):
-    text = path.read_text()
-    assert not LITERAL_SECRET.search(text)
-    if path.suffix == ".yaml":
-        for doc in documents(path):
-            assert doc.get("kind") != "Secret", "secrets are created with kubectl, not committed"
-            for d in walk(doc):
-                if "name" in d and SECRET_ENV_NAME.search(str(d["name"])):
-                    assert "value" not in d, f"{d['name']} is written literally"
-    else:
-        assert not re.search(r"^\s*(ENV|ARG)\s+\S*(TOKEN|SECRET|ACCESS_KEY)", text, re.MULTILINE | re.IGNORECASE)
+    assert literal_secrets(path.name, path.read_text()) == []
+
+
+def test_the_secret_check_finds_planted_secrets():
+    """Each way a credential could be written into infra/ is found (else the test above proves nothing)."""
+    manifest = (INFRA / "rayjob-compress.yaml").read_text()
+    token_ref = "valueFrom:\n                secretKeyRef:\n                  name: diffarc-ray-auth\n                  key: auth_token"
+    assert token_ref in manifest
+    aws_key_id = "AKIA" + "X" * 16
+    planted = {
+        "token as a value": manifest.replace(token_ref, "value: not-from-a-secret"),
+        "AWS key id in a comment": manifest + f"# {aws_key_id}\n",
+        "Ray token in a comment": manifest + f"# {secrets.token_hex(32)}\n",
+        "a Secret object": manifest + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\n",
+    }
+    for what, text in planted.items():
+        assert literal_secrets("planted.yaml", text), what
+    dockerfile = DOCKERFILE.read_text()
+    env_line = "PYTHONUNBUFFERED=1 \\\n"  # inside a multi-line ENV: a planted name there is not first
+    assert env_line in dockerfile
+    for what, text in {"ENV continuation": dockerfile.replace(env_line, env_line + "    AWS_SECRET_ACCESS_KEY=x \\\n"),
+                       "build ARG": dockerfile + "ARG RAY_AUTH_TOKEN\n"}.items():
+        assert literal_secrets("Dockerfile", text), what
 
 
 def image_references() -> set[str]:
@@ -218,8 +262,8 @@ def test_one_image_everywhere_tagged_with_the_project_version():
     assert f"-t {next(iter(images))} " in DOCKERFILE.read_text(), "Dockerfile's build command tags another image"
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    text = DOCKERFILE.read_text().replace("\\\n", " ")
+def dockerfile_instructions(text: str | None = None) -> list[tuple[str, str]]:
+    text = (DOCKERFILE.read_text() if text is None else text).replace("\\\n", " ")
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     return [tuple(line.split(None, 1)) for line in lines]
 
@@ -261,11 +305,24 @@ def test_dockerfile_copies_every_package_and_installs_as_the_readme_does():
     assert workdir == "/app" and installs[0][1] == "."
 
 
-def test_job_scripts_in_manifests_are_where_the_image_puts_them():
+def in_repo(image_path: str) -> Path:
+    """The repository path the image holds at ``image_path`` (the Dockerfile copies it to /app)."""
+    assert image_path.startswith("/app/"), f"{image_path} is not in the image's /app"
+    return REPO / image_path.removeprefix("/app/")
+
+
+def test_paths_in_manifests_are_where_the_image_puts_them():
+    """Job scripts and every other /app/ path (--weights-dir, the image's DIFFARC_WEIGHTS_DIR) exist."""
+    assert manifest_commands(), "no manifest runs a job"
     for name, command in manifest_commands():
-        script = next(t for t in shlex.split(command) if t.endswith(".py"))
-        assert script.startswith("/app/"), f"{name}: {script} is not in the image's /app"
-        assert (REPO / script.removeprefix("/app/")).is_file(), f"{name}: {script} is not in the repository"
+        words = shlex.split(command)
+        script = next(t for t in words if t.endswith(".py"))
+        assert in_repo(script).is_file(), f"{name}: {script} is not in the repository"
+        for path in [w for w in words if w.startswith("/app/")]:
+            assert in_repo(path).exists(), f"{name}: {path} is not in the repository"
+    env = " ".join(arg for op, arg in dockerfile_instructions() if op == "ENV")
+    weights_dir = re.search(r"DIFFARC_WEIGHTS_DIR=(\S+)", env).group(1)
+    assert list(in_repo(weights_dir).glob("*.safetensors")), f"the image's {weights_dir} holds no weights"
 
 
 def shell_words(command: str, cwd: Path) -> list[str]:
@@ -287,18 +344,43 @@ def test_job_command_is_accepted_by_the_jobs_own_parser(name, command, tmp_path)
         pytest.fail(f"{name}: jobs/{module}.py rejects {args} (exit {exc.code})")
 
 
-def test_codecs_named_in_manifests_are_registered():
-    from model import list_codecs, load_codec
+def test_manifest_codecs_and_options_load_as_the_jobs_load_them():
+    """What compress.main and the decoder do with a command's codec and options, here, on the weights the
+    image ships: the codec (named, or the job's default) loads, its encode options are declared and in
+    range, one codec per archive prefix, and a decode job's options are ones the codec its input archive
+    holds declares (the decoder would silently ignore others)."""
+    from model import load_codec
+    from model.options import family_options, given_options
 
-    registered = {info.name for info in list_codecs()}
-    if not any(info.path for info in list_codecs()):
-        pytest.skip("no trained weights in model/weights yet, so no trained codec can be checked")
-    for name, command in manifest_commands():
-        _, args = job_argv(command)
-        if "--codec" in args:
-            codec = args[args.index("--codec") + 1]
-            if codec not in registered:  # Pillow codecs are patterns (webp-qN), so load those by name
-                try:
-                    load_codec(codec)
-                except KeyError as exc:
-                    pytest.fail(f"{name}: {exc}")
+    archive_codecs, decode_commands, loaded = {}, [], {}
+    for name, command in manifest_commands() + readme_operator_commands():
+        module, argv = job_argv(command)
+        if module not in ("compress", "decompress"):
+            continue
+        args = importlib.import_module(f"jobs.{module}").build_parser().parse_args(argv)
+        if module == "decompress":
+            decode_commands.append((name, args))
+            continue
+        weights = in_repo(args.weights_dir) if args.weights_dir else REPO / "model" / "weights"
+        try:
+            if (args.codec, weights) not in loaded:  # loading a neural codec takes a second
+                loaded[args.codec, weights] = load_codec(args.codec, weights_dir=weights)
+            codec = loaded[args.codec, weights]
+            codec.with_presets(**given_options(args, family_options("encode")))
+        except (KeyError, ValueError) as exc:
+            pytest.fail(f"{name}: {exc}")
+        archive_codecs.setdefault(args.output.rstrip("/"), {})[codec.codec_id] = codec
+    assert archive_codecs and decode_commands, "no compress or no decompress command to check"
+    for output, codecs in archive_codecs.items():  # the job would refuse the second codec on a prefix
+        assert len(codecs) == 1, f"commands archive {output} with different codecs: {sorted(codecs)}"
+    for name, args in decode_commands:
+        [codec] = archive_codecs.get(args.input.rstrip("/"), {None: None}).values()
+        assert codec, f"{name}: no compress command writes the archive {args.input} it reads"
+        try:
+            codec.resolve_options("decode", given_options(args, family_options("decode")))
+        except ValueError as exc:
+            pytest.fail(f"{name}: {exc}")
+
+
+def test_readme_operator_section_runs_jobs():
+    assert readme_operator_commands(), f"README has no job commands under {OPERATOR_SECTION!r}"

@@ -3,13 +3,15 @@ each bad image becomes an error row with a reason, every other image is archived
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from shardkit import archive_rows, image_bytes, photo, stats, write_shard
 
 from jobs import compress
+from model import load_codec
 
 BOMB_CAP = 1_000_000
 
@@ -26,9 +28,9 @@ def bad_samples() -> dict[str, tuple[dict[str, bytes], str | None]]:
     frames = [photo(32, 24, seed=i) for i in range(3)]
     return {
         "zero-byte": ({"jpg": b""}, "empty file"),
-        "truncated-jpeg": ({"jpg": jpeg[: len(jpeg) // 2]}, "jpg:"),
-        "truncated-png": ({"png": png[: len(png) // 2]}, "png:"),
-        "corrupt-png": ({"png": bytes(corrupt_png)}, "png:"),
+        "truncated-jpeg": ({"jpg": jpeg[: len(jpeg) // 2]}, "jpg: cannot decode image: image file is truncated"),
+        "truncated-png": ({"png": png[: len(png) // 2]}, "png: cannot decode image: image file is truncated"),
+        "corrupt-png": ({"png": bytes(corrupt_png)}, "png: cannot decode image"),
         "not-an-image": ({"jpg": b"this is a text file, not a JPEG\n" * 10}, "cannot decode"),
         "no-image-member": ({"txt": b"caption only"}, "no image member"),
         "bomb": ({"png": image_bytes(Image.new("L", (1500, 1000)), "PNG")}, "over the cap"),
@@ -58,11 +60,14 @@ def test_every_bad_input_becomes_an_error_row_and_nothing_else_is_lost(ray_local
 
     rows = {r["key"]: r for r in archive_rows(out)}
     assert sorted(rows) == sorted([*cases, "t0", "t1", "t2"])  # every sample exactly once
-    for key, (_, expected) in cases.items():
+    webp = load_codec("webp-q80")
+    for key, (members, expected) in cases.items():
         row = rows[key]
         if expected is None:
             assert row["error"] is None, (key, row["error"])
-            assert row["bitstream"] and row["bpp"] > 0 and row["width"] > 0
+            [data] = [v for k, v in members.items() if k != "json"]
+            shown = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).size  # as a viewer shows it
+            assert (row["width"], row["height"]) == shown == webp.decode([row["bitstream"]])[0].size, key
         else:
             assert row["error"] and expected in row["error"], (key, row["error"])
             assert row["bitstream"] is None

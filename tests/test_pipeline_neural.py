@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from PIL import Image
 from shardkit import archive_rows, plain_shards
 
 from jobs import compress, decompress
@@ -24,7 +25,7 @@ def test_tiny_neural_codec_round_trip_and_refusal(ray_local, tmp_path, capsys):
                           str(weights / "cdc-tiny.safetensors"), "--actors", "1", "--no-progress"]) == 0
     rows = archive_rows(out)
     codec_id = rows[0]["codec_id"]
-    assert codec_id.startswith("cdc-tiny@") and all(r["error"] is None for r in rows)
+    assert len(rows) == 3 and codec_id.startswith("cdc-tiny@") and all(r["error"] is None for r in rows)
     assert json.loads((out / "_manifest.json").read_text())["weights_hash"] == codec_id.split("@")[1]
 
     capsys.readouterr()
@@ -36,4 +37,7 @@ def test_tiny_neural_codec_round_trip_and_refusal(ray_local, tmp_path, capsys):
     assert decompress.main(["--input", str(out), "--output", str(tmp_path / "decoded"), "--weights-dir",
                             str(weights), "--steps", "2", "--gamma", "0.5", "--seed", "7", "--format", "png",
                             "--actors", "1", "--no-progress"]) == 0
-    assert len(list((tmp_path / "decoded").rglob("*.png"))) == 3
+    pngs = sorted((tmp_path / "decoded").rglob("*.png"))
+    assert [Image.open(p).size for p in pngs] == [(64, 48)] * 3
+    decode = json.loads((tmp_path / "decoded" / "_manifest.json").read_text())["decode"]
+    assert (decode["steps"], decode["gamma"], decode["seed"]) == (2, 0.5, 7)  # what reproduces this decode

@@ -21,8 +21,9 @@ def test_s3_round_trip(s3_endpoint, monkeypatch, tmp_path, capsys):
     fs.put(f"{compress.DEFAULT_INPUT}/shard-000000.tar", "corpus/shards/shard-000000.tar")
     fs.put(f"{compress.DEFAULT_INPUT}/shard-000001.tar", "corpus/shards/shard-000001.tar")
 
+    # --weights-url: the workers then get the endpoint from the environment too (jpeg needs no weights)
     argv = ["--input", "s3://corpus/shards/shard-{000000..000001}.tar", "--output", "s3://archive/run/",
-            "--codec", "jpeg-q70", "--no-progress"]
+            "--codec", "jpeg-q70", "--weights-url", "s3://archive/weights/", "--no-progress"]
     assert compress.main(argv) == 0
     assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("archive/run")) == [
         "_manifest.json", "shard-000000.parquet", "shard-000000.stats.json",
@@ -31,7 +32,8 @@ def test_s3_round_trip(s3_endpoint, monkeypatch, tmp_path, capsys):
         rows = pq.read_table(f).to_pylist()
     assert len(rows) == 6 and all(r["error"] is None and r["shard"].startswith("s3://corpus/") for r in rows)
     manifest = json.loads(fs.cat("archive/run/_manifest.json"))
-    assert manifest["counts"]["rows"] == 12 and s3_endpoint not in json.dumps(manifest)
+    assert manifest["counts"]["rows"] == 12 and manifest["input"] == argv[1]
+    assert s3_endpoint not in json.dumps(manifest) and "s3://archive/weights/" in manifest["argv"]  # nothing from the env
 
     assert compress.main(argv) == 0  # resume: S3 listing finds both complete
     assert "0 shards done, 2 skipped" in capsys.readouterr().out

@@ -126,7 +126,7 @@ def test_ray_job_submit_archives_the_example_corpus(ray_head, tmp_path):
     from plugin_family import write_lut_weights
 
     weights = tmp_path / "weights"
-    write_lut_weights(weights / f"{CODEC}.safetensors", levels=32)
+    weights_file = write_lut_weights(weights / f"{CODEC}.safetensors", levels=32)
     output = tmp_path / "archive"
     for _ in range(AGENT_TRIES):
         submission_id = f"diffarc-submit-{secrets.token_hex(4)}"
@@ -148,16 +148,18 @@ def test_ray_job_submit_archives_the_example_corpus(ray_head, tmp_path):
     job = json.loads(body)
     assert job["status"] == "SUCCEEDED", f"{job['status']}: {job.get('message')}\n{transcript[-3000:]}"
 
+    from model.weights import make_codec_id, sha256_file
+    from pipeline.shards import ShardReader, shard_name
+    from pipeline.storage import Storage
+
     shards = example_shards()
     archives = sorted(output.rglob("*.parquet"))
-    assert len(archives) == len(shards), (archives, shards)
-    for archive in archives:
-        table = pq.read_table(archive)
-        assert table.num_rows > 0
-        rows = table.to_pylist()
-        assert all(r["codec_id"].startswith(CODEC) for r in rows)
-        assert all(r["bitstream"] for r in rows if r["error"] is None)
-        assert any(r["error"] is None for r in rows)
+    assert [a.stem for a in archives] == sorted(shard_name(s) for s in shards), (archives, shards)
+    codec_id = make_codec_id(CODEC, sha256_file(weights_file))  # the weights this test wrote, not others
+    for archive, shard in zip(archives, sorted(shards, key=shard_name)):
+        rows = pq.read_table(archive).to_pylist()
+        assert [r["key"] for r in rows] == [s.key for s in ShardReader(shard, Storage())]
+        assert all(r["error"] is None and r["bitstream"] and r["codec_id"] == codec_id for r in rows), rows[0]
 
 
 def test_working_dir_upload_leaves_the_weights_out(tmp_path):
