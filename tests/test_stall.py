@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import ray
 from faulty_family import STALL_SIZE, hang_file
 from shardkit import archive_rows, image_bytes, photo, plain_shards, stats, write_shard
 
 from jobs import compress, decompress
 from model import load_codec
 from pipeline.encoding import EncodeSettings, compress_shard
+from pipeline.pool import run_pool
+from pipeline.progress import ProgressBoard, ProgressDisplay
 from pipeline.runner import STALL_S as DEFAULT_STALL_S
 from pipeline.runner import resources_from
 from pipeline.storage import Storage
@@ -111,6 +115,43 @@ def test_a_shard_that_always_hangs_is_left_incomplete_until_a_rerun(ray_local, s
     assert manifest["counts"]["done"] == 1 and manifest["counts"]["skipped"] == len(expected) - 1
 
 
+@ray.remote(num_cpus=0)
+class Ticker:
+    """A worker whose shard posts ``beats`` progress events, ``gap_s`` apart."""
+
+    def __init__(self, board: str):
+        self.board = ray.get_actor(board)
+
+    def ready(self) -> bool:
+        return True
+
+    def run(self, shard: str, beats: int, gap_s: float) -> dict:
+        for _ in range(beats):
+            time.sleep(gap_s)
+            self.board.post.remote({"shard": shard, "images": 1})
+        return {"rows": beats}
+
+
+def test_progress_keeps_a_long_shard_alive_and_silence_stalls_it(ray_local):
+    board_name = f"test-board-{uuid.uuid4().hex[:8]}"
+    board = ProgressBoard.options(name=board_name).remote()
+    created: list = []
+
+    def run(beats: int, gap_s: float) -> tuple[dict, dict]:
+        worker = Ticker.remote(board_name)
+        ray.get(worker.ready.remote())  # started: the clock measures the shard, not a cold start
+        return run_pool(iter([worker]).__next__, 1, ["s"], lambda actor, shard: actor.run.remote(shard, beats, gap_s),
+                        board, ProgressDisplay("test", 1, enabled=False), retries=0, stall_s=1.0, created=created)
+
+    try:
+        assert run(beats=6, gap_s=0.3) == ({"s": {"rows": 6}}, {})  # 1.8 s in all, never 1 s without progress
+        stalled = "it stalled (no progress for 1s, --stall-timeout), on each of 1 workers"
+        assert run(beats=1, gap_s=30) == ({}, {"s": stalled})
+    finally:
+        for actor in created + [board]:
+            ray.kill(actor)
+
+
 def test_stall_timeout_flag(capsys):
     def stall_s(*flags: str) -> float | None:
         return resources_from(compress.build_parser().parse_args(["--gpus-per-actor", "0", *flags])).stall_s
@@ -129,8 +170,10 @@ def test_decompress_stall_timeout_leaves_room_for_the_decoding_deadline(ray_loca
     write_shard(tmp_path / "in" / "shard-000000.tar", [("a", {"png": image_bytes(photo(), "PNG")})])
     compress_shard(load_codec("webp-q90"), str(tmp_path / "in" / "shard-000000.tar"), str(tmp_path / "archive"),
                    EncodeSettings(), Storage())
-    out = tmp_path / "decoded"
+    out, events = tmp_path / "decoded", []
     assert decompress.main(["--input", str(tmp_path / "archive"), "--output", str(out), "--decode-timeout", "7",
-                            "--batch-size", "3", "--actors", "1", "--no-progress"]) == 0
+                            "--batch-size", "3", "--actors", "1", "--no-progress"], on_event=events.append) == 0
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["resources"]["stall_s"] == DEFAULT_STALL_S + 2 * 3 * 7
+    # the watchdog sees a decode shard's progress: its events name the shard as the pool handed it out
+    assert {e["shard"] for e in events} == {str(tmp_path / "archive" / "shard-000000.parquet")}
