@@ -178,7 +178,8 @@ def decode(args, argv: list[str], storage, shards: dict[str, dict], settings: De
     todo = [u for n, u in parquets.items() if n not in skipped]
     started, t0 = now(), time.perf_counter()
     with ray_session():
-        res = resources_from(args)
+        # the sandbox takes up to 2 x batch x --decode-timeout to make a hanging image an error row
+        res = resources_from(args, batch_deadline_s=2 * args.decode_timeout * args.batch_size)
         results, failures, display = run_workers(
             "audit" if originals is not None else "decompress",
             lambda board: DecodeWorker.options(**res.options()).remote(settings, res, storage, board),

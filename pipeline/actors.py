@@ -27,7 +27,7 @@ from .storage import Storage
 
 @dataclass(frozen=True)
 class Resources:
-    """Per-actor resources and the retry budget for shards whose worker process died."""
+    """Per-actor resources and the retry budget for shards whose worker process died or stalled."""
 
     actors: int | None = None  # None: as many as the cluster holds (capped at the shard count)
     cpus: float = 1.0  # per actor; also its thread count
@@ -35,6 +35,7 @@ class Resources:
     task_retries: int = 3
     # Set in each actor's process: the driver's plugin codec families and where its weights come from.
     env: dict[str, str] = field(default_factory=dict)
+    stall_s: float | None = None  # a shard with no progress for this long is retried elsewhere (``pool``); None: never
 
     def resolved(self) -> "Resources":
         if self.gpus is not None:

@@ -1,4 +1,4 @@
-"""Running shards on a pool of codec actors, and what happens when a worker or a node is lost.
+"""Running shards on a pool of codec actors, and what happens when a worker or a node is lost or stuck.
 
 Each actor runs one shard at a time. Ray restarts an actor whose process died and retries its task
 (``Resources.options``), which covers a killed worker on a live node. When that is not enough (the
@@ -6,6 +6,11 @@ node is gone, and the retries ran out while Ray had not yet noticed), the shard 
 actor after a backoff (``backoff_s``, doubling: long enough for Ray to declare the node dead), up to
 ``retries`` times; the lost actor is killed for good. A shard that raised its own exception already
 had the worker's retries (``Storage.retrying``): it is a failure, reported, and the pool carries on.
+
+A worker can also hang without dying (a read that never returns, an encode that never ends). Workers
+post a progress event per batch (``progress``); a shard with no event for ``stall_s`` seconds since
+it was handed out or since its last event has stalled, and is handled like a lost worker: its actor
+is killed, the shard retried on a new one, and after the retries it is a failure (never marked done).
 Bookkeeping (the progress board) stays on the driver's node, so only shards are ever lost.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import ray
@@ -38,49 +44,106 @@ def _outcome(ref) -> tuple[bool, bool, Any]:
         return False, True, f"its worker was lost ({type(exc).__name__}: {first})"
 
 
+@dataclass
+class _Run:
+    """A shard handed to an actor: which attempt (0 the first), and when it last showed progress."""
+
+    actor: Any
+    item: Any
+    attempt: int
+    seen: float  # time.monotonic() of its hand-out or of its latest progress event
+
+
+class _Pool:
+    """The pool's state: shards to do, waiting out a backoff or running; idle actors; the outcomes."""
+
+    def __init__(self, make_actor: Callable[[], Any], size: int, call: Callable, display: ProgressDisplay,
+                 retries: int, backoff_s: float, created: list):
+        self.make_actor, self.size, self.call, self.display = make_actor, size, call, display
+        self.retries, self.backoff_s, self.created = retries, backoff_s, created
+        self.todo: deque = deque()  # (item, attempt)
+        self.waiting: list = []  # (time it may go, item, attempt)
+        self.idle: list = []
+        self.running: dict[Any, _Run] = {}  # by task ref
+        self.live = 0
+        self.results: dict = {}
+        self.failures: dict = {}
+
+    def busy(self) -> bool:
+        return bool(self.todo or self.waiting or self.running)
+
+    def hand_out(self) -> None:
+        """Give the shards whose turn it is (new, or past their backoff) to idle actors or new ones."""
+        now = time.monotonic()
+        self.todo.extend((item, attempt) for at, item, attempt in self.waiting if at <= now)
+        self.waiting = [w for w in self.waiting if w[0] > now]
+        while self.todo and (self.idle or self.live < self.size):
+            if not self.idle:
+                self.created.append(self.make_actor())
+                self.idle.append(self.created[-1])
+                self.live += 1
+            actor, (item, attempt) = self.idle.pop(), self.todo.popleft()
+            self.running[self.call(actor, item)] = _Run(actor, item, attempt, time.monotonic())
+
+    def progressed(self, item, now: float) -> None:
+        for run in self.running.values():
+            if run.item == item:
+                run.seen = now
+
+    def finished(self, ref) -> None:
+        run = self.running.pop(ref)
+        ok, lost, value = _outcome(ref)
+        if lost:
+            self.lose(run, value)
+        else:
+            self.idle.append(run.actor)
+            self.record(run.item, ok, value)
+
+    def check_stalls(self, stall_s: float, now: float) -> None:
+        for ref, run in list(self.running.items()):
+            if now - run.seen > stall_s:
+                del self.running[ref]  # its task ends with the actor: nothing to wait for
+                self.lose(run, f"it stalled (no progress for {stall_s:g}s, --stall-timeout)")
+
+    def lose(self, run: _Run, reason: str) -> None:
+        """The shard's worker is gone or stuck: kill it for good, then retry the shard on a new one or give up."""
+        ray.kill(run.actor, no_restart=True)
+        self.live -= 1
+        if run.attempt < self.retries:
+            delay = self.backoff_s * 2**run.attempt
+            print(f"shard {run.item}: {reason}; retrying on a new worker in {delay:.0f}s", flush=True)
+            self.waiting.append((time.monotonic() + delay, run.item, run.attempt + 1))
+        else:
+            self.record(run.item, False, f"{reason}, on each of {run.attempt + 1} workers")
+
+    def record(self, item, ok: bool, value) -> None:
+        (self.results if ok else self.failures)[item] = value
+        self.display.shard_finished(item, value if ok else None)
+
+
 def run_pool(make_actor: Callable[[], Any], size: int, items: list, call: Callable, board, display: ProgressDisplay,
              on_event: Callable[[dict], None] | None = None, retries: int = 3, backoff_s: float = 5.0,
-             created: list | None = None) -> tuple[dict, dict]:
+             stall_s: float | None = None, created: list | None = None) -> tuple[dict, dict]:
     """Run ``call(actor, item)`` for every item on up to ``size`` actors from ``make_actor()``; returns
-    (results, failures) by item. Every actor made is appended to ``created`` (the caller kills them)."""
-    created = [] if created is None else created
-    todo, waiting = deque((item, 0) for item in items), []  # waiting: (time it may go, item, attempt)
-    idle, running, live = [], {}, 0
-    results, failures = {}, {}
-    while todo or waiting or running:
-        now = time.monotonic()
-        todo.extend((item, attempt) for at, item, attempt in waiting if at <= now)
-        waiting = [w for w in waiting if w[0] > now]
-        while todo and (idle or live < size):
-            if not idle:
-                created.append(make_actor())
-                idle.append(created[-1])
-                live += 1
-            actor, (item, attempt) = idle.pop(), todo.popleft()
-            running[call(actor, item)] = (actor, item, attempt)
-        if running:
-            done = ray.wait(list(running), num_returns=1, timeout=0.1)[0]
+    (results, failures) by item. Progress events name their shard as ``item`` (``"shard"``); ``stall_s``
+    None or 0: no stall watchdog. Every actor made is appended to ``created`` (the caller kills them)."""
+    pool = _Pool(make_actor, size, call, display, retries, backoff_s, [] if created is None else created)
+    pool.todo.extend((item, 0) for item in items)
+    while pool.busy():
+        pool.hand_out()
+        if pool.running:
+            done = ray.wait(list(pool.running), num_returns=1, timeout=0.1)[0]
         else:  # only shards waiting out their backoff
             done = []
             time.sleep(0.1)
+        now = time.monotonic()
         for event in ray.get(board.drain.remote()):
             display.event(event)
             if on_event is not None:
                 on_event(event)
+            pool.progressed(event.get("shard"), now)
         for ref in done:
-            actor, item, attempt = running.pop(ref)
-            ok, lost, value = _outcome(ref)
-            if lost:
-                ray.kill(actor, no_restart=True)
-                live -= 1
-                if attempt < retries:
-                    delay = backoff_s * 2**attempt
-                    print(f"shard {item}: {value}; retrying on a new worker in {delay:.0f}s", flush=True)
-                    waiting.append((time.monotonic() + delay, item, attempt + 1))
-                    continue
-                value = f"{value}, on each of {attempt + 1} workers"
-            else:
-                idle.append(actor)
-            (results if ok else failures)[item] = value
-            display.shard_finished(item, value if ok else None)
-    return results, failures
+            pool.finished(ref)
+        if stall_s:
+            pool.check_stalls(stall_s, now)
+    return pool.results, pool.failures

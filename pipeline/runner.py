@@ -25,6 +25,7 @@ from .progress import ProgressBoard, ProgressDisplay
 from .storage import Storage, endpoint_from_env, redact
 
 REPO = Path(__file__).resolve().parents[1]
+STALL_S = 1800.0  # default --stall-timeout: far longer than any batch of a healthy worker
 
 
 def add_common_args(p: argparse.ArgumentParser, default_batch: int) -> None:
@@ -37,7 +38,13 @@ def add_common_args(p: argparse.ArgumentParser, default_batch: int) -> None:
     g.add_argument("--batch-size", type=int, default=default_batch,
                    help=f"images per codec call (default {default_batch})")
     g.add_argument("--retries", type=int, default=3,
-                   help="re-runs of a shard whose worker died, and retries of transient storage errors (default 3)")
+                   help="re-runs of a shard whose worker died or stalled, and retries of transient storage errors "
+                        "(default 3)")
+    g.add_argument("--stall-timeout", type=seconds, default=None, metavar="SECONDS",
+                   help="a shard that finishes no batch for this long has stalled (a read that never returns, an "
+                        "encode that never ends): its worker is killed and the shard retried like a lost one; "
+                        f"0: never (default {STALL_S:g}; decompress adds twice --decode-timeout times --batch-size, "
+                        "the time its decoding process may take to single out a hanging image)")
     s = p.add_argument_group("storage")
     s.add_argument("--endpoint-url", default=None,
                    help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL, else AWS); "
@@ -52,6 +59,13 @@ def add_common_args(p: argparse.ArgumentParser, default_batch: int) -> None:
     p.add_argument("--no-progress", action="store_true", help="no live progress line (the summary still prints)")
 
 
+def seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds, 0 or more")
+    return value
+
+
 def storage_from(args: argparse.Namespace) -> Storage:
     return Storage.from_env(args.endpoint_url, retries=args.retries)
 
@@ -61,9 +75,13 @@ def weights_from(args: argparse.Namespace) -> WeightsResolver:
     return WeightsResolver.from_env(args.weights_dir, args.weights_url, endpoint_from_env(args.endpoint_url))
 
 
-def resources_from(args: argparse.Namespace) -> Resources:
+def resources_from(args: argparse.Namespace, batch_deadline_s: float = 0.0) -> Resources:
+    """The workers' resources and fault budget. The default stall timeout comes on top of
+    ``batch_deadline_s``, the longest a batch may take by the job's own deadlines, which must fire first."""
     env = {**plugin_env(), **weights_from(args).worker_env()}
-    return Resources(args.actors, args.cpus_per_actor, args.gpus_per_actor, args.retries, env).resolved()
+    stall_s = STALL_S + batch_deadline_s if args.stall_timeout is None else args.stall_timeout
+    return Resources(args.actors, args.cpus_per_actor, args.gpus_per_actor, args.retries, env,
+                     stall_s=stall_s or None).resolved()
 
 
 @contextlib.contextmanager
@@ -92,7 +110,7 @@ def run_workers(job: str, make_actor: Callable[[object], object], items: list, c
     actors: list = []
     try:
         results, failures = run_pool(lambda: make_actor(board_name), res.pool_size(len(items)), items, call, board,
-                                     display, on_event, retries=res.task_retries, created=actors)
+                                     display, on_event, retries=res.task_retries, stall_s=res.stall_s, created=actors)
     finally:
         display.close()
         for a in actors + [board]:

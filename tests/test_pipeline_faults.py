@@ -12,6 +12,8 @@ import pytest
 from shardkit import archive_rows, plain_shards, stats
 
 from jobs import compress
+from pipeline.archive import now
+from pipeline.shards import shard_name
 
 
 def assert_exactly_once(out, expected: dict[str, list[str]]) -> None:
@@ -22,22 +24,33 @@ def assert_exactly_once(out, expected: dict[str, list[str]]) -> None:
 
 
 def test_worker_killed_mid_shard_is_redone_exactly_once(ray_local, tmp_path):
-    # Large enough photos that a shard takes a while: the kill lands while the shard is running.
-    expected = plain_shards(tmp_path / "in", n_shards=3, per_shard=24, size=(320, 240), fmt="JPEG")
+    per_shard = 24
+    expected = plain_shards(tmp_path / "in", n_shards=3, per_shard=per_shard, size=(320, 240), fmt="JPEG")
+    out = tmp_path / "archive"
+    seen: Counter = Counter()
     killed: dict = {}
 
-    def kill_first_worker(event: dict) -> None:
-        if not killed:
-            killed.update(event)
-            os.kill(event["pid"], signal.SIGKILL)  # the actor's worker process, mid-shard
+    def kill_a_worker_mid_shard(event: dict) -> None:
+        """Kill the worker on the first batch event of a shard with batches left, if it has not
+        finished that shard yet: frozen (SIGSTOP) first, so what is checked holds when the kill lands."""
+        seen[event["shard"]] += event["images"]
+        if killed or seen[event["shard"]] >= per_shard:
+            return
+        os.kill(event["pid"], signal.SIGSTOP)
+        name = shard_name(event["shard"])
+        if (out / f"{name}.stats.json").exists():  # the event came late: that shard is done
+            os.kill(event["pid"], signal.SIGCONT)
+            return
+        killed.update(event, at=now(), temps=[p.name for p in out.glob(f"{name}.parquet.tmp-*")])
+        os.kill(event["pid"], signal.SIGKILL)
 
-    out = tmp_path / "archive"
     rc = compress.main(["--input", str(tmp_path / "in"), "--output", str(out), "--codec", "webp-q90",
-                        "--batch-size", "2", "--actors", "2", "--no-progress"], on_event=kill_first_worker)
+                        "--batch-size", "2", "--actors", "2", "--no-progress"], on_event=kill_a_worker_mid_shard)
     assert rc == 0 and killed
+    assert killed["temps"]  # the killed worker was writing the shard's Parquet file: the kill was mid-shard
     assert_exactly_once(out, expected)
-    redone = [s for s in stats(out).values() if s["shard"] == killed["shard"]][0]
-    assert redone["worker"]["pid"] != killed["pid"]  # the restarted actor did it again, whole
+    [redone] = [s for s in stats(out).values() if s["shard"] == killed["shard"]]
+    assert redone["worker"]["pid"] != killed["pid"] and redone["started"] >= killed["at"]  # redone whole, afresh
 
 
 class Interrupt(Exception):
@@ -68,4 +81,6 @@ def test_interrupted_job_resumes_without_redoing_finished_shards(ray_local, tmp_
 
     assert compress.main([*argv, "--overwrite"]) == 0
     assert_exactly_once(out, expected)
-    assert all(stats(out)[name]["started"] >= s["finished"] for name, s in after.items())
+    redone = stats(out)
+    assert all(redone[name]["worker"]["pid"] != s["worker"]["pid"] for name, s in after.items())  # by new workers
+    assert json.loads((out / "_manifest.json").read_text())["counts"]["done"] == 4
