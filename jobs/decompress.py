@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from model import load_codec_for_id
 from model.options import add_option_flags, family_options, given_options, with_defaults
 from pipeline.actors import DecodeWorker
-from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, archived_shards, now
+from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, RowGroups, archived_shards, now
 from pipeline.decoding import DECODED_SUFFIX, FORMATS, DecodeSettings, archive_name
 from pipeline.encoding import JOB_MAX_PIXELS
 from pipeline.lease import LeaseHeld
@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=JOB_MAX_PIXELS,
                    help="pixel cap: a bitstream whose header is larger is an error row, refused before decoding; "
                         f"also caps originals in --audit (default {JOB_MAX_PIXELS})")
+    p.add_argument("--max-row-group-mb", type=float, default=RowGroups.bytes / 2**20,
+                   help="what the archive is held to, as compress's --row-group-mb: a row over this many MB of "
+                        "bitstream and metadata, or a row group over twice that, is refused (error rows) before it "
+                        f"is read (default {RowGroups.bytes / 2**20:g})")
     p.add_argument("--overwrite", action="store_true", help="decode every shard again, even those decoded before")
     p.add_argument("--decoder-memory-gb", type=float, default=Limits.memory_bytes / 2**30,
                    help="memory cap of each decoding process (RLIMIT_DATA; not applied on GPUs); a bitstream "
@@ -128,7 +132,8 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     options = given_options(args, family_options("decode"))
     limits = Limits(memory_bytes=int(args.decoder_memory_gb * 2**30), seconds_per_image=args.decode_timeout)
     settings = DecodeSettings(options=options, batch_size=args.batch_size, format=args.format, keys=keys,
-                              max_pixels=args.max_pixels, weights_dir=args.weights_dir, limits=limits)
+                              max_pixels=args.max_pixels, weights_dir=args.weights_dir, limits=limits,
+                              row_groups=RowGroups(bytes=int(args.max_row_group_mb * 2**20)))
     originals = None
     if args.audit:
         try:
