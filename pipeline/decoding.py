@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import hashlib
+import json
 import math
 import os
 import socket
@@ -19,14 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from model import load_image, ms_ssim, psnr
 
-from .archive import PARQUET_SUFFIX, RowGroups, now, sha256, write_json
+from .archive import PARQUET_SUFFIX, STATS_SUFFIX, RowGroups, now, sha256, write_json
 from .archive_rows import ArchiveRows, ReadRequest
 from .batches import call_batched
 from .faults import is_infrastructure
 from .encoding import JOB_MAX_PIXELS
+from .markers import identity
 from .names import UniqueNames, safe_ext, safe_name
 from .outputs import write_folder
 from .sandbox import Limits
@@ -34,7 +38,14 @@ from .shards import Sample, ShardReader, write_tar
 from .storage import Storage, basename, join
 
 DECODED_SUFFIX = ".decoded.json"  # the marker of a decoded shard
+AUDITED_SUFFIX = ".audited.json"  # the marker of an audited shard
+AUDIT_TABLE_SUFFIX = ".audit.parquet"  # an audited shard's per-image metrics
 FORMATS = ("webdataset", "png")
+AUDIT_SCHEMA = pa.schema([
+    ("key", pa.string()), ("shard", pa.string()), ("codec_id", pa.string()), ("width", pa.int32()),
+    ("height", pa.int32()), ("bpp", pa.float64()), ("psnr", pa.float64()), ("ms_ssim", pa.float64()),
+    ("error", pa.string()),
+])
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,7 @@ class DecodeSettings:
     row_groups: RowGroups = RowGroups()  # what the archive is held to: larger row groups and rows are refused
     weights_dir: str | None = None  # where codec weights are looked up; None: model/weights
     limits: Limits = Limits()  # of the process that decodes (``sandbox``)
+    audit_output: str | None = None  # where an audit writes each shard's table and marker (the job's --output)
 
     def fingerprint(self) -> dict:
         """What a decoded shard depends on, kept in its marker: other settings mean decoding again."""
@@ -64,6 +76,11 @@ def rows_of(parquet_url: str, settings: DecodeSettings, storage: Storage) -> Arc
     """The selected rows of one archive file, in blocks of ``batch_size`` stored rows, refused where the
     file breaks the writer's bounds (``archive_rows``)."""
     return ArchiveRows(ReadRequest(parquet_url, storage, settings.batch_size, settings.keys, settings.row_groups))
+
+
+def original_record(url: str, storage: Storage) -> dict:
+    """What an audit's marker keeps of the original shard: its URL and identity (``markers``)."""
+    return {"url": url, **(identity(storage.info(url)) or {})}
 
 
 Decoder = Callable[[str, list[bytes]], list[tuple]]  # (codec id, bitstreams) -> (image, None) or (None, reason)
@@ -199,16 +216,33 @@ def audit_row(row: dict, img, error: str | None, original: Sample | None, settin
 
 def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, settings: DecodeSettings,
                 storage: Storage, report: Callable[[dict], None] = lambda e: None) -> dict:
-    """Per-image PSNR, MS-SSIM and bpp of one archive file against its original shard."""
-    t0, originals, out = time.perf_counter(), _Originals(original_url, storage, settings.keys), []
+    """Per-image PSNR, MS-SSIM and bpp of one archive file against its original shard, written as
+    ``NAME.audit.parquet`` under ``settings.audit_output``, then its marker ``NAME.audited.json``
+    (``markers``: the table's record, the archive file's and the original shard's identity, the
+    settings), which is also returned."""
+    name, t0, started = archive_name(parquet_url), time.perf_counter(), now()
+    marker_url = join(settings.audit_output, name + AUDITED_SUFFIX)
+    storage.remove(marker_url)  # from an earlier run: never let it vouch for what is rewritten now
+    # read before the shard: a change while it is audited shows on the next run
+    stats = json.loads(storage.read_bytes(parquet_url[: -len(PARQUET_SUFFIX)] + STATS_SUFFIX))
+    original = original_record(original_url, storage)
+    originals, out = _Originals(original_url, storage, settings.keys), []
     rows_read = rows_of(parquet_url, settings, storage)
     for rows in rows_read:
         for row, (img, error) in zip(rows, decode_rows(decoder, rows)):
-            original = originals.get(row["key"]) if error is None else None
-            out.append({"shard": archive_name(parquet_url), **audit_row(row, img, error, original, settings)})
+            sample = originals.get(row["key"]) if error is None else None
+            out.append({"shard": name, **audit_row(row, img, error, sample, settings)})
         report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
-    return {"shard": parquet_url, "rows": len(out), "errors": sum(r["error"] is not None for r in out),
-            "metrics": out, "seconds": round(time.perf_counter() - t0, 4), **_process_records(decoder, rows_read)}
+    output: dict = {}
+    with storage.atomic_output(join(settings.audit_output, name + AUDIT_TABLE_SUFFIX), record=output) as f:
+        pq.write_table(pa.Table.from_pylist(out, schema=AUDIT_SCHEMA), f, compression="zstd")
+    marker = {"shard": parquet_url, "name": name, "input": stats.get("output"),
+              "original": original, "settings": settings.fingerprint(),
+              "output": output, "rows": len(out), "errors": sum(r["error"] is not None for r in out),
+              "seconds": round(time.perf_counter() - t0, 4), "started": started, "finished": now(),
+              **_process_records(decoder, rows_read)}
+    write_json(marker_url, marker, storage)
+    return marker
 
 
 def _process_records(decoder: Decoder, rows_read: ArchiveRows) -> dict:
