@@ -8,8 +8,10 @@
 Decoding writes NAME.tar per archive file (same keys, in a safe form: the decoded image as .png plus
 the carried metadata members) or NAME/KEY.png, each committed in one piece, then NAME.decoded.json
 (the shard's marker: rows, failed rows, original keys of renamed ones). Rerunning skips shards decoded
-before from the same archive bytes with the same settings. --audit decodes against the original shards and writes
-audit.parquet (per image PSNR, MS-SSIM, bpp) without keeping decoded images, then prints mean and
+before from the same archive bytes with the same settings. --audit decodes against the original
+shards, writes NAME.audit.parquet (per image PSNR, MS-SSIM, bpp) and its marker NAME.audited.json per
+shard without keeping decoded images (a rerun audits only the shards not audited before from the same
+archive bytes, originals and settings), then audit.parquet over every shard, and prints mean and
 worst 1 %. The decode options (the flags the codec families declare: steps, gamma, seed, ...) and
 the batch size are recorded in _manifest.json: the same arguments reproduce a stochastic decode.
 Rows whose codec has no matching weights here are refused.
@@ -21,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import io
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,11 +35,12 @@ import pyarrow.parquet as pq
 from model import load_codec_for_id
 from model.options import add_option_flags, family_options, given_options, with_defaults
 from pipeline.actors import DecodeWorker
-from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, archived_shards, now
-from pipeline.decoding import DECODED_SUFFIX, FORMATS, DecodeSettings, archive_name
+from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, RowGroups, archived_shards, now
+from pipeline.decoding import (AUDIT_SCHEMA, AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, DECODED_SUFFIX, FORMATS,
+                               DecodeSettings, archive_name, original_record)
 from pipeline.encoding import JOB_MAX_PIXELS
 from pipeline.lease import LeaseHeld
-from pipeline.markers import read_markers
+from pipeline.markers import READ_THREADS, read_markers
 from pipeline.metrics import summarize
 from pipeline.outputs import decoded_problem
 from pipeline.runner import (add_common_args, fail, manifest_base, output_lease, ray_session, report_failures,
@@ -46,11 +51,6 @@ from pipeline.storage import join, redact
 
 AUDIT_FILE = "audit.parquet"
 MANIFEST_FAILED_ROWS = 1000  # failed rows listed in the manifest; every one is in its shard's marker
-AUDIT_SCHEMA = pa.schema([
-    ("key", pa.string()), ("shard", pa.string()), ("codec_id", pa.string()), ("width", pa.int32()),
-    ("height", pa.int32()), ("bpp", pa.float64()), ("psnr", pa.float64()), ("ms_ssim", pa.float64()),
-    ("error", pa.string()),
-])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=JOB_MAX_PIXELS,
                    help="pixel cap: a bitstream whose header is larger is an error row, refused before decoding; "
                         f"also caps originals in --audit (default {JOB_MAX_PIXELS})")
-    p.add_argument("--overwrite", action="store_true", help="decode every shard again, even those decoded before")
+    p.add_argument("--max-row-group-mb", type=float, default=RowGroups.bytes / 2**20,
+                   help="what the archive is held to, as compress's --row-group-mb: a row over this many MB of "
+                        "bitstream and metadata, or a row group over twice that, is refused (error rows) before it "
+                        f"is read (default {RowGroups.bytes / 2**20:g})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="decode (or audit) every shard again, even those done before")
     p.add_argument("--decoder-memory-gb", type=float, default=Limits.memory_bytes / 2**30,
                    help="memory cap of each decoding process (RLIMIT_DATA; not applied on GPUs); a bitstream "
                         f"that needs more fails its shard, not the machine (default {Limits.memory_bytes / 2**30:g})")
@@ -128,7 +133,9 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     options = given_options(args, family_options("decode"))
     limits = Limits(memory_bytes=int(args.decoder_memory_gb * 2**30), seconds_per_image=args.decode_timeout)
     settings = DecodeSettings(options=options, batch_size=args.batch_size, format=args.format, keys=keys,
-                              max_pixels=args.max_pixels, weights_dir=args.weights_dir, limits=limits)
+                              max_pixels=args.max_pixels, weights_dir=args.weights_dir, limits=limits,
+                              row_groups=RowGroups(bytes=int(args.max_row_group_mb * 2**20)),
+                              audit_output=args.output if args.audit else None)
     originals = None
     if args.audit:
         try:
@@ -145,16 +152,27 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
         return fail(str(exc))
 
 
-def find_decoded(output: str, shards: dict[str, dict], settings: DecodeSettings, storage) -> tuple[dict, dict]:
-    """(markers of the shards already decoded under ``output`` from the same archive bytes with the
-    same settings and intact outputs, name -> why the others are decoded again)."""
-    markers = read_markers(output, DECODED_SUFFIX, storage, set(shards))
+def find_finished(output: str, shards: dict[str, dict], settings: DecodeSettings, storage,
+                  originals: dict[str, str] | None = None) -> tuple[dict, dict]:
+    """(markers of the shards already decoded, or audited against ``originals``, under ``output`` from
+    the same archive bytes (and originals) with the same settings and intact outputs, name -> why the
+    others are done again)."""
+    verb = "decoded" if originals is None else "audited"
+    markers = read_markers(output, DECODED_SUFFIX if originals is None else AUDITED_SUFFIX, storage, set(shards))
+    now_originals: dict[str, dict] = {}
+    if originals is not None:
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            names = list(markers.found)
+            now_originals = dict(zip(names, pool.map(lambda n: original_record(originals[n], storage), names)))
     done = {}
     for name, marker in markers.found.items():
         if marker.get("input") != shards[name].get("output"):
-            markers.problems[name] = "the archive shard changed since it was decoded"
+            markers.problems[name] = f"the archive shard changed since it was {verb}"
         elif marker.get("settings") != settings.fingerprint():
-            markers.problems[name] = f"decoded with other settings ({marker.get('settings')})"
+            markers.problems[name] = f"{verb} with other settings ({marker.get('settings')})"
+        elif originals is not None and marker.get("original") != now_originals[name]:
+            markers.problems[name] = (f"the original shard changed since it was {verb} "
+                                      f"({marker.get('original')} -> {now_originals[name]})")
         elif (problem := decoded_problem(marker.get("output"), markers.listing, storage)) is not None:
             markers.problems[name] = problem
         else:
@@ -164,16 +182,16 @@ def find_decoded(output: str, shards: dict[str, dict], settings: DecodeSettings,
 
 def decode(args, argv: list[str], storage, shards: dict[str, dict], settings: DecodeSettings, originals,
            lease, on_event) -> int:
-    """The job once it holds the output prefix: skip shards decoded before, decode or audit the rest."""
+    """The job once it holds the output prefix: skip shards decoded (or audited) before, do the rest."""
     parquets = {n: join(args.input, n + PARQUET_SUFFIX) for n in shards}
     skipped: dict[str, dict] = {}
-    if originals is not None:  # an audit writes one table at the end: it always covers every shard
+    if not args.overwrite:
+        skipped, redo = find_finished(args.output, shards, settings, storage, originals)
+        for name, reason in sorted(redo.items()):
+            print(f"{'decoding' if originals is None else 'auditing'} {name} again: {reason}", file=sys.stderr)
+    if originals is not None:
         call = lambda actor, url: actor.audit.remote(url, originals[archive_name(url)])  # noqa: E731
     else:
-        if not args.overwrite:
-            skipped, redo = find_decoded(args.output, shards, settings, storage)
-            for name, reason in sorted(redo.items()):
-                print(f"decoding {name} again: {reason}", file=sys.stderr)
         call = lambda actor, url: actor.decode.remote(url, args.output, shards[archive_name(url)]["output"])  # noqa: E731
     todo = [u for n, u in parquets.items() if n not in skipped]
     started, t0 = now(), time.perf_counter()
@@ -199,7 +217,7 @@ def decode(args, argv: list[str], storage, shards: dict[str, dict], settings: De
         "failed_rows": failed_rows[:MANIFEST_FAILED_ROWS],
     }
     if originals is not None:
-        manifest["audit"] = write_audit(results, args.output, storage)
+        manifest["audit"] = write_audit([archive_name(r["shard"]) for r in finished], args.output, storage)
         print_audit(manifest["audit"])
     written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; output {redact(args.output)}")
@@ -220,8 +238,11 @@ def report_rows(failed_rows: list[dict], allowed: bool) -> None:
         print("exit status 1 because rows failed; pass --allow-errors to accept them", file=sys.stderr)
 
 
-def write_audit(results: dict, output: str, storage) -> dict:
-    rows = [m for r in results.values() for m in r["metrics"]]
+def write_audit(names: list[str], output: str, storage) -> dict:
+    """``audit.parquet``: the tables of the shards ``names`` (audited now or before), in name order."""
+    tables = [pq.read_table(io.BytesIO(storage.read_bytes(join(output, n + AUDIT_TABLE_SUFFIX))), schema=AUDIT_SCHEMA)
+              for n in sorted(names)]
+    rows = pa.concat_tables(tables).to_pylist() if tables else []
     with storage.atomic_output(join(output, AUDIT_FILE)) as f:
         pq.write_table(pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA), f, compression="zstd")
     return {"file": redact(join(output, AUDIT_FILE)), "images": len(rows),

@@ -53,10 +53,31 @@ MANIFEST = "_manifest.json"
 VERSIONED_PACKAGES = ("diffarc", "torch", "numpy", "pillow", "pyarrow", "ray", "fsspec", "s3fs", "webdataset")
 
 
+BIG_COLUMNS = ("bitstream", "metadata")  # what a row's size is made of; the other columns hold a few short values
+FRAMING_BYTES = 16 << 10  # Parquet's own bytes per row in the big columns, at most (value lengths, levels, page
+# headers with min/max statistics of values under 4 KiB): measured under 2 KiB
+
+
+def row_bytes(row: dict[str, Any]) -> int:
+    """The bytes of a row's big columns: its bitstream plus its metadata's names and contents."""
+    return len(row.get("bitstream") or b"") + sum(len(k) + len(v) for k, v in row.get("metadata") or [])
+
+
 @dataclass(frozen=True)
 class RowGroups:
+    """How the writer cuts row groups, and so what a reader may expect of an honest archive: no row
+    over ``bytes`` (the writer makes such a row an error row) and no group over ``max_group_bytes``."""
+
     rows: int = 100
-    bytes: int = 64 << 20
+    bytes: int = 64 << 20  # a group is closed once its rows hold this many bytes (``row_bytes``)
+
+    def max_row_bytes(self) -> int:
+        return self.bytes
+
+    def max_group_bytes(self) -> int:
+        """The most a group's big columns take uncompressed: it holds under ``bytes`` before its last row,
+        that row at most ``bytes``, and Parquet frames each value and page."""
+        return 2 * self.bytes + (self.rows + 8) * FRAMING_BYTES
 
 
 class ArchiveWriter:
@@ -67,8 +88,16 @@ class ArchiveWriter:
         self.limits, self.buffer, self.buffered_bytes, self.rows = row_groups, [], 0, 0
 
     def add(self, row: dict[str, Any]) -> None:
+        """Buffer ``row``; one over the row cap becomes an error row here, in place (the caller's
+        tally sees it), since readers refuse what an honest writer never writes."""
+        size = row_bytes(row)
+        if size > self.limits.max_row_bytes():
+            row.update(bitstream=None, metadata=[], bpp=None, encode_ms=None,
+                       error=f"the bitstream and metadata members take {size} bytes, over the row-group cap of "
+                             f"{self.limits.max_row_bytes()} (raise --row-group-mb, and --max-row-group-mb to decode)")
+            size = 0
         self.buffer.append(row)
-        self.buffered_bytes += len(row.get("bitstream") or b"") + sum(len(v) for _, v in row.get("metadata") or [])
+        self.buffered_bytes += size
         if len(self.buffer) >= self.limits.rows or self.buffered_bytes >= self.limits.bytes:
             self.flush()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import hashlib
+import json
 import math
 import os
 import socket
@@ -19,14 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model import load_image, ms_ssim, psnr
 
-from .archive import PARQUET_SUFFIX, now, sha256, write_json
+from .archive import PARQUET_SUFFIX, STATS_SUFFIX, RowGroups, now, sha256, write_json
+from .archive_rows import ArchiveRows, ReadRequest
 from .batches import call_batched
 from .faults import is_infrastructure
 from .encoding import JOB_MAX_PIXELS
+from .markers import identity
 from .names import UniqueNames, safe_ext, safe_name
 from .outputs import write_folder
 from .sandbox import Limits
@@ -34,8 +38,14 @@ from .shards import Sample, ShardReader, write_tar
 from .storage import Storage, basename, join
 
 DECODED_SUFFIX = ".decoded.json"  # the marker of a decoded shard
-COLUMNS = ["key", "member", "codec_id", "bitstream", "width", "height", "bpp", "orig_sha256", "error", "metadata"]
+AUDITED_SUFFIX = ".audited.json"  # the marker of an audited shard
+AUDIT_TABLE_SUFFIX = ".audit.parquet"  # an audited shard's per-image metrics
 FORMATS = ("webdataset", "png")
+AUDIT_SCHEMA = pa.schema([
+    ("key", pa.string()), ("shard", pa.string()), ("codec_id", pa.string()), ("width", pa.int32()),
+    ("height", pa.int32()), ("bpp", pa.float64()), ("psnr", pa.float64()), ("ms_ssim", pa.float64()),
+    ("error", pa.string()),
+])
 
 
 @dataclass(frozen=True)
@@ -45,28 +55,32 @@ class DecodeSettings:
     format: str = "webdataset"
     keys: frozenset[str] | None = None  # only these keys; None: all
     max_pixels: int = JOB_MAX_PIXELS  # decode refuses larger headers; also caps originals in audits
+    row_groups: RowGroups = RowGroups()  # what the archive is held to: larger row groups and rows are refused
     weights_dir: str | None = None  # where codec weights are looked up; None: model/weights
     limits: Limits = Limits()  # of the process that decodes (``sandbox``)
+    audit_output: str | None = None  # where an audit writes each shard's table and marker (the job's --output)
 
     def fingerprint(self) -> dict:
         """What a decoded shard depends on, kept in its marker: other settings mean decoding again."""
         keys = hashlib.sha256("\n".join(sorted(self.keys)).encode()).hexdigest() if self.keys is not None else None
         return {"options": dict(sorted(self.options.items())), "format": self.format, "keys_sha256": keys,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "max_pixels": self.max_pixels,
+                "max_row_group_bytes": self.row_groups.bytes}
 
 
 def archive_name(parquet_url: str) -> str:
     return safe_name(basename(parquet_url)[: -len(PARQUET_SUFFIX)])
 
 
-def iter_rows(parquet_url: str, settings: DecodeSettings, storage: Storage) -> Iterator[list[dict]]:
-    """The selected rows of one archive file, ``batch_size`` at a time, in stored order."""
-    fs, path = storage.fs(parquet_url)
-    with fs.open(path, "rb") as f:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=settings.batch_size, columns=COLUMNS):
-            rows = [r for r in batch.to_pylist() if settings.keys is None or r["key"] in settings.keys]
-            if rows:
-                yield rows
+def rows_of(parquet_url: str, settings: DecodeSettings, storage: Storage) -> ArchiveRows:
+    """The selected rows of one archive file, in blocks of ``batch_size`` stored rows, refused where the
+    file breaks the writer's bounds (``archive_rows``)."""
+    return ArchiveRows(ReadRequest(parquet_url, storage, settings.batch_size, settings.keys, settings.row_groups))
+
+
+def original_record(url: str, storage: Storage) -> dict:
+    """What an audit's marker keeps of the original shard: its URL and identity (``markers``)."""
+    return {"url": url, **(identity(storage.info(url)) or {})}
 
 
 Decoder = Callable[[str, list[bytes]], list[tuple]]  # (codec id, bitstreams) -> (image, None) or (None, reason)
@@ -93,10 +107,10 @@ def in_process(get_codec: Callable, settings: DecodeSettings) -> Decoder:
 
 def decode_rows(decoder: Decoder, rows: list[dict]) -> list[tuple]:
     """(PIL image, None) or (None, reason) per row; one decoder call per codec id in the batch."""
-    out: list[tuple] = [(None, f"archived as an error row: {r['error']}") for r in rows]
+    out: list[tuple] = [(None, r.get("refused") or f"archived as an error row: {r['error']}") for r in rows]
     by_codec: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
-        if r["error"] is None:
+        if r["error"] is None and not r.get("refused"):
             by_codec.setdefault(r["codec_id"], []).append(i)
     for codec_id, idx in by_codec.items():
         for i, result in zip(idx, decoder(codec_id, [rows[i]["bitstream"] for i in idx])):
@@ -127,8 +141,10 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
     counts = {"decoded": 0}
     unique, renamed = UniqueNames(), {}
 
+    rows_read = rows_of(parquet_url, settings, storage)
+
     def samples() -> Iterator[Sample]:
-        for rows in iter_rows(parquet_url, settings, storage):
+        for rows in rows_read:
             for row, (img, error) in zip(rows, decode_rows(decoder, rows)):
                 if error:
                     failures.append({"key": row["key"], "error": error})
@@ -155,9 +171,7 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
               "output": output, "rows": counts["decoded"] + len(failures), "decoded": counts["decoded"],
               "errors": len(failures), "failed_rows": failures, "renamed": renamed, "bytes_out": output["bytes"],
               "seconds": round(time.perf_counter() - t0, 4), "started": started, "finished": now(),
-              "worker": {"host": socket.gethostname(), "pid": os.getpid()},
-              "decoder": {"peak_rss_bytes": getattr(decoder, "peak_rss_bytes", None),
-                          "deaths": getattr(decoder, "deaths", None)}}
+              **_process_records(decoder, rows_read)}
     write_json(marker_url, marker, storage)
     return marker
 
@@ -202,12 +216,38 @@ def audit_row(row: dict, img, error: str | None, original: Sample | None, settin
 
 def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, settings: DecodeSettings,
                 storage: Storage, report: Callable[[dict], None] = lambda e: None) -> dict:
-    """Per-image PSNR, MS-SSIM and bpp of one archive file against its original shard."""
-    t0, originals, out = time.perf_counter(), _Originals(original_url, storage, settings.keys), []
-    for rows in iter_rows(parquet_url, settings, storage):
+    """Per-image PSNR, MS-SSIM and bpp of one archive file against its original shard, written as
+    ``NAME.audit.parquet`` under ``settings.audit_output``, then its marker ``NAME.audited.json``
+    (``markers``: the table's record, the archive file's and the original shard's identity, the
+    settings), which is also returned."""
+    name, t0, started = archive_name(parquet_url), time.perf_counter(), now()
+    marker_url = join(settings.audit_output, name + AUDITED_SUFFIX)
+    storage.remove(marker_url)  # from an earlier run: never let it vouch for what is rewritten now
+    # read before the shard: a change while it is audited shows on the next run
+    stats = json.loads(storage.read_bytes(parquet_url[: -len(PARQUET_SUFFIX)] + STATS_SUFFIX))
+    original = original_record(original_url, storage)
+    originals, out = _Originals(original_url, storage, settings.keys), []
+    rows_read = rows_of(parquet_url, settings, storage)
+    for rows in rows_read:
         for row, (img, error) in zip(rows, decode_rows(decoder, rows)):
-            original = originals.get(row["key"]) if error is None else None
-            out.append({"shard": archive_name(parquet_url), **audit_row(row, img, error, original, settings)})
+            sample = originals.get(row["key"]) if error is None else None
+            out.append({"shard": name, **audit_row(row, img, error, sample, settings)})
         report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
-    return {"shard": parquet_url, "rows": len(out), "errors": sum(r["error"] is not None for r in out),
-            "metrics": out, "seconds": round(time.perf_counter() - t0, 4)}
+    output: dict = {}
+    with storage.atomic_output(join(settings.audit_output, name + AUDIT_TABLE_SUFFIX), record=output) as f:
+        pq.write_table(pa.Table.from_pylist(out, schema=AUDIT_SCHEMA), f, compression="zstd")
+    marker = {"shard": parquet_url, "name": name, "input": stats.get("output"),
+              "original": original, "settings": settings.fingerprint(),
+              "output": output, "rows": len(out), "errors": sum(r["error"] is not None for r in out),
+              "seconds": round(time.perf_counter() - t0, 4), "started": started, "finished": now(),
+              **_process_records(decoder, rows_read)}
+    write_json(marker_url, marker, storage)
+    return marker
+
+
+def _process_records(decoder: Decoder, rows_read: ArchiveRows) -> dict:
+    """What a shard's marker says about the processes that did the work."""
+    return {"worker": {"host": socket.gethostname(), "pid": os.getpid()},
+            "decoder": {"peak_rss_bytes": getattr(decoder, "peak_rss_bytes", None),
+                        "deaths": getattr(decoder, "deaths", None)},
+            "reader": rows_read.record}

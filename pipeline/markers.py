@@ -12,6 +12,17 @@ Resume trusts a marker only when the output still matches it (S3: size and ETag,
 listing, nothing downloaded; local: size, then the sha256 recomputed) and, where the caller checks
 it, the input's identity is unchanged. Anything else is redone and the reason is printed. Markers
 are found with one listing and read in parallel, so resuming N units costs O(N).
+
+Why S3 gets no deeper check (no download and sha256): S3 objects are never changed in place, only
+written again, and every write gets a new ETag unless it stores the same bytes the same way (a single
+PUT: the MD5 of the bytes; multipart: the MD5 of the parts' MD5s plus "-N", so the same bytes in other
+parts also read as replaced, and are redone; SSE-KMS: unrelated to the bytes, new per write). Bytes
+that rot at rest are S3's to detect (it checksums what it stores, and a read fails rather than return
+them), and an upload is checksummed on the way in; the marker records the ETag S3 reports after the
+upload. What a download would add is a forged MD5 collision by someone who can write the bucket,
+and so rewrite the marker as well, for a full read of the archive on every resume (a 1 TB archive is
+1 TB of transfer, against one listing). The decoder reads each file whole anyway and refuses what does
+not parse (``archive_rows``, the container's CRC).
 """
 
 from __future__ import annotations
