@@ -88,16 +88,39 @@ def resources_from(args: argparse.Namespace, batch_deadline_s: float = 0.0) -> R
 def ray_session() -> Iterator[None]:
     """Join the running Ray (``ray job submit``, an initialised test session) or start a local one."""
     started = not ray.is_initialized()
-    if started:
-        # Workers import `pipeline` and `model` from this checkout even when it is not installed
-        # and the job runs from another directory (under `ray job submit`, --working-dir does it).
-        job_config = ray.job_config.JobConfig(code_search_path=[str(REPO)])
-        ray.init(job_config=job_config, configure_logging=False)
+    try:
+        if started:
+            # Workers import `pipeline` and `model` from this checkout even when it is not installed
+            # and the job runs from another directory (under `ray job submit`, --working-dir does it).
+            job_config = ray.job_config.JobConfig(code_search_path=[str(REPO)])
+            with exits_kept():
+                ray.init(job_config=job_config, configure_logging=False)
+        yield
+    finally:
+        if started and ray.is_initialized():
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def exits_kept() -> Iterator[None]:
+    """Raise, at the end of the block, a SystemExit that Python swallowed in it: ``ray.init`` starts
+    processes, and a SIGTERM handled inside one of the at-fork callbacks it triggers (logging's) raises
+    there, where the exception is only reported as unraisable and the job would run on."""
+    swallowed, previous = [], sys.unraisablehook
+
+    def keep(unraisable) -> None:
+        if isinstance(unraisable.exc_value, SystemExit):
+            swallowed.append(unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = keep
     try:
         yield
     finally:
-        if started:
-            ray.shutdown()
+        sys.unraisablehook = previous
+    if swallowed:
+        raise swallowed[0]
 
 
 def run_workers(job: str, make_actor: Callable[[object], object], items: list, call: Callable, res: Resources,

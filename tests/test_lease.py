@@ -130,3 +130,30 @@ def test_sigterm_ends_the_job_and_releases_its_lease(tmp_path):
         kill_session(job.pid)
     assert job.returncode in (signal.SIGTERM, 128 + signal.SIGTERM), log[-2000:]  # Ray's handler exits 15
     assert not (out / LEASE).exists()  # the next scheduled run starts without --force
+
+
+class _ExitsWhenCollected:
+    """Raises from ``__del__``: Python can only report that (as unraisable), as it does for an at-fork callback."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+    def __del__(self):
+        raise self.exc
+
+
+def test_a_sigterm_swallowed_while_ray_starts_still_ends_the_job(monkeypatch):
+    # ray.init forks; a SIGTERM handled in an at-fork callback raises SystemExit there, and Python drops it
+    from pipeline.runner import exits_kept
+
+    with pytest.raises(SystemExit) as caught:
+        with exits_kept():
+            _ExitsWhenCollected(SystemExit(143))
+    assert caught.value.code == 143
+
+    others = []
+    monkeypatch.setattr(sys, "unraisablehook", others.append)
+    with exits_kept():  # anything else still goes to the hook that was there, and nothing is raised
+        _ExitsWhenCollected(ValueError("not an exit"))
+    assert [type(u.exc_value) for u in others] == [ValueError]
+    assert sys.unraisablehook == others.append
