@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="larger tar members are not read: their sample becomes an error row "
                         f"(default {EncodeSettings.max_member_bytes / 2**20:g})")
     p.add_argument("--row-group-rows", type=int, default=100, help="rows per Parquet row group (default 100)")
-    p.add_argument("--row-group-mb", type=float, default=64, help="or this many MB of bitstreams (default 64)")
+    p.add_argument("--row-group-mb", type=float, default=64, help="or this many MB of bitstreams; also the most one row may hold, a larger one is an error row "
+                        "(default 64; decode such an archive with the same --max-row-group-mb)")
     add_option_flags(p.add_argument_group("encode options (the codec's family must declare them)"),
                      family_options("encode"))
     add_common_args(p, default_batch=16)

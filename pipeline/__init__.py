@@ -4,9 +4,10 @@
 - ``shards``    find WebDataset shards, stream their samples (tolerating truncation), write tars
 - ``encoding``  one shard -> prefetched image decoding -> batched ``codec.encode`` -> Parquet + stats
 - ``archive``   the Parquet schema and writer, the complete shards of an archive, manifest helpers
-- ``decoding``  one archive file -> batched ``codec.decode`` -> tar or PNGs, or audit metrics
+- ``archive_rows`` an archive file's rows, read in a child process and held to the writer's bounds
+- ``decoding``  one archive file -> batched ``codec.decode`` -> tar or PNGs, or audit metrics (resumable)
 - ``actors``    Ray actors holding one codec replica each
-- ``pool``      the shard pool: one shard per actor, lost workers and nodes replaced, shards retried
+- ``pool``      the shard pool: one shard per actor, lost, lost-node and stalled workers replaced, shards retried
 - ``progress``  the live progress line and the final summary
 - ``runner``    what jobs/compress.py and jobs/decompress.py share: flags, Ray session, workers, manifest
 
