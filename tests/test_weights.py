@@ -101,3 +101,18 @@ def test_jobs_take_weights_from_a_bucket(bucket, ray_local, tmp_path, monkeypatc
     assert decompress.main(["--input", str(out), "--output", str(tmp_path / "decoded"), "--format", "png",
                             *flags]) == 0
     assert len(list((tmp_path / "decoded").rglob("*.png"))) == 2
+
+
+def test_the_same_weights_always_make_the_same_file(tmp_path):
+    # safetensors writes its metadata in hash-map order: without a canonical header, one model saved
+    # twice (or hashed in memory, then saved) could get two ids, and its bitstreams would not decode
+    from model import random_codec
+    from model.nn.weights_file import save_weights
+
+    ids = set()
+    for i in range(8):
+        codec = random_codec("cdc-tiny", seed=0)
+        digest = save_weights(codec.model, tmp_path / f"w{i}.safetensors", {"name": "w"})
+        assert codec.codec_id == f"cdc-tiny@{digest}"  # in memory, the id of the file it would be
+        ids.add(digest)
+    assert len(ids) == 1

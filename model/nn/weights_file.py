@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save, save_file
+from safetensors.torch import load_file, save
 
 from ..weights import CARD_SUFFIX, HASH_CHARS, sha256_bytes, sha256_file
 from .config import config_from_dict, config_to_dict
@@ -42,12 +42,23 @@ def _metadata(model) -> dict[str, str]:
     return {"format": WEIGHTS_FORMAT, "config": json.dumps(config_to_dict(model.cfg))}
 
 
+def _released_bytes(model) -> bytes:
+    """The weights file's bytes, the same for the same weights: safetensors writes its metadata in hash
+    map order, which varies between runs, so the header is rewritten with sorted keys (readers do not
+    care about the order; the tensor data and its offsets are untouched)."""
+    prepare_for_release(model)
+    blob = save(_state_for_storage(model), metadata=_metadata(model))
+    size = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8 : 8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # safetensors aligns the data to 8 bytes
+    return len(header).to_bytes(8, "little") + header + blob[8 + size :]
+
+
 def save_weights(model, path: Path, card: dict) -> str:
     """Write NAME.safetensors and NAME.json; returns the short weights hash."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    prepare_for_release(model)
-    save_file(_state_for_storage(model), str(path), metadata=_metadata(model))
+    path.write_bytes(_released_bytes(model))
     digest = sha256_file(path)
     card = {**card, "family": model.cfg.family, "config": config_to_dict(model.cfg), "sha256": digest}
     path.with_suffix(CARD_SUFFIX).write_text(json.dumps(card, indent=2) + "\n")
@@ -56,8 +67,7 @@ def save_weights(model, path: Path, card: dict) -> str:
 
 def released_sha256(model) -> str:
     """The sha256 the model's weights file would have (it is prepared for release first)."""
-    prepare_for_release(model)
-    return sha256_bytes(save(_state_for_storage(model), metadata=_metadata(model)))
+    return sha256_bytes(_released_bytes(model))
 
 
 def load_model(path: Path):
