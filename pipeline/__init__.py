@@ -18,6 +18,7 @@ Reliability (README: Reliability):
 - ``lease``     one job per output prefix (``_lock.json``: exclusive create, refreshed, --force)
 - ``names``     keys as safe relative file names
 - ``sandbox``   decoding in a child process that may die (crash, hang, memory cap)
+- ``child``     such a child (the decoder, the archive reader): started, spoken to, dying with its worker
 - ``outputs``   a decoded shard's tar or PNG folder committed in one piece, checked on resume
 
 The pipeline uses the codec only through the ``model`` package's public interface.

@@ -17,20 +17,16 @@ budget beyond its size at start, and no more (RLIMIT_DATA; Arrow uses the system
 the segment is what it holds): a file that needs more than its footer admits fails its shard with an
 error naming the file and row group, and so does a file that is not Parquet, is cut short or
 contradicts itself, while the worker lives on. A read that the store failed is an infrastructure
-fault (retried by the worker); it never becomes an error row.
+fault (retried by the worker); it never becomes an error row. The child dies with its worker (``child``).
 
-Protocol: ``sandbox``'s length-prefixed pickles; the parent sends one ``ReadRequest``, the child
-answers ("rows", [row, ...]) per batch, then ("done", {peak_rss_bytes, bytes_read}), or ("bad" |
-"infra", message).
+Protocol (``child``): the parent sends one ``ReadRequest``, the child answers ("rows", [row, ...])
+per batch, then ("done", {peak_rss_bytes, bytes_read}), or ("bad" | "infra", message).
 """
 
 from __future__ import annotations
 
-import os
 import resource
 import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -39,8 +35,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .archive import BIG_COLUMNS, RowGroups
+from .child import child_streams, peak_rss_bytes, recv, send, start_child, status_bytes
 from .faults import InfrastructureError, PermanentError, is_transient
-from .sandbox import REPO, _peak_rss_bytes, _recv, _send
 from .storage import Storage
 
 COLUMNS = ["key", "member", "codec_id", "bitstream", "width", "height", "bpp", "orig_sha256", "error", "metadata"]
@@ -76,15 +72,12 @@ class ArchiveRows:
         self.request, self.record = request, {"peak_rss_bytes": None, "bytes_read": None}
 
     def __iter__(self) -> Iterator[list[dict]]:
-        env = {**os.environ, "ARROW_DEFAULT_MEMORY_POOL": "system",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.archive_rows"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, env=env, cwd=str(REPO), bufsize=0)
+        proc = start_child("pipeline.archive_rows", ARROW_DEFAULT_MEMORY_POOL="system")
         try:
-            _send(proc.stdin, self.request)
+            send(proc.stdin, self.request)
             while True:
                 try:
-                    kind, payload = _recv(proc.stdout)
+                    kind, payload = recv(proc.stdout)
                 except EOFError:
                     raise _death(proc.wait(), self.request.url) from None
                 if kind == "rows":
@@ -243,30 +236,20 @@ def _verdict(exc: Exception, source: _Source | None, request: ReadRequest, place
 
 
 def _serve() -> None:
-    proto_in, proto_out = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # our prints (and libraries') must not corrupt the protocol
-    request: ReadRequest = _recv(proto_in)
+    proto_in, proto_out = child_streams()
+    request: ReadRequest = recv(proto_in)
     source, place, growth = None, _Place(), reader_growth_bytes(request.row_groups)
     try:
         fs, path = request.storage.fs(request.url)  # imports s3fs when it is one: before the cap
-        if (start := _data_segment_bytes()) is not None:  # Linux: elsewhere RLIMIT_DATA is not kept anyway
+        if (start := status_bytes("VmData")) is not None:  # what RLIMIT_DATA caps (Linux: elsewhere it is not kept)
             resource.setrlimit(resource.RLIMIT_DATA, (start + growth, start + growth))
         with fs.open(path, "rb") as f:
             source = _Source(f)
             for rows in read_batches(source, request, place):
-                _send(proto_out, ("rows", rows))
-        _send(proto_out, ("done", {"peak_rss_bytes": _peak_rss_bytes(), "bytes_read": source.bytes_read}))
+                send(proto_out, ("rows", rows))
+        send(proto_out, ("done", {"peak_rss_bytes": peak_rss_bytes(), "bytes_read": source.bytes_read}))
     except Exception as exc:
-        _send(proto_out, _verdict(exc, source, request, place, growth))
-
-
-def _data_segment_bytes() -> int | None:
-    """This process's data segment (VmData: what RLIMIT_DATA caps), or None without /proc."""
-    try:
-        with open("/proc/self/status") as f:
-            return int(next(line.split()[1] for line in f if line.startswith("VmData:"))) * 1024
-    except (OSError, StopIteration):
-        return None
+        send(proto_out, _verdict(exc, source, request, place, growth))
 
 
 if __name__ == "__main__":

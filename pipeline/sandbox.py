@@ -7,27 +7,25 @@ the codecs and decodes, with its data segment capped (``Limits.memory_bytes``, R
 allocation beyond it fails as MemoryError instead of swapping the machine) and each call under a
 deadline. When the child dies (a signal, the deadline), the batch is split in halves until the
 bitstream that kills it is alone; it is tried once more in a fresh child and then becomes an error
-row, while a fresh child carries on with the rest.
+row, while a fresh child carries on with the rest. The child dies with its worker (``child``).
 
-Protocol: length-prefixed pickles over the child's stdin/stdout, between two processes of this
-code base (the child's own prints go to stderr).
+Protocol (``child``): the parent sends (settings, limits, device), then (codec id, bitstreams) per
+call, answered ("ok", [(raw image | None, error), ...], peak rss) or ("infra", message, peak rss),
+and None to end.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import resource
 import signal
-import struct
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .child import child_streams, peak_rss_bytes, recv, send, start_child
 from .faults import InfrastructureError
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -39,28 +37,6 @@ class Limits:
 
 class ChildDied(Exception):
     pass
-
-
-def _send(stream, obj) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(struct.pack(">Q", len(data)) + data)
-    stream.flush()
-
-
-def _read_exact(stream, n: int) -> bytes:
-    chunks, left = [], n
-    while left:
-        chunk = stream.read(left)
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def _recv(stream):
-    (n,) = struct.unpack(">Q", _read_exact(stream, 8))
-    return pickle.loads(_read_exact(stream, n))
 
 
 class DecoderProcess:
@@ -89,7 +65,7 @@ class DecoderProcess:
             self._start()
         deadline = self.limits.seconds_per_image * len(blobs)
         try:
-            _send(self.proc.stdin, (codec_id, blobs))
+            send(self.proc.stdin, (codec_id, blobs))
             reply = self._reply(deadline)
         except (EOFError, BrokenPipeError, OSError):
             raise ChildDied(self._death()) from None
@@ -110,7 +86,7 @@ class DecoderProcess:
             self.proc.wait()
             self.deaths.append(f"no answer in {deadline:.0f}s, killed")
             raise ChildDied(self.deaths[-1])
-        return _recv(self.proc.stdout)
+        return recv(self.proc.stdout)
 
     def _death(self) -> str:
         code = self.proc.wait()
@@ -120,16 +96,13 @@ class DecoderProcess:
         return what
 
     def _start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        # unbuffered: select() on our end must see every byte the child wrote
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.sandbox"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, env=env, cwd=str(REPO), bufsize=0)
-        _send(self.proc.stdin, (self.settings, self.limits, self.device))
+        self.proc = start_child("pipeline.sandbox")
+        send(self.proc.stdin, (self.settings, self.limits, self.device))
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             try:
-                _send(self.proc.stdin, None)
+                send(self.proc.stdin, None)
                 self.proc.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
@@ -137,20 +110,10 @@ class DecoderProcess:
         self.proc = None
 
 
-def _peak_rss_bytes() -> int:
-    """This process's own peak resident size (VmHWM: ru_maxrss would include its parent's, kept across exec)."""
-    try:
-        with open("/proc/self/status") as f:
-            return int(next(line.split()[1] for line in f if line.startswith("VmHWM"))) * 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def _serve() -> None:
     """The child: decode what the parent sends until it sends None."""
-    proto_in, proto_out = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # our prints (and libraries') must not corrupt the protocol
-    settings, limits, device = _recv(proto_in)
+    proto_in, proto_out = child_streams()
+    settings, limits, device = recv(proto_in)
     if limits.memory_bytes:
         resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -171,7 +134,7 @@ def _serve() -> None:
         return codecs[codec_id]
 
     decode = in_process(get_codec, settings)
-    while (msg := _recv(proto_in)) is not None:
+    while (msg := recv(proto_in)) is not None:
         codec_id, blobs = msg
         try:
             images = decode(codec_id, blobs)
@@ -179,7 +142,7 @@ def _serve() -> None:
                             for img, err in images])
         except Exception as exc:  # input errors are rows already (in_process): this is not the input's fault
             reply = ("infra", f"{type(exc).__name__}: {exc}")
-        _send(proto_out, (*reply, _peak_rss_bytes()))
+        send(proto_out, (*reply, peak_rss_bytes()))
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from processes import kill_session, session_processes
+from processes import MidShardKill, kill_session, session_processes
 from shardkit import archive_rows, plain_shards, stats
 
 from jobs import compress, decompress
-from pipeline.archive import now
+from pipeline.decoding import DECODED_SUFFIX, archive_name
 
 REPO = Path(__file__).resolve().parents[1]
 OUR_WORKERS = ("CompressWorker", "DecodeWorker", "pipeline.sandbox")
@@ -114,19 +114,17 @@ def test_decompress_driver_killed_then_rerun_exactly_once(archive, tmp_path):
 def test_decode_worker_killed_mid_shard_is_redone_exactly_once(archive, tmp_path):
     src, expected = archive
     out = tmp_path / "decoded"
-    killed: dict = {}
 
-    def kill_first_worker(event: dict) -> None:
-        if not killed:
-            killed.update(event, at=now())
-            os.kill(event["pid"], signal.SIGKILL)  # the actor's worker process, after its first image
+    def finished(shard: str) -> bool:
+        return (out / f"{archive_name(shard)}{DECODED_SUFFIX}").exists()
 
+    kill = MidShardKill(len(next(iter(expected.values()))), finished)
     argv = ["--input", str(src), "--output", str(out), "--actors", "2", "--batch-size", "1", "--no-progress"]
-    assert decompress.main(argv, on_event=kill_first_worker) == 0 and killed
+    assert decompress.main(argv, on_event=kill) == 0 and kill.killed
     assert tar_keys(out) == expected_keys(expected)
     [marker] = [json.loads(p.read_text()) for p in decoded_markers(out)
-                if json.loads(p.read_text())["shard"] == killed["shard"]]
-    # redone by the restarted worker, unless the killed one had finished it before the signal landed
-    assert marker["worker"]["pid"] != killed["pid"] or marker["finished"] <= killed["at"]
+                if json.loads(p.read_text())["shard"] == kill.killed["shard"]]
+    # killed before it finished the shard: redone whole, afresh, by the restarted worker
+    assert marker["worker"]["pid"] != kill.killed["pid"] and marker["started"] >= kill.killed["at"]
     assert decompress.main(argv) == 0
     assert json.loads((out / "_manifest.json").read_text())["counts"]["skipped"] == len(expected)

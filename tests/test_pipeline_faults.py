@@ -4,15 +4,13 @@ finished archive holds every input image exactly once."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections import Counter
 
 import pytest
+from processes import MidShardKill
 from shardkit import archive_rows, plain_shards, stats
 
 from jobs import compress
-from pipeline.archive import now
 from pipeline.shards import shard_name
 
 
@@ -27,25 +25,17 @@ def test_worker_killed_mid_shard_is_redone_exactly_once(ray_local, tmp_path):
     per_shard = 24
     expected = plain_shards(tmp_path / "in", n_shards=3, per_shard=per_shard, size=(320, 240), fmt="JPEG")
     out = tmp_path / "archive"
-    seen: Counter = Counter()
-    killed: dict = {}
 
-    def kill_a_worker_mid_shard(event: dict) -> None:
-        """Kill the worker on the first batch event of a shard with batches left, if it has not
-        finished that shard yet: frozen (SIGSTOP) first, so what is checked holds when the kill lands."""
-        seen[event["shard"]] += event["images"]
-        if killed or seen[event["shard"]] >= per_shard:
-            return
-        os.kill(event["pid"], signal.SIGSTOP)
-        name = shard_name(event["shard"])
-        if (out / f"{name}.stats.json").exists():  # the event came late: that shard is done
-            os.kill(event["pid"], signal.SIGCONT)
-            return
-        killed.update(event, at=now(), temps=[p.name for p in out.glob(f"{name}.parquet.tmp-*")])
-        os.kill(event["pid"], signal.SIGKILL)
+    def finished(shard: str) -> bool:
+        return (out / f"{shard_name(shard)}.stats.json").exists()
 
+    def temps(event: dict) -> dict:
+        return {"temps": [p.name for p in out.glob(f"{shard_name(event['shard'])}.parquet.tmp-*")]}
+
+    kill = MidShardKill(per_shard, finished, temps)
     rc = compress.main(["--input", str(tmp_path / "in"), "--output", str(out), "--codec", "webp-q90",
-                        "--batch-size", "2", "--actors", "2", "--no-progress"], on_event=kill_a_worker_mid_shard)
+                        "--batch-size", "2", "--actors", "2", "--no-progress"], on_event=kill)
+    killed = kill.killed
     assert rc == 0 and killed
     assert killed["temps"]  # the killed worker was writing the shard's Parquet file: the kill was mid-shard
     assert_exactly_once(out, expected)
