@@ -93,7 +93,10 @@ def test_decompress_to_webdataset_png_and_audit(example_archive, tmp_path, capsy
     assert all(25 < r["psnr"] < 60 and 0.8 < r["ms_ssim"] <= 1 for r in audit)
     archived_bpp = {r["key"]: r["bpp"] for r in archive_rows(example_archive, columns=["key", "bpp"])}
     assert {r["key"]: r["bpp"] for r in audit} == pytest.approx(archived_bpp)  # each row audited its own bitstream
-    assert sorted(p.name for p in audit_out.rglob("*")) == ["_manifest.json", "audit.parquet"]  # images not kept
+    shards = sorted(p.name[: -len(".parquet")] for p in example_archive.glob("*.parquet"))
+    per_shard = [f"{s}{suffix}" for s in shards for suffix in (".audit.parquet", ".audited.json")]
+    assert shards  # images not kept: only the tables, their markers (resume) and the manifest
+    assert sorted(p.name for p in audit_out.rglob("*")) == sorted(["_manifest.json", "audit.parquet", *per_shard])
 
 
 def test_failing_shards_are_reported_after_the_rest_finish(ray_local, tmp_path, capsys):
