@@ -30,6 +30,7 @@ class FaultProxy:
         self.refuse: re.Pattern | None = None
         self.cuts: Counter = Counter()
         self.requests = 0
+        self.paths: list[str] = []  # of every request, in order
         self._rng = random.Random(seed)
         self._loop = asyncio.new_event_loop()
         self._server = None
@@ -91,6 +92,7 @@ class FaultProxy:
                 m = _REQUEST_LINE.match(data)
                 if m:
                     self.requests += 1
+                    self.paths.append(m.group(2).decode())
                     method = m.group(1).decode()
                     if self.refuse is not None and self.refuse.search(m.group(2).decode()):
                         self.cuts[method] += 1
