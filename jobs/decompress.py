@@ -134,8 +134,7 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     limits = Limits(memory_bytes=int(args.decoder_memory_gb * 2**30), seconds_per_image=args.decode_timeout)
     settings = DecodeSettings(options=options, batch_size=args.batch_size, format=args.format, keys=keys,
                               max_pixels=args.max_pixels, weights_dir=args.weights_dir, limits=limits,
-                              row_groups=RowGroups(bytes=int(args.max_row_group_mb * 2**20)),
-                              audit_output=args.output if args.audit else None)
+                              row_groups=RowGroups(bytes=int(args.max_row_group_mb * 2**20)))
     originals = None
     if args.audit:
         try:
@@ -190,7 +189,8 @@ def decode(args, argv: list[str], storage, shards: dict[str, dict], settings: De
         for name, reason in sorted(redo.items()):
             print(f"{'decoding' if originals is None else 'auditing'} {name} again: {reason}", file=sys.stderr)
     if originals is not None:
-        call = lambda actor, url: actor.audit.remote(url, originals[archive_name(url)])  # noqa: E731
+        call = lambda actor, url: actor.audit.remote(  # noqa: E731
+            url, originals[archive_name(url)], args.output, shards[archive_name(url)]["output"])
     else:
         call = lambda actor, url: actor.decode.remote(url, args.output, shards[archive_name(url)]["output"])  # noqa: E731
     todo = [u for n, u in parquets.items() if n not in skipped]

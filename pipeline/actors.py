@@ -118,7 +118,8 @@ class DecodeWorker(_Worker):
             lambda: decode_shard(self.decoder, parquet_url, out_prefix, self.settings, self.storage, self.report, source),
             f"shard {parquet_url}")
 
-    def audit(self, parquet_url: str, original_url: str) -> dict:
+    def audit(self, parquet_url: str, original_url: str, out_prefix: str, source: dict | None = None) -> dict:
         return self.storage.retrying(
-            lambda: audit_shard(self.decoder, parquet_url, original_url, self.settings, self.storage, self.report),
+            lambda: audit_shard(self.decoder, parquet_url, original_url, out_prefix, self.settings, self.storage,
+                                self.report, source),
             f"shard {parquet_url}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import hashlib
-import json
 import math
 import os
 import socket
@@ -25,7 +24,7 @@ import pyarrow.parquet as pq
 
 from model import load_image, ms_ssim, psnr
 
-from .archive import PARQUET_SUFFIX, STATS_SUFFIX, RowGroups, now, sha256, write_json
+from .archive import PARQUET_SUFFIX, RowGroups, now, sha256, write_json
 from .archive_rows import ArchiveRows, ReadRequest
 from .batches import call_batched
 from .faults import is_infrastructure
@@ -58,7 +57,6 @@ class DecodeSettings:
     row_groups: RowGroups = RowGroups()  # what the archive is held to: larger row groups and rows are refused
     weights_dir: str | None = None  # where codec weights are looked up; None: model/weights
     limits: Limits = Limits()  # of the process that decodes (``sandbox``)
-    audit_output: str | None = None  # where an audit writes each shard's table and marker (the job's --output)
 
     def fingerprint(self) -> dict:
         """What a decoded shard depends on, kept in its marker: other settings mean decoding again."""
@@ -214,18 +212,16 @@ def audit_row(row: dict, img, error: str | None, original: Sample | None, settin
     return out
 
 
-def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, settings: DecodeSettings,
-                storage: Storage, report: Callable[[dict], None] = lambda e: None) -> dict:
+def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, out_prefix: str, settings: DecodeSettings,
+                storage: Storage, report: Callable[[dict], None] = lambda e: None, source: dict | None = None) -> dict:
     """Per-image PSNR, MS-SSIM and bpp of one archive file against its original shard, written as
-    ``NAME.audit.parquet`` under ``settings.audit_output``, then its marker ``NAME.audited.json``
-    (``markers``: the table's record, the archive file's and the original shard's identity, the
-    settings), which is also returned."""
+    ``NAME.audit.parquet`` under ``out_prefix``, then its marker ``NAME.audited.json`` (``markers``:
+    the table's record, the archive file's (``source``, as in ``decode_shard``) and the original
+    shard's identity, the settings), which is also returned."""
     name, t0, started = archive_name(parquet_url), time.perf_counter(), now()
-    marker_url = join(settings.audit_output, name + AUDITED_SUFFIX)
+    marker_url = join(out_prefix, name + AUDITED_SUFFIX)
     storage.remove(marker_url)  # from an earlier run: never let it vouch for what is rewritten now
-    # read before the shard: a change while it is audited shows on the next run
-    stats = json.loads(storage.read_bytes(parquet_url[: -len(PARQUET_SUFFIX)] + STATS_SUFFIX))
-    original = original_record(original_url, storage)
+    original = original_record(original_url, storage)  # before the shard: a change while it is read shows next run
     originals, out = _Originals(original_url, storage, settings.keys), []
     rows_read = rows_of(parquet_url, settings, storage)
     for rows in rows_read:
@@ -234,9 +230,9 @@ def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, settings:
             out.append({"shard": name, **audit_row(row, img, error, sample, settings)})
         report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
     output: dict = {}
-    with storage.atomic_output(join(settings.audit_output, name + AUDIT_TABLE_SUFFIX), record=output) as f:
+    with storage.atomic_output(join(out_prefix, name + AUDIT_TABLE_SUFFIX), record=output) as f:
         pq.write_table(pa.Table.from_pylist(out, schema=AUDIT_SCHEMA), f, compression="zstd")
-    marker = {"shard": parquet_url, "name": name, "input": stats.get("output"),
+    marker = {"shard": parquet_url, "name": name, "input": source,
               "original": original, "settings": settings.fingerprint(),
               "output": output, "rows": len(out), "errors": sum(r["error"] is not None for r in out),
               "seconds": round(time.perf_counter() - t0, 4), "started": started, "finished": now(),
