@@ -9,7 +9,7 @@ import pytest
 import s3fs
 from shardkit import archive_rows, plain_shards
 
-from model import (BitstreamError, WeightsError, WeightsResolver, load_codec, load_codec_for_id, make_codec_id,
+from model import (WeightsError, WeightsResolver, load_codec, load_codec_for_id, make_codec_id,
                    random_codec, split_codec_id)
 from model.nn.weights_file import save_weights
 from model.weights import sha256_file
