@@ -56,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cdc-avif: start-noise scales trained at t = 1, e.g. 0 (restoration only) or 0,0,0.8,1")
     p.add_argument("--pair-cache", default=None,
                    help="cdc-avif: folder for the AVIF training-pair cache, reused across runs (default OUT/pairs)")
+    p.add_argument("--efforts", type=lambda v: tuple(v.split(",")), default=d.efforts,
+                   help="cdc-avif: base-layer efforts of the training pairs, comma-separated (fast,medium,best)")
+    p.add_argument("--pair-size", type=int, default=d.pair_size, help="cdc-avif: side of the cached pairs")
+    p.add_argument("--pairs-per-image", type=int, default=d.pairs_per_image, help="cdc-avif: cached pairs per photo")
+    p.add_argument("--max-scale", type=float, default=d.max_scale,
+                   help="photos are downscaled by at least 1/this before cropping, where large enough "
+                        "(0.5: by 2, which removes the training JPEGs' own artefacts)")
+    p.add_argument("--holdout-every", type=int, default=d.holdout_every,
+                   help="never read 1 in N training files (by name hash), so evaluation can use them "
+                        "(jobs/evaluate.py --held-out N); 0 reads all")
     p.add_argument("--default-steps", type=int, default=None,
                    help="decoding steps the exported card sets as default (default 8; cdc-avif 1)")
     p.add_argument("--export", metavar="NAME", help="write EMA weights as model/weights/NAME.safetensors")

@@ -2,9 +2,11 @@
 
 Names: ``cdc-avif-mse`` (a weights file) takes the AVIF quality as an encode option;
 ``cdc-avif-mse-q40`` presets it. One weights file serves every quality: the network is told the
-base's quality. The payload is one string: the quality byte and the AVIF file with its box headers
-stripped (``avif_box``: rebuilt at decode, 277 bytes saved), so the bits are AVIF's, less its
-headers, plus the container. Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
+base's quality and, for networks trained on several, its encoder settings (``effort``, or
+``speed``/``subsampling``/``tune`` one by one). The payload is one string: the quality byte (then,
+for any settings but Pillow's default, a tag and two settings bytes) and the AVIF file with its box
+headers stripped (``avif_box``: rebuilt at decode, 277 bytes saved), so the bits are AVIF's, less
+its headers, plus the container. Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
 from r_N = gamma * noise (gamma 0 and 1 step: the distortion end; more steps and gamma > 0 add
 texture). An untrained (zero-head) network returns the AVIF base exactly.
 """
@@ -13,10 +15,11 @@ from __future__ import annotations
 
 import re
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 
-from .avif_base import decode_base, encode_base
+from .avif_base import DEFAULT_SETTINGS, EFFORTS, SUBSAMPLINGS, TUNES, BaseSettings, decode_base, encode_base
 from .avif_box import compact_or_full, expand
 from ..codec import Codec, Option
 from ..format import BitstreamError
@@ -28,6 +31,11 @@ NAME = re.compile(r"^(cdc-avif-[a-z0-9-]+?)(?:-q(\d{1,3}))?$")
 CARD_FIELDS = ("name", "description", "steps_trained", "default_steps")
 OPTIONS = (
     Option("quality", int, 30, "encode", "AVIF quality of the base layer (higher: more bits)", min=0, max=100),
+    Option("effort", str, "fast", "encode", "base-layer encoder preset: fast (speed 6, 4:2:0: Pillow's "
+           "default), medium (speed 4, 4:4:4, tune psnr), best (speed 2, 4:4:4, tune psnr)", choices=tuple(EFFORTS)),
+    Option("speed", int, None, "encode", "AVIF encoder speed 0 (slowest) .. 10 (default: the effort's)", min=0, max=10),
+    Option("subsampling", str, None, "encode", "AVIF chroma subsampling (default: the effort's)", choices=SUBSAMPLINGS),
+    Option("tune", str, None, "encode", "libaom tune (default: the effort's)", choices=TUNES),
     Option("steps", int, None, "decode", "diffusion decoding steps (default: the model card's default_steps)",
            min=1),
     Option("gamma", float, 0.0, "decode", "start-noise scale: 0 deterministic, 0.8 stochastic", min=0.0),
@@ -55,8 +63,9 @@ class AvifDiffusionCodec(Codec):
     def codec_id(self) -> str:
         return make_codec_id(self.name, self.sha256)
 
-    def _encode_rgb(self, rgbs, quality: int):
-        return [(base_payload(rgb, quality),) for rgb in rgbs]
+    def _encode_rgb(self, rgbs, quality: int, effort: str, speed, subsampling, tune):
+        settings = base_settings(effort, speed, subsampling, tune)
+        return [(base_payload(rgb, quality, settings),) for rgb in rgbs]
 
     def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float):
         import torch
@@ -67,7 +76,7 @@ class AvifDiffusionCodec(Codec):
         out: list = [None] * len(containers)
         multiple = self.model.pad_multiple
         with torch.inference_mode():
-            for _, idxs in batches_by_shape([b[1].shape[:2] for b in bases], multiple, self.batch_pixels):
+            for _, idxs in batches_by_shape([b.rgb.shape[:2] for b in bases], multiple, self.batch_pixels):
                 x = self._restore([bases[i] for i in idxs], steps, gamma, seed, t_start, multiple)
                 for k, i in enumerate(idxs):
                     out[i] = x[k]
@@ -86,40 +95,71 @@ class AvifDiffusionCodec(Codec):
 
         from ..nn.diffusion import alpha_bar
 
-        h, w = items[0][1].shape[:2]
+        h, w = items[0].rgb.shape[:2]
         hp, wp = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        base = torch.stack([torch.from_numpy(np.array(b)).permute(2, 0, 1) for _, b, _ in items])
+        base = torch.stack([torch.from_numpy(np.array(b.rgb)).permute(2, 0, 1) for b in items])
         base = F.pad(base.float() / 127.5 - 1, (0, wp - w, 0, hp - h), mode="replicate")
-        quality = torch.tensor([float(q) for q, _, _ in items])
+        quality = torch.tensor([float(b.quality) for b in items])
+        settings = torch.tensor([b.settings.features() for b in items])
         noise_sd = gamma * float((1 - alpha_bar(torch.tensor(t_start), self.model.cfg.diffusion)).sqrt())
-        r_start = torch.stack([_noise((3, hp, wp), seed, crc) for _, _, crc in items]) * noise_sd
+        r_start = torch.stack([_noise((3, hp, wp), seed, b.crc) for b in items]) * noise_sd
         x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
-                      r_start.to(self.device, memory_format=torch.channels_last), steps, t_start)
+                      r_start.to(self.device, memory_format=torch.channels_last), steps, t_start,
+                      settings.to(self.device))
         x = ((x[:, :, :h, :w] + 1) * 127.5).clamp(0, 255).round().byte()
         return list(x.permute(0, 2, 3, 1).cpu().numpy())
 
-    def _run(self, base, quality, r_start, steps, t_start):
+    def _run(self, base, quality, r_start, steps, t_start, settings):
         """The restored batch, whole or tile by tile (overlaps blended): bounded memory."""
         from ..nn.tiling import blended
 
         _, _, h, w = base.shape
         if h * w <= self.tile**2:
-            return self.model.restore(base, quality, r_start, steps, t_start)
+            return self.model.restore(base, quality, r_start, steps, t_start, settings)
         return blended(lambda rows, cols, *_: self.model.restore(
-            base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start),
+            base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start, settings),
             base.shape, self.tile, self.overlap)
 
 
-def base_payload(rgb: np.ndarray, quality: int) -> bytes:
-    """The base layer's string: the quality byte and the AVIF file with its box headers stripped."""
-    return bytes([quality]) + compact_or_full(encode_base(rgb, quality), rgb.shape[1], rgb.shape[0])
+SETTINGS_TAG = 0xF1  # a first byte above 100 (no quality): settings follow; Pillow's default has none
 
 
-def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> tuple[int, np.ndarray, int]:
-    """(quality, uint8 base image, crc32 of the AVIF bytes) from a ``base_payload`` string."""
-    if len(payload) < 2:
+class Base(NamedTuple):
+    """A decoded base layer: what the network is told, the pixels, and the seed of its noise."""
+
+    quality: int
+    settings: BaseSettings
+    rgb: np.ndarray
+    crc: int
+
+
+def base_settings(effort: str, speed: int | None = None, subsampling: str | None = None,
+                  tune: str | None = None) -> BaseSettings:
+    """The effort's encoder settings, with any given one replacing the effort's."""
+    preset = EFFORTS[effort]
+    return BaseSettings(preset.speed if speed is None else speed, subsampling or preset.subsampling,
+                        tune or preset.tune)
+
+
+def base_payload(rgb: np.ndarray, quality: int, settings: BaseSettings = DEFAULT_SETTINGS) -> bytes:
+    """The base layer's string: the quality byte (with settings where not the default) and the AVIF
+    file with its box headers stripped."""
+    head = bytes([quality]) if settings == DEFAULT_SETTINGS else bytes([SETTINGS_TAG, quality]) + settings.to_bytes()
+    return head + compact_or_full(encode_base(rgb, quality, settings), rgb.shape[1], rgb.shape[0])
+
+
+def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> Base:
+    """The ``Base`` of a ``base_payload`` string."""
+    settings, quality_at, head = DEFAULT_SETTINGS, 0, 1  # [quality][AVIF]
+    if payload[:1] == bytes([SETTINGS_TAG]):  # [tag][quality][settings: 2 bytes][AVIF]
+        quality_at, head = 1, 4
+        try:
+            settings = BaseSettings.from_bytes(payload[2:4])
+        except (ValueError, IndexError) as exc:
+            raise BitstreamError(f"{owner}: base layer settings bytes {payload[2:4].hex()} are invalid: {exc}") from None
+    if len(payload) < head + 1:
         raise BitstreamError(f"{owner}: the base layer string (quality byte + AVIF) has {len(payload)} bytes")
-    quality, avif = payload[0], payload[1:]
+    quality, avif = payload[quality_at], payload[head:]
     if quality > 100:
         raise BitstreamError(f"{owner}: quality byte {quality} is not 0..100")
     try:
@@ -128,7 +168,7 @@ def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> tu
         raise BitstreamError(f"{owner}: AVIF base does not decode: {exc}") from None
     if base.shape[:2] != (height, width):
         raise BitstreamError(f"{owner}: AVIF base is {base.shape[1]}x{base.shape[0]}, header says {width}x{height}")
-    return quality, base, zlib.crc32(avif)
+    return Base(quality, settings, base, zlib.crc32(avif))
 
 
 def _noise(shape, seed: int, crc: int):

@@ -75,6 +75,7 @@ class RestorationConfig:
     emb: int = 128  # width of the (time, quality) embedding
     residual_scale: float = 4.0  # the diffusion sees (x - base) * scale: AVIF residuals are small
     base_dropout: float = 0.1  # training: share of samples without the base (an unconditional prior)
+    settings_features: int = 0  # 3: told the base's encoder settings (speed, 4:4:4, tune); 0: Pillow's default only
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     family: str = "cdc-avif"
 
@@ -141,6 +142,9 @@ CONFIGS: dict[str, CDCConfig | HyperpriorConfig | RestorationConfig] = {
     "cdc-avif-tiny": RestorationConfig(widths=(8, 16), blocks=(1, 1), emb=16,
                                        diffusion=DiffusionConfig(train_steps=100)),
     "cdc-avif-s": RestorationConfig(),  # about 66 kMAC per pixel per step
+    # told the base's settings, wider and one level deeper (receptive field); for every effort
+    "cdc-avif-m": RestorationConfig(widths=(48, 80, 112, 144, 160), blocks=(2, 2, 2, 2, 1), emb=128,
+                                    base_dropout=0.0, settings_features=3),
     "hyperprior-tiny": HyperpriorConfig(latent=LatentConfig(16, 16, 8, mean_scale=False)),
     "hyperprior-s": HyperpriorConfig(latent=LatentConfig(128, 192, 128, mean_scale=False)),
 }

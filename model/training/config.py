@@ -31,3 +31,8 @@ class TrainConfig:
     base_dropout: float | None = None  # cdc-avif: share of samples without the base (default: the config's)
     final_gammas: tuple[float, ...] | None = None  # cdc-avif: start-noise scales at t = 1 (0 alone: restoration)
     pair_cache: str | None = None  # cdc-avif: folder of the AVIF training-pair cache (default OUT/pairs)
+    efforts: tuple[str, ...] = ("fast",)  # cdc-avif: base-layer efforts in the pair cache, in turn
+    pair_size: int = 256  # cdc-avif: side of the cached pairs (training crops are cut from them)
+    pairs_per_image: int = 4  # cdc-avif: cached pairs per training photo
+    max_scale: float = 0.75  # largest downscale factor's inverse before cropping (0.5: by 2 at least)
+    holdout_every: int = 0  # 1 in N training files by name hash is never read (0: read all)

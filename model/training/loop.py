@@ -36,10 +36,12 @@ def _batches(model, cfg: TrainConfig, step: int):
     if isinstance(model.cfg, RestorationConfig):
         from .avif_pairs import PairCrops, build_pair_cache
 
-        cache = build_pair_cache(cfg.data, Path(cfg.pair_cache or Path(cfg.out) / "pairs"))
+        cache = build_pair_cache(cfg.data, Path(cfg.pair_cache or Path(cfg.out) / "pairs"), cfg.pairs_per_image,
+                                 cfg.pair_size, efforts=tuple(cfg.efforts), max_scale=cfg.max_scale,
+                                 holdout_every=cfg.holdout_every)
         dataset = PairCrops(cache, cfg.crop, cfg.seed + step)
     else:
-        dataset = RandomCrops(cfg.data, cfg.crop, cfg.seed + step)
+        dataset = RandomCrops(cfg.data, cfg.crop, cfg.seed + step, cfg.holdout_every, cfg.max_scale)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
     for batch in loader:
@@ -88,7 +90,8 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         batch = [v.to(device, memory_format=torch.channels_last) if v.dim() == 4 else v.to(device)
                  for v in next(batches)]
         lmbda = cfg.lmbda_warmup if (cfg.lmbda_warmup is not None and step < cfg.warmup_steps) else cfg.lmbda
-        parts = net(*batch, lmbda, cfg.rho, perceptual, final_step_fraction=cfg.final_step_fraction, **extra)
+        parts = net(*batch, lmbda=lmbda, rho=cfg.rho, perceptual=perceptual,
+                    final_step_fraction=cfg.final_step_fraction, **extra)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
