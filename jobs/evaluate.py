@@ -73,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--codecs", nargs="+", required=True,
         help="codec names as model.load_codec accepts them (jpeg-q30, cdc-s-q1, path/to.safetensors); "
-        "braces expand: 'webp-q{10,30,50}'; a bare jpeg/webp/avif takes --qualities",
+        "braces expand: 'webp-q{10,30,50}'; a bare jpeg/webp/avif/jxl (or avif-medium, avif-best) takes --qualities",
     )  # fmt: skip
-    p.add_argument("--qualities", type=_int_list, help="qualities for bare jpeg/webp/avif, e.g. 10,30,50")
+    p.add_argument("--qualities", type=_int_list, help="qualities for bare jpeg/webp/avif/jxl, e.g. 10,30,50")
     p.add_argument("--steps", type=_int_list, default=[1, 2, 4, 8, 16, 32], help="diffusion decoding steps")
     p.add_argument("--gammas", type=_float_list, default=[0.0, 0.8], help="diffusion decoder noise levels γ")
     p.add_argument("--seed", type=int, default=0, help="seed for stochastic decoding")

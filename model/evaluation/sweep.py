@@ -23,7 +23,7 @@ from ..format import bits_per_pixel
 from .metrics import LPIPS_NETS, lpips_column, lpips_distance, ms_ssim, psnr
 
 _QUALITY_SUFFIX = re.compile(r"^(.*)-q\d+$")
-BARE_PILLOW = ("jpeg", "webp", "avif")
+BARE_PILLOW = ("jpeg", "webp", "avif", "jxl", "avif-medium", "avif-best")
 
 
 def expand_braces(spec: str) -> list[str]:
@@ -34,7 +34,7 @@ def expand_braces(spec: str) -> list[str]:
 
 
 def codec_names(specs: list[str], qualities: list[int] | None) -> list[str]:
-    """Brace-expanded codec names; a bare ``jpeg``/``webp``/``avif`` takes each of ``qualities``."""
+    """Brace-expanded codec names; a bare ``jpeg``/``webp``/``avif``/``jxl`` (or ``avif-best``) takes each of ``qualities``."""
     names = []
     for spec in specs:
         for name in expand_braces(spec):
