@@ -5,7 +5,9 @@
 
 Per image and codec setting: bpp of the whole container (``model.bits_per_pixel``), PSNR and
 MS-SSIM on 8-bit RGB, LPIPS with every network found (``lpips`` is alex, ``lpips_squeeze``
-squeeze: one no training loss used), encode and decode seconds. Sweeps follow the codecs' declared
+squeeze: one no training loss used), with ``--metrics ...,butteraugli,ssimulacra`` libjxl's
+Butteraugli (max-norm and 3-norm) and SSIMULACRA (no training loss uses them), encode and decode
+seconds. Sweeps follow the codecs' declared
 options: diffusion codecs are decoded at every steps x gamma combination, and an encode option
 given as a list (``--quality 10,30,50``) encodes each value separately, one RD point each.
 ``--images`` is a folder of images or WebDataset shards. Writes to ``--out``:
@@ -14,8 +16,8 @@ given as a list (``--quality 10,30,50``) encodes each value separately, one RD p
 - ``points.csv``, ``averages.csv``, ``bd_rate.csv``: the same as tables; ``bd_rate.md`` in markdown
 - ``vs_anchor.csv``, ``vs_anchor.md``: each point of each curve (in ``--vs-anchor-bpp``) against each
   ``--anchor`` interpolated at its bpp: PSNR difference, ratio of each LPIPS
-- ``rd_psnr.png``, ``rd_ms_ssim.png``, ``rd_lpips.png`` (alex), ``rd_lpips_squeeze.png``: one curve
-  per codec and decoder setting
+- ``rd_psnr.png``, ``rd_ms_ssim.png``, ``rd_lpips.png`` (alex), ``rd_lpips_squeeze.png`` (and
+  ``rd_butteraugli*.png``, ``rd_ssimulacra.png`` when measured): one curve per codec and decoder setting
 - ``gallery.png``: a crop of each ``--gallery-image`` decoded by every curve (or the
   ``--gallery-codecs`` curves) at the quality closest to ``--gallery-bpp``
 - with ``--write-cards``: each shipped model's averages into its card ``model/weights/NAME.json``
@@ -34,7 +36,8 @@ from pathlib import Path
 from model import WeightsResolver, load_codec
 from model.evaluation.inputs import load_images
 from model.evaluation.anchor import vs_anchor
-from model.evaluation.metrics import DEFAULT_PERCEPTUAL_DIR, LPIPS_NETS, load_lpips, lpips_weight_files
+from model.evaluation.metrics import (DEFAULT_PERCEPTUAL_DIR, LPIPS_NETS, TOOL_METRICS, load_lpips,
+                                      lpips_weight_files, usable_tool_metrics)
 from model.evaluation.rd import METRICS, averages, bd_rates, curves
 from model.evaluation.report import center_crop, plot_rd, render_gallery, summary_table
 from model.evaluation.results import write_card_figures, write_results
@@ -86,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-nets", type=_str_list,
                    help=f"LPIPS networks to measure, of {','.join(LPIPS_NETS)} (default: each whose weights exist)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
+    p.add_argument("--metrics", type=_str_list, default=["psnr", "ms_ssim", "lpips"],
+                   help=f"metrics to measure: psnr, ms_ssim (always), lpips, and libjxl's {', '.join(TOOL_METRICS)} "
+                   "(about 1 s per point each at 768x512), e.g. psnr,ms_ssim,lpips,butteraugli")
     p.add_argument("--anchor", nargs="+", default=["webp"],
                    help="curve(s) the BD-rates and vs_anchor tables compare with, e.g. avif; with several, "
                    "a table each (avif 'cdc-avif-base steps=1 gamma=0' separates the network's gain)")
@@ -121,7 +127,7 @@ def open_lpips(args) -> tuple[dict, dict]:
     """(net -> weights file, net -> LPIPS module); empty, with a warning, when there are no weights."""
     import warnings
 
-    if args.no_lpips:
+    if args.no_lpips or "lpips" not in args.metrics:
         return {}, {}
     try:
         files = lpips_weight_files(args.lpips_weights, args.lpips_nets)
@@ -134,8 +140,23 @@ def open_lpips(args) -> tuple[dict, dict]:
     return files, models
 
 
+def open_tools(args) -> list[str]:
+    """The tool metrics of ``--metrics`` to measure; a missing tool is skipped with a warning."""
+    import warnings
+
+    unknown = sorted(set(args.metrics) - {"psnr", "ms_ssim", "lpips", *TOOL_METRICS})
+    if unknown:
+        raise SystemExit(f"--metrics {','.join(unknown)}: unknown "
+                         f"(known: psnr, ms_ssim, lpips, {', '.join(TOOL_METRICS)})")
+    usable, skipped = usable_tool_metrics([m for m in args.metrics if m in TOOL_METRICS])
+    for message in skipped:
+        warnings.warn(message, stacklevel=2)
+    return usable
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tools = open_tools(args)
     if args.write_cards and args.limit:
         raise SystemExit("--write-cards records figures for the whole image set: drop --limit")
     import PIL
@@ -176,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         for codec in codecs:
             bar.set_postfix_str(codec.name)
             points += evaluate_codec(codec, images, sweep_from(args), {"seed": args.seed}, lpips_models, bar.update,
-                                     keep)
+                                     keep, tools)
 
     rows = averages(points)
     rd_curves = curves(rows)
@@ -186,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "images": str(args.images), "n_images": len(images), "codecs": names,
         "codec_ids": sorted({p["codec_id"] for p in points}), "steps": args.steps,
         "gammas": args.gammas, "sweep": sweep_from(args), "seed": args.seed,
-        "lpips_weights": {net: str(path) for net, path in lpips_files.items()} or None,
+        "lpips_weights": {net: str(path) for net, path in lpips_files.items()} or None, "tool_metrics": tools,
         "anchor": args.anchor, "vs_anchor_bpp": list(args.vs_anchor_bpp), "pillow": PIL.__version__,
         "torch": torch.__version__, "threads": args.threads,
         "command": "python -m jobs.evaluate " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+import shutil
 import warnings
 
 import numpy as np
@@ -163,6 +164,23 @@ def test_evaluate_sweeps_an_encode_option_from_its_flag(tmp_path):
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["averages"]
     assert [(r["codec"], r["encode"]) for r in sorted(rows, key=lambda r: r["bpp"])] == [
         ("avif-q20", "quality=20"), ("avif-q80", "quality=80")]
+
+
+@pytest.mark.skipif(not shutil.which("butteraugli_main"), reason="butteraugli_main missing (libjxl-devtools)")
+def test_evaluate_measures_butteraugli_when_asked(tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(_photo_like(48, 64, 0)).save(folder / "a.png")
+    out = tmp_path / "out"
+    assert main(["--images", str(folder), "--out", str(out), "--codecs", "avif", "webp", "--qualities", "10,40,90",
+                 "--no-lpips", "--metrics", "psnr,butteraugli", "--anchor", "avif", "--gallery-crop", "32"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert all(p["butteraugli"] > p["butteraugli_p3"] > 0 and p["ssimulacra"] is None for p in results["points"])
+    assert results["config"]["tool_metrics"] == ["butteraugli"] and (out / "rd_butteraugli_p3.png").exists()
+    (bd,) = results["bd_rate"]
+    assert math.isfinite(bd["bd_rate_butteraugli_p3"]) and "Butteraugli-3n" in (out / "bd_rate.md").read_text()
+    assert "Butteraugli-3n ratio" in (out / "vs_anchor.md").read_text()
+    assert "Butt-3n" in capsys.readouterr().out
 
 
 def test_images_come_from_a_folder_or_from_shards():
