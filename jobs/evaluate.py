@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folders searched for weights by name before model/weights/ (work in progress: "
                    "DIR/cdc-avif-x.safetensors makes cdc-avif-x-q{10,20} valid names)")
     p.add_argument("--limit", type=int, help="use only the first N images (quick runs)")
+    p.add_argument("--held-out", type=int, metavar="N",
+                   help="only the files of --images that training with --holdout-every N never reads "
+                   "(1 in N by a hash of the name; model.training.data.held_out)")
+    p.add_argument("--resize-max", type=int, metavar="SIDE",
+                   help="downscale images whose longer side exceeds SIDE to SIDE (Lanczos; quick runs)")
     p.add_argument("--device", default="cpu", help="torch device for neural codecs and LPIPS")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     p.add_argument("--write-cards", action="store_true",
@@ -154,18 +159,33 @@ def open_tools(args) -> list[str]:
     return usable
 
 
+def held_out_filter(args):
+    """``--held-out N``: the name test of training's held-out slice (image folders only)."""
+    if not args.held_out:
+        return None
+    from pipeline.shards import is_shard_spec
+
+    from model.training.data import held_out
+
+    if args.held_out < 2 or is_shard_spec(str(args.images)):
+        raise SystemExit(f"--held-out {args.held_out}: takes N >= 2 (training's --holdout-every) and a folder "
+                         f"of image files (training holds files of folders out, not shard members)")
+    return lambda name: held_out(name, args.held_out)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     tools = open_tools(args)
-    if args.write_cards and args.limit:
-        raise SystemExit("--write-cards records figures for the whole image set: drop --limit")
+    if args.write_cards and (args.limit or args.resize_max):
+        raise SystemExit("--write-cards records figures for the whole image set at full size: drop --limit "
+                         "and --resize-max")
     import PIL
     import torch
     from tqdm import tqdm
 
     torch.set_num_threads(args.threads)
     names = codec_names(args.codecs, args.qualities)
-    images = load_images(args.images, args.limit)
+    images = load_images(args.images, args.limit, held_out_filter(args), args.resize_max)
     gallery_names = args.gallery_image or [images[0][0]]
     missing = sorted(set(gallery_names) - {name for name, _ in images})
     if missing:
@@ -204,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     bd_rows = [row for anchor in args.anchor for row in bd_rates(rd_curves, anchor)]
     vs_rows = [row for anchor in args.anchor for row in vs_anchor(rd_curves, anchor, args.vs_anchor_bpp)]
     config = {
-        "images": str(args.images), "n_images": len(images), "codecs": names,
+        "images": str(args.images), "n_images": len(images), "held_out": args.held_out,
+        "resize_max": args.resize_max, "codecs": names,
         "codec_ids": sorted({p["codec_id"] for p in points}), "steps": args.steps,
         "gammas": args.gammas, "sweep": sweep_from(args), "seed": args.seed,
         "lpips_weights": {net: str(path) for net, path in lpips_files.items()} or None, "tool_metrics": tools,

@@ -183,6 +183,25 @@ def test_evaluate_measures_butteraugli_when_asked(tmp_path, capsys):
     assert "Butt-3n" in capsys.readouterr().out
 
 
+def test_held_out_evaluates_only_what_training_never_reads_and_resize_max_downscales(tmp_path):
+    from model.training.data import held_out
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    names = [f"photo{i:02d}.png" for i in range(12)]
+    for i, name in enumerate(names):
+        Image.fromarray(_photo_like(40, 60, i)).save(folder / name)
+    expected = {n for n in names if held_out(n, 4)}
+    assert 0 < len(expected) < len(names)  # the hash splits this set: the test can fail either way
+    out = tmp_path / "out"
+    assert main(["--images", str(folder), "--out", str(out), "--codecs", "jpeg-q50", "--no-lpips",
+                 "--held-out", "4", "--resize-max", "30", "--gallery-crop", "16"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {p["image"] for p in results["points"]} == expected
+    assert all((p["height"], p["width"]) == (20, 30) for p in results["points"])
+    assert results["config"]["held_out"] == 4 and results["config"]["resize_max"] == 30
+
+
 def test_images_come_from_a_folder_or_from_shards():
     from jobs.compress import DEFAULT_INPUT
     from model.evaluation.inputs import load_images
