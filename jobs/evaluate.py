@@ -34,6 +34,8 @@ import sys
 from pathlib import Path
 
 from model import WeightsResolver, load_codec
+from model.evaluation.frontier import (BEST_ANCHOR, DEFAULT_ANCHOR, JXL_CURVE, JXL_QUALITIES, evaluate_frontier,
+                                       frontier_codecs, write_frontier)
 from model.evaluation.inputs import load_images
 from model.evaluation.anchor import vs_anchor
 from model.evaluation.metrics import (DEFAULT_PERCEPTUAL_DIR, LPIPS_NETS, TOOL_METRICS, load_lpips,
@@ -74,11 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, help="folder of images (png/jpg/webp/...) or WebDataset shards")
     p.add_argument("--out", required=True, type=Path, help="output folder, e.g. results/kodak")
     p.add_argument(
-        "--codecs", nargs="+", required=True,
+        "--codecs", nargs="+",
         help="codec names as model.load_codec accepts them (jpeg-q30, cdc-s-q1, path/to.safetensors); "
-        "braces expand: 'webp-q{10,30,50}'; a bare jpeg/webp/avif/jxl (or avif-medium, avif-best) takes --qualities",
+        "braces expand: 'webp-q{10,30,50}'; a bare jpeg/webp/avif/jxl (or avif-medium, avif-best) takes --qualities; "
+        "with --frontier, the cdc-avif codecs (default: cdc-avif-mse)",
     )  # fmt: skip
-    p.add_argument("--qualities", type=_int_list, help="qualities for bare jpeg/webp/avif/jxl, e.g. 10,30,50")
+    p.add_argument("--qualities", type=_int_list, help="qualities for bare jpeg/webp/avif/jxl, e.g. 10,30,50; "
+                   "with --frontier, the AVIF qualities of every AVIF and cdc-avif curve")
+    p.add_argument("--frontier", action="store_true",
+                   help="the encode-effort frontier (model.evaluation.frontier): AVIF and each cdc-avif of --codecs "
+                   "at every effort, JPEG XL beside them, on one thread; adds frontier.md, frontier.png")
+    p.add_argument("--jxl-qualities", type=_int_list, default=list(JXL_QUALITIES),
+                   help="--frontier: JPEG XL qualities")
     p.add_argument("--steps", type=_int_list, default=[1, 2, 4, 8, 16, 32], help="diffusion decoding steps")
     p.add_argument("--gammas", type=_float_list, default=[0.0, 0.8], help="diffusion decoder noise levels γ")
     p.add_argument("--seed", type=int, default=0, help="seed for stochastic decoding")
@@ -184,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     torch.set_num_threads(args.threads)
-    names = codec_names(args.codecs, args.qualities)
+    if args.frontier and not args.qualities:
+        raise SystemExit("--frontier needs --qualities: the AVIF qualities of its curves, e.g. 10,18,26,34,42")
+    if not args.codecs and not args.frontier:
+        raise SystemExit("--codecs: name the codecs to evaluate, e.g. 'webp-q{10,30}' cdc-avif-mse")
+    names = (args.codecs or ["cdc-avif-mse"]) if args.frontier else codec_names(args.codecs, args.qualities)
     images = load_images(args.images, args.limit, held_out_filter(args), args.resize_max)
     gallery_names = args.gallery_image or [images[0][0]]
     missing = sorted(set(gallery_names) - {name for name, _ in images})
@@ -197,15 +210,22 @@ def main(argv: list[str] | None = None) -> int:
         codecs = [load_codec(n, device=args.device, resolver=resolver) for n in names]
     except KeyError as exc:
         raise SystemExit(exc.args[0]) from None
-    repeated = repeated_variants(codecs, sweep_from(args))
+    if args.frontier and any(c.family != "cdc-avif" for c in codecs):
+        raise SystemExit(f"--frontier --codecs takes cdc-avif codecs (AVIF and JPEG XL come with it), "
+                         f"not {', '.join(c.name for c in codecs if c.family != 'cdc-avif')}")
+    if args.frontier:
+        args.anchor = [DEFAULT_ANCHOR, BEST_ANCHOR]
+    planned = ([c for c, _ in frontier_codecs(codecs)] + [JXL_CURVE] if args.frontier
+               else planned_curves(codecs, sweep_from(args)))
+    repeated = [] if args.frontier else repeated_variants(codecs, sweep_from(args))
     if repeated:  # an encode sweep overrides the quality a name presets
         raise SystemExit(f"{', '.join(repeated)}: made by more than one of --codecs under this sweep; name each "
                          f"family once when sweeping (avif --quality 10,20) or preset names without the sweep "
                          f"('avif-q{{10,20}}' 'cdc-avif-mse-q{{10,20}}')")
-    unknown = sorted(set(args.gallery_codecs or ()) - set(planned_curves(codecs, sweep_from(args))))
+    unknown = sorted(set(args.gallery_codecs or ()) - set(planned))
     if unknown:  # checked before hours of decoding, not after
         raise SystemExit(f"--gallery-codecs {', '.join(map(repr, unknown))}: no such curve in this run "
-                         f"(curves: {', '.join(map(repr, planned_curves(codecs, sweep_from(args))))})")
+                         f"(curves: {', '.join(map(repr, planned))})")
 
     points, gallery = [], []
 
@@ -213,8 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         if name in gallery_names:
             gallery.append((point, center_crop(rgb, args.gallery_crop)))
 
-    with tqdm(total=len(codecs) * len(images), desc="evaluate", unit="img", file=sys.stderr) as bar:
-        for codec in codecs:
+    total = len(images) * (len(planned) if args.frontier else len(codecs))
+    with tqdm(total=total, desc="evaluate", unit="img", file=sys.stderr) as bar:
+        if args.frontier:
+            points = evaluate_frontier(images, codecs, args.qualities, args.jxl_qualities, on_image=bar.update,
+                                       lpips_models=lpips_models, keep=keep, tools=tools)
+        for codec in [] if args.frontier else codecs:
             bar.set_postfix_str(codec.name)
             points += evaluate_codec(codec, images, sweep_from(args), {"seed": args.seed}, lpips_models, bar.update,
                                      keep, tools)
@@ -233,12 +257,17 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "threads": args.threads,
         "command": "python -m jobs.evaluate " + " ".join(argv if argv is not None else sys.argv[1:]),
     }  # fmt: skip
+    if args.frontier:
+        config["frontier"] = {"qualities": args.qualities, "jxl_qualities": args.jxl_qualities, "codec_threads": 1}
     write_results(args.out, config, points, rows, bd_rows, vs_rows, args.vs_anchor_bpp)
     title = f"{Path(args.images).name} ({len(images)} images)"
     for metric in METRICS:
         if any(math.isfinite(r[metric]) for r in rows):
             plot_rd(rd_curves, metric, args.out / f"rd_{metric}.png", title)
     render_gallery(images, gallery_names, gallery, args, args.out / "gallery.png")
+    if args.frontier:
+        write_frontier(args.out, rd_curves, points, config)
+        print((args.out / "frontier.md").read_text())
     if args.write_cards:
         for card in write_card_figures(codecs, rows, config):
             print(f"figures written into {card}")

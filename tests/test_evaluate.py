@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+import re
 import shutil
 import warnings
 
@@ -294,6 +295,55 @@ def test_cdc_avif_curve_per_decode_setting_against_avif(tmp_path, zero_cdc_avif,
     assert (out / "bd_rate.md").read_text().count("| curve | PSNR |") == 2
     with Image.open(out / "gallery.png") as g:  # two images, each a row: original + the two curves asked for
         assert g.size == (3 * (240 + 6), 2 * (32 + 16 * 3 + 4 + 6))
+
+
+def test_frontier_puts_each_cdc_avif_over_avif_at_its_own_effort(tmp_path, zero_cdc_avif):
+    import PIL.AvifImagePlugin
+
+    out = tmp_path / "out"
+    assert main(["--frontier", "--images", str(_image_folder(tmp_path, 1, 48, 64)), "--out", str(out),
+                 "--codecs", "cdc-avif-zero", "--weights-dir", str(zero_cdc_avif.parent), "--qualities", "20,60",
+                 "--jxl-qualities", "30,80", "--no-lpips", "--gallery-crop", "16"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    efforts = ("fast", "medium", "best")
+    curves = {f"{name} {e}" for name in ("avif", "cdc-avif-zero") for e in efforts}
+    assert {p["curve"] for p in results["points"]} == curves | {"jxl e7"}
+    points = {(p["curve"], re.search(r"quality=(\d+)", p["encode"]).group(1)): p for p in results["points"]}
+    for effort in efforts:  # the zero head returns its base's pixels: the same AVIF settings as "avif EFFORT"
+        for q in ("20", "60"):
+            ours, avif = points[f"cdc-avif-zero {effort}", q], points[f"avif {effort}", q]
+            assert ours["psnr"] == avif["psnr"] and ours["bytes"] < avif["bytes"]
+    assert points["avif best", "20"]["psnr"] != points["avif fast", "20"]["psnr"]  # the efforts differ
+    with (out / "frontier.csv").open() as f:
+        rows = {r["curve"]: r for r in csv.DictReader(f)}
+    assert set(rows) == curves | {"jxl e7"} and float(rows["avif fast"]["bd_vs_default"]) == 0
+    assert all(float(rows[f"cdc-avif-zero {e}"]["bd_vs_own"]) < 0 for e in efforts)  # same PSNR, fewer bytes
+    assert all(float(r["encode_s_mp"]) > 0 and float(r["decode_s_mp"]) > 0 for r in rows.values())
+    assert (out / "frontier.png").stat().st_size > 0 and "--frontier" in (out / "frontier.md").read_text()
+    assert results["config"]["frontier"]["codec_threads"] == 1 and PIL.AvifImagePlugin.DEFAULT_MAX_THREADS == 0
+
+
+def test_frontier_times_every_codec_on_one_thread_and_restores_the_counts():
+    import PIL.AvifImagePlugin
+    import pillow_jxl.JpegXLImagePlugin
+
+    from model.codecs import pillow
+    from model.evaluation.frontier import one_thread
+
+    torch.set_num_threads(2)
+    try:
+        with one_thread():
+            assert (PIL.AvifImagePlugin.DEFAULT_MAX_THREADS, pillow_jxl.JpegXLImagePlugin.DECODE_THREADS,
+                    pillow.JXL_THREADS, torch.get_num_threads()) == (1, 1, 1, 1)
+        assert (PIL.AvifImagePlugin.DEFAULT_MAX_THREADS, pillow.JXL_THREADS, torch.get_num_threads()) == (0, -1, 2)
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_frontier_takes_only_cdc_avif_codecs(tmp_path, no_evaluation):
+    with pytest.raises(SystemExit, match="--frontier --codecs takes cdc-avif codecs.*not webp-q30"):
+        main(["--frontier", "--images", str(_image_folder(tmp_path, 1, 48, 64)), "--out", str(tmp_path / "out"),
+              "--codecs", "webp-q30", "--qualities", "20,60", "--no-lpips"])
 
 
 @pytest.fixture
