@@ -7,8 +7,9 @@ JPEG XL beside them, everything timed on one thread.
 For each effort of ``avif_base.EFFORTS`` (fast: Pillow's default; medium; best) it evaluates
 ``avif EFFORT`` and, for every cdc-avif codec named, ``NAME EFFORT`` at the same AVIF qualities, and
 ``jxl e7`` (JPEG XL, libjxl effort 7) at its own qualities. Every encoder and decoder runs on one
-thread (libaom, libjxl, torch: ``one_thread``), after one untimed warm-up round trip per curve, so
-the seconds per megapixel compare work, not cores;
+thread (libaom, libjxl, torch: ``one_thread``), after one untimed warm-up round trip per curve, and
+is timed in CPU seconds of the process (``time.process_time``: on a shared machine, wall seconds
+measure the neighbours' load too), so the seconds per megapixel compare work, not cores;
 libaom's bitstreams at one thread differ slightly from its multi-threaded ones (0.1-1 % in bytes).
 
 ``frontier.md`` then gives, per curve: BD-rate on PSNR against AVIF default (``avif fast``), against
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,7 +77,8 @@ def evaluate_frontier(images, cdc_avif: list, qualities: list[int], jxl_qualitie
     with one_thread():
         for curve, codec, qs in runs:
             codec.decode(codec.encode([images[0][1]], quality=qs[0]))  # warm-up: first calls allocate
-            mine = evaluate_codec(codec, images, {"quality": qs}, {}, on_image=on_image, **measure)
+            mine = evaluate_codec(codec, images, {"quality": qs}, {}, on_image=on_image, clock=time.process_time,
+                                  **measure)
             for p in mine:
                 p["curve"] = curve
             points += mine
@@ -129,7 +132,7 @@ def frontier_markdown(rows: list[dict], config: dict, span=PSNR_SPAN) -> str:
             f"ΔPSNR vs same effort, {span[0]:g}-{span[1]:g} bpp (points)", "encode s/MP", "decode s/MP"]
     lines = [f"# Encode-effort frontier: {config['n_images']} images of {config['images']}", "",
              f"BD-rate on PSNR (%, negative: fewer bits at equal PSNR). Every encoder and decoder on one thread "
-             f"(libaom, libjxl, torch). Efforts: " + "; ".join(
+             f"(libaom, libjxl, torch), timed in CPU seconds of the process. Efforts: " + "; ".join(
                  f"{e} = speed {s.speed}, {s.subsampling}, tune {s.tune}" for e, s in EFFORTS.items()) + ".", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -148,17 +151,24 @@ def plot_frontier(rows: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
     markers = {"avif": "s", "jxl": "^"}
-    for r in (r for r in rows if math.isfinite(r["bd_vs_default"])):
-        family = r["curve"].split(" ")[0]
-        ax.plot(r["encode_s_mp"], r["bd_vs_default"], markers.get(family, "o"), ms=7,
-                label=r["curve"])
-        ax.annotate(r["curve"], (r["encode_s_mp"], r["bd_vs_default"]), fontsize=7, xytext=(4, 3),
-                    textcoords="offset points")
+    shown = [r for r in rows if math.isfinite(r["bd_vs_default"])]
+    for i, codec in enumerate(dict.fromkeys(r["curve"].rpartition(" ")[0] for r in shown)):
+        mine = [r for r in shown if r["curve"].rpartition(" ")[0] == codec]  # one codec's efforts, joined
+        x, y = [r["encode_s_mp"] for r in mine], [r["bd_vs_default"] for r in mine]
+        ax.plot(x, y, "-" + markers.get(codec, "o"), ms=7, lw=0.8, color=f"C{i}", label=codec)
+        for r in mine:
+            ax.annotate(r["curve"], (r["encode_s_mp"], r["bd_vs_default"]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel("encode seconds per megapixel (one thread)")
+    ax.set_xlabel("encode CPU seconds per megapixel (one thread)")
     ax.set_ylabel("BD-rate vs AVIF default, PSNR (%; lower is better)")
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
