@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from model import BitstreamError, bits_per_pixel, load_codec, unpack
+from model import BitstreamError, bits_per_pixel, load_codec, load_codec_for_id, unpack
 from model import OptionError, psnr
 
 
@@ -58,6 +58,8 @@ def test_avif_takes_the_base_layer_settings_and_records_them():
     assert preset.name == "avif-best-q40" and preset.encode([image])[0] == best
     for blob in (best, own):  # any AVIF codec decodes any settings: the file carries them
         assert psnr(image, np.asarray(load_codec("avif-q5").decode([blob])[0])) > 30
+        again = load_codec_for_id(unpack(blob).codec_id)  # what decompress loads: the same settings
+        assert again.encode([image])[0] == blob
 
 
 def test_only_avif_declares_encoder_settings():

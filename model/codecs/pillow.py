@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..codec import Codec, Option
-from .avif_base import DEFAULT_SETTINGS, EFFORTS, BaseSettings
+from .avif_base import DEFAULT_SETTINGS, EFFORTS, TUNES, BaseSettings
 from .cdc_avif import OPTIONS as CDC_AVIF_OPTIONS
 from .cdc_avif import base_settings
 from ..format import BitstreamError
@@ -120,12 +120,23 @@ class PillowCodec(Codec):
         return out
 
 
+SETTINGS_TAG = re.compile(r"^s(\d{1,2})-(420|444)-([a-z]+)$")
+
+
 def parse(name: str) -> ParsedName | None:
+    """``avif-best-q30`` presets the effort; ``avif-s3-444-psnr-q30`` (a bitstream's id) the settings."""
     m = NAME.match(name)
-    if not m or (m.group(2) and m.group(2) not in EFFORTS) or (m.group(2) and m.group(1) != "avif"):
-        return None  # an effort names AVIF's presets; other settings are options (speed=2 ...)
-    effort = {"effort": m.group(2)} if m.group(2) else {}
-    return ParsedName(None, {"quality": int(m.group(3)), **effort})
+    if not m or (m.group(2) and m.group(1) != "avif"):
+        return None
+    tag, settings = m.group(2), {}
+    if tag in EFFORTS:
+        settings = {"effort": tag}
+    elif tag:
+        speed, sub, tune = SETTINGS_TAG.match(tag).groups()
+        if int(speed) > 10 or tune not in TUNES:
+            return None
+        settings = {"speed": int(speed), "subsampling": f"{sub[0]}:{sub[1]}:{sub[2]}", "tune": tune}
+    return ParsedName(None, {"quality": int(m.group(3)), **settings})
 
 
 def load(request: CodecRequest) -> PillowCodec:
