@@ -86,17 +86,18 @@ class AvifDiffusionCodec(Codec):
 
         from ..nn.diffusion import alpha_bar
 
-        h, w = items[0][1].shape[:2]
-        hp, wp = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        base = torch.stack([torch.from_numpy(np.array(b)).permute(2, 0, 1) for _, b, _ in items])
-        base = F.pad(base.float() / 127.5 - 1, (0, wp - w, 0, hp - h), mode="replicate")
+        sizes = [b.shape[:2] for _, b, _ in items]  # one padded shape; the sizes may differ
+        hp, wp = (-(-side // multiple) * multiple for side in sizes[0])
+        base = torch.stack([F.pad(torch.from_numpy(np.array(b)).permute(2, 0, 1)[None].float() / 127.5 - 1,
+                                  (0, wp - w, 0, hp - h), mode="replicate")[0]
+                            for (_, b, _), (h, w) in zip(items, sizes)])
         quality = torch.tensor([float(q) for q, _, _ in items])
         noise_sd = gamma * float((1 - alpha_bar(torch.tensor(t_start), self.model.cfg.diffusion)).sqrt())
         r_start = torch.stack([_noise((3, hp, wp), seed, crc) for _, _, crc in items]) * noise_sd
         x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
                       r_start.to(self.device, memory_format=torch.channels_last), steps, t_start)
-        x = ((x[:, :, :h, :w] + 1) * 127.5).clamp(0, 255).round().byte()
-        return list(x.permute(0, 2, 3, 1).cpu().numpy())
+        x = ((x + 1) * 127.5).clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        return [x[k, :h, :w] for k, (h, w) in enumerate(sizes)]
 
     def _run(self, base, quality, r_start, steps, t_start):
         """The restored batch, whole or tile by tile (overlaps blended): bounded memory."""

@@ -99,4 +99,5 @@ def listing(_weights) -> list[CodecInfo]:
 
 
 register_family(Family(name="pillow", load=load, parse=parse, options=OPTIONS, listing=listing,
+                       examples=("jpeg-q75", "webp-q60", "avif-q40"),
                        description="JPEG, WebP and AVIF through Pillow (references)"))
