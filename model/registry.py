@@ -1,6 +1,8 @@
 """Codec families, and codecs by name, in the manner of CompressAI's ``@register_model``.
 
-Each family registers itself from its own module (``model/codecs/NAME.py``, or a plugin)::
+The registry is data: the families and what they declare. It imports no family. The built-in
+families are registered in one place above it (``model/codecs/__init__.py``, imported by
+``model/__init__.py``); a plugin registers its own::
 
     register_family(Family(name="pillow", load=load, parse=parse, options=OPTIONS, listing=listing))
 
@@ -29,6 +31,7 @@ from typing import Any, Callable
 
 from .codec import Codec, Option
 from .format import BitstreamError
+from .nn.config import dataclass_from_dict
 from .weights import Weights, WeightsError, WeightsResolver, split_codec_id
 
 PLUGINS_ENV = "DIFFARC_CODEC_PLUGINS"
@@ -52,6 +55,10 @@ class CodecRequest:
     weights: Weights | None  # the weights file the name resolved to (None for weightless families)
     resolver: WeightsResolver  # for any further files the family needs
     device: str
+
+    def network(self):
+        """The network of ``weights``, built by the family its card names (torch is imported here)."""
+        return load_network(self.weights.path)
 
 
 @dataclass(frozen=True)
@@ -141,10 +148,39 @@ def codec_from_network(network, name: str, device: str = "cpu", **settings) -> C
     return family.wrap(network, name, released_sha256(network), device, **settings)
 
 
-def families() -> list[Family]:
-    """Every registered family, built-ins first, after importing the plugins."""
-    import model.codecs  # noqa: F401  (the built-in families register on import)
+# ----- networks: config -> family -> network --------------------------------------------------
+def config_from_dict(d: dict):
+    """A network config from its stored form (``asdict``), through the config class of the family it names."""
+    family = d.get("family")
+    try:
+        cls = get_family(family).config
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+    if cls is None:
+        raise ValueError(f"codec family '{family}' has no config")
+    try:
+        return dataclass_from_dict(cls, d)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed {family} config: {exc}") from None
 
+
+def build_network(cfg):
+    """The trainable network of a config, by the family that registered it."""
+    family = get_family(cfg.family)
+    if family.network is None:
+        raise ValueError(f"codec family '{cfg.family}' has no trainable network")
+    return family.network(cfg)
+
+
+def load_network(path: Path | str):
+    """The network a weights file holds (its config names the family that builds it)."""
+    from .nn.weights_file import load_model  # torch is imported only when a network is loaded
+
+    return load_model(Path(path), lambda d: build_network(config_from_dict(d)))
+
+
+def families() -> list[Family]:
+    """Every registered family, built-ins first (``model/codecs/__init__.py``), after importing the plugins."""
     load_plugins()
     return list(_FAMILIES.values())
 

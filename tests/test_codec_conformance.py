@@ -18,7 +18,7 @@ import plugin_family
 from model import BitstreamError, OptionError, codec_from_network, families, load_codec, unpack
 from model.codec import declared
 from model.nn.config import CONFIGS
-from model.nn.networks import build_model
+from model import build_network
 from model.nn.weights_file import save_weights
 
 FAULT_INJECTORS = {"faulty", "stall"}  # tests/faulty_family.py: they fail on purpose
@@ -54,7 +54,7 @@ CASES = cases()
 def tiny_network(family: str, seed: int = 0):
     """The family's ``-tiny`` network with random, non-zero weights (a zero head would hide its work)."""
     torch.manual_seed(seed)
-    network = build_model(CONFIGS[f"{family}-tiny"])
+    network = build_network(CONFIGS[f"{family}-tiny"])
     with torch.no_grad():
         for p in network.parameters():
             p.add_(torch.randn_like(p) * 0.02)

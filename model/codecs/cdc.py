@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..codec import Option
 from ..nn.config import CDCConfig
-from ..registry import CodecRequest, Family, register_family
+from ..registry import CodecRequest, Family
 from .hyperprior import CARD_FIELDS
 
 OPTIONS = (
@@ -22,7 +22,7 @@ OPTIONS = (
 def load(request: CodecRequest):
     from .neural import load_neural_codec  # torch is imported only when a model is loaded
 
-    return load_neural_codec(request.weights, request.device, options=OPTIONS)
+    return load_neural_codec(request, options=OPTIONS)
 
 
 def wrap(network, name: str, sha256: str, device: str = "cpu", **settings):
@@ -37,5 +37,5 @@ def network(cfg: CDCConfig):
     return CDCModel(cfg)
 
 
-register_family(Family(name="cdc", load=load, options=OPTIONS, config=CDCConfig, network=network, wrap=wrap,
-                       card_fields=CARD_FIELDS, description="conditional diffusion codec (Yang & Mandt)"))
+FAMILY = Family(name="cdc", load=load, options=OPTIONS, config=CDCConfig, network=network, wrap=wrap,
+                       card_fields=CARD_FIELDS, description="conditional diffusion codec (Yang & Mandt)")

@@ -20,7 +20,7 @@ from .avif_base import decode_base, encode_base
 from .avif_box import compact_or_full, expand
 from ..codec import Codec, Option
 from ..format import BitstreamError
-from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
+from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 from ..nn.config import RestorationConfig
 from ..weights import make_codec_id
 
@@ -148,10 +148,8 @@ def parse(name: str) -> ParsedName | None:
 
 
 def load(request: CodecRequest) -> AvifDiffusionCodec:
-    from ..nn.weights_file import load_model  # torch is imported only when a model is loaded
-
     w = request.weights
-    return AvifDiffusionCodec(load_model(w.path), w.card.get("name", w.name), w.sha256, request.device,
+    return AvifDiffusionCodec(request.network(), w.card.get("name", w.name), w.sha256, request.device,
                               default_steps=w.card.get("default_steps", 1))
 
 
@@ -170,6 +168,6 @@ def network(cfg: RestorationConfig):
     return AvifRestorationModel(cfg)
 
 
-register_family(Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig,
+FAMILY = Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig,
                        network=network, wrap=wrap, card_fields=CARD_FIELDS, listing=listing,
-                       description="AVIF base layer + conditional diffusion decoder"))
+                       description="AVIF base layer + conditional diffusion decoder")

@@ -6,7 +6,7 @@ No options: the rate is fixed by the weights, and decoding is deterministic.
 from __future__ import annotations
 
 from ..nn.config import HyperpriorConfig
-from ..registry import CodecRequest, Family, register_family
+from ..registry import CodecRequest, Family
 
 CARD_FIELDS = ("name", "family", "config", "sha256")
 
@@ -14,7 +14,7 @@ CARD_FIELDS = ("name", "family", "config", "sha256")
 def load(request: CodecRequest):
     from .neural import load_neural_codec  # torch is imported only when a model is loaded
 
-    return load_neural_codec(request.weights, request.device, options=())
+    return load_neural_codec(request, options=())
 
 
 def wrap(network, name: str, sha256: str, device: str = "cpu", **settings):
@@ -29,5 +29,5 @@ def network(cfg: HyperpriorConfig):
     return HyperpriorModel(cfg)
 
 
-register_family(Family(name="hyperprior", load=load, config=HyperpriorConfig, network=network, wrap=wrap,
-                       card_fields=CARD_FIELDS, description="Ballé 2018 scale hyperprior (the baseline)"))
+FAMILY = Family(name="hyperprior", load=load, config=HyperpriorConfig, network=network, wrap=wrap,
+                       card_fields=CARD_FIELDS, description="Ballé 2018 scale hyperprior (the baseline)")

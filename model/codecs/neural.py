@@ -24,8 +24,8 @@ from ..codec import Codec, Option
 from ..format import BitstreamError
 from ..nn import guard
 from ..nn.tiling import batches_by_shape, blended, interior, tiles_2d
-from ..nn.weights_file import load_model
-from ..weights import Weights, make_codec_id
+from ..registry import CodecRequest
+from ..weights import make_codec_id
 
 PAD_MULTIPLE = 64  # z is at 1/64 resolution
 LATENT_STRIDE = 16  # y is at 1/16 resolution
@@ -102,7 +102,7 @@ class NeuralCodec(Codec):
         tile: int = 1024,
         overlap: int = 128,
         batch_pixels: int = 4 * 768 * 512,
-        options: tuple[Option, ...] | None = None,
+        options: tuple[Option, ...] = (),
         part: EntropyPart | None = None,
     ):
         # channels_last: oneDNN convolutions and the per-pixel LayerNorms avoid layout copies (1.7x on CPU)
@@ -113,7 +113,7 @@ class NeuralCodec(Codec):
                              f"{2 * self.part.stride} below it")
         self.name, self.weights_sha256, self.device = name, weights_sha256, torch.device(device)
         self.family = model.cfg.family
-        self.options = _family_options(self.family) if options is None else options
+        self.options = options
         self.tile, self.overlap, self.batch_pixels = tile, overlap, batch_pixels
         if "steps" in {o.name for o in self.options}:
             self.with_presets(steps=default_steps)
@@ -180,15 +180,8 @@ def _start_noise(container, hp: int, wp: int, gamma: float, seed: int) -> torch.
     return gamma * torch.randn(3, hp, wp, generator=g)
 
 
-def load_neural_codec(weights: Weights, device: str = "cpu", options: tuple[Option, ...] | None = None) -> NeuralCodec:
-    """The codec of a weights file; its card names it and may set ``default_steps``."""
-    return NeuralCodec(
-        load_model(weights.path), weights.card.get("name", weights.name), weights.sha256, device=device,
-        default_steps=weights.card.get("default_steps", 8), options=options,
-    )
-
-
-def _family_options(family: str) -> tuple[Option, ...]:
-    from ..registry import get_family
-
-    return get_family(family).options
+def load_neural_codec(request: CodecRequest, options: tuple[Option, ...] = ()) -> NeuralCodec:
+    """The codec of a request's weights file; its card names it and may set ``default_steps``."""
+    w = request.weights
+    return NeuralCodec(request.network(), w.card.get("name", w.name), w.sha256, device=request.device,
+                       default_steps=w.card.get("default_steps", 8), options=options)

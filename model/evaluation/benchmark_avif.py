@@ -16,7 +16,7 @@ import torch
 
 from ..codecs.avif_base import decode_base, encode_base
 from ..nn.config import CONFIGS
-from .benchmark import count_macs, timed
+from .cost import count_macs, timed
 
 
 def restoration_codec(name: str):

@@ -89,23 +89,6 @@ def config_to_dict(cfg) -> dict:
     return asdict(cfg)
 
 
-def config_from_dict(d: dict):
-    """Inverse of ``config_to_dict``, through the config class the family registered."""
-    from ..registry import get_family
-
-    family = d.get("family")
-    try:
-        cls = get_family(family).config
-    except KeyError as exc:
-        raise ValueError(exc.args[0]) from None
-    if cls is None:
-        raise ValueError(f"codec family '{family}' has no config")
-    try:
-        return dataclass_from_dict(cls, d)
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"malformed {family} config: {exc}") from None
-
-
 def dataclass_from_dict(cls, d: dict):
     """A (nested) config dataclass from its ``asdict`` form; unknown fields raise TypeError."""
     hints = typing.get_type_hints(cls)

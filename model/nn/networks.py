@@ -94,12 +94,3 @@ class HyperpriorModel(_LatentModel):
         return {"loss": lmbda * 255**2 * mse + bpp, "bpp": bpp, "mse": mse.detach(),
                 "psnr": -10 * math.log10(max(mse.item(), 1e-10))}
 
-
-def build_model(cfg):
-    """The trainable network of a config, by the family that registered it."""
-    from ..registry import get_family
-
-    family = get_family(cfg.family)
-    if family.network is None:
-        raise ValueError(f"codec family '{cfg.family}' has no trainable network")
-    return family.network(cfg)

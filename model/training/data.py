@@ -16,6 +16,9 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset
 
+from pipeline.shards import ShardReader, expand_inputs, is_shard_spec
+from pipeline.storage import Storage
+
 from ..images import IMAGE_EXTENSIONS, is_image_name, to_rgb8
 
 
@@ -70,9 +73,6 @@ def random_crop(photo: Image.Image, size: int, rng: random.Random) -> np.ndarray
 
 def find_sources(sources: list[str]):
     """(image files, shard URLs, storage) of training sources: image folders or shard patterns."""
-    from pipeline.shards import expand_inputs, is_shard_spec
-    from pipeline.storage import Storage
-
     storage = Storage.from_env()
     files = sorted(f for s in sources if not is_shard_spec(s) for f in _image_files(s))
     shards = [u for s in sources if is_shard_spec(s) for u in expand_inputs(s, storage)]
@@ -83,10 +83,8 @@ def find_sources(sources: list[str]):
 
 def shard_photos(url: str, storage):
     """The images of one WebDataset shard, through the pipeline's reader (bad samples skipped)."""
-    from pipeline.shards import ShardReader
-
     for sample in ShardReader(url, storage):
-        member = sample.image_member()
+        member = sample.image_member(IMAGE_EXTENSIONS)
         if member is not None and sample.problem is None:
             yield Image.open(io.BytesIO(sample.members[member]))
 

@@ -17,8 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..nn.config import CONFIGS, RestorationConfig
-from ..nn.networks import build_model
-from ..nn.weights_file import load_model
+from ..registry import build_network, load_network
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import RandomCrops
@@ -48,7 +47,7 @@ def _batches(model, cfg: TrainConfig, step: int):
 
 def initial_model(cfg: TrainConfig):
     """The network a run starts from: ``init_from`` weights, else a fresh one of the named config."""
-    return load_model(Path(cfg.init_from)) if cfg.init_from else build_model(CONFIGS[cfg.config])
+    return load_network(cfg.init_from) if cfg.init_from else build_network(CONFIGS[cfg.config])
 
 
 def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
