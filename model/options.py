@@ -11,12 +11,11 @@ import argparse
 from typing import Any, Iterable
 
 from .codec import Option, Side
+from .registry import families
 
 
 def family_options(side: Side) -> list[Option]:
     """The options of ``side`` over every registered family, one per name (types must agree)."""
-    from .registry import families
-
     merged: dict[str, tuple[Option, str]] = {}
     for fam in families():
         for opt in fam.options:
