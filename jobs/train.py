@@ -21,7 +21,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from model.nn.config import CONFIGS
+from model import named_sizes
 from model.weights import WEIGHTS_DIR
 from model.training import TrainConfig, export, train
 
@@ -29,7 +29,7 @@ from model.training import TrainConfig, export, train
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = TrainConfig()
-    p.add_argument("--config", default=d.config, choices=sorted(CONFIGS), help="model size")
+    p.add_argument("--config", default=d.config, choices=sorted(named_sizes()), help="model size")
     p.add_argument("--data", nargs="+", required=True, help="image folders or WebDataset shard URLs")
     p.add_argument("--out", required=True, help="run folder (checkpoints, config)")
     p.add_argument("--lmbda", type=float, default=d.lmbda, help="target rate-distortion weight")
@@ -65,9 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+LOSS_OPTIONS = ("base_dropout", "final_gammas")  # cdc-avif's loss keywords (TrainConfig.loss_options)
+
+
 def _config(args) -> TrainConfig:
     names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    loss = {k: v for k in LOSS_OPTIONS if (v := getattr(args, k)) is not None}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names}, loss_options=loss,
+                       data_cache=args.pair_cache)
 
 
 def _ray_train(cfg: TrainConfig, num_workers: int, use_gpu: bool) -> dict:

@@ -15,21 +15,9 @@ from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, LoadedImag
 from .evaluation.metrics import ms_ssim, psnr
 from . import codecs  # noqa: F401  (registers the built-in families)
 from .registry import (CodecInfo, CodecRequest, Family, ParsedName, build_network, codec_from_network, families,
-                       get_family, list_codecs, load_codec, load_codec_for_id, load_network, plugin_env,
-                       register_family)
+                       get_family, list_codecs, load_codec, load_codec_for_id, load_network, named_config,
+                       named_sizes, plugin_env, random_codec, register_family)
 from .weights import Weights, WeightsError, WeightsResolver, make_codec_id, split_codec_id
-
-
-def random_codec(config: str = "cdc-tiny", seed: int = 0, device: str = "cpu", **settings) -> Codec:
-    """A codec of a named config (``model.nn.config.CONFIGS``) with random weights: tests, speed benchmarks."""
-    import torch  # imported only when a model is needed
-
-    from .nn.config import CONFIGS
-
-    if config not in CONFIGS:
-        raise KeyError(f"unknown config '{config}' (known: {', '.join(CONFIGS)})")
-    torch.manual_seed(seed)
-    return codec_from_network(build_network(CONFIGS[config]), config, device, **settings)
 
 
 __all__ = [
@@ -59,6 +47,8 @@ __all__ = [
     "load_image",
     "load_network",
     "make_codec_id",
+    "named_config",
+    "named_sizes",
     "ms_ssim",
     "plugin_env",
     "psnr",

@@ -87,6 +87,12 @@ class Family:
     description: str = ""
     config: type | None = None  # config dataclass of its networks (stored in weights files and cards)
     network: Callable[[Any], Any] | None = None  # config -> trainable network (torch.nn.Module)
+    sizes: dict[str, Any] = field(default_factory=dict)  # named configs ("cdc-s"): train --config, benchmarks
+    default_steps: int | None = None  # decoding steps when a weights card names none (export writes it)
+    # The samples its network's training loss takes after (lmbda, rho, perceptual): "photos" (crops) or
+    # "avif-pairs" (crop, AVIF decode, quality); model/training/loop.py makes them.
+    training_data: str = "photos"
+    base_layer: str | None = None  # the classical format its bitstreams build on ("avif"): benchmarks compare
     card_fields: tuple[str, ...] = ()  # fields its weights cards must hold
     loads_cards_of: tuple[str, ...] = ()  # other families whose weights it loads (DiffC: "cdc-avif")
     listing: Callable[[list[Weights]], list[CodecInfo]] | None = None  # default: one row per weights file
@@ -151,17 +157,44 @@ def codec_from_network(network, name: str, device: str = "cpu", **settings) -> C
 # ----- networks: config -> family -> network --------------------------------------------------
 def config_from_dict(d: dict):
     """A network config from its stored form (``asdict``), through the config class of the family it names."""
-    family = d.get("family")
+    return _config_of(_family_of_config(d), d)
+
+
+def _family_of_config(d: dict) -> Family:
     try:
-        cls = get_family(family).config
+        return get_family(d.get("family"))
     except KeyError as exc:
         raise ValueError(exc.args[0]) from None
-    if cls is None:
-        raise ValueError(f"codec family '{family}' has no config")
+
+
+def _config_of(family: Family, d: dict):
+    if family.config is None:
+        raise ValueError(f"codec family '{family.name}' has no config")
     try:
-        return dataclass_from_dict(cls, d)
+        return dataclass_from_dict(family.config, d)
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"malformed {family} config: {exc}") from None
+        raise ValueError(f"malformed {family.name} config: {exc}") from None
+
+
+def named_sizes() -> dict[str, Any]:
+    """Every family's named network configs (``cdc-s``, ``cdc-avif-tiny``, ...), by name."""
+    return {name: cfg for fam in families() for name, cfg in fam.sizes.items()}
+
+
+def named_config(name: str):
+    sizes = named_sizes()
+    if name not in sizes:
+        raise KeyError(f"unknown config '{name}' (known: {', '.join(sizes)})")
+    return sizes[name]
+
+
+def random_codec(config: str = "cdc-tiny", seed: int = 0, device: str = "cpu", **settings) -> Codec:
+    """A codec of a named config with random weights: tests, speed benchmarks."""
+    import torch  # imported only when a model is needed
+
+    cfg = named_config(config)
+    torch.manual_seed(seed)
+    return codec_from_network(build_network(cfg), config, device, **settings)
 
 
 def build_network(cfg):
@@ -173,10 +206,18 @@ def build_network(cfg):
 
 
 def load_network(path: Path | str):
-    """The network a weights file holds (its config names the family that builds it)."""
+    """The network a weights file holds: its stored config names the family, whose config class reads
+    it and whose builder makes the network (one look-up)."""
     from .nn.weights_file import load_model  # torch is imported only when a network is loaded
 
-    return load_model(Path(path), lambda d: build_network(config_from_dict(d)))
+    return load_model(Path(path), _network_from_dict)
+
+
+def _network_from_dict(d: dict):
+    family = _family_of_config(d)
+    if family.network is None:
+        raise ValueError(f"codec family '{family.name}' has no trainable network")
+    return family.network(_config_of(family, d))
 
 
 def families() -> list[Family]:

@@ -2,7 +2,8 @@
 without a test of its own.
 
 Each family gives the suite codecs by ``Family.examples`` (names; WEIGHTS stands for a tiny random
-weights file of the family whose cards it loads, made here from the family's ``-tiny`` size).
+weights file of the family whose cards it loads, made here from that family's ``NAME-tiny`` size in
+``Family.sizes``; a family with a network and such a size needs no examples).
 The test plugins (tests/plugin_family.py) are included; the fault injectors (tests/faulty_family.py)
 fail on purpose and are not. Images are tiny so that every family runs in seconds.
 """
@@ -15,10 +16,8 @@ import torch
 from PIL import Image
 
 import plugin_family
-from model import BitstreamError, OptionError, codec_from_network, families, load_codec, unpack
+from model import BitstreamError, OptionError, build_network, codec_from_network, families, load_codec, unpack
 from model.codec import declared
-from model.nn.config import CONFIGS
-from model import build_network
 from model.nn.weights_file import save_weights
 
 FAULT_INJECTORS = {"faulty", "stall"}  # tests/faulty_family.py: they fail on purpose
@@ -38,11 +37,15 @@ def conformance_families():
     return [f for f in families() if f.name not in FAULT_INJECTORS]
 
 
+def tiny_size(family):
+    return family.sizes.get(f"{family.name}-tiny") if family.network is not None else None
+
+
 def cases() -> list[tuple[str, str]]:
     """(family, codec name) for every example of every family."""
     out = []
     for fam in conformance_families():
-        examples = fam.examples or (("WEIGHTS",) if fam.network is not None else ())
+        examples = fam.examples or (("WEIGHTS",) if tiny_size(fam) is not None else ())
         card_family = fam.loads_cards_of[0] if fam.loads_cards_of else fam.name
         out += [(fam.name, name.replace("WEIGHTS", weights_name(card_family))) for name in examples]
     return out
@@ -51,10 +54,10 @@ def cases() -> list[tuple[str, str]]:
 CASES = cases()
 
 
-def tiny_network(family: str, seed: int = 0):
+def tiny_network(family, seed: int = 0):
     """The family's ``-tiny`` network with random, non-zero weights (a zero head would hide its work)."""
     torch.manual_seed(seed)
-    network = build_network(CONFIGS[f"{family}-tiny"])
+    network = build_network(tiny_size(family))
     with torch.no_grad():
         for p in network.parameters():
             p.add_(torch.randn_like(p) * 0.02)
@@ -66,8 +69,8 @@ def weights_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("conformance-weights")
     for fam in conformance_families():
         name = weights_name(fam.name)
-        if fam.network is not None:
-            save_weights(tiny_network(fam.name), folder / f"{name}.safetensors",
+        if tiny_size(fam) is not None:
+            save_weights(tiny_network(fam), folder / f"{name}.safetensors",
                          {"name": name, "description": "random, for the conformance suite", "steps_trained": 0,
                           "default_steps": 2})
     plugin_family.write_lut_weights(folder / f"{weights_name('tinylut')}.safetensors", 16)
@@ -103,7 +106,7 @@ def pixels(images) -> list[np.ndarray]:
 def test_every_registered_family_is_checked():
     checked = {family for family, _ in CASES}
     missing = {f.name for f in conformance_families()} - checked
-    assert not missing, f"families without Family.examples or a network: {sorted(missing)}"
+    assert not missing, f"families without Family.examples or a network with a -tiny size: {sorted(missing)}"
     assert {"pillow", "hyperprior", "cdc", "cdc-avif", "diffc-avif", "diffc", "tinyraw", "tinylut"} <= checked
 
 

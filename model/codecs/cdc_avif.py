@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,15 +22,40 @@ from .avif_box import compact_or_full, expand
 from ..codec import Codec, Option
 from ..format import BitstreamError
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
-from ..nn.config import RestorationConfig
+from ..nn.config import DiffusionConfig
 from ..weights import make_codec_id
 
+DEFAULT_STEPS = 1  # a restoration decoder is distortion-optimal in one step
 NAME = re.compile(r"^(cdc-avif-[a-z0-9-]+?)(?:-q(\d{1,3}))?$")
 CARD_FIELDS = ("name", "description", "steps_trained", "default_steps")
+@dataclass(frozen=True)
+class RestorationConfig:
+    """The cdc-avif denoiser: a U-Net over (noisy residual, AVIF base), pixel-unshuffled by 2."""
+
+    widths: tuple[int, ...] = (32, 64, 128, 192)  # channels at 1/2, 1/4, 1/8, 1/16 resolution
+    blocks: tuple[int, ...] = (2, 2, 2, 2)  # residual blocks per level on the way down (one up)
+    emb: int = 128  # width of the (time, quality) embedding
+    residual_scale: float = 4.0  # the diffusion sees (x - base) * scale: AVIF residuals are small
+    base_dropout: float = 0.1  # training: share of samples without the base (an unconditional prior)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    family: str = "cdc-avif"
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(self.widths))
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+        if len(self.widths) != len(self.blocks):
+            raise ValueError("widths and blocks need one entry per level")
+
+
+SIZES = {
+    "cdc-avif-tiny": RestorationConfig(widths=(8, 16), blocks=(1, 1), emb=16,
+                                       diffusion=DiffusionConfig(train_steps=100)),  # unit tests
+    "cdc-avif-s": RestorationConfig(),  # about 66 kMAC per pixel per step
+}
 OPTIONS = (
     Option("quality", int, 30, "encode", "AVIF quality of the base layer (higher: more bits)", min=0, max=100),
-    Option("steps", int, None, "decode", "diffusion decoding steps (default: the model card's default_steps)",
-           min=1),
+    Option("steps", int, None, "decode", f"DDIM steps over the residual from r_N (default: the weights card's "
+           f"default_steps, else {DEFAULT_STEPS}: the one-step restoration)", min=1),
     Option("gamma", float, 0.0, "decode", "start-noise scale: 0 deterministic, 0.8 stochastic", min=0.0),
     Option("seed", int, 0, "decode", "seed of the start noise when gamma > 0"),
     Option("t_start", float, 1.0, "decode", "noise level where sampling starts (below 1: start late)",
@@ -150,7 +176,7 @@ def parse(name: str) -> ParsedName | None:
 def load(request: CodecRequest) -> AvifDiffusionCodec:
     w = request.weights
     return AvifDiffusionCodec(request.network(), w.card.get("name", w.name), w.sha256, request.device,
-                              default_steps=w.card.get("default_steps", 1))
+                              default_steps=w.card.get("default_steps", DEFAULT_STEPS))
 
 
 def listing(weights) -> list[CodecInfo]:
@@ -168,6 +194,7 @@ def network(cfg: RestorationConfig):
     return AvifRestorationModel(cfg)
 
 
-FAMILY = Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig,
+FAMILY = Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig, sizes=SIZES,
+                default_steps=DEFAULT_STEPS, training_data="avif-pairs", base_layer="avif",
                        network=network, wrap=wrap, card_fields=CARD_FIELDS, listing=listing,
                        description="AVIF base layer + conditional diffusion decoder")

@@ -24,8 +24,7 @@ import torch
 
 from pathlib import Path
 
-from .. import random_codec
-from ..nn.config import CONFIGS
+from ..registry import get_family, load_codec, named_sizes, random_codec
 from .benchmark_avif import bench_restoration, container_overhead, restoration_codec
 from .cost import count_macs, timed
 from .inputs import load_images
@@ -69,8 +68,11 @@ def bench_large(name: str, height: int, width: int, steps: int) -> dict:
 
 
 def is_cdc_avif(name: str) -> bool:
-    """A cdc-avif config or codec name: benchmarked against AVIF (``benchmark_avif``)."""
-    return getattr(CONFIGS.get(name), "family", None) == "cdc-avif" or name.startswith("cdc-avif-")
+    """A config or codec name whose family builds on an AVIF base layer: benchmarked against AVIF
+    (``benchmark_avif``)."""
+    sizes = named_sizes()
+    family = sizes[name].family if name in sizes else load_codec(name).family
+    return get_family(family).base_layer == "avif"
 
 
 def markdown_table(rows: list[dict]) -> str:

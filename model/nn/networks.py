@@ -12,7 +12,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .config import CDCConfig, HyperpriorConfig
 from .diffusion import ddim_sample, training_loss
 from .latent import CompressionModel, LatentCoder, analysis_transform, synthesis_transform
 from .unet import ConditionalUNet
@@ -44,7 +43,7 @@ class CDCModel(_LatentModel):
 
     stochastic_decoder = True
 
-    def __init__(self, cfg: CDCConfig):
+    def __init__(self, cfg):  # cfg: CDCConfig (model/codecs/cdc.py)
         super().__init__(cfg)
         self.unet = ConditionalUNet(cfg.unet, cfg.latent.latent_channels)
 
@@ -78,7 +77,7 @@ class HyperpriorModel(_LatentModel):
 
     stochastic_decoder = False
 
-    def __init__(self, cfg: HyperpriorConfig):
+    def __init__(self, cfg):  # cfg: HyperpriorConfig (model/codecs/hyperprior.py)
         super().__init__(cfg)
         self.g_s = synthesis_transform(cfg.latent)
 

@@ -1,12 +1,14 @@
-"""What every neural codec shares: padding, batching, tiling and start noise around two swappable parts.
+"""The latent codecs' shell (the cdc and hyperprior families): a learned latent, entropy-coded under a
+hyperprior, and a synthesis from it, with the padding, batching, tiling and start noise around them.
 
-    NeuralCodec(model, name, sha256, part=HyperpriorLatent(model))
+    LatentCodec(model, name, sha256, options=OPTIONS)    # part=HyperpriorLatent(model) by default
 
 - the entropy-coded part (``EntropyPart``): padded images -> strings per image -> the condition the
-  decoder starts from. Today the hyperprior latent coder (y at 1/16 resolution; strings z and y);
-  an AVIF base layer or a reverse-channel-coded stream plugs in the same way.
-- the synthesis: ``model.reconstruct(condition, steps, x_start)`` (a diffusion U-Net, or g_s).
+  decoder starts from: the hyperprior latent coder (y at 1/16 resolution; strings z and y).
+- the synthesis: ``model.reconstruct(condition, steps, x_start)`` (CDC's diffusion U-Net, or g_s).
 
+The other neural families have their own shells: cdc-avif (``cdc_avif``: an AVIF base restored in
+batches and tiles) and DiffC (``diffc``: one image at a time, as its exactness needs).
 Images are padded to the part's multiple and batched by padded shape; images above ``tile``²
 pixels are coded in overlapping tiles, which bounds memory.
 """
@@ -89,8 +91,9 @@ class HyperpriorLatent:
         return y
 
 
-class NeuralCodec(Codec):
-    """A trained model as a codec. Batches same-sized images; tiles images above ``tile`` px²."""
+class LatentCodec(Codec):
+    """A latent model (CDC, hyperprior) as a codec. Batches images of one padded shape; tiles images
+    above ``tile`` px²."""
 
     def __init__(
         self,
@@ -180,8 +183,8 @@ def _start_noise(container, hp: int, wp: int, gamma: float, seed: int) -> torch.
     return gamma * torch.randn(3, hp, wp, generator=g)
 
 
-def load_neural_codec(request: CodecRequest, options: tuple[Option, ...] = ()) -> NeuralCodec:
+def load_latent_codec(request: CodecRequest, options: tuple[Option, ...] = (), default_steps: int = 8) -> LatentCodec:
     """The codec of a request's weights file; its card names it and may set ``default_steps``."""
     w = request.weights
-    return NeuralCodec(request.network(), w.card.get("name", w.name), w.sha256, device=request.device,
-                       default_steps=w.card.get("default_steps", 8), options=options)
+    return LatentCodec(request.network(), w.card.get("name", w.name), w.sha256, device=request.device,
+                       default_steps=w.card.get("default_steps", default_steps), options=options)
