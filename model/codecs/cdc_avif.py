@@ -162,8 +162,9 @@ def _noise(shape, seed: int, crc: int):
     """gamma's noise, seeded per image by (seed, AVIF bytes): independent of batching and device."""
     import torch
 
-    g = torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + crc) % 2**63)
-    return torch.randn(shape, generator=g)
+    from ..nn.diffusion import image_generator
+
+    return torch.randn(shape, generator=image_generator(seed, crc))
 
 
 def parse(name: str) -> ParsedName | None:
