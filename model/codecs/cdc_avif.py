@@ -36,6 +36,12 @@ OPTIONS = (
     Option("speed", int, None, "encode", "AVIF encoder speed 0 (slowest) .. 10 (default: the effort's)", min=0, max=10),
     Option("subsampling", str, None, "encode", "AVIF chroma subsampling (default: the effort's)", choices=SUBSAMPLINGS),
     Option("tune", str, None, "encode", "libaom tune (default: the effort's)", choices=TUNES),
+    Option("target_psnr", float, None, "encode", "per image, the smallest base quality whose restored image "
+           "reaches this PSNR in dB (the decoder runs in the encoder; replaces quality)", min=0.0),
+    Option("max_bpp", float, None, "encode", "per image, the largest base quality whose bitstream fits "
+           "this many bits per pixel (with target_psnr: the cap wins)", min=0.0),
+    Option("max_bytes", int, None, "encode", "per image, the largest base quality whose bitstream fits "
+           "this many bytes (with target_psnr: the cap wins)", min=1),
     Option("steps", int, None, "decode", "diffusion decoding steps (default: the model card's default_steps)",
            min=1),
     Option("gamma", float, 0.0, "decode", "start-noise scale: 0 deterministic, 0.8 stochastic", min=0.0),
@@ -63,9 +69,53 @@ class AvifDiffusionCodec(Codec):
     def codec_id(self) -> str:
         return make_codec_id(self.name, self.sha256)
 
-    def _encode_rgb(self, rgbs, quality: int, effort: str, speed, subsampling, tune):
+    def _encode_rgb(self, rgbs, quality: int, effort: str, speed, subsampling, tune, target_psnr, max_bpp,
+                    max_bytes):
         settings = base_settings(effort, speed, subsampling, tune)
-        return [(base_payload(rgb, quality, settings),) for rgb in rgbs]
+        if target_psnr is None and max_bpp is None and max_bytes is None:
+            return [(base_payload(rgb, quality, settings),) for rgb in rgbs]
+        return [(self.rate_controlled(rgb, settings, target_psnr, max_bpp, max_bytes).payload,) for rgb in rgbs]
+
+    def rate_controlled(self, rgb: np.ndarray, settings: BaseSettings, target_psnr: float | None = None,
+                        max_bpp: float | None = None, max_bytes: int | None = None) -> "RateChoice":
+        """The base quality that meets the targets, found by bisection over quality 0..100.
+
+        Bytes and restored PSNR both rise with quality (AVIF's rate control is monotone up to a few
+        bytes), so the cap is the largest quality that fits and the target the smallest one that
+        reaches it below the cap; each probe is one AVIF encode, and for ``target_psnr`` one restore
+        at the model's default steps. Too tight a cap gives quality 0; an unreachable target, the cap's
+        (or 100): ``RateChoice.met`` says which.
+        """
+        from ..format import Container, pack
+
+        h, w = rgb.shape[:2]
+        # the container around the payload, for the longest mode name Pillow gives (exact bound)
+        overhead = len(pack(Container(self.codec_id, h, w, "I;16B", (b"",))))
+        caps = [c for c in (max_bytes, None if max_bpp is None else int(max_bpp * h * w / 8)) if c is not None]
+        cap = min(caps) - overhead if caps else None
+        payloads, psnrs = {}, {}
+
+        def payload(q):
+            if q not in payloads:
+                payloads[q] = base_payload(rgb, q, settings)
+            return payloads[q]
+
+        def psnr(q):
+            if q not in psnrs:
+                base = read_base_payload(payload(q), h, w, self.name)
+                restored = self._restore([base], self.presets["steps"], 0.0, 0, 1.0, self.model.pad_multiple)[0]
+                mse = np.mean((restored.astype(np.float64) - rgb) ** 2)
+                psnrs[q] = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+            return psnrs[q]
+
+        top = 100 if cap is None else _last_true(lambda q: len(payload(q)) <= cap, 0, 100)
+        top = 0 if top is None else top
+        met = cap is None or len(payload(top)) <= cap
+        if target_psnr is not None:
+            q = _first_true(lambda q: psnr(q) >= target_psnr, 0, top)
+            met = met and q is not None
+            top = top if q is None else q
+        return RateChoice(top, payload(top), met, len(payloads), psnrs.get(top))
 
     def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float):
         import torch
@@ -169,6 +219,37 @@ def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> Ba
     if base.shape[:2] != (height, width):
         raise BitstreamError(f"{owner}: AVIF base is {base.shape[1]}x{base.shape[0]}, header says {width}x{height}")
     return Base(quality, settings, base, zlib.crc32(avif))
+
+
+class RateChoice(NamedTuple):
+    """What rate control chose for one image: the quality, its payload, whether every target was met,
+    how many qualities were encoded to find it, and the restored PSNR where it was measured."""
+
+    quality: int
+    payload: bytes
+    met: bool
+    probes: int
+    psnr: float | None
+
+
+def _first_true(test, lo: int, hi: int) -> int | None:
+    """The smallest q in lo..hi with test(q), for a test that stays true once true; None if none."""
+    if not test(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if test(mid) else (mid + 1, hi)
+    return lo
+
+
+def _last_true(test, lo: int, hi: int) -> int | None:
+    """The largest q in lo..hi with test(q), for a test that stays false once false; None if none."""
+    if not test(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if test(mid) else (lo, mid - 1)
+    return lo
 
 
 def _noise(shape, seed: int, crc: int):
