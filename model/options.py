@@ -8,26 +8,41 @@ whose default is None ("the codec's own"), and ``given_options`` reads back what
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any, Iterable
 
 from .codec import Option, Side
+from .registry import families
 
 
 def family_options(side: Side) -> list[Option]:
-    """The options of ``side`` over every registered family, one per name (types must agree)."""
-    from .registry import families
-
-    merged: dict[str, tuple[Option, str]] = {}
+    """The options of ``side`` over every registered family, one per name (types must agree). Where
+    families mean different things by one name (``steps``), the help says each family's meaning and
+    default, and the default is None ("the codec's own")."""
+    merged: dict[str, list[tuple[Option, str]]] = {}
     for fam in families():
         for opt in fam.options:
             if opt.side != side:
                 continue
-            if opt.name in merged and merged[opt.name][0].type is not opt.type:
-                first, owner = merged[opt.name]
+            if opt.name in merged and merged[opt.name][0][0].type is not opt.type:
+                first, owner = merged[opt.name][0]
                 raise ValueError(f"option '{opt.name}' is {first.type.__name__} in family {owner} "
                                  f"but {opt.type.__name__} in family {fam.name}: give one of them another name")
-            merged.setdefault(opt.name, (opt, fam.name))
-    return [opt for opt, _ in merged.values()]
+            merged.setdefault(opt.name, []).append((opt, fam.name))
+    return [_merged(declarations) for declarations in merged.values()]
+
+
+def _merged(declarations: list[tuple[Option, str]]) -> Option:
+    first = declarations[0][0]
+    defaults = {opt.default for opt, _ in declarations}
+    meanings: dict[tuple[str, Any], list[str]] = {}
+    for opt, family in declarations:
+        meanings.setdefault((opt.help, opt.default if len(defaults) > 1 else None), []).append(family)
+    if len(meanings) == 1:
+        return first
+    help = "; ".join(f"{', '.join(fams)}: {text}" + ("" if default is None else f" (default {default!r})")
+                     for (text, default), fams in meanings.items())
+    return replace(first, help=help, default=first.default if len(defaults) == 1 else None)
 
 
 def flag(opt: Option) -> str:

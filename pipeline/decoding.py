@@ -27,12 +27,12 @@ from model import load_image, ms_ssim, psnr
 from .archive import PARQUET_SUFFIX, RowGroups, now, sha256, write_json
 from .archive_rows import ArchiveRows, ReadRequest
 from .batches import call_batched
+from .child import Limits
 from .faults import is_infrastructure
 from .encoding import JOB_MAX_PIXELS
 from .markers import identity
 from .names import UniqueNames, safe_ext, safe_name
 from .outputs import write_folder
-from .sandbox import Limits
 from .shards import Sample, ShardReader, write_tar
 from .storage import Storage, basename, join
 
