@@ -204,7 +204,8 @@ class DiffCCodec(Codec):
         from ..threads import fixed_threads
 
         if self.conditional:
-            quality, base_rgb, _ = read_base_payload(fixed[1], h, w, self.name)  # as the decoder sees it
+            decoded = read_base_payload(fixed[1], h, w, self.name)  # as the decoder sees it
+            quality, base_rgb = decoded.quality, decoded.rgb
             base, scale = _to_unit(base_rgb), self.model.cfg.residual_scale
         else:
             quality, base, scale = 0, torch.zeros(1, 3, h, w), 1.0

@@ -32,3 +32,8 @@ class TrainConfig:
     # final_gammas; see its network's forward)
     loss_options: dict = field(default_factory=dict)
     data_cache: str | None = None  # folder of prepared training samples, e.g. AVIF pairs (default OUT/pairs)
+    # keyword arguments of the prepared samples' builder (cdc-avif: efforts, size, per_image; see
+    # training/avif_pairs.build_pair_cache)
+    data_options: dict = field(default_factory=dict)
+    max_scale: float = 0.75  # photos are downscaled by at least 1/max_scale before cropping (where large enough)
+    holdout_every: int = 0  # 1 in N training files by name hash is never read (0: read all)

@@ -31,12 +31,14 @@ def _optimisers(model, cfg: TrainConfig):
 
 
 def _avif_pairs(cfg: TrainConfig, seed: int):
-    return PairCrops(build_pair_cache(cfg.data, Path(cfg.data_cache or Path(cfg.out) / "pairs")), cfg.crop, seed)
+    cache = build_pair_cache(cfg.data, Path(cfg.data_cache or Path(cfg.out) / "pairs"), **cfg.data_options,
+                             max_scale=cfg.max_scale, holdout_every=cfg.holdout_every)
+    return PairCrops(cache, cfg.crop, seed)
 
 
 # The training samples a family's network takes (``Family.training_data``), as datasets of a run.
 DATASETS = {
-    "photos": lambda cfg, seed: RandomCrops(cfg.data, cfg.crop, seed),
+    "photos": lambda cfg, seed: RandomCrops(cfg.data, cfg.crop, seed, cfg.holdout_every, cfg.max_scale),
     "avif-pairs": _avif_pairs,
 }
 
@@ -91,8 +93,8 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         batch = [v.to(device, memory_format=torch.channels_last) if v.dim() == 4 else v.to(device)
                  for v in next(batches)]
         lmbda = cfg.lmbda_warmup if (cfg.lmbda_warmup is not None and step < cfg.warmup_steps) else cfg.lmbda
-        parts = net(*batch, lmbda, cfg.rho, perceptual, final_step_fraction=cfg.final_step_fraction,
-                    **cfg.loss_options)
+        parts = net(*batch, lmbda=lmbda, rho=cfg.rho, perceptual=perceptual,
+                    final_step_fraction=cfg.final_step_fraction, **cfg.loss_options)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
