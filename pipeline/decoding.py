@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model import load_image, ms_ssim, psnr
 
-from .archive import PARQUET_SUFFIX, RowGroups, now, sha256, write_json
+from .archive import RowGroups, now, sha256
 from .archive_rows import ArchiveRows, ReadRequest
 from .batches import call_batched
 from .faults import is_infrastructure
@@ -32,19 +31,13 @@ from .encoding import JOB_MAX_PIXELS
 from .markers import identity
 from .names import UniqueNames, safe_ext, safe_name
 from .outputs import write_folder
+from .records import (AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, DECODED_SUFFIX, PARQUET_SUFFIX, AuditedMarker, AuditRow,
+                      DecodedMarker, audit_table)
 from .sandbox import Limits
 from .shards import Sample, ShardReader, write_tar
 from .storage import Storage, basename, join
 
-DECODED_SUFFIX = ".decoded.json"  # the marker of a decoded shard
-AUDITED_SUFFIX = ".audited.json"  # the marker of an audited shard
-AUDIT_TABLE_SUFFIX = ".audit.parquet"  # an audited shard's per-image metrics
 FORMATS = ("webdataset", "png")
-AUDIT_SCHEMA = pa.schema([
-    ("key", pa.string()), ("shard", pa.string()), ("codec_id", pa.string()), ("width", pa.int32()),
-    ("height", pa.int32()), ("bpp", pa.float64()), ("psnr", pa.float64()), ("ms_ssim", pa.float64()),
-    ("error", pa.string()),
-])
 
 
 @dataclass(frozen=True)
@@ -123,7 +116,8 @@ def png_bytes(img) -> bytes:
 
 
 def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: DecodeSettings,
-                 storage: Storage, report: Callable[[dict], None] = lambda e: None, source: dict | None = None) -> dict:
+                 storage: Storage, report: Callable[[dict], None] = lambda e: None,
+                 source: dict | None = None) -> DecodedMarker:
     """Write the decoded images of one archive file as ``NAME.tar`` or ``NAME/KEY.png``, then its
     marker ``NAME.decoded.json`` (``markers``), which is also returned.
 
@@ -165,12 +159,12 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
         storage.remove_stale_temps(join(out_prefix, name))
         pngs = ((s.key + ".png", s.members.get("decoded.png") or s.members["png"]) for s in samples())
         output = write_folder(join(out_prefix, name), pngs, storage)
-    marker = {"shard": parquet_url, "name": name, "input": source, "settings": settings.fingerprint(),
-              "output": output, "rows": counts["decoded"] + len(failures), "decoded": counts["decoded"],
-              "errors": len(failures), "failed_rows": failures, "renamed": renamed, "bytes_out": output["bytes"],
-              "seconds": round(time.perf_counter() - t0, 4), "started": started, "finished": now(),
-              **_process_records(decoder, rows_read)}
-    write_json(marker_url, marker, storage)
+    marker = DecodedMarker(
+        shard=parquet_url, name=name, input=source, settings=settings.fingerprint(), output=output,
+        rows=counts["decoded"] + len(failures), decoded=counts["decoded"], errors=len(failures),
+        failed_rows=failures, renamed=renamed, bytes_out=output["bytes"], seconds=round(time.perf_counter() - t0, 4),
+        started=started, finished=now(), **_process_records(decoder, rows_read))
+    marker.write(marker_url, storage)
     return marker
 
 
@@ -191,29 +185,31 @@ class _Originals:
         return None
 
 
-def audit_row(row: dict, img, error: str | None, original: Sample | None, settings: DecodeSettings) -> dict:
-    out = {"key": row["key"], "codec_id": row["codec_id"], "width": row["width"], "height": row["height"],
-           "bpp": row["bpp"], "psnr": None, "ms_ssim": None, "error": error}
+def audit_row(shard: str, row: dict, img, error: str | None, original: Sample | None,
+              settings: DecodeSettings) -> AuditRow:
+    out = AuditRow(key=row["key"], shard=shard, codec_id=row["codec_id"], width=row["width"], height=row["height"],
+                   bpp=row["bpp"], error=error)
     if error is not None:
         return out
     data = original.members.get(row["member"]) if original is not None else None
     if data is None:
-        out["error"] = "original image not found in the original shard"
+        out.error = "original image not found in the original shard"
     elif row["orig_sha256"] and sha256(data) != row["orig_sha256"]:
-        out["error"] = "original image differs from the archived one (sha256 mismatch)"
+        out.error = "original image differs from the archived one (sha256 mismatch)"
     else:
         a = load_image(data, max_pixels=settings.max_pixels).rgb
         b = np.asarray(img.convert("RGB"), dtype=np.uint8)
         if a.shape != b.shape:
-            out["error"] = f"decoded size {b.shape[1]}x{b.shape[0]} differs from original {a.shape[1]}x{a.shape[0]}"
+            out.error = f"decoded size {b.shape[1]}x{b.shape[0]} differs from original {a.shape[1]}x{a.shape[0]}"
         else:
             score = ms_ssim(a, b)  # NaN below 161 px on the short side: stored as null
-            out["psnr"], out["ms_ssim"] = psnr(a, b), None if math.isnan(score) else score
+            out.psnr, out.ms_ssim = psnr(a, b), None if math.isnan(score) else score
     return out
 
 
 def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, out_prefix: str, settings: DecodeSettings,
-                storage: Storage, report: Callable[[dict], None] = lambda e: None, source: dict | None = None) -> dict:
+                storage: Storage, report: Callable[[dict], None] = lambda e: None,
+                source: dict | None = None) -> AuditedMarker:
     """Per-image PSNR, MS-SSIM and bpp of one archive file against its original shard, written as
     ``NAME.audit.parquet`` under ``out_prefix``, then its marker ``NAME.audited.json`` (``markers``:
     the table's record, the archive file's (``source``, as in ``decode_shard``) and the original
@@ -227,17 +223,17 @@ def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, out_prefi
     for rows in rows_read:
         for row, (img, error) in zip(rows, decode_rows(decoder, rows)):
             sample = originals.get(row["key"]) if error is None else None
-            out.append({"shard": name, **audit_row(row, img, error, sample, settings)})
+            out.append(audit_row(name, row, img, error, sample, settings))
         report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
     output: dict = {}
     with storage.atomic_output(join(out_prefix, name + AUDIT_TABLE_SUFFIX), record=output) as f:
-        pq.write_table(pa.Table.from_pylist(out, schema=AUDIT_SCHEMA), f, compression="zstd")
-    marker = {"shard": parquet_url, "name": name, "input": source,
-              "original": original, "settings": settings.fingerprint(),
-              "output": output, "rows": len(out), "errors": sum(r["error"] is not None for r in out),
-              "seconds": round(time.perf_counter() - t0, 4), "started": started, "finished": now(),
-              **_process_records(decoder, rows_read)}
-    write_json(marker_url, marker, storage)
+        pq.write_table(audit_table(out), f, compression="zstd")
+    marker = AuditedMarker(
+        shard=parquet_url, name=name, input=source, original=original, settings=settings.fingerprint(),
+        output=output, rows=len(out), errors=sum(r.error is not None for r in out),
+        seconds=round(time.perf_counter() - t0, 4), started=started, finished=now(),
+        **_process_records(decoder, rows_read))
+    marker.write(marker_url, storage)
     return marker
 
 
