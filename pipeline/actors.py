@@ -17,10 +17,12 @@ from dataclasses import dataclass, field, replace
 import pyarrow as pa
 import ray
 
-from model import load_codec
+from model import load_codec, load_codec_for_id
 
-from .decoding import DecodeSettings, audit_shard, decode_shard
+from .audit import audit_shard
+from .decoding import DecodeSettings, decode_shard
 from .encoding import EncodeSettings, compress_shard
+from .records import AuditedMarker, DecodedMarker, ShardStats
 from .sandbox import DecoderProcess
 from .storage import Storage
 
@@ -59,6 +61,29 @@ class Resources:
         return max(1, min(int(fits), work_items))
 
 
+@dataclass(frozen=True)
+class ResolvedCodec:
+    """The codec the driver loaded and checked, for each actor to load as it is: by its id
+    (``NAME@HASH``: the same weights, wherever the actor runs), not by the name the user gave."""
+
+    codec_id: str
+    presets: dict = field(default_factory=dict)  # the options set on the command line (``Codec.with_presets``)
+    path: str | None = None  # a weights file given by path: loaded from there, then checked against the id
+
+    @classmethod
+    def of(cls, given: str, codec, presets: dict) -> "ResolvedCodec":
+        return cls(codec.codec_id, dict(presets), given if given.endswith(".safetensors") else None)
+
+    def load(self, device: str):
+        """The codec, or ValueError when what is found here is not what the driver resolved."""
+        codec = load_codec(self.path, device=device) if self.path else load_codec_for_id(self.codec_id, device=device)
+        codec = codec.with_presets(**self.presets)
+        if codec.codec_id != self.codec_id:
+            raise ValueError(f"the worker loaded codec '{codec.codec_id}', the job resolved '{self.codec_id}' "
+                             "(the weights changed during the job)")
+        return codec
+
+
 def _limit_threads(threads: int) -> None:
     """One actor's share of the CPU: math libraries must not each spawn a thread per core."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -89,17 +114,17 @@ class _Worker:
 
 @ray.remote
 class CompressWorker(_Worker):
-    def __init__(self, codec_name: str, settings: EncodeSettings, res: Resources, storage: Storage, board: str | None = None):
+    def __init__(self, codec: ResolvedCodec, settings: EncodeSettings, res: Resources, storage: Storage,
+                 board: str | None = None):
         super().__init__(res, storage, board)
-        self.codec = load_codec(codec_name, device=res.device()).with_presets(**settings.codec_options)
+        self.codec = codec.load(res.device())
         self.limit_threads()  # again: loading a neural codec imported torch
         self.settings = settings
 
-    def compress(self, shard_url: str, out_prefix: str) -> dict:
+    def compress(self, shard_url: str, out_prefix: str) -> ShardStats:
         return self.storage.retrying(
             lambda: compress_shard(self.codec, shard_url, out_prefix, self.settings, self.storage, self.report),
-            f"shard {shard_url}",
-        )
+            f"shard {shard_url}")
 
 
 @ray.remote
@@ -113,12 +138,12 @@ class DecodeWorker(_Worker):
             limits = replace(limits, memory_bytes=None)  # CUDA reserves far more address space than it uses
         self.settings, self.decoder = settings, DecoderProcess(settings, limits, res.device())
 
-    def decode(self, parquet_url: str, out_prefix: str, source: dict | None = None) -> dict:
+    def decode(self, parquet_url: str, out_prefix: str, source: dict | None = None) -> DecodedMarker:
         return self.storage.retrying(
             lambda: decode_shard(self.decoder, parquet_url, out_prefix, self.settings, self.storage, self.report, source),
             f"shard {parquet_url}")
 
-    def audit(self, parquet_url: str, original_url: str, out_prefix: str, source: dict | None = None) -> dict:
+    def audit(self, parquet_url: str, original_url: str, out_prefix: str, source: dict | None = None) -> AuditedMarker:
         return self.storage.retrying(
             lambda: audit_shard(self.decoder, parquet_url, original_url, out_prefix, self.settings, self.storage,
                                 self.report, source),

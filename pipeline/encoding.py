@@ -42,7 +42,6 @@ class EncodeSettings:
     image_exts: tuple[str, ...] = IMAGE_EXTENSIONS
     prefetch_batches: int = 2  # decoded batches waiting for the model
     row_groups: RowGroups = RowGroups()
-    codec_options: dict[str, Any] = field(default_factory=dict)  # the codec's encode options (its presets)
 
 
 @dataclass

@@ -251,6 +251,7 @@ class CompressManifest(JobManifest):
     codec: str = ""  # as given
     codec_id: str = ""  # as resolved: NAME@HASH
     weights_hash: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the encode options used: given, else the codec's own
     settings: dict[str, int] = field(default_factory=dict)  # ``EncodeSettings``' sizes
     bytes: dict[str, int] = field(default_factory=dict)
     shards: list[dict] = field(default_factory=list)  # {shard, name, rows, errors, truncated, status}
@@ -261,7 +262,8 @@ class CompressManifest(JobManifest):
 class DecompressManifest(JobManifest):
     OPTIONAL: ClassVar[tuple[str, ...]] = ("audit",)
 
-    decode: dict[str, Any] = field(default_factory=dict)  # the decode options used and the batch size
+    decode: dict[str, Any] = field(default_factory=dict)  # every decode option (as run, where all codecs agree), batch size
+    codec_options: dict[str, dict] = field(default_factory=dict)  # codec id -> the decode options it ran with
     codec_ids: dict[str, int] = field(default_factory=dict)  # shards per codec id
     failed_rows: list[dict] = field(default_factory=list)  # {shard, key, error}, the first 1000
     audit: dict | None = None  # an audit's summary (``audit``)
