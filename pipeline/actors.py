@@ -27,6 +27,9 @@ from .sandbox import DecoderProcess
 from .storage import Storage
 
 
+POSTED_WAIT_S = 30.0  # the most a finished shard waits for its progress events to reach the board
+
+
 @dataclass(frozen=True)
 class Resources:
     """Per-actor resources and the retry budget for shards whose worker process died or stalled."""
@@ -98,6 +101,7 @@ class _Worker:
         os.environ.update(res.env)  # this process is the actor's own (a runtime_env would cost a cold worker start)
         # The board by name, not handle: handles in constructor arguments make restarts fragile.
         self.board = ray.get_actor(board) if board else None
+        self.posted: list = []  # refs of progress events posted and not yet known to be on the board
         self.limit_threads()
         pa.array([0])  # pyarrow imports pandas on its first conversion: pay that at start-up, not in a shard
 
@@ -106,7 +110,19 @@ class _Worker:
 
     def report(self, event: dict) -> None:
         if self.board is not None:
-            self.board.post.remote(event)  # fire and forget
+            self.posted.append(self.board.post.remote(event))  # not waited for here: reporting never slows a shard
+
+    def reported(self, result):
+        """``result`` once the events of its shard are on the board: the driver, which drains the board
+        after it sees a result, then sees every one (a post still in flight would be missed)."""
+        if self.posted:  # ready also when the board is gone (the job is ending): never raises
+            ray.wait(self.posted, num_returns=len(self.posted), timeout=POSTED_WAIT_S)
+            self.posted = []
+        return result
+
+    def ready(self) -> bool:
+        """Answered once the actor is up (the pool starts a shard's stall clock then)."""
+        return True
 
     def pid(self) -> int:
         return os.getpid()
@@ -122,9 +138,9 @@ class CompressWorker(_Worker):
         self.settings = settings
 
     def compress(self, shard_url: str, out_prefix: str) -> ShardStats:
-        return self.storage.retrying(
+        return self.reported(self.storage.retrying(
             lambda: compress_shard(self.codec, shard_url, out_prefix, self.settings, self.storage, self.report),
-            f"shard {shard_url}")
+            f"shard {shard_url}"))
 
 
 @ray.remote
@@ -139,12 +155,12 @@ class DecodeWorker(_Worker):
         self.settings, self.decoder = settings, DecoderProcess(settings, limits, res.device())
 
     def decode(self, parquet_url: str, out_prefix: str, source: dict | None = None) -> DecodedMarker:
-        return self.storage.retrying(
+        return self.reported(self.storage.retrying(
             lambda: decode_shard(self.decoder, parquet_url, out_prefix, self.settings, self.storage, self.report, source),
-            f"shard {parquet_url}")
+            f"shard {parquet_url}"))
 
     def audit(self, parquet_url: str, original_url: str, out_prefix: str, source: dict | None = None) -> AuditedMarker:
-        return self.storage.retrying(
+        return self.reported(self.storage.retrying(
             lambda: audit_shard(self.decoder, parquet_url, original_url, out_prefix, self.settings, self.storage,
                                 self.report, source),
-            f"shard {parquet_url}")
+            f"shard {parquet_url}"))
