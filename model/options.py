@@ -17,8 +17,8 @@ from .registry import families
 
 def family_options(side: Side) -> list[Option]:
     """The options of ``side`` over every registered family, one per name (types must agree). Where
-    families mean different things by one name (``steps``), the help says each family's meaning and
-    default, and the default is None ("the codec's own")."""
+    families declare an option differently (its meaning or default), the merged one says what each
+    does and has no default of its own: each codec takes its family's (``Codec.resolve_options``)."""
     merged: dict[str, list[tuple[Option, str]]] = {}
     for fam in families():
         for opt in fam.options:
@@ -33,16 +33,20 @@ def family_options(side: Side) -> list[Option]:
 
 
 def _merged(declarations: list[tuple[Option, str]]) -> Option:
+    """One option from its families' declarations: as declared when they agree, else described per
+    family (and with no default of its own where their defaults differ)."""
     first = declarations[0][0]
-    defaults = {opt.default for opt, _ in declarations}
-    meanings: dict[tuple[str, Any], list[str]] = {}
-    for opt, family in declarations:
-        meanings.setdefault((opt.help, opt.default if len(defaults) > 1 else None), []).append(family)
-    if len(meanings) == 1:
+    defaults = {repr(opt.default) for opt, _ in declarations}
+    by_meaning: dict[tuple[str, Any], list[str]] = {}
+    for opt, fam in declarations:
+        by_meaning.setdefault((opt.help, opt.default if len(defaults) > 1 else None), []).append(fam)
+    if len(by_meaning) == 1:
         return first
-    help = "; ".join(f"{', '.join(fams)}: {text}" + ("" if default is None else f" (default {default!r})")
-                     for (text, default), fams in meanings.items())
-    return replace(first, help=help, default=first.default if len(defaults) == 1 else None)
+    each = "; ".join(f"{', '.join(fams)}: {text}" + ("" if default is None else f", default {default!r}")
+                     for (text, default), fams in by_meaning.items())
+    if len(defaults) == 1:
+        return replace(first, help=each, choices=None, min=None, max=None)
+    return replace(first, default=None, help=f"{each}; default: the codec's own", choices=None, min=None, max=None)
 
 
 def flag(opt: Option) -> str:
