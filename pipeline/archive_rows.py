@@ -34,13 +34,13 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .archive import BIG_COLUMNS, RowGroups
+from .archive import RowGroups
 from .child import child_streams, peak_rss_bytes, recv, send, start_child, status_bytes
 from .faults import InfrastructureError, PermanentError, is_transient
+from .records import BIG_COLUMNS, READ_COLUMNS
 from .storage import Storage
 
-COLUMNS = ["key", "member", "codec_id", "bitstream", "width", "height", "bpp", "orig_sha256", "error", "metadata"]
-SMALL_COLUMNS = [c for c in COLUMNS if c not in BIG_COLUMNS]
+SMALL_COLUMNS = [c for c in READ_COLUMNS if c not in BIG_COLUMNS]
 READER_SLACK_BYTES = 256 << 20  # what the child may add besides row data: S3 clients, thread arenas, Python objects
 READ_COPIES = 6  # a group's bytes held at once, at most: compressed, a page, Arrow's batch, Python's, the pickle
 FIX = "re-archive that shard (compress.py --overwrite) or leave it out (--shards)"
@@ -194,7 +194,7 @@ def _group_rows(pf: pq.ParquetFile, g: int, request: ReadRequest, place: _Place)
         for row in pf.read_row_group(g, columns=SMALL_COLUMNS, use_threads=False).to_pylist():
             yield {**row, "bitstream": None, "metadata": None, "refused": why} if wanted(row["key"]) else None
         return
-    for batch in pf.iter_batches(batch_size=request.batch_size, row_groups=[g], columns=COLUMNS, use_threads=False):
+    for batch in pf.iter_batches(batch_size=request.batch_size, row_groups=[g], columns=READ_COLUMNS, use_threads=False):
         sizes, bitstreams, metadata = _row_sizes(batch), batch.column("bitstream"), batch.column("metadata")
         for i, row in enumerate(batch.select(SMALL_COLUMNS).to_pylist()):
             if not wanted(row["key"]):

@@ -21,7 +21,8 @@ from model import IMAGE_EXTENSIONS, bits_per_pixel, load_image
 from .batches import call_batched
 from .faults import is_infrastructure
 from .markers import identity
-from .archive import ArchiveWriter, RowGroups, now, parquet_url, sha256, stats_url, write_json
+from .archive import ArchiveWriter, RowGroups, now, sha256
+from .records import ShardStats, parquet_url, stats_url
 from .shards import Sample, ShardReader, shard_name
 from .storage import Storage
 
@@ -41,7 +42,6 @@ class EncodeSettings:
     image_exts: tuple[str, ...] = IMAGE_EXTENSIONS
     prefetch_batches: int = 2  # decoded batches waiting for the model
     row_groups: RowGroups = RowGroups()
-    codec_options: dict[str, Any] = field(default_factory=dict)  # the codec's encode options (its presets)
 
 
 @dataclass
@@ -184,7 +184,7 @@ class Tally:
 
 
 def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSettings, storage: Storage,
-                   report: Report = lambda event: None) -> dict:
+                   report: Report = lambda event: None) -> ShardStats:
     """Archive one shard under ``out_prefix``; returns its stats (also written as the marker)."""
     name, started, t0 = shard_name(shard_url), now(), time.perf_counter()
     out_url, marker = parquet_url(out_prefix, name), stats_url(out_prefix, name)
@@ -208,29 +208,29 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
         finally:
             writer.close()
     seconds = time.perf_counter() - t0
-    stats = {
-        "shard": shard_url,
-        "name": name,
-        "codec_id": codec.codec_id,
-        "rows": tally.rows,
-        "ok": tally.ok,
-        "errors": len(tally.errors),
-        "error_rows": tally.errors[:200],
-        "truncated": reader.truncated,
-        "bytes_in": reader.bytes_read,
-        "image_bytes": tally.image_bytes,
-        "bitstream_bytes": tally.bitstream_bytes,
-        "parquet_bytes": output["bytes"],
-        "input": source,  # what markers.py checks on resume: the input unchanged, the output intact
-        "output": output,
-        "mean_bpp": tally.bitstream_bytes * 8 / tally.pixels if tally.pixels else None,
-        "seconds": round(seconds, 4),
-        "encode_seconds": round(tally.encode_s, 4),
-        "images_per_s": round(tally.rows / seconds, 2) if seconds > 0 else None,
-        "batch_size": settings.batch_size,
-        "started": started,
-        "finished": now(),
-        "worker": {"host": socket.gethostname(), "pid": os.getpid()},
-    }
-    write_json(marker, stats, storage)
+    stats = ShardStats(
+        shard=shard_url,
+        name=name,
+        codec_id=codec.codec_id,
+        rows=tally.rows,
+        ok=tally.ok,
+        errors=len(tally.errors),
+        error_rows=tally.errors[:200],
+        truncated=reader.truncated,
+        bytes_in=reader.bytes_read,
+        image_bytes=tally.image_bytes,
+        bitstream_bytes=tally.bitstream_bytes,
+        parquet_bytes=output["bytes"],
+        input=source,  # what markers.py checks on resume: the input unchanged, the output intact
+        output=output,
+        mean_bpp=tally.bitstream_bytes * 8 / tally.pixels if tally.pixels else None,
+        seconds=round(seconds, 4),
+        encode_seconds=round(tally.encode_s, 4),
+        images_per_s=round(tally.rows / seconds, 2) if seconds > 0 else None,
+        batch_size=settings.batch_size,
+        started=started,
+        finished=now(),
+        worker={"host": socket.gethostname(), "pid": os.getpid()},
+    )
+    stats.write(marker, storage)
     return stats

@@ -1,8 +1,10 @@
 """Live progress: workers post events to a board actor; the driver drains it and draws one line.
 
-Events are small dicts posted fire-and-forget (``board.post.remote(event)``), so reporting never
-slows a worker down: ``{"shard": url, "images": n, "bytes_in": b, "shard_bytes": s}`` while a
-shard runs. The display shows shards and images done, images/s, MB in and out and an ETA.
+Events are small dicts posted without waiting (``board.post.remote(event)``), so reporting never
+slows a shard down; a worker waits for its posts only once its shard is done, before returning its
+result, so the driver (which drains the board after it sees a result) sees every event of a shard:
+``{"shard": url, "images": n, "bytes_in": b, "shard_bytes": s}`` while a shard runs. The display
+shows shards and images done, images/s, MB in and out and an ETA.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import time
 
 import ray
 from tqdm import tqdm
+
+from .records import Record
 
 
 @ray.remote(num_cpus=0)
@@ -53,17 +57,17 @@ class ProgressDisplay:
     def images_seen(self) -> int:
         return self.images + sum(p[1] for p in self.partial.values())
 
-    def shard_finished(self, shard: str, stats: dict | None) -> None:
+    def shard_finished(self, shard: str, stats: Record | None) -> None:
         self.partial.pop(shard, None)
         self.finished.add(shard)
         if stats is None:
             self.failed += 1
         else:
             self.done += 1
-            self.images += stats.get("rows", 0)
-            self.errors += stats.get("errors", 0)
-            self.bytes_in += stats.get("bytes_in", 0)
-            self.bytes_out += stats.get("parquet_bytes", stats.get("bytes_out", 0))
+            self.images += stats.rows
+            self.errors += stats.errors
+            self.bytes_in += getattr(stats, "bytes_in", 0)  # a shard archived; a decoded one has no such count
+            self.bytes_out += getattr(stats, "parquet_bytes", getattr(stats, "bytes_out", 0))
         self._draw()
 
     def elapsed(self) -> float:

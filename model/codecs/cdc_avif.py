@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -23,12 +24,44 @@ from .avif_base import DEFAULT_SETTINGS, EFFORTS, SUBSAMPLINGS, TUNES, BaseSetti
 from .avif_box import compact_or_full, expand
 from ..codec import Codec, Option
 from ..format import BitstreamError
-from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
-from ..nn.config import RestorationConfig
+from ..registry import CodecInfo, CodecRequest, Family, ParsedName
+from ..nn.config import DiffusionConfig
 from ..weights import make_codec_id
 
+DEFAULT_STEPS = 1  # a restoration decoder is distortion-optimal in one step
 NAME = re.compile(r"^(cdc-avif-[a-z0-9-]+?)(?:-q(\d{1,3}))?$")
 CARD_FIELDS = ("name", "description", "steps_trained", "default_steps")
+
+
+@dataclass(frozen=True)
+class RestorationConfig:
+    """The cdc-avif denoiser: a U-Net over (noisy residual, AVIF base), pixel-unshuffled by 2."""
+
+    widths: tuple[int, ...] = (32, 64, 128, 192)  # channels at 1/2, 1/4, 1/8, 1/16 resolution
+    blocks: tuple[int, ...] = (2, 2, 2, 2)  # residual blocks per level on the way down (one up)
+    emb: int = 128  # width of the (time, quality) embedding
+    residual_scale: float = 4.0  # the diffusion sees (x - base) * scale: AVIF residuals are small
+    base_dropout: float = 0.1  # training: share of samples without the base (an unconditional prior)
+    settings_features: int = 0  # 3: told the base's encoder settings (speed, 4:4:4, tune); 0: Pillow's default only
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    family: str = "cdc-avif"
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(self.widths))
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+        if len(self.widths) != len(self.blocks):
+            raise ValueError("widths and blocks need one entry per level")
+
+
+SIZES = {
+    "cdc-avif-tiny": RestorationConfig(widths=(8, 16), blocks=(1, 1), emb=16,
+                                       diffusion=DiffusionConfig(train_steps=100)),  # unit tests
+    "cdc-avif-s": RestorationConfig(),  # about 66 kMAC per pixel per step
+    # told the base's settings, wider and one level deeper (receptive field); for every effort
+    "cdc-avif-m": RestorationConfig(widths=(48, 80, 112, 144, 160), blocks=(2, 2, 2, 2, 1), emb=128,
+                                    base_dropout=0.0, settings_features=3),
+}
+
 OPTIONS = (
     Option("quality", int, 30, "encode", "AVIF quality of the base layer (higher: more bits)", min=0, max=100),
     Option("effort", str, "fast", "encode", "base-layer encoder preset: fast (speed 6, 4:2:0: Pillow's "
@@ -36,8 +69,14 @@ OPTIONS = (
     Option("speed", int, None, "encode", "AVIF encoder speed 0 (slowest) .. 10 (default: the effort's)", min=0, max=10),
     Option("subsampling", str, None, "encode", "AVIF chroma subsampling (default: the effort's)", choices=SUBSAMPLINGS),
     Option("tune", str, None, "encode", "libaom tune (default: the effort's)", choices=TUNES),
-    Option("steps", int, None, "decode", "diffusion decoding steps (default: the model card's default_steps)",
-           min=1),
+    Option("target_psnr", float, None, "encode", "per image, the smallest base quality whose restored image "
+           "reaches this PSNR in dB (the decoder runs in the encoder; replaces quality)", min=0.0),
+    Option("max_bpp", float, None, "encode", "per image, the largest base quality whose bitstream fits "
+           "this many bits per pixel (with target_psnr: the cap wins)", min=0.0),
+    Option("max_bytes", int, None, "encode", "per image, the largest base quality whose bitstream fits "
+           "this many bytes (with target_psnr: the cap wins)", min=1),
+    Option("steps", int, None, "decode", f"DDIM steps over the residual from r_N (default: the weights card's "
+           f"default_steps, else {DEFAULT_STEPS}: the one-step restoration)", min=1),
     Option("gamma", float, 0.0, "decode", "start-noise scale: 0 deterministic, 0.8 stochastic", min=0.0),
     Option("seed", int, 0, "decode", "seed of the start noise when gamma > 0"),
     Option("t_start", float, 1.0, "decode", "noise level where sampling starts (below 1: start late)",
@@ -63,9 +102,53 @@ class AvifDiffusionCodec(Codec):
     def codec_id(self) -> str:
         return make_codec_id(self.name, self.sha256)
 
-    def _encode_rgb(self, rgbs, quality: int, effort: str, speed, subsampling, tune):
+    def _encode_rgb(self, rgbs, quality: int, effort: str, speed, subsampling, tune, target_psnr, max_bpp,
+                    max_bytes):
         settings = base_settings(effort, speed, subsampling, tune)
-        return [(base_payload(rgb, quality, settings),) for rgb in rgbs]
+        if target_psnr is None and max_bpp is None and max_bytes is None:
+            return [(base_payload(rgb, quality, settings),) for rgb in rgbs]
+        return [(self.rate_controlled(rgb, settings, target_psnr, max_bpp, max_bytes).payload,) for rgb in rgbs]
+
+    def rate_controlled(self, rgb: np.ndarray, settings: BaseSettings, target_psnr: float | None = None,
+                        max_bpp: float | None = None, max_bytes: int | None = None) -> "RateChoice":
+        """The base quality that meets the targets, found by bisection over quality 0..100.
+
+        Bytes and restored PSNR both rise with quality (AVIF's rate control is monotone up to a few
+        bytes), so the cap is the largest quality that fits and the target the smallest one that
+        reaches it below the cap; each probe is one AVIF encode, and for ``target_psnr`` one restore
+        at the model's default steps. Too tight a cap gives quality 0; an unreachable target, the cap's
+        (or 100): ``RateChoice.met`` says which.
+        """
+        from ..format import Container, pack
+
+        h, w = rgb.shape[:2]
+        # the container around the payload, for the longest mode name Pillow gives (exact bound)
+        overhead = len(pack(Container(self.codec_id, h, w, "I;16B", (b"",))))
+        caps = [c for c in (max_bytes, None if max_bpp is None else int(max_bpp * h * w / 8)) if c is not None]
+        cap = min(caps) - overhead if caps else None
+        payloads, psnrs = {}, {}
+
+        def payload(q):
+            if q not in payloads:
+                payloads[q] = base_payload(rgb, q, settings)
+            return payloads[q]
+
+        def psnr(q):
+            if q not in psnrs:
+                base = read_base_payload(payload(q), h, w, self.name)
+                restored = self._restore([base], self.presets["steps"], 0.0, 0, 1.0, self.model.pad_multiple)[0]
+                mse = np.mean((restored.astype(np.float64) - rgb) ** 2)
+                psnrs[q] = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+            return psnrs[q]
+
+        top = 100 if cap is None else _last_true(lambda q: len(payload(q)) <= cap, 0, 100)
+        top = 0 if top is None else top
+        met = cap is None or len(payload(top)) <= cap
+        if target_psnr is not None:
+            q = _first_true(lambda q: psnr(q) >= target_psnr, 0, top)
+            met = met and q is not None
+            top = top if q is None else q
+        return RateChoice(top, payload(top), met, len(payloads), psnrs.get(top))
 
     def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float):
         import torch
@@ -95,10 +178,11 @@ class AvifDiffusionCodec(Codec):
 
         from ..nn.diffusion import alpha_bar
 
-        h, w = items[0].rgb.shape[:2]
-        hp, wp = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        base = torch.stack([torch.from_numpy(np.array(b.rgb)).permute(2, 0, 1) for b in items])
-        base = F.pad(base.float() / 127.5 - 1, (0, wp - w, 0, hp - h), mode="replicate")
+        sizes = [b.rgb.shape[:2] for b in items]  # one padded shape; the sizes may differ
+        hp, wp = (-(-side // multiple) * multiple for side in sizes[0])
+        base = torch.stack([F.pad(torch.from_numpy(np.array(b.rgb)).permute(2, 0, 1)[None].float() / 127.5 - 1,
+                                  (0, wp - w, 0, hp - h), mode="replicate")[0]
+                            for b, (h, w) in zip(items, sizes)])
         quality = torch.tensor([float(b.quality) for b in items])
         settings = torch.tensor([b.settings.features() for b in items])
         noise_sd = gamma * float((1 - alpha_bar(torch.tensor(t_start), self.model.cfg.diffusion)).sqrt())
@@ -106,8 +190,8 @@ class AvifDiffusionCodec(Codec):
         x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
                       r_start.to(self.device, memory_format=torch.channels_last), steps, t_start,
                       settings.to(self.device))
-        x = ((x[:, :, :h, :w] + 1) * 127.5).clamp(0, 255).round().byte()
-        return list(x.permute(0, 2, 3, 1).cpu().numpy())
+        x = ((x + 1) * 127.5).clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        return [x[k, :h, :w] for k, (h, w) in enumerate(sizes)]
 
     def _run(self, base, quality, r_start, steps, t_start, settings):
         """The restored batch, whole or tile by tile (overlaps blended): bounded memory."""
@@ -171,12 +255,44 @@ def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> Ba
     return Base(quality, settings, base, zlib.crc32(avif))
 
 
+class RateChoice(NamedTuple):
+    """What rate control chose for one image: the quality, its payload, whether every target was met,
+    how many qualities were encoded to find it, and the restored PSNR where it was measured."""
+
+    quality: int
+    payload: bytes
+    met: bool
+    probes: int
+    psnr: float | None
+
+
+def _first_true(test, lo: int, hi: int) -> int | None:
+    """The smallest q in lo..hi with test(q), for a test that stays true once true; None if none."""
+    if not test(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if test(mid) else (mid + 1, hi)
+    return lo
+
+
+def _last_true(test, lo: int, hi: int) -> int | None:
+    """The largest q in lo..hi with test(q), for a test that stays false once false; None if none."""
+    if not test(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if test(mid) else (lo, mid - 1)
+    return lo
+
+
 def _noise(shape, seed: int, crc: int):
     """gamma's noise, seeded per image by (seed, AVIF bytes): independent of batching and device."""
     import torch
 
-    g = torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + crc) % 2**63)
-    return torch.randn(shape, generator=g)
+    from ..nn.diffusion import image_generator
+
+    return torch.randn(shape, generator=image_generator(seed, crc))
 
 
 def parse(name: str) -> ParsedName | None:
@@ -187,11 +303,9 @@ def parse(name: str) -> ParsedName | None:
 
 
 def load(request: CodecRequest) -> AvifDiffusionCodec:
-    from ..nn.weights_file import load_model  # torch is imported only when a model is loaded
-
     w = request.weights
-    return AvifDiffusionCodec(load_model(w.path), w.card.get("name", w.name), w.sha256, request.device,
-                              default_steps=w.card.get("default_steps", 1))
+    return AvifDiffusionCodec(request.network(), w.card.get("name", w.name), w.sha256, request.device,
+                              default_steps=w.card.get("default_steps", DEFAULT_STEPS))
 
 
 def listing(weights) -> list[CodecInfo]:
@@ -209,6 +323,7 @@ def network(cfg: RestorationConfig):
     return AvifRestorationModel(cfg)
 
 
-register_family(Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig,
+FAMILY = Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig, sizes=SIZES,
+                default_steps=DEFAULT_STEPS, training_data="avif-pairs", base_layer="avif",
                        network=network, wrap=wrap, card_fields=CARD_FIELDS, listing=listing,
-                       description="AVIF base layer + conditional diffusion decoder"))
+                       description="AVIF base layer + conditional diffusion decoder")

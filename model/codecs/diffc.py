@@ -37,7 +37,7 @@ from ..diffc import DENOISERS
 from ..diffc.schedule import ScheduleConfig
 from ..format import BitstreamError, Container, pack
 from ..images import as_loaded
-from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
+from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 from ..weights import make_codec_id
 
 DEFAULT_DENOISE_STEPS = 1  # the posterior mean E[r_0 | r_t]: best PSNR at every prefix measured (results/diffc)
@@ -151,16 +151,15 @@ class DiffCCodec(Codec):
 
     # ----- decoding ------------------------------------------------------------------------
     def _decode_containers(self, containers, denoiser, steps, seed, truncate_step, truncate_bpp):
-        import torch
-
         from ..diffc.process import denoise
+        from ..nn.diffusion import image_generator  # torch: imported only when decoding
 
         out = []
         for c in containers:
             c = self._truncated(c, truncate_step, truncate_bpp)
             header, states, prior, base, scale = self._states(c)
             crc = zlib.crc32(b"".join(c.strings))
-            generator = torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + crc) % 2**63)
+            generator = image_generator(seed, crc)
             t = header.schedule[len(states) - 1] / self.diffusion.train_steps
             r0 = denoise(prior, states[-1], t, self.diffusion, denoiser, steps, generator)
             x = base + r0 / scale
@@ -248,10 +247,8 @@ def _family(conditional: bool) -> Family:
         return ParsedName(m.group(1), {"quality": int(m.group(2))} if conditional and m.group(2) else {})
 
     def load(request: CodecRequest) -> DiffCCodec:
-        from ..nn.weights_file import load_model
-
         w = request.weights
-        return DiffCCodec(load_model(w.path), prefix + w.name, w.sha256, conditional, request.device)
+        return DiffCCodec(request.network(), prefix + w.name, w.sha256, conditional, request.device)
 
     def listing(weights) -> list[CodecInfo]:
         """One pattern row (no path: the weights file is cdc-avif's, listed under that family)."""
@@ -263,8 +260,8 @@ def _family(conditional: bool) -> Family:
 
     return Family(name=FAMILIES[conditional], load=load, parse=parse, options=family_options(conditional),
                   loads_cards_of=("cdc-avif",), listing=listing,
+                  examples=(f"{prefix}WEIGHTS-q30" if conditional else f"{prefix}WEIGHTS",),
                   description=f"DiffC: progressive reverse-channel coding with the cdc-avif network")
 
 
-register_family(_family(True))  # first: "diffc-avif-X" must not be read as "diffc-" + weights "avif-X"
-register_family(_family(False))
+AVIF_FAMILY, FAMILY = _family(True), _family(False)  # diffc-avif before diffc: see model/codecs/__init__.py

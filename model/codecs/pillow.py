@@ -24,7 +24,7 @@ from .avif_base import DEFAULT_SETTINGS, EFFORTS, TUNES, BaseSettings
 from .cdc_avif import OPTIONS as CDC_AVIF_OPTIONS
 from .cdc_avif import base_settings
 from ..format import BitstreamError
-from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
+from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 
 FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "jxl": "JXL"}
 # avif-qN, avif-best-qN (a name), avif-s2-444-psnr-qN (a bitstream's id at settings no effort has)
@@ -149,5 +149,6 @@ def listing(_weights) -> list[CodecInfo]:
     return rows
 
 
-register_family(Family(name="pillow", load=load, parse=parse, options=AVIF_OPTIONS, listing=listing,
-                       description="JPEG, WebP, AVIF and JPEG XL through Pillow (references)"))
+FAMILY = Family(name="pillow", load=load, parse=parse, options=AVIF_OPTIONS, listing=listing,
+                examples=("jpeg-q75", "webp-q60", "avif-q40", "avif-best-q40", "jxl-q60"),
+                description="JPEG, WebP, AVIF and JPEG XL through Pillow (references)")

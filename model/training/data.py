@@ -17,6 +17,9 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset
 
+from pipeline.shards import ShardReader, expand_inputs, is_shard_spec
+from pipeline.storage import Storage
+
 from ..images import IMAGE_EXTENSIONS, is_image_name, to_rgb8
 
 
@@ -81,9 +84,6 @@ def held_out(path: str, every: int) -> bool:
 def find_sources(sources: list[str], holdout_every: int = 0):
     """(image files, shard URLs, storage) of training sources: image folders (less the held-out
     slice, see ``held_out``) or shard patterns."""
-    from pipeline.shards import expand_inputs, is_shard_spec
-    from pipeline.storage import Storage
-
     storage = Storage.from_env()
     files = sorted(f for s in sources if not is_shard_spec(s) for f in _image_files(s)
                    if not held_out(f, holdout_every))
@@ -95,10 +95,8 @@ def find_sources(sources: list[str], holdout_every: int = 0):
 
 def shard_photos(url: str, storage):
     """The images of one WebDataset shard, through the pipeline's reader (bad samples skipped)."""
-    from pipeline.shards import ShardReader
-
     for sample in ShardReader(url, storage):
-        member = sample.image_member()
+        member = sample.image_member(IMAGE_EXTENSIONS)
         if member is not None and sample.problem is None:
             yield Image.open(io.BytesIO(sample.members[member]))
 

@@ -13,7 +13,7 @@ from PIL import Image
 from shardkit import archive_rows, plain_shards, stats
 
 from jobs import compress, decompress
-from pipeline.archive import SCHEMA
+from pipeline.records import ROW_SCHEMA
 
 
 SECRET = f"s3cr3t-{secrets.token_hex(8)}"
@@ -34,7 +34,7 @@ def test_compress_defaults_archive_the_example_corpus(example_archive, capsys):
     assert files == ["_manifest.json", "shard-000000.parquet", "shard-000000.stats.json",
                      "shard-000001.parquet", "shard-000001.stats.json"]
     table = pq.read_table(example_archive / "shard-000000.parquet")
-    assert table.schema.equals(SCHEMA, check_metadata=False)
+    assert table.schema.equals(ROW_SCHEMA, check_metadata=False)
     rows = archive_rows(example_archive)
     assert len(rows) == 12 and len({r["key"] for r in rows}) == 12
     for r in rows:
@@ -44,6 +44,9 @@ def test_compress_defaults_archive_the_example_corpus(example_archive, capsys):
     manifest = json.loads((example_archive / "_manifest.json").read_text())
     assert manifest["counts"] == {"shards": 2, "done": 2, "skipped": 0, "failed": 0, "rows": 12, "ok": 12, "errors": 0}
     assert manifest["versions"]["pyarrow"] and manifest["codec_id"].startswith("cdc-avif-mse@")
+    # the encode options used, every one the codec declares: the codec's own defaults here
+    assert manifest["options"] == {"quality": 30, "effort": "fast", "speed": None, "subsampling": None, "tune": None,
+                                   "target_psnr": None, "max_bpp": None, "max_bytes": None}
     args = compress.build_parser().parse_args(manifest["argv"])  # the manifest's arguments parse again
     assert args.output == str(example_archive)
     assert SECRET not in json.dumps(manifest) and "http://127.0.0.1:9" in manifest["argv"]  # redacted, kept
@@ -68,9 +71,12 @@ def test_decompress_to_webdataset_png_and_audit(example_archive, tmp_path, capsy
     assert sorted(names)[:3] == ["img0006.json", "img0006.png", "img0006.txt"] and len(names) == 18
     assert img.mode == "RGB" and img.size == (176, 224)
     manifest = json.loads((out / "_manifest.json").read_text())
-    # every family's decode option is recorded (cdc-avif's t_start, DiffC's denoiser, ...); these are CDC's
+    # every family's decode option is recorded (DiffC's denoiser, ...), as the archive's codec ran it: its
+    # own steps (the card's default_steps), not "the codec's default"
+    [(codec_id, used)] = manifest["codec_options"].items()
+    assert codec_id.startswith("cdc-avif-mse@") and isinstance(used["steps"], int) and used["steps"] >= 1
     assert {k: manifest["decode"][k] for k in ("steps", "gamma", "seed", "batch_size")} == \
-        {"steps": None, "gamma": 0.0, "seed": 0, "batch_size": 8}
+        {"steps": used["steps"], "gamma": 0.0, "seed": 0, "batch_size": 8}
     args = decompress.build_parser().parse_args(manifest["argv"])  # the recorded arguments redo this run
     assert (args.input, args.output) == (str(example_archive), str(out))
 

@@ -14,7 +14,7 @@ from model import (Codec, Family, OptionError, ParsedName, get_family, list_code
                    register_family, unpack)
 from model.registry import PLUGINS_ENV
 
-PLUGIN = Path(__file__).resolve().parent / "plugin_family.py"
+PLUGIN = Path(__file__).resolve().parents[1] / "plugin_family.py"
 REPO = PLUGIN.parents[1]
 
 
@@ -132,8 +132,8 @@ def test_plugin_family_through_the_compress_and_decompress_jobs(plugin, ray_loca
     assert manifest["decode"]["centre"] is False
 
 
-@pytest.mark.parametrize("config, family, cls", [("cdc-tiny", "cdc", "NeuralCodec"),
-                                                 ("hyperprior-tiny", "hyperprior", "NeuralCodec"),
+@pytest.mark.parametrize("config, family, cls", [("cdc-tiny", "cdc", "LatentCodec"),
+                                                 ("hyperprior-tiny", "hyperprior", "LatentCodec"),
                                                  ("cdc-avif-tiny", "cdc-avif", "AvifDiffusionCodec")])
 def test_an_in_memory_network_becomes_its_familys_codec(config, family, cls):
     from model import random_codec
