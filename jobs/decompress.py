@@ -37,7 +37,7 @@ from pipeline.lease import LeaseHeld
 from pipeline.records import DECODED_SUFFIX, MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, DecompressManifest, ShardStats
 from pipeline.runner import (add_common_args, fail, manifest_base, output_lease, ray_session, report_failures,
                              resources_from, run_workers, storage_from, weights_from, write_manifest)
-from pipeline.sandbox import Limits
+from pipeline.child import Limits
 from pipeline.shards import expand_inputs, shard_name
 from pipeline.storage import join, redact
 
