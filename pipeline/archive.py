@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .markers import READ_THREADS, Markers, identity, read_markers
-from .records import BIG_COLUMNS, PARQUET_SUFFIX, ROW_SCHEMA, STATS_SUFFIX, ShardStats
+from .records import PARQUET_SUFFIX, ROW_SCHEMA, STATS_SUFFIX, ShardStats
 from .storage import Storage, redact
 
 VERSIONED_PACKAGES = ("diffarc", "torch", "numpy", "pillow", "pyarrow", "ray", "fsspec", "s3fs", "webdataset")

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from model import IMAGE_EXTENSIONS, bits_per_pixel, load_image
 
