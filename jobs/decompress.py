@@ -43,7 +43,7 @@ from pipeline.lease import LeaseHeld
 from pipeline.markers import READ_THREADS, read_markers
 from pipeline.metrics import summarize
 from pipeline.outputs import decoded_problem
-from pipeline.runner import (add_common_args, fail, manifest_base, output_lease, ray_session, report_failures,
+from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, ray_session, report_failures,
                              resources_from, run_workers, storage_from, weights_from, write_manifest)
 from pipeline.sandbox import Limits
 from pipeline.shards import expand_inputs, shard_name
@@ -117,6 +117,7 @@ def refused_codecs(shards: dict[str, dict], resolver) -> list[str]:
 def main(argv: list[str] | None = None, on_event=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    absolute_paths(args, "input", "output", "audit", "keys")
     storage = storage_from(args)
     shards = select_shards(args.input, args.shards, storage)
     if not shards:
@@ -205,6 +206,7 @@ def decode(args, argv: list[str], storage, shards: dict[str, dict], settings: De
             progress=not args.no_progress, on_event=on_event)
     finished = list(results.values()) + list(skipped.values())
     failed_rows = [{"shard": archive_name(r["shard"]), **f} for r in finished for f in r.get("failed_rows", [])]
+    compress_errors = [{"shard": archive_name(r["shard"]), **f} for r in finished for f in r.get("compress_errors", [])]
     manifest = {
         **manifest_base("decompress", argv, started, time.perf_counter() - t0, res),
         "input": redact(args.input), "output": redact(args.output),
@@ -215,15 +217,27 @@ def decode(args, argv: list[str], storage, shards: dict[str, dict], settings: De
         "timings": {"shard_seconds": round(sum(r["seconds"] for r in results.values()), 3)},
         "failures": [{"shard": redact(s), "error": e} for s, e in failures.items()],
         "failed_rows": failed_rows[:MANIFEST_FAILED_ROWS],
+        "compress_errors": compress_errors[:MANIFEST_FAILED_ROWS],  # error rows of the archive: reported, not failures
     }
     if originals is not None:
         manifest["audit"] = write_audit([archive_name(r["shard"]) for r in finished], args.output, storage)
         print_audit(manifest["audit"])
     written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; output {redact(args.output)}")
+    report_compress_errors(compress_errors)
     report_rows(failed_rows, args.allow_errors)
     failed = report_failures(failures, lease) or (0 if written else 1)
     return failed or (1 if failed_rows and not args.allow_errors else 0)
+
+
+def report_compress_errors(rows: list[dict]) -> None:
+    """The archive's own error rows (images compress could not code): restored as far as they were kept
+    (the original file, the other members), reported, never a failure of this job."""
+    if rows:
+        print(f"{len(rows)} rows were error rows when archived (restored as they were kept; listed in each shard's "
+              f"NAME{DECODED_SUFFIX} and in _manifest.json):", file=sys.stderr)
+        for row in rows[:10]:
+            print(f"  {row['shard']} {row['key']!r}: {row['error']}", file=sys.stderr)
 
 
 def report_rows(failed_rows: list[dict], allowed: bool) -> None:

@@ -32,7 +32,10 @@ SCHEMA = pa.schema(
         pa.field("shard", pa.string(), nullable=False),  # source shard URL
         pa.field("member", pa.string()),  # extension of the image member: jpg, png, ...
         pa.field("codec_id", pa.string(), nullable=False),
-        pa.field("bitstream", pa.binary()),  # null on error rows
+        pa.field("bitstream", pa.binary()),  # the kept bytes (``stored_as``); an error row's original file, or null
+        pa.field("stored_as", pa.string()),  # codec, lossless, jpeg-xl, original, none (``keeping``); null: lost
+        pa.field("stored_because", pa.string()),  # policy, alpha, 16-bit, animation, too small, original smaller, ...
+        pa.field("image_info", pa.map_(pa.string(), pa.binary())),  # exif, icc_profile, xmp, text:KEY (``model.metadata``)
         pa.field("width", pa.int32()),  # as encoded (after EXIF orientation)
         pa.field("height", pa.int32()),
         pa.field("orig_mode", pa.string()),  # Pillow mode of the original: RGB, L, CMYK, I;16, P...
@@ -53,14 +56,15 @@ MANIFEST = "_manifest.json"
 VERSIONED_PACKAGES = ("diffarc", "torch", "numpy", "pillow", "pyarrow", "ray", "fsspec", "s3fs", "webdataset")
 
 
-BIG_COLUMNS = ("bitstream", "metadata")  # what a row's size is made of; the other columns hold a few short values
+BIG_COLUMNS = ("bitstream", "metadata", "image_info")  # what a row's size is made of; the other columns hold a few short values
 FRAMING_BYTES = 16 << 10  # Parquet's own bytes per row in the big columns, at most (value lengths, levels, page
 # headers with min/max statistics of values under 4 KiB): measured under 2 KiB
 
 
 def row_bytes(row: dict[str, Any]) -> int:
     """The bytes of a row's big columns: its bitstream plus its metadata's names and contents."""
-    return len(row.get("bitstream") or b"") + sum(len(k) + len(v) for k, v in row.get("metadata") or [])
+    return len(row.get("bitstream") or b"") + sum(len(k) + len(v) for column in ("metadata", "image_info")
+                                                  for k, v in row.get(column) or [])
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ class ArchiveWriter:
         tally sees it), since readers refuse what an honest writer never writes."""
         size = row_bytes(row)
         if size > self.limits.max_row_bytes():
-            row.update(bitstream=None, metadata=[], bpp=None, encode_ms=None,
+            row.update(bitstream=None, metadata=[], image_info=[], stored_as=None, bpp=None, encode_ms=None,
                        error=f"the bitstream and metadata members take {size} bytes, over the row-group cap of "
                              f"{self.limits.max_row_bytes()} (raise --row-group-mb, and --max-row-group-mb to decode)")
             size = 0

@@ -9,7 +9,6 @@ a stochastic decode.
 
 from __future__ import annotations
 
-import io
 import hashlib
 import math
 import os
@@ -23,16 +22,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model import load_image, ms_ssim, psnr
+from model.metadata import file_facts
 
 from .archive import PARQUET_SUFFIX, RowGroups, now, sha256, write_json
 from .archive_rows import ArchiveRows, ReadRequest
 from .batches import call_batched
 from .faults import is_infrastructure
+from .keeping import oriented
 from .encoding import JOB_MAX_PIXELS
 from .markers import identity
 from .names import UniqueNames, safe_ext, safe_name
 from .outputs import write_folder
 from .sandbox import Limits
+from .restore import Restored, needs_codec, restore_kept, sample_members
 from .shards import Sample, ShardReader, write_tar
 from .storage import Storage, basename, join
 
@@ -43,7 +45,9 @@ FORMATS = ("webdataset", "png")
 AUDIT_SCHEMA = pa.schema([
     ("key", pa.string()), ("shard", pa.string()), ("codec_id", pa.string()), ("width", pa.int32()),
     ("height", pa.int32()), ("bpp", pa.float64()), ("psnr", pa.float64()), ("ms_ssim", pa.float64()),
-    ("error", pa.string()),
+    ("error", pa.string()), ("stored_as", pa.string()),
+    ("exact", pa.bool_()),  # the pixels equal the original's (PSNR and MS-SSIM are then null)
+    ("alpha_max_error", pa.int16()),  # largest alpha difference, 0..255; null when the original has no alpha
 ])
 
 
@@ -103,23 +107,17 @@ def in_process(get_codec: Callable, settings: DecodeSettings) -> Decoder:
     return decode_blobs
 
 
-def decode_rows(decoder: Decoder, rows: list[dict]) -> list[tuple]:
-    """(PIL image, None) or (None, reason) per row; one decoder call per codec id in the batch."""
-    out: list[tuple] = [(None, r.get("refused") or f"archived as an error row: {r['error']}") for r in rows]
+def decode_rows(decoder: Decoder, rows: list[dict]) -> list[Restored]:
+    """What each row gives back (``restore``); one decoder call per codec id for the codec's rows."""
+    out: list[Restored] = [Restored() if needs_codec(r) else restore_kept(r) for r in rows]
     by_codec: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
-        if r["error"] is None and not r.get("refused"):
+        if needs_codec(r):
             by_codec.setdefault(r["codec_id"], []).append(i)
     for codec_id, idx in by_codec.items():
-        for i, result in zip(idx, decoder(codec_id, [rows[i]["bitstream"] for i in idx])):
-            out[i] = result
+        for i, (img, error) in zip(idx, decoder(codec_id, [rows[i]["bitstream"] for i in idx])):
+            out[i] = Restored(image=img, error=error)
     return out
-
-
-def png_bytes(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=3)
-    return buf.getvalue()
 
 
 def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: DecodeSettings,
@@ -136,6 +134,7 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
     marker_url = join(out_prefix, name + DECODED_SUFFIX)
     storage.remove(marker_url)  # from an earlier run: never let it vouch for what is rewritten now
     failures: list[dict] = []
+    noted: list[dict] = []  # rows that were error rows at compress time: reported, restored as far as they were kept
     counts = {"decoded": 0}
     unique, renamed = UniqueNames(), {}
 
@@ -143,17 +142,18 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
 
     def samples() -> Iterator[Sample]:
         for rows in rows_read:
-            for row, (img, error) in zip(rows, decode_rows(decoder, rows)):
-                if error:
-                    failures.append({"key": row["key"], "error": error})
+            for row, restored in zip(rows, decode_rows(decoder, rows)):
+                if restored.error:
+                    failures.append({"key": row["key"], "error": restored.error})
                     continue
-                members = {safe_ext(ext): data for ext, data in row["metadata"] or []}
-                members["decoded.png" if "png" in members else "png"] = png_bytes(img)
+                if restored.noted:
+                    noted.append({"key": row["key"], "error": restored.noted})
+                members = sample_members(row, restored, as_png=settings.format == "png")
                 counts["decoded"] += 1
                 safe = unique(row["key"])
                 if safe != row["key"]:
                     renamed[safe] = row["key"]
-                yield Sample(safe, members)
+                yield Sample(safe, {safe_ext(ext): data for ext, data in members.items()})
             report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
 
     if settings.format == "webdataset":
@@ -163,11 +163,12 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
             write_tar(f, samples())
     else:
         storage.remove_stale_temps(join(out_prefix, name))
-        pngs = ((s.key + ".png", s.members.get("decoded.png") or s.members["png"]) for s in samples())
-        output = write_folder(join(out_prefix, name), pngs, storage)
+        files = ((f"{s.key}.{ext}", data) for s in samples() for ext, data in s.members.items())
+        output = write_folder(join(out_prefix, name), files, storage)
     marker = {"shard": parquet_url, "name": name, "input": source, "settings": settings.fingerprint(),
               "output": output, "rows": counts["decoded"] + len(failures), "decoded": counts["decoded"],
-              "errors": len(failures), "failed_rows": failures, "renamed": renamed, "bytes_out": output["bytes"],
+              "errors": len(failures), "failed_rows": failures, "compress_errors": noted,
+              "renamed": renamed, "bytes_out": output["bytes"],
               "seconds": round(time.perf_counter() - t0, 4), "started": started, "finished": now(),
               **_process_records(decoder, rows_read)}
     write_json(marker_url, marker, storage)
@@ -191,10 +192,15 @@ class _Originals:
         return None
 
 
-def audit_row(row: dict, img, error: str | None, original: Sample | None, settings: DecodeSettings) -> dict:
+def _alpha(img) -> np.ndarray:
+    return np.asarray(img.convert("RGBA").getchannel("A"), dtype=np.int16)
+
+
+def audit_row(row: dict, restored: Restored, original: Sample | None, settings: DecodeSettings) -> dict:
     out = {"key": row["key"], "codec_id": row["codec_id"], "width": row["width"], "height": row["height"],
-           "bpp": row["bpp"], "psnr": None, "ms_ssim": None, "error": error}
-    if error is not None:
+           "bpp": row["bpp"], "psnr": None, "ms_ssim": None, "error": restored.error or restored.noted,
+           "stored_as": row.get("stored_as"), "exact": None, "alpha_max_error": None}
+    if out["error"] is not None or (restored.image is None and restored.file is None):
         return out
     data = original.members.get(row["member"]) if original is not None else None
     if data is None:
@@ -203,12 +209,19 @@ def audit_row(row: dict, img, error: str | None, original: Sample | None, settin
         out["error"] = "original image differs from the archived one (sha256 mismatch)"
     else:
         a = load_image(data, max_pixels=settings.max_pixels).rgb
-        b = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        if restored.image is not None:
+            img, b = restored.image, np.asarray(restored.image.convert("RGB"), dtype=np.uint8)
+        else:  # the kept file: read as the original is
+            img, b = oriented(restored.file), load_image(restored.file, max_pixels=settings.max_pixels).rgb
         if a.shape != b.shape:
             out["error"] = f"decoded size {b.shape[1]}x{b.shape[0]} differs from original {a.shape[1]}x{a.shape[0]}"
+        elif np.array_equal(a, b):
+            out["exact"] = True
         else:
             score = ms_ssim(a, b)  # NaN below 161 px on the short side: stored as null
-            out["psnr"], out["ms_ssim"] = psnr(a, b), None if math.isnan(score) else score
+            out["exact"], out["psnr"], out["ms_ssim"] = False, psnr(a, b), None if math.isnan(score) else score
+        if out["error"] is None and file_facts(data).alpha:
+            out["alpha_max_error"] = int(np.abs(_alpha(oriented(data)) - _alpha(img)).max())
     return out
 
 
@@ -225,9 +238,9 @@ def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, out_prefi
     originals, out = _Originals(original_url, storage, settings.keys), []
     rows_read = rows_of(parquet_url, settings, storage)
     for rows in rows_read:
-        for row, (img, error) in zip(rows, decode_rows(decoder, rows)):
-            sample = originals.get(row["key"]) if error is None else None
-            out.append({"shard": name, **audit_row(row, img, error, sample, settings)})
+        for row, restored in zip(rows, decode_rows(decoder, rows)):
+            sample = originals.get(row["key"]) if restored.error is None and row["member"] else None
+            out.append({"shard": name, **audit_row(row, restored, sample, settings)})
         report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
     output: dict = {}
     with storage.atomic_output(join(out_prefix, name + AUDIT_TABLE_SUFFIX), record=output) as f:

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from model import IMAGE_EXTENSIONS, bits_per_pixel, load_image
+from model.metadata import FileFacts, file_facts
 
 from .batches import call_batched
 from .faults import is_infrastructure
+from .keeping import CODEC, NONE, ORIGINAL, Kept, Policy, after_coding, decide
 from .markers import identity
 from .archive import ArchiveWriter, RowGroups, now, parquet_url, sha256, stats_url, write_json
 from .shards import Sample, ShardReader, shard_name
@@ -42,6 +44,7 @@ class EncodeSettings:
     prefetch_batches: int = 2  # decoded batches waiting for the model
     row_groups: RowGroups = RowGroups()
     codec_options: dict[str, Any] = field(default_factory=dict)  # the codec's encode options (its presets)
+    policy: Policy = Policy()  # how images are kept (``keeping``)
 
 
 @dataclass
@@ -52,6 +55,8 @@ class Item:
     member: str | None
     data: bytes = b""
     image: object = None  # model.LoadedImage when it loaded
+    facts: FileFacts | None = None  # when it loaded
+    kept: Kept | None = None  # how it is stored (``keeping``); None until decided
     error: str | None = None
     blob: bytes | None = None
     encode_ms: float | None = None
@@ -68,10 +73,12 @@ def prepare(sample: Sample, settings: EncodeSettings) -> Item:
     if sample.problem:
         item.error = sample.problem
     elif member is None:
-        item.error = f"no image member in sample (members: {', '.join(sorted(sample.members)) or 'none'})"
+        item.kept = Kept(NONE, "no image member", None)  # its members pass through
     else:
         try:
             item.image = load_image(item.data, max_pixels=settings.max_pixels)
+            item.facts = file_facts(item.data)
+            item.kept = decide(item.data, item.facts, settings.policy)
         except Exception as exc:  # ImageError, and anything Pillow lets slip; not out of memory
             if is_infrastructure(exc):
                 raise
@@ -79,24 +86,45 @@ def prepare(sample: Sample, settings: EncodeSettings) -> Item:
     return item
 
 
-def encode_batch(codec, items: list[Item]) -> None:
-    """Encode the loaded images of ``items`` in one codec call; isolate failures image by image."""
-    todo = [i for i in items if i.image is not None and i.error is None]
+def info_bytes(item: Item) -> int:
+    """The bytes of the metadata a coded row carries (``image_info``)."""
+    return sum(len(k) + len(v) for k, v in item.facts.image_info.items()) if item.facts else 0
+
+
+def encode_batch(codec, items: list[Item], policy: Policy = Policy()) -> None:
+    """Encode the images of ``items`` bound for the codec in one call; isolate failures image by image;
+    keep the original file where the coded row would not be smaller (``keeping.after_coding``)."""
+    todo = [i for i in items if i.error is None and i.kept is not None and i.kept.stored_as == CODEC]
     for item, (blob, error, ms) in zip(todo, call_batched(codec.encode, [i.image for i in todo])):
         item.blob, item.encode_ms = blob, ms
         if error:
             item.error = f"encode failed: {error}"
+        else:
+            item.kept = after_coding(item.kept, blob, info_bytes(item), item.data, policy)
+
+
+def stored(item: Item) -> tuple[Kept | None, bytes | None]:
+    """How the row keeps its image and the bytes in its ``bitstream`` column: an error row keeps the
+    sample's original image file when it has one, so it comes back as it came."""
+    if item.error is not None:
+        return (Kept(ORIGINAL, "error", item.data), item.data) if item.data else (None, None)
+    return item.kept, item.kept.data
 
 
 def to_row(item: Item, shard_url: str, codec_id: str) -> dict:
-    image, blob = item.image, item.blob
+    image = item.image
+    kept, blob = stored(item)
     height, width = (image.rgb.shape[0], image.rgb.shape[1]) if image is not None else (None, None)
+    coded = kept is not None and kept.stored_as in (CODEC, "lossless") and item.error is None
     return {
         "key": item.sample.key,
         "shard": shard_url,
         "member": item.member,
         "codec_id": codec_id,
-        "bitstream": blob if item.error is None else None,
+        "bitstream": blob,
+        "stored_as": kept.stored_as if kept else None,
+        "stored_because": kept.because if kept else None,
+        "image_info": list(item.facts.image_info.items()) if coded and item.facts else [],
         "width": width,
         "height": height,
         "orig_mode": getattr(image, "mode", None),
@@ -105,7 +133,7 @@ def to_row(item: Item, shard_url: str, codec_id: str) -> dict:
         "frames": getattr(image, "frames", None),
         "orig_bytes": len(item.data) if item.member else None,
         "orig_sha256": sha256(item.data) if item.member else None,
-        "bpp": bits_per_pixel(blob, height, width) if blob is not None and item.error is None else None,
+        "bpp": bits_per_pixel(blob, height, width) if blob is not None and width else None,
         "encode_ms": item.encode_ms if item.error is None else None,
         "error": item.error,
         "metadata": [(ext, data) for ext, data in item.sample.members.items() if ext != item.member],
@@ -170,15 +198,22 @@ class Tally:
     pixels: int = 0
     encode_s: float = 0.0
     errors: list[dict] = field(default_factory=list)
+    paths: dict[str, dict] = field(default_factory=dict)  # stored_as -> {rows, bytes, orig_bytes, because: {why: n}}
 
     def add(self, row: dict) -> None:
         self.rows += 1
         self.image_bytes += row["orig_bytes"] or 0
+        path = self.paths.setdefault(row["stored_as"] or "lost", {"rows": 0, "bytes": 0, "orig_bytes": 0, "because": {}})
+        path["rows"] += 1
+        path["bytes"] += len(row["bitstream"] or b"")
+        path["orig_bytes"] += row["orig_bytes"] or 0
+        why = row["stored_because"] or "error"
+        path["because"][why] = path["because"].get(why, 0) + 1
         if row["error"] is None:
             self.ok += 1
-            self.bitstream_bytes += len(row["bitstream"])
-            self.pixels += row["width"] * row["height"]
-            self.encode_s += row["encode_ms"] / 1000
+            self.bitstream_bytes += len(row["bitstream"] or b"")
+            self.pixels += (row["width"] or 0) * (row["height"] or 0)
+            self.encode_s += (row["encode_ms"] or 0) / 1000
         else:
             self.errors.append({"key": row["key"], "error": row["error"]})
 
@@ -198,7 +233,7 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
         writer = ArchiveWriter(f, settings.row_groups)
         try:
             for batch in _prefetch(batches(reader, settings), settings.prefetch_batches):
-                encode_batch(codec, batch)
+                encode_batch(codec, batch, settings.policy)
                 for item in batch:
                     row = to_row(item, shard_url, codec.codec_id)
                     writer.add(row)
@@ -219,6 +254,7 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
         "truncated": reader.truncated,
         "bytes_in": reader.bytes_read,
         "image_bytes": tally.image_bytes,
+        "paths": tally.paths,  # how rows are kept (``keeping``): rows, stored bytes, original bytes, reasons
         "bitstream_bytes": tally.bitstream_bytes,
         "parquet_bytes": output["bytes"],
         "input": source,  # what markers.py checks on resume: the input unchanged, the output intact
