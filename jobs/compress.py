@@ -23,12 +23,14 @@ from pathlib import Path
 from model import load_codec, split_codec_id
 from model.options import add_option_flags, family_options, given_options
 from pipeline.actors import CompressWorker
-from pipeline.archive import MANIFEST, RowGroups, archived_shards, now
+from pipeline.archive import RowGroups, archived_shards, now
 from pipeline.encoding import JOB_MAX_PIXELS, EncodeSettings
 from pipeline.lease import LeaseHeld
 from pipeline.markers import READ_THREADS, identity
-from pipeline.keeping import Policy
-from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, ray_session, report_failures,
+from pipeline.keeping import Policy, describe_paths, sum_paths
+from pipeline.records import MANIFEST, CompressManifest, ShardStats
+from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, ray_session,
+                             report_failures,
                              resources_from, run_workers, storage_from, weights_from, write_manifest)
 from pipeline.shards import expand_inputs, shard_name
 from pipeline.storage import join, redact
@@ -90,7 +92,8 @@ def fraction(text: str) -> float:
     return value
 
 
-def find_completed(output: str, shards: dict[str, str], storage, codec_id: str) -> tuple[dict[str, dict], dict[str, str]]:
+def find_completed(output: str, shards: dict[str, str], storage,
+                   codec_id: str) -> tuple[dict[str, ShardStats], dict[str, str]]:
     """(stats of the shards already archived under ``output`` that can be trusted, name -> why the
     others are redone). A shard counts when its marker and Parquet file check out (``markers``) and
     its input is unchanged; a different codec is refused."""
@@ -99,11 +102,11 @@ def find_completed(output: str, shards: dict[str, str], storage, codec_id: str) 
     with ThreadPoolExecutor(READ_THREADS) as pool:
         now_inputs = dict(zip(done, pool.map(lambda n: identity(storage.info(shards[n])), list(done))))
     for name, current in now_inputs.items():
-        if done[name].get("input") != current:
+        if done[name].input != current:
             markers.problems[name] = (f"input {redact(shards[name])} changed since it was archived "
-                                      f"({done[name].get('input')} -> {current})")
+                                      f"({done[name].input} -> {current})")
             del done[name]
-    other = sorted({s["codec_id"] for s in done.values()} - {codec_id})
+    other = sorted({s.codec_id for s in done.values()} - {codec_id})
     if other:
         raise ValueError(
             f"{redact(output)} already holds shards archived with codec {', '.join(other)}, this run uses "
@@ -157,58 +160,45 @@ def archive(args, argv: list[str], storage, shards: list[str], codec, settings: 
             lambda board: CompressWorker.options(**res.options()).remote(args.codec, settings, res, storage, board),
             todo, lambda actor, shard: actor.compress.remote(shard, args.output),
             res, total=len(shards), skipped=len(skipped), progress=not args.no_progress, on_event=on_event)
-    manifest = {
+    manifest = CompressManifest(
         **manifest_base("compress", argv, started, time.perf_counter() - t0, res),
-        "codec": args.codec,
-        "codec_id": codec.codec_id,
-        "weights_hash": split_codec_id(codec.codec_id)[1],
-        "input": redact(args.input),
-        "output": redact(args.output),
-        "settings": {"batch_size": settings.batch_size, "max_pixels": settings.max_pixels,
-                     "batch_bytes": settings.batch_bytes, "max_member_bytes": settings.max_member_bytes,
-                     "row_group_rows": settings.row_groups.rows, "row_group_bytes": settings.row_groups.bytes,
-                     "policy": asdict(settings.policy)},
+        codec=args.codec,
+        codec_id=codec.codec_id,
+        weights_hash=split_codec_id(codec.codec_id)[1],
+        input=redact(args.input),
+        output=redact(args.output),
+        settings={"batch_size": settings.batch_size, "max_pixels": settings.max_pixels,
+                  "batch_bytes": settings.batch_bytes, "max_member_bytes": settings.max_member_bytes,
+                  "row_group_rows": settings.row_groups.rows, "row_group_bytes": settings.row_groups.bytes,
+                  "policy": asdict(settings.policy)},
         **tally(shards, results, skipped, failures),
-    }
+    )
     written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; manifest {redact(join(args.output, MANIFEST))}")
-    print("kept: " + "; ".join(f"{path} {p['rows']} rows ({', '.join(f'{why} {n}' for why, n in sorted(p['because'].items()))}),"
-                               f" {p['bytes']} of {p['orig_bytes']} bytes" for path, p in sorted(manifest["paths"].items())))
+    print(describe_paths(manifest.paths))
     return report_failures(failures, lease) or (0 if written else 1)
 
 
-def paths(stats: list[dict]) -> dict[str, dict]:
-    """How the rows are kept over all shards (``keeping``): per path rows, stored and original bytes, reasons."""
-    out: dict[str, dict] = {}
-    for s in stats:
-        for path, p in (s.get("paths") or {}).items():
-            o = out.setdefault(path, {"rows": 0, "bytes": 0, "orig_bytes": 0, "because": {}})
-            o["rows"], o["bytes"], o["orig_bytes"] = o["rows"] + p["rows"], o["bytes"] + p["bytes"], o["orig_bytes"] + p["orig_bytes"]
-            for why, n in p["because"].items():
-                o["because"][why] = o["because"].get(why, 0) + n
-    return out
-
-
-def tally(shards: list[str], results: dict, skipped: dict, failures: dict) -> dict:
-    """Counts over the whole archive (this run and earlier complete ones) for the manifest."""
+def tally(shards: list[str], results: dict[str, ShardStats], skipped: dict[str, ShardStats], failures: dict) -> dict:
+    """Counts over the whole archive (this run and earlier complete ones): fields of the manifest."""
     stats = list(results.values()) + list(skipped.values())
     status = ["done"] * len(results) + ["skipped"] * len(skipped)
 
     def total(key: str) -> int:
-        return sum(s.get(key) or 0 for s in stats)
+        return sum(getattr(s, key) or 0 for s in stats)
 
-    seconds = sum(s["seconds"] for s in results.values())
+    seconds = sum(s.seconds for s in results.values())
     return {
         "counts": {"shards": len(shards), "done": len(results), "skipped": len(skipped), "failed": len(failures),
                    "rows": total("rows"), "ok": total("ok"), "errors": total("errors")},
-        "paths": paths(stats),
+        "paths": sum_paths(s.paths for s in stats),
         "bytes": {"in": total("bytes_in"), "images": total("image_bytes"), "bitstreams": total("bitstream_bytes"),
                   "parquet": total("parquet_bytes")},
         "timings": {"shard_seconds": round(seconds, 3),
-                    "encode_seconds": round(sum(s["encode_seconds"] for s in results.values()), 3)},
-        "shards": [{"shard": redact(s["shard"]), "name": s["name"], "rows": s["rows"], "errors": s["errors"],
-                    "truncated": s["truncated"], "status": st} for s, st in zip(stats, status)],
-        "warnings": [f"{redact(s['shard'])}: {s['truncated']}" for s in stats if s["truncated"]],
+                    "encode_seconds": round(sum(s.encode_seconds for s in results.values()), 3)},
+        "shards": [{"shard": redact(s.shard), "name": s.name, "rows": s.rows, "errors": s.errors,
+                    "truncated": s.truncated, "status": st} for s, st in zip(stats, status)],
+        "warnings": [f"{redact(s.shard)}: {s.truncated}" for s in stats if s.truncated],
         "failures": [{"shard": redact(shard), "error": reason} for shard, reason in failures.items()],
     }
 

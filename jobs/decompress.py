@@ -29,27 +29,28 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model import load_codec_for_id
 from model.options import add_option_flags, family_options, given_options, with_defaults
 from pipeline.actors import DecodeWorker
-from pipeline.archive import MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, RowGroups, archived_shards, now
-from pipeline.decoding import (AUDIT_SCHEMA, AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, DECODED_SUFFIX, FORMATS,
-                               DecodeSettings, archive_name, original_record)
+from pipeline.archive import RowGroups, archived_shards, now
+from pipeline.decoding import FORMATS, DecodeSettings, archive_name, original_record
 from pipeline.encoding import JOB_MAX_PIXELS
 from pipeline.lease import LeaseHeld
 from pipeline.markers import READ_THREADS, read_markers
 from pipeline.metrics import summarize
 from pipeline.outputs import decoded_problem
-from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, ray_session, report_failures,
+from pipeline.records import (AUDIT_FILE, AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, DECODED_SUFFIX, MANIFEST, PARQUET_SUFFIX,
+                              STATS_SUFFIX, AuditedMarker, DecodedMarker, DecompressManifest, ShardStats, audit_rows,
+                              audit_table)
+from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, ray_session,
+                             report_failures,
                              resources_from, run_workers, storage_from, weights_from, write_manifest)
 from pipeline.sandbox import Limits
 from pipeline.shards import expand_inputs, shard_name
 from pipeline.storage import join, redact
 
-AUDIT_FILE = "audit.parquet"
 MANIFEST_FAILED_ROWS = 1000  # failed rows listed in the manifest; every one is in its shard's marker
 
 
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def select_shards(archive: str, pattern: str | None, storage) -> dict[str, dict]:
+def select_shards(archive: str, pattern: str | None, storage) -> dict[str, ShardStats]:
     """Stats of the complete archive files under ``archive`` (by name), filtered by ``pattern``;
     says which archive files are left out because their marker or Parquet file does not check out."""
     markers = archived_shards(archive, storage)
@@ -98,17 +99,17 @@ def select_shards(archive: str, pattern: str | None, storage) -> dict[str, dict]
     return {n: s for n, s in markers.found.items() if pattern is None or fnmatch.fnmatchcase(n, pattern)}
 
 
-def refused_codecs(shards: dict[str, dict], resolver) -> list[str]:
+def refused_codecs(shards: dict[str, ShardStats], resolver) -> list[str]:
     """One message per codec id in the selected shards that has no matching weights here."""
     by_codec: dict[str, list[str]] = {}
     for name, stats in shards.items():
-        by_codec.setdefault(stats["codec_id"], []).append(name)
+        by_codec.setdefault(stats.codec_id, []).append(name)
     messages = []
     for codec_id, names in sorted(by_codec.items()):
         try:
             load_codec_for_id(codec_id, resolver=resolver)
         except Exception as exc:
-            rows = sum(shards[n]["rows"] for n in names)
+            rows = sum(shards[n].rows for n in names)
             messages.append(f"{rows} rows in {len(names)} shard(s) ({', '.join(sorted(names)[:5])}"
                             f"{', ...' if len(names) > 5 else ''}) need codec '{codec_id}': {exc}")
     return messages
@@ -152,13 +153,14 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
         return fail(str(exc))
 
 
-def find_finished(output: str, shards: dict[str, dict], settings: DecodeSettings, storage,
+def find_finished(output: str, shards: dict[str, ShardStats], settings: DecodeSettings, storage,
                   originals: dict[str, str] | None = None) -> tuple[dict, dict]:
     """(markers of the shards already decoded, or audited against ``originals``, under ``output`` from
     the same archive bytes (and originals) with the same settings and intact outputs, name -> why the
     others are done again)."""
     verb = "decoded" if originals is None else "audited"
-    markers = read_markers(output, DECODED_SUFFIX if originals is None else AUDITED_SUFFIX, storage, set(shards))
+    markers = (read_markers(output, DECODED_SUFFIX, DecodedMarker, storage, set(shards)) if originals is None
+               else read_markers(output, AUDITED_SUFFIX, AuditedMarker, storage, set(shards)))
     now_originals: dict[str, dict] = {}
     if originals is not None:
         with ThreadPoolExecutor(READ_THREADS) as pool:
@@ -166,21 +168,21 @@ def find_finished(output: str, shards: dict[str, dict], settings: DecodeSettings
             now_originals = dict(zip(names, pool.map(lambda n: original_record(originals[n], storage), names)))
     done = {}
     for name, marker in markers.found.items():
-        if marker.get("input") != shards[name].get("output"):
+        if marker.input != shards[name].output:
             markers.problems[name] = f"the archive shard changed since it was {verb}"
-        elif marker.get("settings") != settings.fingerprint():
-            markers.problems[name] = f"{verb} with other settings ({marker.get('settings')})"
-        elif originals is not None and marker.get("original") != now_originals[name]:
+        elif marker.settings != settings.fingerprint():
+            markers.problems[name] = f"{verb} with other settings ({marker.settings})"
+        elif originals is not None and marker.original != now_originals[name]:
             markers.problems[name] = (f"the original shard changed since it was {verb} "
-                                      f"({marker.get('original')} -> {now_originals[name]})")
-        elif (problem := decoded_problem(marker.get("output"), markers.listing, storage)) is not None:
+                                      f"({marker.original} -> {now_originals[name]})")
+        elif (problem := decoded_problem(marker.output, markers.listing, storage)) is not None:
             markers.problems[name] = problem
         else:
             done[name] = marker
     return done, markers.problems
 
 
-def decode(args, argv: list[str], storage, shards: dict[str, dict], settings: DecodeSettings, originals,
+def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settings: DecodeSettings, originals,
            lease, on_event) -> int:
     """The job once it holds the output prefix: skip shards decoded (or audited) before, do the rest."""
     parquets = {n: join(args.input, n + PARQUET_SUFFIX) for n in shards}
@@ -191,9 +193,9 @@ def decode(args, argv: list[str], storage, shards: dict[str, dict], settings: De
             print(f"{'decoding' if originals is None else 'auditing'} {name} again: {reason}", file=sys.stderr)
     if originals is not None:
         call = lambda actor, url: actor.audit.remote(  # noqa: E731
-            url, originals[archive_name(url)], args.output, shards[archive_name(url)]["output"])
+            url, originals[archive_name(url)], args.output, shards[archive_name(url)].output)
     else:
-        call = lambda actor, url: actor.decode.remote(url, args.output, shards[archive_name(url)]["output"])  # noqa: E731
+        call = lambda actor, url: actor.decode.remote(url, args.output, shards[archive_name(url)].output)  # noqa: E731
     todo = [u for n, u in parquets.items() if n not in skipped]
     started, t0 = now(), time.perf_counter()
     with ray_session():
@@ -205,23 +207,23 @@ def decode(args, argv: list[str], storage, shards: dict[str, dict], settings: De
             todo, call, res, total=len(parquets), skipped=len(skipped),
             progress=not args.no_progress, on_event=on_event)
     finished = list(results.values()) + list(skipped.values())
-    failed_rows = [{"shard": archive_name(r["shard"]), **f} for r in finished for f in r.get("failed_rows", [])]
-    compress_errors = [{"shard": archive_name(r["shard"]), **f} for r in finished for f in r.get("compress_errors", [])]
-    manifest = {
+    failed_rows = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "failed_rows", [])]
+    compress_errors = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "compress_errors", [])]
+    manifest = DecompressManifest(
         **manifest_base("decompress", argv, started, time.perf_counter() - t0, res),
-        "input": redact(args.input), "output": redact(args.output),
-        "decode": {**with_defaults(settings.options, family_options("decode")), "batch_size": args.batch_size},
-        "codec_ids": dict(Counter(s["codec_id"] for s in shards.values())),
-        "counts": {"shards": len(parquets), "done": len(results), "skipped": len(skipped), "failed": len(failures),
-                   "rows": sum(r["rows"] for r in finished), "errors": sum(r["errors"] for r in finished)},
-        "timings": {"shard_seconds": round(sum(r["seconds"] for r in results.values()), 3)},
-        "failures": [{"shard": redact(s), "error": e} for s, e in failures.items()],
-        "failed_rows": failed_rows[:MANIFEST_FAILED_ROWS],
-        "compress_errors": compress_errors[:MANIFEST_FAILED_ROWS],  # error rows of the archive: reported, not failures
-    }
+        input=redact(args.input), output=redact(args.output),
+        decode={**with_defaults(settings.options, family_options("decode")), "batch_size": args.batch_size},
+        codec_ids=dict(Counter(s.codec_id for s in shards.values())),
+        counts={"shards": len(parquets), "done": len(results), "skipped": len(skipped), "failed": len(failures),
+                "rows": sum(r.rows for r in finished), "errors": sum(r.errors for r in finished)},
+        timings={"shard_seconds": round(sum(r.seconds for r in results.values()), 3)},
+        failures=[{"shard": redact(s), "error": e} for s, e in failures.items()],
+        failed_rows=failed_rows[:MANIFEST_FAILED_ROWS],
+        compress_errors=compress_errors[:MANIFEST_FAILED_ROWS],
+    )
     if originals is not None:
-        manifest["audit"] = write_audit([archive_name(r["shard"]) for r in finished], args.output, storage)
-        print_audit(manifest["audit"])
+        manifest.audit = write_audit([archive_name(r.shard) for r in finished], args.output, storage)
+        print_audit(manifest.audit)
     written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; output {redact(args.output)}")
     report_compress_errors(compress_errors)
@@ -254,16 +256,17 @@ def report_rows(failed_rows: list[dict], allowed: bool) -> None:
 
 def write_audit(names: list[str], output: str, storage) -> dict:
     """``audit.parquet``: the tables of the shards ``names`` (audited now or before), in name order."""
-    tables = [pq.read_table(io.BytesIO(storage.read_bytes(join(output, n + AUDIT_TABLE_SUFFIX))), schema=AUDIT_SCHEMA)
-              for n in sorted(names)]
-    rows = pa.concat_tables(tables).to_pylist() if tables else []
+    rows = [row for n in sorted(names)
+            for row in audit_rows(pq.read_table(io.BytesIO(storage.read_bytes(join(output, n + AUDIT_TABLE_SUFFIX)))))]
     with storage.atomic_output(join(output, AUDIT_FILE)) as f:
-        pq.write_table(pa.Table.from_pylist(rows, schema=AUDIT_SCHEMA), f, compression="zstd")
+        pq.write_table(audit_table(rows), f, compression="zstd")
     return {"file": redact(join(output, AUDIT_FILE)), "images": len(rows),
-            "errors": sum(r["error"] is not None for r in rows),
-            "psnr_db": summarize([r["psnr"] for r in rows]),
-            "ms_ssim": summarize([r["ms_ssim"] for r in rows]),
-            "bpp": summarize([r["bpp"] for r in rows if r["error"] is None], higher_is_better=False)}
+            "errors": sum(r.error is not None for r in rows),
+            "exact": sum(bool(r.exact) for r in rows),  # pixels equal to the original's: not in the PSNR figures
+            "alpha_max_error": max((r.alpha_max_error for r in rows if r.alpha_max_error is not None), default=None),
+            "psnr_db": summarize([r.psnr for r in rows]),
+            "ms_ssim": summarize([r.ms_ssim for r in rows]),
+            "bpp": summarize([r.bpp for r in rows if r.error is None], higher_is_better=False)}
 
 
 def print_audit(audit: dict) -> None:
@@ -272,7 +275,9 @@ def print_audit(audit: dict) -> None:
             return f"{name} n/a"
         return f"{name} mean {s['mean']:.4g}{unit}, worst 1% {s['worst_1pct']:.4g}{unit} (n={s['n']})"
 
-    print(f"audit: {audit['images']} images, {audit['errors']} errors; "
+    alpha = audit.get("alpha_max_error")
+    print(f"audit: {audit['images']} images, {audit['errors']} errors, {audit.get('exact', 0)} exact"
+          f"{'' if alpha is None else f', alpha max error {alpha}'}; "
           + "; ".join([fmt("PSNR", audit["psnr_db"], " dB"), fmt("MS-SSIM", audit["ms_ssim"]), fmt("bpp", audit["bpp"])])
           + f"; per image: {audit['file']}")
 

@@ -3,7 +3,8 @@
 - ``storage``   local paths and fsspec URLs (s3://), atomic commits, retries with backoff
 - ``shards``    find WebDataset shards, stream their samples (tolerating truncation), write tars
 - ``encoding``  one shard -> prefetched image decoding -> batched ``codec.encode`` -> Parquet + stats
-- ``archive``   the Parquet schema and writer, the complete shards of an archive, manifest helpers
+- ``records``   every record on disk (row schema, stats, markers, audit rows, manifests): typed, versioned
+- ``archive``   the Parquet writer, the complete shards of an archive, manifest helpers
 - ``archive_rows`` an archive file's rows, read in a child process and held to the writer's bounds
 - ``decoding``  one archive file -> batched ``codec.decode`` -> tar or PNGs, or audit metrics (resumable)
 - ``actors``    Ray actors holding one codec replica each

@@ -1,8 +1,8 @@
-"""The archive layout: one Parquet file per input shard, its stats JSON, the job manifest.
+"""The archive's Parquet writer and its complete shards.
 
-Under the output prefix::
+Under the output prefix (``records`` defines each file)::
 
-    shard-000000.parquet      the rows (schema below), row groups of ~100 rows or a byte target
+    shard-000000.parquet      the rows, row groups of ~100 rows or a byte target
     shard-000000.stats.json   per-shard counts and timings; written last, it is the completion marker
     _manifest.json            the job: codec, weights hash, versions, arguments, counts, failures
 
@@ -13,7 +13,6 @@ A shard is complete when its stats file exists and the Parquet file matches what
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 import time
 from dataclasses import dataclass
@@ -24,39 +23,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .markers import Markers, read_markers
-from .storage import Storage, join
+from .records import BIG_COLUMNS, PARQUET_SUFFIX, ROW_SCHEMA, STATS_SUFFIX, ShardStats
+from .storage import Storage
 
-SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("shard", pa.string(), nullable=False),  # source shard URL
-        pa.field("member", pa.string()),  # extension of the image member: jpg, png, ...
-        pa.field("codec_id", pa.string(), nullable=False),
-        pa.field("bitstream", pa.binary()),  # the kept bytes (``stored_as``); an error row's original file, or null
-        pa.field("stored_as", pa.string()),  # codec, lossless, jpeg-xl, original, none (``keeping``); null: lost
-        pa.field("stored_because", pa.string()),  # policy, alpha, 16-bit, animation, too small, original smaller, ...
-        pa.field("image_info", pa.map_(pa.string(), pa.binary())),  # exif, icc_profile, xmp, text:KEY (``model.metadata``)
-        pa.field("width", pa.int32()),  # as encoded (after EXIF orientation)
-        pa.field("height", pa.int32()),
-        pa.field("orig_mode", pa.string()),  # Pillow mode of the original: RGB, L, CMYK, I;16, P...
-        pa.field("orig_format", pa.string()),  # JPEG, PNG, ...
-        pa.field("orientation", pa.int16()),  # EXIF orientation applied (1 = none)
-        pa.field("frames", pa.int32()),  # frames in the original; the first one is archived
-        pa.field("orig_bytes", pa.int64()),
-        pa.field("orig_sha256", pa.string()),
-        pa.field("bpp", pa.float64()),  # whole bitstream (header included) over width*height
-        pa.field("encode_ms", pa.float32()),  # the batch's encode time over its size
-        pa.field("error", pa.string()),  # null when the row is fine
-        pa.field("metadata", pa.map_(pa.string(), pa.binary())),  # other sample members by extension
-    ]
-)
-PARQUET_SUFFIX = ".parquet"
-STATS_SUFFIX = ".stats.json"
-MANIFEST = "_manifest.json"
 VERSIONED_PACKAGES = ("diffarc", "torch", "numpy", "pillow", "pyarrow", "ray", "fsspec", "s3fs", "webdataset")
 
 
-BIG_COLUMNS = ("bitstream", "metadata", "image_info")  # what a row's size is made of; the other columns hold a few short values
 FRAMING_BYTES = 16 << 10  # Parquet's own bytes per row in the big columns, at most (value lengths, levels, page
 # headers with min/max statistics of values under 4 KiB): measured under 2 KiB
 
@@ -88,7 +60,7 @@ class ArchiveWriter:
     """Buffer rows, write a row group whenever ``rows`` or ``bytes`` is reached."""
 
     def __init__(self, fileobj: BinaryIO, row_groups: RowGroups = RowGroups()):
-        self.writer = pq.ParquetWriter(fileobj, SCHEMA, compression="zstd")
+        self.writer = pq.ParquetWriter(fileobj, ROW_SCHEMA, compression="zstd")
         self.limits, self.buffer, self.buffered_bytes, self.rows = row_groups, [], 0, 0
 
     def add(self, row: dict[str, Any]) -> None:
@@ -107,7 +79,7 @@ class ArchiveWriter:
 
     def flush(self) -> None:
         if self.buffer:
-            table = pa.Table.from_pylist(self.buffer, schema=SCHEMA)
+            table = pa.Table.from_pylist(self.buffer, schema=ROW_SCHEMA)
             self.writer.write_table(table, row_group_size=len(self.buffer))
             self.rows += len(self.buffer)
             self.buffer, self.buffered_bytes = [], 0
@@ -121,24 +93,12 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def parquet_url(out_prefix: str, name: str) -> str:
-    return join(out_prefix, name + PARQUET_SUFFIX)
-
-
-def stats_url(out_prefix: str, name: str) -> str:
-    return join(out_prefix, name + STATS_SUFFIX)
-
-
 def archived_shards(out_prefix: str, storage: Storage, names: set[str] | None = None) -> Markers:
     """The shards archived completely under ``out_prefix`` (optionally only ``names``): their stats,
     verified against their Parquet files (``markers``), in ``found``; why the others are not, in ``problems``."""
-    markers = read_markers(out_prefix, STATS_SUFFIX, storage, names)
+    markers = read_markers(out_prefix, STATS_SUFFIX, ShardStats, storage, names)
     markers.found = markers.verified(storage, lambda name: name + PARQUET_SUFFIX)
     return markers
-
-
-def write_json(url: str, obj: dict, storage: Storage) -> None:
-    storage.write_bytes(url, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def package_versions() -> dict[str, str | None]:

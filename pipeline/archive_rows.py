@@ -34,15 +34,13 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .archive import BIG_COLUMNS, RowGroups
+from .archive import RowGroups
 from .child import child_streams, peak_rss_bytes, recv, send, start_child, status_bytes
 from .faults import InfrastructureError, PermanentError, is_transient
+from .records import BIG_COLUMNS, KEPT_COLUMNS, READ_COLUMNS
 from .storage import Storage
 
-COLUMNS = ["key", "member", "codec_id", "bitstream", "width", "height", "bpp", "orig_sha256", "error", "metadata",
-           "stored_as", "stored_because", "image_info"]
-KEPT_COLUMNS = ("stored_as", "stored_because", "image_info")  # absent from archives written before them: read as null
-SMALL_COLUMNS = [c for c in COLUMNS if c not in BIG_COLUMNS]
+SMALL_COLUMNS = [c for c in READ_COLUMNS if c not in BIG_COLUMNS]
 READER_SLACK_BYTES = 256 << 20  # what the child may add besides row data: S3 clients, thread arenas, Python objects
 READ_COPIES = 6  # a group's bytes held at once, at most: compressed, a page, Arrow's batch, Python's, the pickle
 FIX = "re-archive that shard (compress.py --overwrite) or leave it out (--shards)"
@@ -196,7 +194,7 @@ def _group_rows(pf: pq.ParquetFile, g: int, request: ReadRequest, place: _Place)
                          f"{group.num_rows} rows, which no archive writer makes")
     wanted = (lambda key: True) if request.keys is None else request.keys.__contains__
     names = set(pf.schema_arrow.names)
-    columns, small_columns = [c for c in COLUMNS if c in names], [c for c in SMALL_COLUMNS if c in names]
+    columns, small_columns = [c for c in READ_COLUMNS if c in names], [c for c in SMALL_COLUMNS if c in names]
     absent = {c: None for c in KEPT_COLUMNS if c not in names}
     if place.claimed > limits.max_group_bytes():
         why = (f"row group {g} of {request.url} holds {place.claimed} bytes of bitstreams and metadata "

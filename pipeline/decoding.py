@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model import load_image, ms_ssim, psnr
 from model.metadata import file_facts
 
-from .archive import PARQUET_SUFFIX, RowGroups, now, sha256, write_json
+from .archive import RowGroups, now, sha256
 from .archive_rows import ArchiveRows, ReadRequest
 from .batches import call_batched
 from .faults import is_infrastructure
@@ -33,22 +32,14 @@ from .encoding import JOB_MAX_PIXELS
 from .markers import identity
 from .names import UniqueNames, safe_ext, safe_name
 from .outputs import write_folder
+from .records import (AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, DECODED_SUFFIX, PARQUET_SUFFIX, AuditedMarker, AuditRow,
+                      DecodedMarker, audit_table)
 from .sandbox import Limits
 from .restore import Restored, needs_codec, restore_kept, sample_members
 from .shards import Sample, ShardReader, write_tar
 from .storage import Storage, basename, join
 
-DECODED_SUFFIX = ".decoded.json"  # the marker of a decoded shard
-AUDITED_SUFFIX = ".audited.json"  # the marker of an audited shard
-AUDIT_TABLE_SUFFIX = ".audit.parquet"  # an audited shard's per-image metrics
 FORMATS = ("webdataset", "png")
-AUDIT_SCHEMA = pa.schema([
-    ("key", pa.string()), ("shard", pa.string()), ("codec_id", pa.string()), ("width", pa.int32()),
-    ("height", pa.int32()), ("bpp", pa.float64()), ("psnr", pa.float64()), ("ms_ssim", pa.float64()),
-    ("error", pa.string()), ("stored_as", pa.string()),
-    ("exact", pa.bool_()),  # the pixels equal the original's (PSNR and MS-SSIM are then null)
-    ("alpha_max_error", pa.int16()),  # largest alpha difference, 0..255; null when the original has no alpha
-])
 
 
 @dataclass(frozen=True)
@@ -121,7 +112,8 @@ def decode_rows(decoder: Decoder, rows: list[dict]) -> list[Restored]:
 
 
 def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: DecodeSettings,
-                 storage: Storage, report: Callable[[dict], None] = lambda e: None, source: dict | None = None) -> dict:
+                 storage: Storage, report: Callable[[dict], None] = lambda e: None,
+                 source: dict | None = None) -> DecodedMarker:
     """Write the decoded images of one archive file as ``NAME.tar`` or ``NAME/KEY.png``, then its
     marker ``NAME.decoded.json`` (``markers``), which is also returned.
 
@@ -165,13 +157,12 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
         storage.remove_stale_temps(join(out_prefix, name))
         files = ((f"{s.key}.{ext}", data) for s in samples() for ext, data in s.members.items())
         output = write_folder(join(out_prefix, name), files, storage)
-    marker = {"shard": parquet_url, "name": name, "input": source, "settings": settings.fingerprint(),
-              "output": output, "rows": counts["decoded"] + len(failures), "decoded": counts["decoded"],
-              "errors": len(failures), "failed_rows": failures, "compress_errors": noted,
-              "renamed": renamed, "bytes_out": output["bytes"],
-              "seconds": round(time.perf_counter() - t0, 4), "started": started, "finished": now(),
-              **_process_records(decoder, rows_read)}
-    write_json(marker_url, marker, storage)
+    marker = DecodedMarker(
+        shard=parquet_url, name=name, input=source, settings=settings.fingerprint(), output=output,
+        rows=counts["decoded"] + len(failures), decoded=counts["decoded"], errors=len(failures),
+        failed_rows=failures, compress_errors=noted, renamed=renamed, bytes_out=output["bytes"],
+        seconds=round(time.perf_counter() - t0, 4), started=started, finished=now(), **_process_records(decoder, rows_read))
+    marker.write(marker_url, storage)
     return marker
 
 
@@ -196,17 +187,16 @@ def _alpha(img) -> np.ndarray:
     return np.asarray(img.convert("RGBA").getchannel("A"), dtype=np.int16)
 
 
-def audit_row(row: dict, restored: Restored, original: Sample | None, settings: DecodeSettings) -> dict:
-    out = {"key": row["key"], "codec_id": row["codec_id"], "width": row["width"], "height": row["height"],
-           "bpp": row["bpp"], "psnr": None, "ms_ssim": None, "error": restored.error or restored.noted,
-           "stored_as": row.get("stored_as"), "exact": None, "alpha_max_error": None}
-    if out["error"] is not None or (restored.image is None and restored.file is None):
+def audit_row(shard: str, row: dict, restored: Restored, original: Sample | None, settings: DecodeSettings) -> AuditRow:
+    out = AuditRow(key=row["key"], shard=shard, codec_id=row["codec_id"], width=row["width"], height=row["height"],
+                   bpp=row["bpp"], error=restored.error or restored.noted, stored_as=row.get("stored_as"))
+    if out.error is not None or (restored.image is None and restored.file is None):
         return out
     data = original.members.get(row["member"]) if original is not None else None
     if data is None:
-        out["error"] = "original image not found in the original shard"
+        out.error = "original image not found in the original shard"
     elif row["orig_sha256"] and sha256(data) != row["orig_sha256"]:
-        out["error"] = "original image differs from the archived one (sha256 mismatch)"
+        out.error = "original image differs from the archived one (sha256 mismatch)"
     else:
         a = load_image(data, max_pixels=settings.max_pixels).rgb
         if restored.image is not None:
@@ -214,19 +204,20 @@ def audit_row(row: dict, restored: Restored, original: Sample | None, settings: 
         else:  # the kept file: read as the original is
             img, b = oriented(restored.file), load_image(restored.file, max_pixels=settings.max_pixels).rgb
         if a.shape != b.shape:
-            out["error"] = f"decoded size {b.shape[1]}x{b.shape[0]} differs from original {a.shape[1]}x{a.shape[0]}"
+            out.error = f"decoded size {b.shape[1]}x{b.shape[0]} differs from original {a.shape[1]}x{a.shape[0]}"
         elif np.array_equal(a, b):
-            out["exact"] = True
+            out.exact = True
         else:
             score = ms_ssim(a, b)  # NaN below 161 px on the short side: stored as null
-            out["exact"], out["psnr"], out["ms_ssim"] = False, psnr(a, b), None if math.isnan(score) else score
-        if out["error"] is None and file_facts(data).alpha:
-            out["alpha_max_error"] = int(np.abs(_alpha(oriented(data)) - _alpha(img)).max())
+            out.exact, out.psnr, out.ms_ssim = False, psnr(a, b), None if math.isnan(score) else score
+        if out.error is None and file_facts(data).alpha:
+            out.alpha_max_error = int(np.abs(_alpha(oriented(data)) - _alpha(img)).max())
     return out
 
 
 def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, out_prefix: str, settings: DecodeSettings,
-                storage: Storage, report: Callable[[dict], None] = lambda e: None, source: dict | None = None) -> dict:
+                storage: Storage, report: Callable[[dict], None] = lambda e: None,
+                source: dict | None = None) -> AuditedMarker:
     """Per-image PSNR, MS-SSIM and bpp of one archive file against its original shard, written as
     ``NAME.audit.parquet`` under ``out_prefix``, then its marker ``NAME.audited.json`` (``markers``:
     the table's record, the archive file's (``source``, as in ``decode_shard``) and the original
@@ -240,17 +231,17 @@ def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, out_prefi
     for rows in rows_read:
         for row, restored in zip(rows, decode_rows(decoder, rows)):
             sample = originals.get(row["key"]) if restored.error is None and row["member"] else None
-            out.append({"shard": name, **audit_row(row, restored, sample, settings)})
+            out.append(audit_row(name, row, restored, sample, settings))
         report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
     output: dict = {}
     with storage.atomic_output(join(out_prefix, name + AUDIT_TABLE_SUFFIX), record=output) as f:
-        pq.write_table(pa.Table.from_pylist(out, schema=AUDIT_SCHEMA), f, compression="zstd")
-    marker = {"shard": parquet_url, "name": name, "input": source,
-              "original": original, "settings": settings.fingerprint(),
-              "output": output, "rows": len(out), "errors": sum(r["error"] is not None for r in out),
-              "seconds": round(time.perf_counter() - t0, 4), "started": started, "finished": now(),
-              **_process_records(decoder, rows_read)}
-    write_json(marker_url, marker, storage)
+        pq.write_table(audit_table(out), f, compression="zstd")
+    marker = AuditedMarker(
+        shard=parquet_url, name=name, input=source, original=original, settings=settings.fingerprint(),
+        output=output, rows=len(out), errors=sum(r.error is not None for r in out),
+        seconds=round(time.perf_counter() - t0, 4), started=started, finished=now(),
+        **_process_records(decoder, rows_read))
+    marker.write(marker_url, storage)
     return marker
 
 

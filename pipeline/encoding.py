@@ -21,9 +21,10 @@ from model.metadata import FileFacts, file_facts
 
 from .batches import call_batched
 from .faults import is_infrastructure
-from .keeping import CODEC, NONE, ORIGINAL, Kept, Policy, after_coding, decide
+from .keeping import CODEC, NONE, ORIGINAL, Kept, Policy, after_coding, count_path, decide
 from .markers import identity
-from .archive import ArchiveWriter, RowGroups, now, parquet_url, sha256, stats_url, write_json
+from .archive import ArchiveWriter, RowGroups, now, sha256
+from .records import ShardStats, parquet_url, stats_url
 from .shards import Sample, ShardReader, shard_name
 from .storage import Storage
 
@@ -203,12 +204,8 @@ class Tally:
     def add(self, row: dict) -> None:
         self.rows += 1
         self.image_bytes += row["orig_bytes"] or 0
-        path = self.paths.setdefault(row["stored_as"] or "lost", {"rows": 0, "bytes": 0, "orig_bytes": 0, "because": {}})
-        path["rows"] += 1
-        path["bytes"] += len(row["bitstream"] or b"")
-        path["orig_bytes"] += row["orig_bytes"] or 0
-        why = row["stored_because"] or "error"
-        path["because"][why] = path["because"].get(why, 0) + 1
+        count_path(self.paths, row["stored_as"] or "lost", row["stored_because"] or "error", 1,
+                   len(row["bitstream"] or b""), row["orig_bytes"] or 0)
         if row["error"] is None:
             self.ok += 1
             self.bitstream_bytes += len(row["bitstream"] or b"")
@@ -219,7 +216,7 @@ class Tally:
 
 
 def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSettings, storage: Storage,
-                   report: Report = lambda event: None) -> dict:
+                   report: Report = lambda event: None) -> ShardStats:
     """Archive one shard under ``out_prefix``; returns its stats (also written as the marker)."""
     name, started, t0 = shard_name(shard_url), now(), time.perf_counter()
     out_url, marker = parquet_url(out_prefix, name), stats_url(out_prefix, name)
@@ -243,30 +240,30 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
         finally:
             writer.close()
     seconds = time.perf_counter() - t0
-    stats = {
-        "shard": shard_url,
-        "name": name,
-        "codec_id": codec.codec_id,
-        "rows": tally.rows,
-        "ok": tally.ok,
-        "errors": len(tally.errors),
-        "error_rows": tally.errors[:200],
-        "truncated": reader.truncated,
-        "bytes_in": reader.bytes_read,
-        "image_bytes": tally.image_bytes,
-        "paths": tally.paths,  # how rows are kept (``keeping``): rows, stored bytes, original bytes, reasons
-        "bitstream_bytes": tally.bitstream_bytes,
-        "parquet_bytes": output["bytes"],
-        "input": source,  # what markers.py checks on resume: the input unchanged, the output intact
-        "output": output,
-        "mean_bpp": tally.bitstream_bytes * 8 / tally.pixels if tally.pixels else None,
-        "seconds": round(seconds, 4),
-        "encode_seconds": round(tally.encode_s, 4),
-        "images_per_s": round(tally.rows / seconds, 2) if seconds > 0 else None,
-        "batch_size": settings.batch_size,
-        "started": started,
-        "finished": now(),
-        "worker": {"host": socket.gethostname(), "pid": os.getpid()},
-    }
-    write_json(marker, stats, storage)
+    stats = ShardStats(
+        shard=shard_url,
+        name=name,
+        codec_id=codec.codec_id,
+        rows=tally.rows,
+        ok=tally.ok,
+        errors=len(tally.errors),
+        error_rows=tally.errors[:200],
+        truncated=reader.truncated,
+        bytes_in=reader.bytes_read,
+        image_bytes=tally.image_bytes,
+        paths=tally.paths,
+        bitstream_bytes=tally.bitstream_bytes,
+        parquet_bytes=output["bytes"],
+        input=source,  # what markers.py checks on resume: the input unchanged, the output intact
+        output=output,
+        mean_bpp=tally.bitstream_bytes * 8 / tally.pixels if tally.pixels else None,
+        seconds=round(seconds, 4),
+        encode_seconds=round(tally.encode_s, 4),
+        images_per_s=round(tally.rows / seconds, 2) if seconds > 0 else None,
+        batch_size=settings.batch_size,
+        started=started,
+        finished=now(),
+        worker={"host": socket.gethostname(), "pid": os.getpid()},
+    )
+    stats.write(marker, storage)
     return stats

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Iterable
 
 from PIL import Image, ImageOps
 
@@ -121,3 +122,27 @@ def after_coding(kept: Kept, bitstream: bytes, info_bytes: int, original: bytes,
     if len(bitstream) + info_bytes >= len(original) * (1 - policy.margin):
         return Kept(ORIGINAL, "original smaller", original)
     return Kept(CODEC, kept.because, bitstream)
+
+
+def count_path(paths: dict[str, dict], stored_as: str, because: str, rows: int, stored: int, original: int) -> None:
+    """Add ``rows`` rows of one path and reason to ``paths`` (stored_as -> {rows, bytes, orig_bytes, because})."""
+    p = paths.setdefault(stored_as, {"rows": 0, "bytes": 0, "orig_bytes": 0, "because": {}})
+    p["rows"], p["bytes"], p["orig_bytes"] = p["rows"] + rows, p["bytes"] + stored, p["orig_bytes"] + original
+    p["because"][because] = p["because"].get(because, 0) + rows
+
+
+def sum_paths(each: Iterable[dict[str, dict]]) -> dict[str, dict]:
+    """The paths of several shards added up."""
+    out: dict[str, dict] = {}
+    for paths in each:
+        for stored_as, p in (paths or {}).items():
+            for i, (because, n) in enumerate(p["because"].items()):  # bytes counted once, with the first reason
+                count_path(out, stored_as, because, n, p["bytes"] if i == 0 else 0, p["orig_bytes"] if i == 0 else 0)
+    return out
+
+
+def describe_paths(paths: dict[str, dict]) -> str:
+    """One line: how many rows took each path, why, and their bytes against the originals'."""
+    return "kept: " + "; ".join(
+        f"{path} {p['rows']} rows ({', '.join(f'{why} {n}' for why, n in sorted(p['because'].items()))}), "
+        f"{p['bytes']} of {p['orig_bytes']} original bytes" for path, p in sorted(paths.items()))

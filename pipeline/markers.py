@@ -28,10 +28,10 @@ not parse (``archive_rows``, the container's CRC).
 from __future__ import annotations
 
 import hashlib
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from .records import Record, RecordError
 from .storage import Storage, etag, is_local, join
 
 READ_THREADS = 16
@@ -68,16 +68,16 @@ class Markers:
     """The markers under one prefix: ``found`` by name, ``listing`` of the prefix, and ``problems``
     (name -> why the unit counts as incomplete), for the job to print."""
 
-    found: dict[str, dict] = field(default_factory=dict)
+    found: dict[str, Record] = field(default_factory=dict)
     listing: dict[str, dict] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
 
-    def verified(self, storage: Storage, output_name) -> dict[str, dict]:
+    def verified(self, storage: Storage, output_name) -> dict[str, Record]:
         """The markers whose outputs still match (``output_name(name)`` is the output's file name);
         the others move to ``problems``."""
         names = list(self.found)
         with ThreadPoolExecutor(READ_THREADS) as pool:
-            checks = pool.map(lambda n: output_problem(self.found[n].get("output"),
+            checks = pool.map(lambda n: output_problem(self.found[n].output,
                                                        self.listing.get(output_name(n)), storage), names)
             for name, problem in zip(names, list(checks)):
                 if problem is not None:
@@ -85,18 +85,19 @@ class Markers:
         return {n: m for n, m in self.found.items() if n not in self.problems}
 
 
-def read_markers(prefix: str, suffix: str, storage: Storage, names: set[str] | None = None) -> Markers:
-    """Every ``NAME + suffix`` marker directly under ``prefix`` (only ``names`` when given)."""
+def read_markers(prefix: str, suffix: str, record: type[Record], storage: Storage,
+                 names: set[str] | None = None) -> Markers:
+    """Every ``NAME + suffix`` marker directly under ``prefix`` (only ``names`` when given), read as
+    ``record`` (a ``records`` type)."""
     out = Markers(listing=storage.listing(prefix))
     wanted = [n[: -len(suffix)] for n in out.listing if n.endswith(suffix)]
     wanted = [n for n in wanted if names is None or n in names]
 
-    def load(name: str) -> dict | str:
-        url = join(prefix, name + suffix)
+    def load(name: str) -> Record | str:
         try:
-            return json.loads(storage.read_bytes(url))
-        except (ValueError, UnicodeDecodeError) as exc:
-            return f"{url} is not valid JSON ({exc}): truncated or corrupt, so its shard is redone"
+            return record.read(join(prefix, name + suffix), storage)
+        except RecordError as exc:
+            return f"{exc}: truncated or corrupt, so its shard is redone"
 
     with ThreadPoolExecutor(READ_THREADS) as pool:
         for name, marker in zip(wanted, list(pool.map(load, wanted))):

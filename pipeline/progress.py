@@ -13,6 +13,8 @@ import time
 import ray
 from tqdm import tqdm
 
+from .records import Record
+
 
 @ray.remote(num_cpus=0)
 class ProgressBoard:
@@ -53,17 +55,17 @@ class ProgressDisplay:
     def images_seen(self) -> int:
         return self.images + sum(p[1] for p in self.partial.values())
 
-    def shard_finished(self, shard: str, stats: dict | None) -> None:
+    def shard_finished(self, shard: str, stats: Record | None) -> None:
         self.partial.pop(shard, None)
         self.finished.add(shard)
         if stats is None:
             self.failed += 1
         else:
             self.done += 1
-            self.images += stats.get("rows", 0)
-            self.errors += stats.get("errors", 0)
-            self.bytes_in += stats.get("bytes_in", 0)
-            self.bytes_out += stats.get("parquet_bytes", stats.get("bytes_out", 0))
+            self.images += stats.rows
+            self.errors += stats.errors
+            self.bytes_in += getattr(stats, "bytes_in", 0)  # a shard archived; a decoded one has no such count
+            self.bytes_out += getattr(stats, "parquet_bytes", getattr(stats, "bytes_out", 0))
         self._draw()
 
     def elapsed(self) -> float:

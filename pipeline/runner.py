@@ -19,9 +19,10 @@ from model import WeightsResolver, plugin_env
 
 from .actors import Resources
 from .pool import on_this_node, run_pool
-from .archive import now, package_versions, write_json
+from .archive import now, package_versions
 from .lease import Lease
 from .progress import ProgressBoard, ProgressDisplay
+from .records import JobManifest
 from .storage import Storage, absolute, endpoint_from_env, redact
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,8 +151,8 @@ def run_workers(job: str, make_actor: Callable[[object], object], items: list, c
 
 
 def manifest_base(job: str, argv: list[str], started: str, seconds: float, res: Resources) -> dict:
-    """The part of a manifest every job writes. Arguments are recorded so ``build_parser()``
-    parses them again; URLs are redacted; nothing from the environment is recorded."""
+    """The fields of ``records.JobManifest`` that every job fills alike (URLs redacted, nothing
+    from the environment)."""
     return {
         "job": job,
         "argv": [redact(a) for a in argv],
@@ -185,10 +186,10 @@ def _exit_on_sigterm(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def write_manifest(url: str, manifest: dict, storage: Storage) -> bool:
+def write_manifest(url: str, manifest: JobManifest, storage: Storage) -> bool:
     """Write the job manifest; a store that refuses it is reported, not a traceback."""
     try:
-        write_json(url, manifest, storage)
+        manifest.write(url, storage)
         return True
     except Exception as exc:
         print(f"error: could not write the manifest {redact(url)}: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -46,7 +46,7 @@ SHARD_SCRIPT = textwrap.dedent("""
     baseline = status("VmRSS")
     stats = compress_shard(codec, sys.argv[2], sys.argv[3], settings, Storage())
     peak = status("VmHWM")
-    print(json.dumps({"baseline": baseline, "peak": peak, "errors": stats["error_rows"], "rows": stats["rows"]}))
+    print(json.dumps({"baseline": baseline, "peak": peak, "errors": stats.error_rows, "rows": stats.rows}))
 """)
 
 

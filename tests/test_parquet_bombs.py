@@ -26,7 +26,8 @@ from shardkit import plain_shards
 
 from jobs import compress, decompress
 from model import load_codec
-from pipeline.archive import BIG_COLUMNS, SCHEMA, ArchiveWriter, RowGroups, row_bytes
+from pipeline.archive import ArchiveWriter, RowGroups, row_bytes
+from pipeline.records import BIG_COLUMNS, ROW_SCHEMA
 from pipeline.archive_rows import ArchiveRows, ReadRequest, reader_growth_bytes
 from pipeline.storage import Storage
 
@@ -57,9 +58,9 @@ def vouch(folder, name: str) -> None:
 def write_groups(path, groups: list[list[dict]]) -> None:
     """One row group per list of rows, written as any Parquet writer could (no caps; no dictionaries or
     statistics, which would only cost this test time and memory)."""
-    with pq.ParquetWriter(path, SCHEMA, compression="zstd", use_dictionary=False, write_statistics=False) as writer:
+    with pq.ParquetWriter(path, ROW_SCHEMA, compression="zstd", use_dictionary=False, write_statistics=False) as writer:
         for rows in groups:
-            writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), row_group_size=len(rows))
+            writer.write_table(pa.Table.from_pylist(rows, schema=ROW_SCHEMA), row_group_size=len(rows))
 
 
 def zeros_row(template: dict, key: str, size: int) -> dict:

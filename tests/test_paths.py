@@ -107,12 +107,12 @@ def test_nul_and_dot_keys_in_an_archive_stay_inside_the_output(tmp_path):
         settings = DecodeSettings(format=fmt)
         result = decode_shard(in_process(lambda _: codec, settings), str(parquet), str(out), settings, Storage())
         created = assert_all_inside(tmp_path, before, out)
-        assert result["decoded"] == len(keys) and result["errors"] == 0
+        assert result.decoded == len(keys) and result.errors == 0
         renamed_as_expected = [k for k in keys if safe_name(k) != k] + ["same"]  # the repeat of "same" too
-        assert sorted(result["renamed"].values()) == sorted(renamed_as_expected)
+        assert sorted(result.renamed.values()) == sorted(renamed_as_expected)
         if fmt == "png":
             assert len([p for p in created if p.suffix == ".png"]) == len(keys)  # the repeat got its own file
-            for safe, original in result["renamed"].items():
+            for safe, original in result.renamed.items():
                 assert (out / "evil" / f"{safe}.png").is_file(), original
         else:
             [tar_path] = [p for p in created if p.suffix == ".tar"]

@@ -13,7 +13,7 @@ from PIL import Image
 from shardkit import archive_rows, plain_shards, stats
 
 from jobs import compress, decompress
-from pipeline.archive import SCHEMA
+from pipeline.records import ROW_SCHEMA
 
 
 SECRET = f"s3cr3t-{secrets.token_hex(8)}"
@@ -34,7 +34,7 @@ def test_compress_defaults_archive_the_example_corpus(example_archive, capsys):
     assert files == ["_manifest.json", "shard-000000.parquet", "shard-000000.stats.json",
                      "shard-000001.parquet", "shard-000001.stats.json"]
     table = pq.read_table(example_archive / "shard-000000.parquet")
-    assert table.schema.equals(SCHEMA, check_metadata=False)
+    assert table.schema.equals(ROW_SCHEMA, check_metadata=False)
     rows = archive_rows(example_archive)
     assert len(rows) == 12 and len({r["key"] for r in rows}) == 12
     for r in rows:

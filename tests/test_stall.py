@@ -21,6 +21,7 @@ from model import load_codec
 from pipeline.encoding import EncodeSettings, compress_shard
 from pipeline.pool import run_pool
 from pipeline.progress import ProgressBoard, ProgressDisplay
+from pipeline.records import ShardStats
 from pipeline.runner import STALL_S as DEFAULT_STALL_S
 from pipeline.runner import resources_from
 from pipeline.storage import Storage
@@ -125,11 +126,11 @@ class Ticker:
     def ready(self) -> bool:
         return True
 
-    def run(self, shard: str, beats: int, gap_s: float) -> dict:
+    def run(self, shard: str, beats: int, gap_s: float) -> ShardStats:
         for _ in range(beats):
             time.sleep(gap_s)
             self.board.post.remote({"shard": shard, "images": 1})
-        return {"rows": beats}
+        return ShardStats(rows=beats)
 
 
 def test_progress_keeps_a_long_shard_alive_and_silence_stalls_it(ray_local):
@@ -144,7 +145,7 @@ def test_progress_keeps_a_long_shard_alive_and_silence_stalls_it(ray_local):
                         board, ProgressDisplay("test", 1, enabled=False), retries=0, stall_s=1.0, created=created)
 
     try:
-        assert run(beats=6, gap_s=0.3) == ({"s": {"rows": 6}}, {})  # 1.8 s in all, never 1 s without progress
+        assert run(beats=6, gap_s=0.3) == ({"s": ShardStats(rows=6)}, {})  # 1.8 s in all, never 1 s without progress
         stalled = "it stalled (no progress for 1s, --stall-timeout), on each of 1 workers"
         assert run(beats=1, gap_s=30) == ({}, {"s": stalled})
     finally:
