@@ -208,7 +208,7 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
             progress=not args.no_progress, on_event=on_event)
     finished = list(results.values()) + list(skipped.values())
     failed_rows = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "failed_rows", [])]
-    compress_errors = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "compress_errors", [])]
+    compress_errors = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "compress_errors", None) or []]
     manifest = DecompressManifest(
         **manifest_base("decompress", argv, started, time.perf_counter() - t0, res),
         input=redact(args.input), output=redact(args.output),

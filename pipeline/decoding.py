@@ -160,7 +160,7 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
     marker = DecodedMarker(
         shard=parquet_url, name=name, input=source, settings=settings.fingerprint(), output=output,
         rows=counts["decoded"] + len(failures), decoded=counts["decoded"], errors=len(failures),
-        failed_rows=failures, compress_errors=noted, renamed=renamed, bytes_out=output["bytes"],
+        failed_rows=failures, compress_errors=noted or None, renamed=renamed, bytes_out=output["bytes"],
         seconds=round(time.perf_counter() - t0, 4), started=started, finished=now(), **_process_records(decoder, rows_read))
     marker.write(marker_url, storage)
     return marker

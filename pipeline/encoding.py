@@ -108,7 +108,7 @@ def stored(item: Item) -> tuple[Kept | None, bytes | None]:
     """How the row keeps its image and the bytes in its ``bitstream`` column: an error row keeps the
     sample's original image file when it has one, so it comes back as it came."""
     if item.error is not None:
-        return (Kept(ORIGINAL, "error", item.data), item.data) if item.data else (None, None)
+        return (Kept(ORIGINAL, "error", item.data), item.data) if item.member is not None else (None, None)
     return item.kept, item.kept.data
 
 

@@ -141,6 +141,7 @@ class ShardStats(Record):
     """``NAME.stats.json``: one input shard archived. Resume trusts it while ``output`` still matches the
     Parquet file and ``input`` the input shard (``markers``)."""
 
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("paths",)  # absent from records written before it
     shard: str = ""  # the input shard's URL
     name: str = ""
     codec_id: str = ""
@@ -153,7 +154,7 @@ class ShardStats(Record):
     image_bytes: int = 0
     bitstream_bytes: int = 0
     parquet_bytes: int = 0
-    paths: dict[str, dict] = field(default_factory=dict)  # stored_as -> {rows, bytes, orig_bytes, because: {why: n}}
+    paths: dict[str, dict] | None = None  # stored_as -> {rows, bytes, orig_bytes, because: {why: n}} (``keeping``)
     input: dict | None = None  # the input shard's identity when it was read
     output: dict | None = None  # the Parquet file's record
     mean_bpp: float | None = None
@@ -171,6 +172,7 @@ class DecodedMarker(Record):
     """``NAME.decoded.json``: one archive file decoded. Resume trusts it while ``input`` is still the archive
     file's record (its ``ShardStats.output``), ``settings`` the run's, and ``output`` the decoded files."""
 
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("compress_errors",)  # absent from records written before it
     shard: str = ""  # the archive file's URL
     name: str = ""
     input: dict | None = None
@@ -180,7 +182,7 @@ class DecodedMarker(Record):
     decoded: int = 0
     errors: int = 0
     failed_rows: list[dict] = field(default_factory=list)  # {key, error}, every one
-    compress_errors: list[dict] = field(default_factory=list)  # {key, error}: the archive's error rows, restored as kept
+    compress_errors: list[dict] | None = None  # {key, error}: the archive's error rows, restored as kept
     renamed: dict[str, str] = field(default_factory=dict)  # safe name -> original key
     bytes_out: int = 0
     seconds: float = 0.0
