@@ -5,9 +5,10 @@
         --steps 8 --gamma 0.8 --seed 0 [--shards 'shard-00001*'] [--keys keys.txt] [--format png]
     python jobs/decompress.py --audit 's3://bucket/corpus/shard-{000000..000999}.tar' --output out/audit
 
-Decoding writes NAME.tar per archive file (same keys, in a safe form: the decoded image as .png plus
-the carried metadata members) or NAME/KEY.png, each committed in one piece, then NAME.decoded.json
-(the shard's marker: rows, failed rows, original keys of renamed ones). Rerunning skips shards decoded
+Decoding writes NAME.tar per archive file (the samples as they came: same keys, in a safe form, same
+member names; README: What the archive keeps) or NAME/KEY.png (decoded pixels; kept files and the
+other members beside them as KEY.EXT), each committed in one piece, then NAME.decoded.json (the
+shard's marker: rows, failed rows, the archive's error rows, original keys of renamed ones). Rerunning skips shards decoded
 before from the same archive bytes with the same settings. --audit decodes against the original
 shards, writes NAME.audit.parquet (per image PSNR, MS-SSIM, bpp) and its marker NAME.audited.json per
 shard without keeping decoded images (a rerun audits only the shards not audited before from the same
@@ -15,7 +16,8 @@ archive bytes, originals and settings), then audit.parquet over every shard, and
 worst 1 %. The decode options (the flags the codec families declare: steps, gamma, seed, ...) and
 the batch size are recorded in _manifest.json: the same arguments reproduce a stochastic decode.
 Rows whose codec has no matching weights here are refused.
-Exit status: 0 ok, 1 when some shard failed or some row was not decoded (unless --allow-errors),
+Exit status: 0 ok, 1 when some shard failed or some row was not decoded now (unless --allow-errors;
+rows that were error rows when archived are reported, not failures),
 2 for a usage error, a refused codec or an output in use by another job.
 """
 

@@ -114,13 +114,14 @@ def decode_rows(decoder: Decoder, rows: list[dict]) -> list[Restored]:
 def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: DecodeSettings,
                  storage: Storage, report: Callable[[dict], None] = lambda e: None,
                  source: dict | None = None) -> DecodedMarker:
-    """Write the decoded images of one archive file as ``NAME.tar`` or ``NAME/KEY.png``, then its
-    marker ``NAME.decoded.json`` (``markers``), which is also returned.
+    """Write the samples of one archive file as ``NAME.tar`` or the folder ``NAME/`` (``restore``), then
+    its marker ``NAME.decoded.json`` (``markers``), which is also returned.
 
     ``source`` is the archive's record of the Parquet file (its stats' ``output``): the marker keeps it,
     so a re-encoded archive shard is decoded again. Keys become file and member names only in their
     safe form (``names.safe_name``); ``renamed`` maps those that changed back to the original keys, and
-    ``failed_rows`` lists every row that was not decoded, with the reason.
+    ``failed_rows`` lists every row that was not decoded, with the reason; ``compress_errors`` the
+    archive's error rows (restored as far as they were kept: their file, their other members).
     """
     name, t0, started = archive_name(parquet_url), time.perf_counter(), now()
     marker_url = join(out_prefix, name + DECODED_SUFFIX)

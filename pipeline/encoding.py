@@ -1,9 +1,11 @@
-"""Compress one shard: stream samples -> decode images (a prefetch thread) -> batched codec.encode
--> Parquet rows -> commit the Parquet file -> write the stats file (the completion marker, ``markers``).
+"""Compress one shard: stream samples -> decode images and decide how each is kept (``keeping``; a
+prefetch thread) -> batched codec.encode -> Parquet rows -> commit the Parquet file -> write the
+stats file (the completion marker, ``markers``).
 
 Reading the tar and decoding images run in a background thread while the codec encodes the
 previous batch, so the model is not left waiting on I/O. Nothing in the input fails the shard:
-an image that cannot be loaded or encoded becomes a row with ``error`` set and no bitstream.
+an image that cannot be loaded or encoded becomes a row with ``error`` set that keeps the image
+file's bytes; a sample without an image is a row that carries its members (``stored_as`` none).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from model.metadata import FileFacts, file_facts
 
 from .batches import call_batched
 from .faults import is_infrastructure
-from .keeping import CODEC, NONE, ORIGINAL, Kept, Policy, after_coding, count_path, decide
+from .keeping import CODEC, LOSSLESS, NONE, ORIGINAL, Kept, Policy, after_coding, count_path, decide
 from .markers import identity
 from .archive import ArchiveWriter, RowGroups, now, sha256
 from .records import ShardStats, parquet_url, stats_url
@@ -112,11 +114,18 @@ def stored(item: Item) -> tuple[Kept | None, bytes | None]:
     return item.kept, item.kept.data
 
 
+def mode_of(item: Item) -> str | None:
+    """The original's Pillow mode, saying 16 bits where Pillow's own mode does not (48-bit RGB reads as RGB)."""
+    if item.facts is not None and item.facts.bits > 8 and not item.facts.mode.startswith("I"):
+        return f"{item.facts.mode};16"
+    return getattr(item.image, "mode", None)
+
+
 def to_row(item: Item, shard_url: str, codec_id: str) -> dict:
     image = item.image
     kept, blob = stored(item)
     height, width = (image.rgb.shape[0], image.rgb.shape[1]) if image is not None else (None, None)
-    coded = kept is not None and kept.stored_as in (CODEC, "lossless") and item.error is None
+    coded = kept is not None and kept.stored_as in (CODEC, LOSSLESS) and item.error is None
     return {
         "key": item.sample.key,
         "shard": shard_url,
@@ -128,7 +137,7 @@ def to_row(item: Item, shard_url: str, codec_id: str) -> dict:
         "image_info": list(item.facts.image_info.items()) if coded and item.facts else [],
         "width": width,
         "height": height,
-        "orig_mode": getattr(image, "mode", None),
+        "orig_mode": mode_of(item),
         "orig_format": getattr(image, "format", None),
         "orientation": getattr(image, "orientation", None),
         "frames": getattr(image, "frames", None),
