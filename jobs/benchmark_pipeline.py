@@ -1,8 +1,8 @@
 """Pipeline efficiency: bare codec encode vs the full compress job, and decode-job throughput.
 
-    python jobs/benchmark_pipeline.py                          # cdc-s-q2 if shipped, else webp-q75
+    python jobs/benchmark_pipeline.py                          # compress's default codec if shipped, else webp-q75
     python jobs/benchmark_pipeline.py --codec webp-q75 --images 64 --size 512x384
-    python jobs/benchmark_pipeline.py --random-init cdc-s      # a config's speed before weights exist
+    python jobs/benchmark_pipeline.py --random-init cdc-avif-s # a config's speed before weights exist
 
 On the same images (synthetic photos packed into shards, or --input SHARDS):
   bare encode    codec.encode on preloaded images, batch by batch, one replica with all --cpus
@@ -40,9 +40,10 @@ from pipeline.storage import Storage
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmark_pipeline.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--codec", default=None, help="codec name or .safetensors path (default cdc-s-q2 if shipped, else webp-q75)")
+    p.add_argument("--codec", default=None, help="codec name or .safetensors path, at its own options (default "
+                                                  f"{compress.DEFAULT_CODEC}, quality 30, if shipped, else webp-q75)")
     p.add_argument("--random-init", default=None, metavar="CONFIG",
-                   help="benchmark a randomly initialised model of this config (cdc-s, hyperprior-s...) instead")
+                   help="benchmark a randomly initialised model of this config (cdc-avif-s, hyperprior-s...) instead")
     p.add_argument("--input", default=None, help="shards to use (default: synthetic photos)")
     p.add_argument("--images", type=int, default=48, help="synthetic images (default 48)")
     p.add_argument("--size", default="512x384", help="synthetic image size WxH (default 512x384)")
@@ -55,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def default_codec() -> str:
+    """The compress job's default codec (at its own quality, 30) where its weights are here."""
     names = {c.name for c in list_codecs()}
-    return "cdc-s-q2" if "cdc-s-q2" in names else "webp-q75"
+    return compress.DEFAULT_CODEC if compress.DEFAULT_CODEC in names else "webp-q75"
 
 
 def random_init_weights(config: str, folder: Path) -> str:

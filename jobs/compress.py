@@ -17,18 +17,16 @@ import argparse
 import sys
 import time
 from dataclasses import asdict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from model import load_codec, split_codec_id
 from model.options import add_option_flags, family_options, given_options
-from pipeline.actors import CompressWorker
-from pipeline.archive import RowGroups, archived_shards, now
+from pipeline.actors import CompressWorker, ResolvedCodec
+from pipeline.archive import RowGroups, find_completed, now, tally
 from pipeline.encoding import JOB_MAX_PIXELS, EncodeSettings
 from pipeline.lease import LeaseHeld
-from pipeline.markers import READ_THREADS, identity
-from pipeline.keeping import Policy, describe_paths, sum_paths
-from pipeline.records import MANIFEST, CompressManifest, ShardStats
+from pipeline.keeping import Policy, describe_paths
+from pipeline.records import MANIFEST, CompressManifest
 from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, ray_session,
                              report_failures,
                              resources_from, run_workers, storage_from, weights_from, write_manifest)
@@ -92,29 +90,6 @@ def fraction(text: str) -> float:
     return value
 
 
-def find_completed(output: str, shards: dict[str, str], storage,
-                   codec_id: str) -> tuple[dict[str, ShardStats], dict[str, str]]:
-    """(stats of the shards already archived under ``output`` that can be trusted, name -> why the
-    others are redone). A shard counts when its marker and Parquet file check out (``markers``) and
-    its input is unchanged; a different codec is refused."""
-    markers = archived_shards(output, storage, set(shards))
-    done = markers.found
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        now_inputs = dict(zip(done, pool.map(lambda n: identity(storage.info(shards[n])), list(done))))
-    for name, current in now_inputs.items():
-        if done[name].input != current:
-            markers.problems[name] = (f"input {redact(shards[name])} changed since it was archived "
-                                      f"({done[name].input} -> {current})")
-            del done[name]
-    other = sorted({s.codec_id for s in done.values()} - {codec_id})
-    if other:
-        raise ValueError(
-            f"{redact(output)} already holds shards archived with codec {', '.join(other)}, this run uses "
-            f"{codec_id}: pass --overwrite to redo them or choose another --output"
-        )
-    return done, markers.problems
-
-
 def main(argv: list[str] | None = None, on_event=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -130,19 +105,19 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     settings = EncodeSettings(batch_size=args.batch_size, max_pixels=args.max_pixels,
                               batch_bytes=int(args.batch_mb * 2**20), max_member_bytes=int(args.max_member_mb * 2**20),
                               row_groups=RowGroups(args.row_group_rows, int(args.row_group_mb * 2**20)),
-                              codec_options=codec_options,
                               policy=Policy(lossless=args.lossless, margin=args.keep_original_margin,
                                             min_side=args.min_side, allow_8bit=args.allow_8bit,
                                             allow_first_frame=args.allow_first_frame))
+    resolved = ResolvedCodec.of(args.codec, codec, codec_options)
     try:
         with output_lease(args, "compress", storage) as lease:
-            return archive(args, argv, storage, shards, codec, settings, lease, on_event)
+            return archive(args, argv, storage, shards, codec, resolved, settings, lease, on_event)
     except LeaseHeld as exc:
         return fail(str(exc))
 
 
-def archive(args, argv: list[str], storage, shards: list[str], codec, settings: EncodeSettings, lease,
-            on_event) -> int:
+def archive(args, argv: list[str], storage, shards: list[str], codec, resolved: ResolvedCodec,
+            settings: EncodeSettings, lease, on_event) -> int:
     """The job once it holds the output prefix: skip what is complete, archive the rest, write the manifest."""
     names = {shard_name(s): s for s in shards}
     try:
@@ -157,7 +132,7 @@ def archive(args, argv: list[str], storage, shards: list[str], codec, settings: 
         res = resources_from(args)
         results, failures, display = run_workers(
             "compress",
-            lambda board: CompressWorker.options(**res.options()).remote(args.codec, settings, res, storage, board),
+            lambda board: CompressWorker.options(**res.options()).remote(resolved, settings, res, storage, board),
             todo, lambda actor, shard: actor.compress.remote(shard, args.output),
             res, total=len(shards), skipped=len(skipped), progress=not args.no_progress, on_event=on_event)
     manifest = CompressManifest(
@@ -165,6 +140,7 @@ def archive(args, argv: list[str], storage, shards: list[str], codec, settings: 
         codec=args.codec,
         codec_id=codec.codec_id,
         weights_hash=split_codec_id(codec.codec_id)[1],
+        options=codec.resolve_options("encode", {}),
         input=redact(args.input),
         output=redact(args.output),
         settings={"batch_size": settings.batch_size, "max_pixels": settings.max_pixels,
@@ -177,30 +153,6 @@ def archive(args, argv: list[str], storage, shards: list[str], codec, settings: 
     print(display.summary() + f"; manifest {redact(join(args.output, MANIFEST))}")
     print(describe_paths(manifest.paths))
     return report_failures(failures, lease) or (0 if written else 1)
-
-
-def tally(shards: list[str], results: dict[str, ShardStats], skipped: dict[str, ShardStats], failures: dict) -> dict:
-    """Counts over the whole archive (this run and earlier complete ones): fields of the manifest."""
-    stats = list(results.values()) + list(skipped.values())
-    status = ["done"] * len(results) + ["skipped"] * len(skipped)
-
-    def total(key: str) -> int:
-        return sum(getattr(s, key) or 0 for s in stats)
-
-    seconds = sum(s.seconds for s in results.values())
-    return {
-        "counts": {"shards": len(shards), "done": len(results), "skipped": len(skipped), "failed": len(failures),
-                   "rows": total("rows"), "ok": total("ok"), "errors": total("errors")},
-        "paths": sum_paths(s.paths for s in stats),
-        "bytes": {"in": total("bytes_in"), "images": total("image_bytes"), "bitstreams": total("bitstream_bytes"),
-                  "parquet": total("parquet_bytes")},
-        "timings": {"shard_seconds": round(seconds, 3),
-                    "encode_seconds": round(sum(s.encode_seconds for s in results.values()), 3)},
-        "shards": [{"shard": redact(s.shard), "name": s.name, "rows": s.rows, "errors": s.errors,
-                    "truncated": s.truncated, "status": st} for s, st in zip(stats, status)],
-        "warnings": [f"{redact(s.shard)}: {s.truncated}" for s in stats if s.truncated],
-        "failures": [{"shard": redact(shard), "error": reason} for shard, reason in failures.items()],
-    }
 
 
 if __name__ == "__main__":

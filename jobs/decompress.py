@@ -25,27 +25,18 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import io
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
-import pyarrow.parquet as pq
-
-from model import load_codec_for_id
 from model.options import add_option_flags, family_options, given_options, with_defaults
 from pipeline.actors import DecodeWorker
 from pipeline.archive import RowGroups, archived_shards, now
-from pipeline.decoding import FORMATS, DecodeSettings, archive_name, original_record
+from pipeline.audit import Auditing, summary_line
+from pipeline.decoding import FORMATS, DecodeSettings, Decoding, archive_name, codecs_for, resolved_options
 from pipeline.encoding import JOB_MAX_PIXELS
 from pipeline.lease import LeaseHeld
-from pipeline.markers import READ_THREADS, read_markers
-from pipeline.metrics import summarize
-from pipeline.outputs import decoded_problem
-from pipeline.records import (AUDIT_FILE, AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, DECODED_SUFFIX, MANIFEST, PARQUET_SUFFIX,
-                              STATS_SUFFIX, AuditedMarker, DecodedMarker, DecompressManifest, ShardStats, audit_rows,
-                              audit_table)
+from pipeline.records import DECODED_SUFFIX, MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, DecompressManifest, ShardStats
 from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, ray_session,
                              report_failures,
                              resources_from, run_workers, storage_from, weights_from, write_manifest)
@@ -101,22 +92,6 @@ def select_shards(archive: str, pattern: str | None, storage) -> dict[str, Shard
     return {n: s for n, s in markers.found.items() if pattern is None or fnmatch.fnmatchcase(n, pattern)}
 
 
-def refused_codecs(shards: dict[str, ShardStats], resolver) -> list[str]:
-    """One message per codec id in the selected shards that has no matching weights here."""
-    by_codec: dict[str, list[str]] = {}
-    for name, stats in shards.items():
-        by_codec.setdefault(stats.codec_id, []).append(name)
-    messages = []
-    for codec_id, names in sorted(by_codec.items()):
-        try:
-            load_codec_for_id(codec_id, resolver=resolver)
-        except Exception as exc:
-            rows = sum(shards[n].rows for n in names)
-            messages.append(f"{rows} rows in {len(names)} shard(s) ({', '.join(sorted(names)[:5])}"
-                            f"{', ...' if len(names) > 5 else ''}) need codec '{codec_id}': {exc}")
-    return messages
-
-
 def main(argv: list[str] | None = None, on_event=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -126,7 +101,7 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     if not shards:
         return fail(f"no complete archive shards under {redact(args.input)}"
                     f"{' matching ' + repr(args.shards) if args.shards else ''} (expected NAME{STATS_SUFFIX} files)")
-    refusals = refused_codecs(shards, weights_from(args))
+    codecs, refusals = codecs_for(shards, weights_from(args))
     if refusals:
         return fail("refusing to decode:\n  " + "\n  ".join(refusals) +
                     "\n  install the matching weights (or pass --weights-dir / --weights-url), or leave these shards out "
@@ -139,7 +114,7 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     settings = DecodeSettings(options=options, batch_size=args.batch_size, format=args.format, keys=keys,
                               max_pixels=args.max_pixels, weights_dir=args.weights_dir, limits=limits,
                               row_groups=RowGroups(bytes=int(args.max_row_group_mb * 2**20)))
-    originals = None
+    work = Decoding()
     if args.audit:
         try:
             originals = {shard_name(u): u for u in expand_inputs(args.audit, storage)}
@@ -148,63 +123,32 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
         missing = sorted(set(shards) - set(originals))
         if missing:
             return fail(f"--audit: no original shard for {', '.join(missing[:5])} in {redact(args.audit)}")
+        work = Auditing(originals)
     try:
         with output_lease(args, "decompress", storage) as lease:
-            return decode(args, argv, storage, shards, settings, originals, lease, on_event)
+            return decode(args, argv, storage, shards, settings, resolved_options(codecs, options), work, lease,
+                          on_event)
     except LeaseHeld as exc:
         return fail(str(exc))
 
 
-def find_finished(output: str, shards: dict[str, ShardStats], settings: DecodeSettings, storage,
-                  originals: dict[str, str] | None = None) -> tuple[dict, dict]:
-    """(markers of the shards already decoded, or audited against ``originals``, under ``output`` from
-    the same archive bytes (and originals) with the same settings and intact outputs, name -> why the
-    others are done again)."""
-    verb = "decoded" if originals is None else "audited"
-    markers = (read_markers(output, DECODED_SUFFIX, DecodedMarker, storage, set(shards)) if originals is None
-               else read_markers(output, AUDITED_SUFFIX, AuditedMarker, storage, set(shards)))
-    now_originals: dict[str, dict] = {}
-    if originals is not None:
-        with ThreadPoolExecutor(READ_THREADS) as pool:
-            names = list(markers.found)
-            now_originals = dict(zip(names, pool.map(lambda n: original_record(originals[n], storage), names)))
-    done = {}
-    for name, marker in markers.found.items():
-        if marker.input != shards[name].output:
-            markers.problems[name] = f"the archive shard changed since it was {verb}"
-        elif marker.settings != settings.fingerprint():
-            markers.problems[name] = f"{verb} with other settings ({marker.settings})"
-        elif originals is not None and marker.original != now_originals[name]:
-            markers.problems[name] = (f"the original shard changed since it was {verb} "
-                                      f"({marker.original} -> {now_originals[name]})")
-        elif (problem := decoded_problem(marker.output, markers.listing, storage)) is not None:
-            markers.problems[name] = problem
-        else:
-            done[name] = marker
-    return done, markers.problems
-
-
-def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settings: DecodeSettings, originals,
-           lease, on_event) -> int:
+def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settings: DecodeSettings,
+           options_used: dict[str, dict], work: Decoding | Auditing, lease, on_event) -> int:
     """The job once it holds the output prefix: skip shards decoded (or audited) before, do the rest."""
     parquets = {n: join(args.input, n + PARQUET_SUFFIX) for n in shards}
     skipped: dict[str, dict] = {}
     if not args.overwrite:
-        skipped, redo = find_finished(args.output, shards, settings, storage, originals)
+        skipped, redo = work.finished(args.output, shards, settings, storage)
         for name, reason in sorted(redo.items()):
-            print(f"{'decoding' if originals is None else 'auditing'} {name} again: {reason}", file=sys.stderr)
-    if originals is not None:
-        call = lambda actor, url: actor.audit.remote(  # noqa: E731
-            url, originals[archive_name(url)], args.output, shards[archive_name(url)].output)
-    else:
-        call = lambda actor, url: actor.decode.remote(url, args.output, shards[archive_name(url)].output)  # noqa: E731
+            print(f"{work.doing} {name} again: {reason}", file=sys.stderr)
+    call = lambda actor, url: work.submit(actor, url, args.output, shards[archive_name(url)].output)  # noqa: E731
     todo = [u for n, u in parquets.items() if n not in skipped]
     started, t0 = now(), time.perf_counter()
     with ray_session():
         # the sandbox takes up to 2 x batch x --decode-timeout to make a hanging image an error row
         res = resources_from(args, batch_deadline_s=2 * args.decode_timeout * args.batch_size)
         results, failures, display = run_workers(
-            "audit" if originals is not None else "decompress",
+            work.job,
             lambda board: DecodeWorker.options(**res.options()).remote(settings, res, storage, board),
             todo, call, res, total=len(parquets), skipped=len(skipped),
             progress=not args.no_progress, on_event=on_event)
@@ -214,7 +158,9 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
     manifest = DecompressManifest(
         **manifest_base("decompress", argv, started, time.perf_counter() - t0, res),
         input=redact(args.input), output=redact(args.output),
-        decode={**with_defaults(settings.options, family_options("decode")), "batch_size": args.batch_size},
+        decode={**with_defaults(settings.options, family_options("decode")), **agreed(options_used),
+                "batch_size": args.batch_size},
+        codec_options=options_used,
         codec_ids=dict(Counter(s.codec_id for s in shards.values())),
         counts={"shards": len(parquets), "done": len(results), "skipped": len(skipped), "failed": len(failures),
                 "rows": sum(r.rows for r in finished), "errors": sum(r.errors for r in finished)},
@@ -223,9 +169,9 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
         failed_rows=failed_rows[:MANIFEST_FAILED_ROWS],
         compress_errors=compress_errors[:MANIFEST_FAILED_ROWS],
     )
-    if originals is not None:
-        manifest.audit = write_audit([archive_name(r.shard) for r in finished], args.output, storage)
-        print_audit(manifest.audit)
+    manifest.audit = work.conclude([archive_name(r.shard) for r in finished], args.output, storage)
+    if manifest.audit is not None:
+        print(summary_line(manifest.audit))
     written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; output {redact(args.output)}")
     report_compress_errors(compress_errors)
@@ -244,6 +190,16 @@ def report_compress_errors(rows: list[dict]) -> None:
             print(f"  {row['shard']} {row['key']!r}: {row['error']}", file=sys.stderr)
 
 
+def agreed(options_used: dict[str, dict]) -> dict:
+    """The options every codec of the archive ran with alike (what ``decode`` records for them)."""
+    common: dict = {}
+    for name in {n for opts in options_used.values() for n in opts}:
+        values = [opts[name] for opts in options_used.values() if name in opts]
+        if all(v == values[0] for v in values):
+            common[name] = values[0]
+    return common
+
+
 def report_rows(failed_rows: list[dict], allowed: bool) -> None:
     """The rows that were not decoded: how many, the first few, and where the full list is."""
     if not failed_rows:
@@ -254,34 +210,6 @@ def report_rows(failed_rows: list[dict], allowed: bool) -> None:
         print(f"  {row['shard']} {row['key']!r}: {row['error']}", file=sys.stderr)
     if not allowed:
         print("exit status 1 because rows failed; pass --allow-errors to accept them", file=sys.stderr)
-
-
-def write_audit(names: list[str], output: str, storage) -> dict:
-    """``audit.parquet``: the tables of the shards ``names`` (audited now or before), in name order."""
-    rows = [row for n in sorted(names)
-            for row in audit_rows(pq.read_table(io.BytesIO(storage.read_bytes(join(output, n + AUDIT_TABLE_SUFFIX)))))]
-    with storage.atomic_output(join(output, AUDIT_FILE)) as f:
-        pq.write_table(audit_table(rows), f, compression="zstd")
-    return {"file": redact(join(output, AUDIT_FILE)), "images": len(rows),
-            "errors": sum(r.error is not None for r in rows),
-            "exact": sum(bool(r.exact) for r in rows),  # pixels equal to the original's: not in the PSNR figures
-            "alpha_max_error": max((r.alpha_max_error for r in rows if r.alpha_max_error is not None), default=None),
-            "psnr_db": summarize([r.psnr for r in rows]),
-            "ms_ssim": summarize([r.ms_ssim for r in rows]),
-            "bpp": summarize([r.bpp for r in rows if r.error is None], higher_is_better=False)}
-
-
-def print_audit(audit: dict) -> None:
-    def fmt(name: str, s: dict, unit: str = "") -> str:
-        if not s["n"]:
-            return f"{name} n/a"
-        return f"{name} mean {s['mean']:.4g}{unit}, worst 1% {s['worst_1pct']:.4g}{unit} (n={s['n']})"
-
-    alpha = audit.get("alpha_max_error")
-    print(f"audit: {audit['images']} images, {audit['errors']} errors, {audit.get('exact', 0)} exact"
-          f"{'' if alpha is None else f', alpha max error {alpha}'}; "
-          + "; ".join([fmt("PSNR", audit["psnr_db"], " dB"), fmt("MS-SSIM", audit["ms_ssim"]), fmt("bpp", audit["bpp"])])
-          + f"; per image: {audit['file']}")
 
 
 if __name__ == "__main__":

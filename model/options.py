@@ -8,26 +8,46 @@ whose default is None ("the codec's own"), and ``given_options`` reads back what
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any, Iterable
 
 from .codec import Option, Side
 
 
 def family_options(side: Side) -> list[Option]:
-    """The options of ``side`` over every registered family, one per name (types must agree)."""
+    """The options of ``side`` over every registered family, one per name (types must agree). Where
+    families declare an option differently (its meaning or default), the merged one says what each
+    does and has no default of its own: each codec takes its family's (``Codec.resolve_options``)."""
     from .registry import families
 
-    merged: dict[str, tuple[Option, str]] = {}
+    merged: dict[str, list[tuple[Option, str]]] = {}
     for fam in families():
         for opt in fam.options:
             if opt.side != side:
                 continue
-            if opt.name in merged and merged[opt.name][0].type is not opt.type:
-                first, owner = merged[opt.name]
+            if opt.name in merged and merged[opt.name][0][0].type is not opt.type:
+                first, owner = merged[opt.name][0]
                 raise ValueError(f"option '{opt.name}' is {first.type.__name__} in family {owner} "
                                  f"but {opt.type.__name__} in family {fam.name}: give one of them another name")
-            merged.setdefault(opt.name, (opt, fam.name))
-    return [opt for opt, _ in merged.values()]
+            merged.setdefault(opt.name, []).append((opt, fam.name))
+    return [_merged(declarations) for declarations in merged.values()]
+
+
+def _merged(declarations: list[tuple[Option, str]]) -> Option:
+    """One option from its families' declarations: as declared when they agree, else described per
+    family (and with no default of its own where their defaults differ)."""
+    first = declarations[0][0]
+    defaults = {repr(opt.default) for opt, _ in declarations}
+    by_meaning: dict[tuple[str, Any], list[str]] = {}
+    for opt, fam in declarations:
+        by_meaning.setdefault((opt.help, opt.default if len(defaults) > 1 else None), []).append(fam)
+    if len(by_meaning) == 1:
+        return first
+    each = "; ".join(f"{', '.join(fams)}: {text}" + ("" if default is None else f", default {default!r}")
+                     for (text, default), fams in by_meaning.items())
+    if len(defaults) == 1:
+        return replace(first, help=each, choices=None, min=None, max=None)
+    return replace(first, default=None, help=f"{each}; default: the codec's own", choices=None, min=None, max=None)
 
 
 def flag(opt: Option) -> str:

@@ -6,7 +6,8 @@
 - ``records``   every record on disk (row schema, stats, markers, audit rows, manifests): typed, versioned
 - ``archive``   the Parquet writer, the complete shards of an archive, manifest helpers
 - ``archive_rows`` an archive file's rows, read in a child process and held to the writer's bounds
-- ``decoding``  one archive file -> batched ``codec.decode`` -> tar or PNGs, or audit metrics (resumable)
+- ``decoding``  one archive file -> batched ``codec.decode`` -> tar or PNGs (resumable)
+- ``audit``     one archive file decoded against its original shard -> PSNR, MS-SSIM, bpp (resumable)
 - ``actors``    Ray actors holding one codec replica each
 - ``pool``      the shard pool: one shard per actor, lost, lost-node and stalled workers replaced, shards retried
 - ``progress``  the live progress line and the final summary

@@ -17,12 +17,17 @@ from dataclasses import dataclass, field, replace
 import pyarrow as pa
 import ray
 
-from model import load_codec
+from model import load_codec, load_codec_for_id
 
-from .decoding import DecodeSettings, audit_shard, decode_shard
+from .audit import audit_shard
+from .decoding import DecodeSettings, decode_shard
 from .encoding import EncodeSettings, compress_shard
+from .records import AuditedMarker, DecodedMarker, ShardStats
 from .sandbox import DecoderProcess
 from .storage import Storage
+
+
+POSTED_WAIT_S = 30.0  # the most a finished shard waits for its progress events to reach the board
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,29 @@ class Resources:
         return max(1, min(int(fits), work_items))
 
 
+@dataclass(frozen=True)
+class ResolvedCodec:
+    """The codec the driver loaded and checked, for each actor to load as it is: by its id
+    (``NAME@HASH``: the same weights, wherever the actor runs), not by the name the user gave."""
+
+    codec_id: str
+    presets: dict = field(default_factory=dict)  # the options set on the command line (``Codec.with_presets``)
+    path: str | None = None  # a weights file given by path: loaded from there, then checked against the id
+
+    @classmethod
+    def of(cls, given: str, codec, presets: dict) -> "ResolvedCodec":
+        return cls(codec.codec_id, dict(presets), given if given.endswith(".safetensors") else None)
+
+    def load(self, device: str):
+        """The codec, or ValueError when what is found here is not what the driver resolved."""
+        codec = load_codec(self.path, device=device) if self.path else load_codec_for_id(self.codec_id, device=device)
+        codec = codec.with_presets(**self.presets)
+        if codec.codec_id != self.codec_id:
+            raise ValueError(f"the worker loaded codec '{codec.codec_id}', the job resolved '{self.codec_id}' "
+                             "(the weights changed during the job)")
+        return codec
+
+
 def _limit_threads(threads: int) -> None:
     """One actor's share of the CPU: math libraries must not each spawn a thread per core."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -73,6 +101,7 @@ class _Worker:
         os.environ.update(res.env)  # this process is the actor's own (a runtime_env would cost a cold worker start)
         # The board by name, not handle: handles in constructor arguments make restarts fragile.
         self.board = ray.get_actor(board) if board else None
+        self.posted: list = []  # refs of progress events posted and not yet known to be on the board
         self.limit_threads()
         pa.array([0])  # pyarrow imports pandas on its first conversion: pay that at start-up, not in a shard
 
@@ -81,7 +110,19 @@ class _Worker:
 
     def report(self, event: dict) -> None:
         if self.board is not None:
-            self.board.post.remote(event)  # fire and forget
+            self.posted.append(self.board.post.remote(event))  # not waited for here: reporting never slows a shard
+
+    def reported(self, result):
+        """``result`` once the events of its shard are on the board: the driver, which drains the board
+        after it sees a result, then sees every one (a post still in flight would be missed)."""
+        if self.posted:  # ready also when the board is gone (the job is ending): never raises
+            ray.wait(self.posted, num_returns=len(self.posted), timeout=POSTED_WAIT_S)
+            self.posted = []
+        return result
+
+    def ready(self) -> bool:
+        """Answered once the actor is up (the pool starts a shard's stall clock then)."""
+        return True
 
     def pid(self) -> int:
         return os.getpid()
@@ -89,17 +130,17 @@ class _Worker:
 
 @ray.remote
 class CompressWorker(_Worker):
-    def __init__(self, codec_name: str, settings: EncodeSettings, res: Resources, storage: Storage, board: str | None = None):
+    def __init__(self, codec: ResolvedCodec, settings: EncodeSettings, res: Resources, storage: Storage,
+                 board: str | None = None):
         super().__init__(res, storage, board)
-        self.codec = load_codec(codec_name, device=res.device()).with_presets(**settings.codec_options)
+        self.codec = codec.load(res.device())
         self.limit_threads()  # again: loading a neural codec imported torch
         self.settings = settings
 
-    def compress(self, shard_url: str, out_prefix: str) -> dict:
-        return self.storage.retrying(
+    def compress(self, shard_url: str, out_prefix: str) -> ShardStats:
+        return self.reported(self.storage.retrying(
             lambda: compress_shard(self.codec, shard_url, out_prefix, self.settings, self.storage, self.report),
-            f"shard {shard_url}",
-        )
+            f"shard {shard_url}"))
 
 
 @ray.remote
@@ -113,13 +154,13 @@ class DecodeWorker(_Worker):
             limits = replace(limits, memory_bytes=None)  # CUDA reserves far more address space than it uses
         self.settings, self.decoder = settings, DecoderProcess(settings, limits, res.device())
 
-    def decode(self, parquet_url: str, out_prefix: str, source: dict | None = None) -> dict:
-        return self.storage.retrying(
+    def decode(self, parquet_url: str, out_prefix: str, source: dict | None = None) -> DecodedMarker:
+        return self.reported(self.storage.retrying(
             lambda: decode_shard(self.decoder, parquet_url, out_prefix, self.settings, self.storage, self.report, source),
-            f"shard {parquet_url}")
+            f"shard {parquet_url}"))
 
-    def audit(self, parquet_url: str, original_url: str, out_prefix: str, source: dict | None = None) -> dict:
-        return self.storage.retrying(
+    def audit(self, parquet_url: str, original_url: str, out_prefix: str, source: dict | None = None) -> AuditedMarker:
+        return self.reported(self.storage.retrying(
             lambda: audit_shard(self.decoder, parquet_url, original_url, out_prefix, self.settings, self.storage,
                                 self.report, source),
-            f"shard {parquet_url}")
+            f"shard {parquet_url}"))

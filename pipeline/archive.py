@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, BinaryIO
@@ -22,9 +23,10 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .markers import Markers, read_markers
+from .keeping import sum_paths
+from .markers import READ_THREADS, Markers, identity, read_markers
 from .records import BIG_COLUMNS, PARQUET_SUFFIX, ROW_SCHEMA, STATS_SUFFIX, ShardStats
-from .storage import Storage
+from .storage import Storage, redact
 
 VERSIONED_PACKAGES = ("diffarc", "torch", "numpy", "pillow", "pyarrow", "ray", "fsspec", "s3fs", "webdataset")
 
@@ -34,8 +36,9 @@ FRAMING_BYTES = 16 << 10  # Parquet's own bytes per row in the big columns, at m
 
 
 def row_bytes(row: dict[str, Any]) -> int:
-    """The bytes of a row's big columns: its bitstream plus its metadata's names and contents."""
-    return len(row.get("bitstream") or b"") + sum(len(k) + len(v) for column in ("metadata", "image_info")
+    """The bytes of a row's big columns: its bitstream plus the names and contents of its maps (the
+    sample's other members, the image's metadata)."""
+    return len(row.get("bitstream") or b"") + sum(len(k) + len(v) for column in BIG_COLUMNS if column != "bitstream"
                                                   for k, v in row.get(column) or [])
 
 
@@ -113,3 +116,50 @@ def package_versions() -> dict[str, str | None]:
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def find_completed(output: str, shards: dict[str, str], storage: Storage,
+                   codec_id: str) -> tuple[dict[str, ShardStats], dict[str, str]]:
+    """(stats of the shards already archived under ``output`` that can be trusted, name -> why the
+    others are redone). A shard counts when its marker and Parquet file check out (``markers``) and
+    its input is unchanged; a different codec is refused."""
+    markers = archived_shards(output, storage, set(shards))
+    done = markers.found
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        now_inputs = dict(zip(done, pool.map(lambda n: identity(storage.info(shards[n])), list(done))))
+    for name, current in now_inputs.items():
+        if done[name].input != current:
+            markers.problems[name] = (f"input {redact(shards[name])} changed since it was archived "
+                                      f"({done[name].input} -> {current})")
+            del done[name]
+    other = sorted({s.codec_id for s in done.values()} - {codec_id})
+    if other:
+        raise ValueError(
+            f"{redact(output)} already holds shards archived with codec {', '.join(other)}, this run uses "
+            f"{codec_id}: pass --overwrite to redo them or choose another --output"
+        )
+    return done, markers.problems
+
+
+def tally(shards: list[str], results: dict[str, ShardStats], skipped: dict[str, ShardStats], failures: dict) -> dict:
+    """Counts over the whole archive (this run and earlier complete ones): fields of the manifest."""
+    stats = list(results.values()) + list(skipped.values())
+    status = ["done"] * len(results) + ["skipped"] * len(skipped)
+
+    def total(key: str) -> int:
+        return sum(getattr(s, key) or 0 for s in stats)
+
+    seconds = sum(s.seconds for s in results.values())
+    return {
+        "counts": {"shards": len(shards), "done": len(results), "skipped": len(skipped), "failed": len(failures),
+                   "rows": total("rows"), "ok": total("ok"), "errors": total("errors")},
+        "paths": sum_paths(s.paths for s in stats),
+        "bytes": {"in": total("bytes_in"), "images": total("image_bytes"), "bitstreams": total("bitstream_bytes"),
+                  "parquet": total("parquet_bytes")},
+        "timings": {"shard_seconds": round(seconds, 3),
+                    "encode_seconds": round(sum(s.encode_seconds for s in results.values()), 3)},
+        "shards": [{"shard": redact(s.shard), "name": s.name, "rows": s.rows, "errors": s.errors,
+                    "truncated": s.truncated, "status": st} for s, st in zip(stats, status)],
+        "warnings": [f"{redact(s.shard)}: {s.truncated}" for s in stats if s.truncated],
+        "failures": [{"shard": redact(shard), "error": reason} for shard, reason in failures.items()],
+    }

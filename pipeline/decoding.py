@@ -1,42 +1,34 @@
-"""Decode one archive shard: Parquet rows -> batched codec.decode -> WebDataset tar or PNG files,
-or (audit) -> PSNR / MS-SSIM / bpp against the original shard, without keeping decoded images.
+"""Decode one archive shard: Parquet rows -> batched codec.decode -> WebDataset tar or PNG files
+(the audit, ``audit``, decodes the same way and measures instead of keeping images).
 
 The decode options (``steps``, ``gamma``, ``seed``, ...) are passed to every codec that declares them
-and recorded by the job;
-batches are formed in row order with a fixed size, so a rerun with the same arguments reproduces
-a stochastic decode.
+and recorded by the job, resolved per codec (``resolved_options``); batches are formed in row order
+with a fixed size, so a rerun with the same arguments reproduces a stochastic decode.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-import numpy as np
-import pyarrow.parquet as pq
+from model import load_codec_for_id
 
-from model import load_image, ms_ssim, psnr
-from model.metadata import file_facts
-
-from .archive import RowGroups, now, sha256
+from .archive import RowGroups, now
 from .archive_rows import ArchiveRows, ReadRequest
 from .batches import call_batched
 from .faults import is_infrastructure
-from .keeping import oriented
 from .encoding import JOB_MAX_PIXELS
-from .markers import identity
+from .markers import Markers, read_markers
 from .names import UniqueNames, safe_ext, safe_name
-from .outputs import write_folder
-from .records import (AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, DECODED_SUFFIX, PARQUET_SUFFIX, AuditedMarker, AuditRow,
-                      DecodedMarker, audit_table)
+from .outputs import decoded_problem, write_folder
+from .records import DECODED_SUFFIX, PARQUET_SUFFIX, DecodedMarker, Record, ShardStats
 from .sandbox import Limits
 from .restore import Restored, needs_codec, restore_kept, sample_members
-from .shards import Sample, ShardReader, write_tar
+from .shards import Sample, write_tar
 from .storage import Storage, basename, join
 
 FORMATS = ("webdataset", "png")
@@ -69,11 +61,6 @@ def rows_of(parquet_url: str, settings: DecodeSettings, storage: Storage) -> Arc
     """The selected rows of one archive file, in blocks of ``batch_size`` stored rows, refused where the
     file breaks the writer's bounds (``archive_rows``)."""
     return ArchiveRows(ReadRequest(parquet_url, storage, settings.batch_size, settings.keys, settings.row_groups))
-
-
-def original_record(url: str, storage: Storage) -> dict:
-    """What an audit's marker keeps of the original shard: its URL and identity (``markers``)."""
-    return {"url": url, **(identity(storage.info(url)) or {})}
 
 
 Decoder = Callable[[str, list[bytes]], list[tuple]]  # (codec id, bitstreams) -> (image, None) or (None, reason)
@@ -162,93 +149,78 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
         shard=parquet_url, name=name, input=source, settings=settings.fingerprint(), output=output,
         rows=counts["decoded"] + len(failures), decoded=counts["decoded"], errors=len(failures),
         failed_rows=failures, compress_errors=noted or None, renamed=renamed, bytes_out=output["bytes"],
-        seconds=round(time.perf_counter() - t0, 4), started=started, finished=now(), **_process_records(decoder, rows_read))
+        seconds=round(time.perf_counter() - t0, 4), started=started, finished=now(), **process_records(decoder, rows_read))
     marker.write(marker_url, storage)
     return marker
 
 
-class _Originals:
-    """Original samples by key, streamed in step with the archive (same order), skipping ahead."""
-
-    def __init__(self, url: str, storage: Storage, wanted: frozenset[str] | None):
-        self.samples, self.wanted, self.seen = iter(ShardReader(url, storage)), wanted, {}
-
-    def get(self, key: str) -> Sample | None:
-        if key in self.seen:
-            return self.seen.pop(key)
-        for s in self.samples:
-            if s.key == key:
-                return s
-            if self.wanted is None or s.key in self.wanted:
-                self.seen[s.key] = s
-        return None
-
-
-def _alpha(img) -> np.ndarray:
-    return np.asarray(img.convert("RGBA").getchannel("A"), dtype=np.int16)
-
-
-def audit_row(shard: str, row: dict, restored: Restored, original: Sample | None, settings: DecodeSettings) -> AuditRow:
-    out = AuditRow(key=row["key"], shard=shard, codec_id=row["codec_id"], width=row["width"], height=row["height"],
-                   bpp=row["bpp"], error=restored.error or restored.noted, stored_as=row.get("stored_as"))
-    if out.error is not None or (restored.image is None and restored.file is None):
-        return out
-    data = original.members.get(row["member"]) if original is not None else None
-    if data is None:
-        out.error = "original image not found in the original shard"
-    elif row["orig_sha256"] and sha256(data) != row["orig_sha256"]:
-        out.error = "original image differs from the archived one (sha256 mismatch)"
-    else:
-        a = load_image(data, max_pixels=settings.max_pixels).rgb
-        if restored.image is not None:
-            img, b = restored.image, np.asarray(restored.image.convert("RGB"), dtype=np.uint8)
-        else:  # the kept file: read as the original is
-            img, b = oriented(restored.file), load_image(restored.file, max_pixels=settings.max_pixels).rgb
-        if a.shape != b.shape:
-            out.error = f"decoded size {b.shape[1]}x{b.shape[0]} differs from original {a.shape[1]}x{a.shape[0]}"
-        elif np.array_equal(a, b):
-            out.exact = True
-        else:
-            score = ms_ssim(a, b)  # NaN below 161 px on the short side: stored as null
-            out.exact, out.psnr, out.ms_ssim = False, psnr(a, b), None if math.isnan(score) else score
-        if out.error is None and file_facts(data).alpha:
-            out.alpha_max_error = int(np.abs(_alpha(oriented(data)) - _alpha(img)).max())
-    return out
-
-
-def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, out_prefix: str, settings: DecodeSettings,
-                storage: Storage, report: Callable[[dict], None] = lambda e: None,
-                source: dict | None = None) -> AuditedMarker:
-    """Per-image PSNR, MS-SSIM and bpp of one archive file against its original shard, written as
-    ``NAME.audit.parquet`` under ``out_prefix``, then its marker ``NAME.audited.json`` (``markers``:
-    the table's record, the archive file's (``source``, as in ``decode_shard``) and the original
-    shard's identity, the settings), which is also returned."""
-    name, t0, started = archive_name(parquet_url), time.perf_counter(), now()
-    marker_url = join(out_prefix, name + AUDITED_SUFFIX)
-    storage.remove(marker_url)  # from an earlier run: never let it vouch for what is rewritten now
-    original = original_record(original_url, storage)  # before the shard: a change while it is read shows next run
-    originals, out = _Originals(original_url, storage, settings.keys), []
-    rows_read = rows_of(parquet_url, settings, storage)
-    for rows in rows_read:
-        for row, restored in zip(rows, decode_rows(decoder, rows)):
-            sample = originals.get(row["key"]) if restored.error is None and row["member"] else None
-            out.append(audit_row(name, row, restored, sample, settings))
-        report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
-    output: dict = {}
-    with storage.atomic_output(join(out_prefix, name + AUDIT_TABLE_SUFFIX), record=output) as f:
-        pq.write_table(audit_table(out), f, compression="zstd")
-    marker = AuditedMarker(
-        shard=parquet_url, name=name, input=source, original=original, settings=settings.fingerprint(),
-        output=output, rows=len(out), errors=sum(r.error is not None for r in out),
-        seconds=round(time.perf_counter() - t0, 4), started=started, finished=now(),
-        **_process_records(decoder, rows_read))
-    marker.write(marker_url, storage)
-    return marker
-
-
-def _process_records(decoder: Decoder, rows_read: ArchiveRows) -> dict:
+def process_records(decoder: Decoder, rows_read: ArchiveRows) -> dict:
     """What a shard's marker says about the processes that did the work."""
     return {"worker": {"host": socket.gethostname(), "pid": os.getpid()},
             "decoder": {"peak_rss_bytes": getattr(decoder, "peak_rss_bytes", None),
                         "deaths": getattr(decoder, "deaths", None)},
             "reader": rows_read.record}
+
+
+def codecs_for(shards: dict[str, ShardStats], resolver) -> tuple[dict[str, Any], list[str]]:
+    """(the codec of each codec id in ``shards``, loaded here; one message per codec id that has no
+    matching weights here, naming its shards and rows)."""
+    by_codec: dict[str, list[str]] = {}
+    for name, stats in shards.items():
+        by_codec.setdefault(stats.codec_id, []).append(name)
+    codecs, refusals = {}, []
+    for codec_id, names in sorted(by_codec.items()):
+        try:
+            codecs[codec_id] = load_codec_for_id(codec_id, resolver=resolver)
+        except Exception as exc:
+            rows = sum(shards[n].rows for n in names)
+            refusals.append(f"{rows} rows in {len(names)} shard(s) ({', '.join(sorted(names)[:5])}"
+                            f"{', ...' if len(names) > 5 else ''}) need codec '{codec_id}': {exc}")
+    return codecs, refusals
+
+
+def resolved_options(codecs: dict[str, Any], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The decode options each codec runs with (by codec id): those given that it declares, and its
+    own defaults (presets, card values) for the rest."""
+    return {cid: codec.resolve_options("decode", codec.select_options("decode", options))
+            for cid, codec in sorted(codecs.items())}
+
+
+def settle(markers: Markers, shards: dict[str, ShardStats], settings: DecodeSettings, storage: Storage, verb: str,
+           check: Callable[[str, Record], str | None] = lambda name, marker: None) -> tuple[dict, dict]:
+    """(the markers that still vouch for their shard: made from the same archive bytes with the same
+    settings, passing ``check``, their output intact; name -> why each other shard is done again)."""
+    done = {}
+    for name, marker in markers.found.items():
+        if marker.input != shards[name].output:
+            markers.problems[name] = f"the archive shard changed since it was {verb}"
+        elif marker.settings != settings.fingerprint():
+            markers.problems[name] = f"{verb} with other settings ({marker.settings})"
+        elif (problem := check(name, marker)) is not None:
+            markers.problems[name] = problem
+        elif (problem := decoded_problem(marker.output, markers.listing, storage)) is not None:
+            markers.problems[name] = problem
+        else:
+            done[name] = marker
+    return done, markers.problems
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """What the decompress job does with each archive file: decode it (``decode_shard``)."""
+
+    job = "decompress"
+    doing = "decoding"
+
+    def finished(self, output: str, shards: dict[str, ShardStats], settings: DecodeSettings,
+                 storage: Storage) -> tuple[dict, dict]:
+        """(markers of the shards decoded before and still valid, name -> why the others are decoded again)."""
+        markers = read_markers(output, DECODED_SUFFIX, DecodedMarker, storage, set(shards))
+        return settle(markers, shards, settings, storage, "decoded")
+
+    def submit(self, actor, parquet_url: str, output: str, source: dict):
+        return actor.decode.remote(parquet_url, output, source)
+
+    def conclude(self, names: list[str], output: str, storage: Storage) -> dict | None:
+        """What the manifest adds once every shard is done: nothing for a decode."""
+        return None

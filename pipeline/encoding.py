@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from model import IMAGE_EXTENSIONS, bits_per_pixel, load_image
 from model.metadata import FileFacts, file_facts
@@ -46,7 +46,6 @@ class EncodeSettings:
     image_exts: tuple[str, ...] = IMAGE_EXTENSIONS
     prefetch_batches: int = 2  # decoded batches waiting for the model
     row_groups: RowGroups = RowGroups()
-    codec_options: dict[str, Any] = field(default_factory=dict)  # the codec's encode options (its presets)
     policy: Policy = Policy()  # how images are kept (``keeping``)
 
 

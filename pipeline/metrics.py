@@ -1,4 +1,5 @@
-"""Summaries of audit columns (the metrics themselves are ``model.metrics``: PSNR, MS-SSIM)."""
+"""Summaries of audit columns (the metrics themselves are ``model.evaluation.metrics``'s PSNR and
+MS-SSIM, which ``model`` exports)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ A worker can also hang without dying (a read that never returns, an encode that 
 post a progress event per batch (``progress``); a shard with no event for ``stall_s`` seconds since
 it was handed out or since its last event has stalled, and is handled like a lost worker: its actor
 is killed, the shard retried on a new one, and after the retries it is a failure (never marked done).
+A new actor's start-up (a worker process, imports, loading the codec: long on a loaded or cold node)
+is not the shard's: its clock starts when the actor answers a first call, or after ``START_GRACE_S``.
 Bookkeeping (the progress board) stays on the driver's node, so only shards are ever lost.
 """
 
@@ -44,6 +46,9 @@ def _outcome(ref) -> tuple[bool, bool, Any]:
         return False, True, f"its worker was lost ({type(exc).__name__}: {first})"
 
 
+START_GRACE_S = 600.0  # the most a new actor's start-up may take before its shard's stall clock runs anyway
+
+
 @dataclass
 class _Run:
     """A shard handed to an actor: which attempt (0 the first), and when it last showed progress."""
@@ -51,7 +56,8 @@ class _Run:
     actor: Any
     item: Any
     attempt: int
-    seen: float  # time.monotonic() of its hand-out or of its latest progress event
+    seen: float  # time.monotonic() of its hand-out, its actor's start or its latest progress event
+    starting: Any = None  # a new actor's first call (``ready``), until it answers: start-up is no stall
 
 
 class _Pool:
@@ -78,12 +84,14 @@ class _Pool:
         self.todo.extend((item, attempt) for at, item, attempt in self.waiting if at <= now)
         self.waiting = [w for w in self.waiting if w[0] > now]
         while self.todo and (self.idle or self.live < self.size):
+            starting = None
             if not self.idle:
                 self.created.append(self.make_actor())
                 self.idle.append(self.created[-1])
                 self.live += 1
+                starting = self.created[-1].ready.remote()  # before the shard: answered once the actor is up
             actor, (item, attempt) = self.idle.pop(), self.todo.popleft()
-            self.running[self.call(actor, item)] = _Run(actor, item, attempt, time.monotonic())
+            self.running[self.call(actor, item)] = _Run(actor, item, attempt, time.monotonic(), starting)
 
     def progressed(self, item, now: float) -> None:
         for run in self.running.values():
@@ -101,6 +109,11 @@ class _Pool:
 
     def check_stalls(self, stall_s: float, now: float) -> None:
         for ref, run in list(self.running.items()):
+            if run.starting is not None:
+                if ray.wait([run.starting], timeout=0)[0]:  # up (or dead: then its shard's task fails too)
+                    run.starting, run.seen = None, now
+                elif now - run.seen <= stall_s + START_GRACE_S:
+                    continue
             if now - run.seen > stall_s:
                 del self.running[ref]  # its task ends with the actor: nothing to wait for
                 self.lose(run, f"it stalled (no progress for {stall_s:g}s, --stall-timeout)")
@@ -124,7 +137,8 @@ class _Pool:
 def run_pool(make_actor: Callable[[], Any], size: int, items: list, call: Callable, board, display: ProgressDisplay,
              on_event: Callable[[dict], None] | None = None, retries: int = 3, backoff_s: float = 5.0,
              stall_s: float | None = None, created: list | None = None) -> tuple[dict, dict]:
-    """Run ``call(actor, item)`` for every item on up to ``size`` actors from ``make_actor()``; returns
+    """Run ``call(actor, item)`` for every item on up to ``size`` actors from ``make_actor()`` (each
+    answering ``ready()`` once up); returns
     (results, failures) by item. Progress events name their shard as ``item`` (``"shard"``); ``stall_s``
     None or 0: no stall watchdog. Every actor made is appended to ``created`` (the caller kills them)."""
     pool = _Pool(make_actor, size, call, display, retries, backoff_s, [] if created is None else created)

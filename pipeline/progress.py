@@ -1,8 +1,10 @@
 """Live progress: workers post events to a board actor; the driver drains it and draws one line.
 
-Events are small dicts posted fire-and-forget (``board.post.remote(event)``), so reporting never
-slows a worker down: ``{"shard": url, "images": n, "bytes_in": b, "shard_bytes": s}`` while a
-shard runs. The display shows shards and images done, images/s, MB in and out and an ETA.
+Events are small dicts posted without waiting (``board.post.remote(event)``), so reporting never
+slows a shard down; a worker waits for its posts only once its shard is done, before returning its
+result, so the driver (which drains the board after it sees a result) sees every event of a shard:
+``{"shard": url, "images": n, "bytes_in": b, "shard_bytes": s}`` while a shard runs. The display
+shows shards and images done, images/s, MB in and out and an ETA.
 """
 
 from __future__ import annotations

@@ -266,6 +266,7 @@ class CompressManifest(JobManifest):
     codec: str = ""  # as given
     codec_id: str = ""  # as resolved: NAME@HASH
     weights_hash: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the encode options used: given, else the codec's own
     settings: dict[str, Any] = field(default_factory=dict)  # ``EncodeSettings``' sizes and storage policy
     bytes: dict[str, int] = field(default_factory=dict)
     paths: dict[str, dict] = field(default_factory=dict)  # as ``ShardStats.paths``, over every shard
@@ -277,7 +278,8 @@ class CompressManifest(JobManifest):
 class DecompressManifest(JobManifest):
     OPTIONAL: ClassVar[tuple[str, ...]] = ("audit",)
 
-    decode: dict[str, Any] = field(default_factory=dict)  # the decode options used and the batch size
+    decode: dict[str, Any] = field(default_factory=dict)  # every decode option (as run, where all codecs agree), batch size
+    codec_options: dict[str, dict] = field(default_factory=dict)  # codec id -> the decode options it ran with
     codec_ids: dict[str, int] = field(default_factory=dict)  # shards per codec id
     failed_rows: list[dict] = field(default_factory=list)  # {shard, key, error}, the first 1000
     compress_errors: list[dict] = field(default_factory=list)  # {shard, key, error}: error rows of the archive, the first 1000

@@ -9,9 +9,10 @@ deadline. When the child dies (a signal, the deadline), the batch is split in ha
 bitstream that kills it is alone; it is tried once more in a fresh child and then becomes an error
 row, while a fresh child carries on with the rest. The child dies with its worker (``child``).
 
-Protocol (``child``): the parent sends (settings, limits, device), then (codec id, bitstreams) per
-call, answered ("ok", [(raw image | None, error), ...], peak rss) or ("infra", message, peak rss),
-and None to end.
+Protocol (``child``): the parent sends (settings, limits, device), answered ("ready",) once the child
+has imported what it decodes with (a start-up, slow on a loaded machine, is no bitstream's: it has its
+own deadline, ``START_S``), then (codec id, bitstreams) per call, answered ("ok", [(raw image | None,
+error), ...], peak rss) or ("infra", message, peak rss), and None to end.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class Limits:
     memory_bytes: int | None = 8 << 30  # the child's RLIMIT_DATA; None: no cap (on GPUs, where CUDA maps more)
     seconds_per_image: float = 1800.0  # deadline of a call: this times its images
     threads: int = 1
+
+
+START_S = 600.0  # the most a child may take to start (a Python process and its imports)
 
 
 class ChildDied(Exception):
@@ -61,10 +65,10 @@ class DecoderProcess:
                 return [(None, f"decode failed: the decoder process died on this bitstream ({died})")]
 
     def _call(self, codec_id: str, blobs: list[bytes]) -> list[tuple]:
-        if self.proc is None or self.proc.poll() is not None:
-            self._start()
         deadline = self.limits.seconds_per_image * len(blobs)
         try:
+            if self.proc is None or self.proc.poll() is not None:
+                self._start()
             send(self.proc.stdin, (codec_id, blobs))
             reply = self._reply(deadline)
         except (EOFError, BrokenPipeError, OSError):
@@ -98,6 +102,7 @@ class DecoderProcess:
     def _start(self) -> None:
         self.proc = start_child("pipeline.sandbox")
         send(self.proc.stdin, (self.settings, self.limits, self.device))
+        self._reply(START_S)  # ("ready",): the calls' deadlines count from here
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -134,6 +139,7 @@ def _serve() -> None:
         return codecs[codec_id]
 
     decode = in_process(get_codec, settings)
+    send(proto_out, ("ready",))
     while (msg := recv(proto_in)) is not None:
         codec_id, blobs = msg
         try:

@@ -58,3 +58,22 @@ def s3_endpoint(ray_local):
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+# Markers (pyproject.toml): ``cluster`` and ``faults`` are given here, by what a test uses, and both
+# imply ``slow``; ``pytest -m "not slow"`` is the quick loop (README: Contributor notes, Test markers).
+CLUSTER_FIXTURES = {"ray_local", "s3_endpoint"}  # a Ray session (the S3 server is started beside it)
+CLUSTER_MODULES = {"test_kill", "test_multinode", "test_ray_submit"}  # jobs run as processes, each starting Ray
+FAULT_MODULES = {"test_faults_s3", "test_kill", "test_lease", "test_memory_caps", "test_multinode", "test_orphans",
+                 "test_parquet_bombs", "test_pipeline_faults", "test_sandbox", "test_stall"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.stem
+        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())) or module in CLUSTER_MODULES:
+            item.add_marker(pytest.mark.cluster)
+        if module in FAULT_MODULES:
+            item.add_marker(pytest.mark.faults)
+        if item.get_closest_marker("cluster") or item.get_closest_marker("faults"):
+            item.add_marker(pytest.mark.slow)

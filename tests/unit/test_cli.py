@@ -66,3 +66,20 @@ def test_missing_file_and_unknown_codec(tmp_path, image_file, capsys):
 def test_list_shows_pillow_families(capsys):
     assert main(["list"]) == 0
     assert "webp-qN" in capsys.readouterr().out
+
+
+def test_option_flags_say_what_each_family_means_and_defaults_to():
+    """A flag shared by families with other meanings or defaults describes each (the default codec's
+    quality is 30, Pillow's 75) instead of the first family's; where they agree it is as declared."""
+    from jobs import compress, decompress
+
+    def help_of(parser, flag: str) -> str:
+        return next(a.help for a in parser._actions if flag in a.option_strings)
+
+    quality = help_of(compress.build_parser(), "--quality")
+    assert "cdc-avif, diffc-avif: AVIF quality of the base layer (higher: more bits), default 30" in quality
+    assert "pillow: Pillow quality, 0 (smallest) to 100, default 75" in quality and "default: the codec's own" in quality
+    steps = help_of(decompress.build_parser(), "--steps")
+    assert steps.startswith("cdc, cdc-avif: diffusion decoding steps (default: the model card's default_steps); "
+                            "diffc-avif, diffc: denoising steps after the last coded step, default 1")
+    assert help_of(decompress.build_parser(), "--gamma").startswith("start-noise scale")  # one meaning: as declared

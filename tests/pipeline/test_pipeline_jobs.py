@@ -44,6 +44,7 @@ def test_compress_defaults_archive_the_example_corpus(example_archive, capsys):
     manifest = json.loads((example_archive / "_manifest.json").read_text())
     assert manifest["counts"] == {"shards": 2, "done": 2, "skipped": 0, "failed": 0, "rows": 12, "ok": 12, "errors": 0}
     assert manifest["versions"]["pyarrow"] and manifest["codec_id"].startswith("cdc-avif-mse@")
+    assert manifest["options"] == {"quality": 30}  # the encode options used: the codec's own default here
     args = compress.build_parser().parse_args(manifest["argv"])  # the manifest's arguments parse again
     assert args.output == str(example_archive)
     assert SECRET not in json.dumps(manifest) and "http://127.0.0.1:9" in manifest["argv"]  # redacted, kept
@@ -68,9 +69,12 @@ def test_decompress_to_webdataset_png_and_audit(example_archive, tmp_path, capsy
     assert sorted(names)[:3] == ["img0006.jpg", "img0006.json", "img0006.txt"] and len(names) == 18  # as it came
     assert img.format == "JPEG" and img.mode == "RGB" and img.size == (176, 224)
     manifest = json.loads((out / "_manifest.json").read_text())
-    # every family's decode option is recorded (cdc-avif's t_start, DiffC's denoiser, ...); these are CDC's
+    # every family's decode option is recorded (DiffC's denoiser, ...), as the archive's codec ran it: its
+    # own steps (the card's default_steps), not "the codec's default"
+    [(codec_id, used)] = manifest["codec_options"].items()
+    assert codec_id.startswith("cdc-avif-mse@") and isinstance(used["steps"], int) and used["steps"] >= 1
     assert {k: manifest["decode"][k] for k in ("steps", "gamma", "seed", "batch_size")} == \
-        {"steps": None, "gamma": 0.0, "seed": 0, "batch_size": 8}
+        {"steps": used["steps"], "gamma": 0.0, "seed": 0, "batch_size": 8}
     args = decompress.build_parser().parse_args(manifest["argv"])  # the recorded arguments redo this run
     assert (args.input, args.output) == (str(example_archive), str(out))
 

@@ -18,7 +18,8 @@ from shardkit import archive_rows, write_shard
 from jobs import compress, decompress
 from model.lossless import jpeg_to_jxl, jxl_to_jpeg, pixel_mode
 
-TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"
+TRAIN = next((p / "shared" / "data" / "train" for p in Path(__file__).resolve().parents if (p / "shared").is_dir()),
+             Path("../shared/data/train"))  # beside the checkout
 KEPT_FILES = ("original", "jpeg-xl")
 IMAGE_EXTS = ("jpg", "png", "gif", "webp")
 

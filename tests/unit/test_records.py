@@ -9,11 +9,12 @@ import json
 import os
 from string import Template
 
+import pytest
 from shardkit import plain_shards
 
-from jobs import compress, decompress
-from pipeline.archive import archived_shards
-from pipeline.decoding import DecodeSettings, original_record
+from pipeline.archive import archived_shards, find_completed
+from pipeline.audit import Auditing, original_record
+from pipeline.decoding import DecodeSettings, Decoding
 from pipeline.markers import identity
 from pipeline.records import AuditedMarker, DecodedMarker, DecompressManifest, ShardStats
 from pipeline.storage import Storage
@@ -74,7 +75,7 @@ def old_archive(tmp_path) -> tuple[dict, dict]:
 
 def test_a_stats_file_of_the_old_layout_still_marks_its_shard_complete(tmp_path):
     figures, inputs = old_archive(tmp_path)
-    done, redo = compress.find_completed(str(tmp_path / "archive"), inputs, Storage(), "webp-q90")
+    done, redo = find_completed(str(tmp_path / "archive"), inputs, Storage(), "webp-q90")
     assert redo == {} and list(done) == ["shard-000000"]
     stats = done["shard-000000"]
     assert (stats.rows, stats.codec_id, stats.record_version) == (2, "webp-q90", 1)
@@ -85,14 +86,14 @@ def test_a_stats_file_of_the_old_layout_still_marks_its_shard_complete(tmp_path)
 def test_decode_and_audit_markers_of_the_old_layout_still_mark_their_shards_done(tmp_path):
     figures, inputs = old_archive(tmp_path)
     shards = archived_shards(str(tmp_path / "archive"), Storage()).found
-    for kind, template, suffix, originals in [("decoded", OLD_DECODED, "tar", None),
-                                              ("audited", OLD_AUDITED, "audit.parquet", inputs)]:
+    for kind, template, suffix, work in [("decoded", OLD_DECODED, "tar", Decoding()),
+                                         ("audited", OLD_AUDITED, "audit.parquet", Auditing(inputs))]:
         out = tmp_path / kind
         out.mkdir()
         (out / f"shard-000000.{suffix}").write_bytes(f"what the {kind} marker vouches for".encode())
         marker = template.substitute({**figures, **file_figures("out", out / f"shard-000000.{suffix}")})
         (out / f"shard-000000.{kind}.json").write_text(marker)
-        done, redo = decompress.find_finished(str(out), shards, DecodeSettings(), Storage(), originals)
+        done, redo = work.finished(str(out), shards, DecodeSettings(), Storage())
         assert (list(done), redo) == (["shard-000000"], {}), kind
         assert done["shard-000000"].rows == 2
     assert original_record(inputs["shard-000000"], Storage()) == done["shard-000000"].original
@@ -121,7 +122,19 @@ def test_a_record_from_a_newer_version_or_not_a_record_is_named_and_its_shard_re
     for text, why in [(json.dumps({**record, "record_version": 2}), "has record_version 2; this diffarc reads up to 1"),
                       ("[1, 2]", "holds a JSON list, not a ShardStats object")]:
         stats_file.write_text(text)
-        done, redo = compress.find_completed(str(tmp_path / "archive"), inputs, Storage(), "webp-q90")
+        done, redo = find_completed(str(tmp_path / "archive"), inputs, Storage(), "webp-q90")
         assert done == {}
         assert redo["shard-000000"].startswith(f"{stats_file} {why}"), redo
     os.remove(stats_file)
+
+
+def test_workers_load_the_codec_the_driver_resolved_and_refuse_another():
+    from model import load_codec
+    from pipeline.actors import ResolvedCodec
+
+    driver = load_codec("webp-q75").with_presets(quality=90)
+    resolved = ResolvedCodec.of("webp-q75", driver, {"quality": 90})
+    assert (resolved.codec_id, resolved.path) == ("webp-q90", None)
+    assert resolved.load("cpu").codec_id == "webp-q90"  # by its id, with the options given
+    with pytest.raises(ValueError, match="the worker loaded codec 'webp-q50', the job resolved 'webp-q90'"):
+        ResolvedCodec("webp-q90", {"quality": 50}).load("cpu")

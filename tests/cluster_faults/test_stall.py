@@ -27,8 +27,8 @@ from pipeline.runner import resources_from
 from pipeline.storage import Storage
 
 FAULTY = Path(__file__).resolve().parent / "faulty_family.py"
-STALL_S = 3  # short, yet longer than a worker takes to start and encode a batch here
-JOB_LIMIT_S = 120  # a job that outlives this hangs for good: the test fails instead of the suite hanging
+STALL_S = 5  # short, yet far longer than a batch takes here under load (a worker's start-up is not counted)
+JOB_LIMIT_S = 300  # a job that outlives this hangs for good: the test fails instead of the suite hanging
 
 
 @pytest.fixture
@@ -142,11 +142,12 @@ def test_progress_keeps_a_long_shard_alive_and_silence_stalls_it(ray_local):
         worker = Ticker.remote(board_name)
         ray.get(worker.ready.remote())  # started: the clock measures the shard, not a cold start
         return run_pool(iter([worker]).__next__, 1, ["s"], lambda actor, shard: actor.run.remote(shard, beats, gap_s),
-                        board, ProgressDisplay("test", 1, enabled=False), retries=0, stall_s=1.0, created=created)
+                        board, ProgressDisplay("test", 1, enabled=False), retries=0, stall_s=2.0, created=created)
 
     try:
-        assert run(beats=6, gap_s=0.3) == ({"s": ShardStats(rows=6)}, {})  # 1.8 s in all, never 1 s without progress
-        stalled = "it stalled (no progress for 1s, --stall-timeout), on each of 1 workers"
+        # 3 s in all, never 2 s without progress (a beat every 0.3 s leaves 1.7 s for an event to reach the driver)
+        assert run(beats=10, gap_s=0.3) == ({"s": ShardStats(rows=10)}, {})
+        stalled = "it stalled (no progress for 2s, --stall-timeout), on each of 1 workers"
         assert run(beats=1, gap_s=30) == ({}, {"s": stalled})
     finally:
         for actor in created + [board]:

@@ -28,7 +28,7 @@ from pipeline.child import WATCH_S
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-DEATH_S = 5.0  # a few watch periods: the child must be gone by then
+DEATH_S = 30.0  # many watch periods, for a loaded machine: a child that outlives its worker would live for ever
 
 SANDBOX_PARENT = """
 import json, sys, threading, time
@@ -81,7 +81,7 @@ def start_parent(script: str, *args: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def busy(proc: psutil.Process, cpu_s: float = 0.3, timeout: float = 20) -> None:
+def busy(proc: psutil.Process, cpu_s: float = 0.3, timeout: float = 120) -> None:
     """Wait until ``proc`` has burnt ``cpu_s`` more CPU seconds: it is in its loop."""
     start, deadline = sum(proc.cpu_times()[:2]), time.monotonic() + timeout
     while sum(proc.cpu_times()[:2]) - start < cpu_s:
