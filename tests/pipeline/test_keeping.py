@@ -17,6 +17,10 @@ from shardkit import archive_rows, write_shard
 
 from jobs import compress, decompress
 from model.lossless import jpeg_to_jxl, jxl_to_jpeg, pixel_mode
+from pipeline.archive import RowGroups
+from pipeline.archive_rows import ArchiveRows, ReadRequest
+from pipeline.faults import PermanentError
+from pipeline.storage import Storage
 
 TRAIN = next((p / "shared" / "data" / "train" for p in Path(__file__).resolve().parents if (p / "shared").is_dir()),
              Path("../shared/data/train"))  # beside the checkout
@@ -70,7 +74,7 @@ def test_the_corpus_comes_back_as_it_came(ray_local, tmp_path, monkeypatch):
     corpus = cases()
     write_shard(tmp_path / "in" / "corpus-000000.tar", [(k, m) for k, (m, _) in corpus.items()])
     monkeypatch.chdir(tmp_path)  # relative --input/--output mean this folder, on the driver and the workers
-    assert compress.main(["--input", "in", "--output", "arc", "--batch-size", "8", "--no-progress"]) == 0
+    assert compress.main(["--input", "in", "--output", "arc", "--batch-size", "8", "--actors", "1", "--no-progress"]) == 0
 
     rows = {r["key"]: r for r in archive_rows(tmp_path / "arc")}
     assert sorted(rows) == sorted(corpus)
@@ -93,7 +97,7 @@ def test_the_corpus_comes_back_as_it_came(ray_local, tmp_path, monkeypatch):
     assert manifest_paths["none"]["rows"] == 1 and manifest_paths["codec"]["rows"] >= 5
 
     # WebDataset: the same samples, member names and extensions; images by their path's property
-    assert decompress.main(["--input", "arc", "--output", "wds", "--no-progress"]) == 0  # the error row is no failure
+    assert decompress.main(["--input", "arc", "--output", "wds", "--actors", "1", "--no-progress"]) == 0  # the error row is no failure
     restored = tar_samples(tmp_path / "wds" / "corpus-000000.tar")
     assert sorted(restored) == sorted(corpus)
     for key, (members, _) in corpus.items():
@@ -115,7 +119,7 @@ def test_the_corpus_comes_back_as_it_came(ray_local, tmp_path, monkeypatch):
     assert load(str(tmp_path / "wds" / "corpus-000000.tar")) == load(str(tmp_path / "in" / "corpus-000000.tar"))
 
     # --format png: decoded pixels as KEY.png, kept files under their extension, the other members beside them
-    assert decompress.main(["--input", "arc", "--output", "png", "--format", "png", "--no-progress"]) == 0
+    assert decompress.main(["--input", "arc", "--output", "png", "--format", "png", "--actors", "1", "--no-progress"]) == 0
     files = {p.name: p.read_bytes() for p in (tmp_path / "png" / "corpus-000000").iterdir()}
     expected = set()
     for key, (members, _) in corpus.items():
@@ -128,7 +132,7 @@ def test_the_corpus_comes_back_as_it_came(ray_local, tmp_path, monkeypatch):
     assert files["icc.png"] and opened(files["icc.png"]).info.get("icc_profile") == opened(corpus["icc"][0]["jpg"]).info["icc_profile"]
 
     # the audit measures alpha as well as colour
-    assert decompress.main(["--input", "arc", "--output", "audit", "--audit", "in", "--no-progress"]) == 0
+    assert decompress.main(["--input", "arc", "--output", "audit", "--audit", "in", "--actors", "1", "--no-progress"]) == 0
     audit = {r["key"]: r for r in pq.read_table(tmp_path / "audit" / "audit.parquet").to_pylist()}
     for key in ("rgba", "la", "palette-transparency"):
         assert audit[key]["alpha_max_error"] == 0 and audit[key]["exact"], key
@@ -154,12 +158,13 @@ def test_lossless_mode_keeps_every_image_exactly(ray_local, tmp_path):
     corpus = cases()
     write_shard(tmp_path / "in" / "lossless-000000.tar", [(k, m) for k, (m, _) in corpus.items()])
     assert compress.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "arc"), "--lossless",
-                          "--codec", "webp-q80", "--no-progress"]) == 0  # no image reaches the codec
+                          "--codec", "webp-q80", "--actors", "1", "--no-progress"]) == 0  # no image reaches the codec
     rows = {r["key"]: r for r in archive_rows(tmp_path / "arc")}
     assert {r["stored_as"] for r in rows.values()} <= {"jpeg-xl", "lossless", "original", "none"}
     assert rows["exif-rotated"]["stored_as"] == rows["xmp"]["stored_as"] == "jpeg-xl"
     assert rows["icc"]["stored_as"] == "original"  # libjxl does not recompress a JPEG with a LAB profile
-    assert decompress.main(["--input", str(tmp_path / "arc"), "--output", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert decompress.main(["--input", str(tmp_path / "arc"), "--output", str(tmp_path / "out"), "--actors", "1",
+                            "--no-progress"]) == 0
     restored = tar_samples(tmp_path / "out" / "lossless-000000.tar")
     for key, (members, _) in corpus.items():
         row = rows[key]
@@ -169,3 +174,12 @@ def test_lossless_mode_keeps_every_image_exactly(ray_local, tmp_path):
                 check_image(key, row, data, restored[key][ext])
             else:
                 assert restored[key][ext] == data, (key, ext)
+
+
+def test_a_missing_archive_file_is_reported_as_missing_with_the_path(tmp_path):
+    request = ReadRequest(str(tmp_path / "arc" / "shard-000000.parquet"), Storage(), 8, None, RowGroups())
+    with pytest.raises(PermanentError) as failed:
+        for _ in ArchiveRows(request):
+            pass
+    assert f"archive file {request.url} is missing (looked for {request.url})" in str(failed.value)
+    assert "re-archive" not in str(failed.value)  # the shard is not broken: it is not there
