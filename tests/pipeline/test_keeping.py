@@ -17,9 +17,11 @@ from shardkit import archive_rows, write_shard
 
 from jobs import compress, decompress
 from model.lossless import jpeg_to_jxl, jxl_to_jpeg, pixel_mode
+from model.metadata import file_facts
 from pipeline.archive import RowGroups
 from pipeline.archive_rows import ArchiveRows, ReadRequest
 from pipeline.faults import PermanentError
+from pipeline.keeping import Policy, decide
 from pipeline.storage import Storage
 
 TRAIN = next((p / "shared" / "data" / "train" for p in Path(__file__).resolve().parents if (p / "shared").is_dir()),
@@ -183,3 +185,15 @@ def test_a_missing_archive_file_is_reported_as_missing_with_the_path(tmp_path):
             pass
     assert f"archive file {request.url} is missing (looked for {request.url})" in str(failed.value)
     assert "re-archive" not in str(failed.value)  # the shard is not broken: it is not there
+
+
+def test_flags_let_depth_and_animation_through_the_codec_and_the_row_says_so():
+    corpus = cases()
+    grey16, gif = corpus["grey16"][0]["png"], corpus["animated-gif"][0]["gif"]
+    assert decide(grey16, file_facts(grey16), Policy()).stored_as == "original"
+    assert decide(gif, file_facts(gif), Policy()).stored_as == "original"
+    deep = decide(grey16, file_facts(grey16), Policy(allow_8bit=True))
+    first = decide(gif, file_facts(gif), Policy(allow_first_frame=True))
+    assert (deep.stored_as, deep.because) == ("codec", "policy, 8 of 16 bits kept (flag)")
+    assert (first.stored_as, first.because) == ("codec", "policy, first of 3 frames kept (flag)")
+    assert decide(gif, file_facts(gif), Policy(allow_8bit=True)).because == "animation"  # one flag, one reduction
