@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+from pathlib import Path
 
 import pytest
+
+# The helpers the layer folders share (shardkit, plugin_family, ...) live here, beside this file.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DUMMY_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",

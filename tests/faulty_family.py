@@ -2,14 +2,14 @@
 (importing it registers them). Both store raw pixels.
 
 ``faulty`` fails the way native decoders do: the fault injector for the decoding sandbox
-(tests/test_sandbox.py). A payload beginning with
+(tests/cluster_faults/test_sandbox.py). A payload beginning with
 
 - ``SEGV`` makes decoding dereference address 0 (a real SIGSEGV, as a native decoder reading past
   its buffer does),
 - ``HANG`` makes it spin forever (a decoder in a loop),
 - ``HOG``  makes it allocate 64 GiB (a decoder trusting a giant size).
 
-``stall-TOKEN`` hangs the encoder (tests/test_stall.py): encoding an image of ``STALL_SIZE`` never
+``stall-TOKEN`` hangs the encoder (tests/cluster_faults/test_stall.py): encoding an image of ``STALL_SIZE`` never
 returns while the file ``hang_file(TOKEN)`` holds a count above 0, which each hang decrements (so a
 count of 1 hangs once and lets the retry through). The file outlives the worker that hangs.
 """

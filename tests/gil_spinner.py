@@ -1,6 +1,6 @@
 """A child (``pipeline.child.start_child("gil_spinner")``) that holds the GIL for good once it has
 said "spinning", as a native decoder looping in C would (compressai's rANS decoder holds the GIL):
-its parent-watch thread never runs, so only PR_SET_PDEATHSIG can end it (tests/test_orphans.py)."""
+its parent-watch thread never runs, so only PR_SET_PDEATHSIG can end it (tests/cluster_faults/test_orphans.py)."""
 
 from __future__ import annotations
 

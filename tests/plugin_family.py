@@ -1,4 +1,4 @@
-"""Codec families from outside ``model/``: what a plugin looks like (tests/test_registry.py and others).
+"""Codec families from outside ``model/``: what a plugin looks like (tests/codecs/test_registry.py and others).
 
 - ``tinyraw-lN`` stores each pixel quantised to N levels per channel (zlib-compressed): ``levels`` is
   an encode option (the name presets it), ``centre`` a decode option (reconstruct at the middle of

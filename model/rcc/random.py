@@ -7,7 +7,7 @@ evaluated in numpy uint64 arithmetic, which wraps exactly and runs single-thread
 is word j of the stream (seed, key), candidate i's key is word i of the chunk's stream, and its
 dimension k is word k of the candidate's stream. Uniforms carry
 52 random bits; normals come from ``torch.special.ndtri``, whose CPU kernel is scalar (no vector/tail
-split), so each output depends only on its own input; tests/test_rcc.py checks this under 1 and 2
+split), so each output depends only on its own input; tests/codecs/test_rcc.py checks this under 1 and 2
 threads and under reslicing.
 """
 

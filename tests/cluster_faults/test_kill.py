@@ -21,7 +21,7 @@ from shardkit import archive_rows, plain_shards, stats
 from jobs import compress, decompress
 from pipeline.decoding import DECODED_SUFFIX, archive_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OUR_WORKERS = ("CompressWorker", "DecodeWorker", "pipeline.sandbox")
 
 

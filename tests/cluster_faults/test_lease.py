@@ -20,7 +20,7 @@ from jobs import compress
 from pipeline.lease import LEASE, Lease, LeaseHeld
 from pipeline.storage import Storage
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HOLDER = """
 import sys, time
 from pipeline.lease import Lease

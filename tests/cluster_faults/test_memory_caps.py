@@ -19,7 +19,7 @@ from pipeline.encoding import EncodeSettings, batches
 from pipeline.shards import ShardReader
 from pipeline.storage import Storage
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MB = 1 << 20
 
 

@@ -28,7 +28,7 @@ from model import load_codec
 from pipeline.encoding import EncodeSettings, compress_shard
 from pipeline.storage import Storage
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 
 

@@ -26,7 +26,7 @@ from processes import kill_session, wait_gone
 
 from pipeline.child import WATCH_S
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
 DEATH_S = 30.0  # many watch periods, for a loaded machine: a child that outlives its worker would live for ever
 

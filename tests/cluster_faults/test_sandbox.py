@@ -16,7 +16,7 @@ from pipeline.decoding import DecodeSettings
 from pipeline.faults import InfrastructureError
 from pipeline.sandbox import DecoderProcess, Limits
 
-FAULTY = Path(__file__).resolve().parent / "faulty_family.py"
+FAULTY = Path(__file__).resolve().parents[1] / "faulty_family.py"
 
 
 @pytest.fixture

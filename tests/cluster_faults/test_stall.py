@@ -26,7 +26,7 @@ from pipeline.runner import STALL_S as DEFAULT_STALL_S
 from pipeline.runner import resources_from
 from pipeline.storage import Storage
 
-FAULTY = Path(__file__).resolve().parent / "faulty_family.py"
+FAULTY = Path(__file__).resolve().parents[1] / "faulty_family.py"
 STALL_S = 5  # short, yet far longer than a batch takes here under load (a worker's start-up is not counted)
 JOB_LIMIT_S = 300  # a job that outlives this hangs for good: the test fails instead of the suite hanging
 

@@ -18,7 +18,7 @@ from model.nn.config import CONFIGS
 from model.nn.restoration import AvifRestorationModel
 from model.nn.weights_file import save_weights
 
-KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
+KODAK = Path(__file__).resolve().parents[3] / "shared" / "data" / "kodak" / "kodim23.png"
 
 
 def photo(h=96, w=128, seed=0) -> np.ndarray:

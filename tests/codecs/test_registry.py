@@ -14,7 +14,7 @@ from model import (Codec, Family, OptionError, ParsedName, get_family, list_code
                    register_family, unpack)
 from model.registry import PLUGINS_ENV
 
-PLUGIN = Path(__file__).resolve().parent / "plugin_family.py"
+PLUGIN = Path(__file__).resolve().parents[1] / "plugin_family.py"
 REPO = PLUGIN.parents[1]
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from model import list_codecs, load_codec, load_codec_for_id, psnr, unpack
 
-KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
+KODAK = Path(__file__).resolve().parents[3] / "shared" / "data" / "kodak" / "kodim23.png"
 # Floors only a trained model reaches, for a 256x256 crop at 4 steps. Random weights, and a CDC whose
 # latent collapsed (every symbol zero), give 11-13 dB here. The shipped models are preliminary CPU
 # checkpoints (see their cards): 18.1-21.0 dB (CDC) and 28.3-29.5 dB (hyperprior) when these floors

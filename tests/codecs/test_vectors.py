@@ -14,7 +14,7 @@ from vectors.make_vectors import pixel_sha256
 
 from model import load_codec_for_id, unpack
 
-VECTORS = Path(__file__).resolve().parent / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 ENTRIES = json.loads((VECTORS / "vectors.json").read_text())
 
 

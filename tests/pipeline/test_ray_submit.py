@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 # A weights-bearing codec of a plugin family (tests/plugin_family.py, no torch: the test stays quick),
 # with weights written by the test: the job must find weights that were not uploaded.

@@ -23,7 +23,7 @@ from model.codecs.avif_box import (
 from model.codecs.avif_size import _item_locations, walk_boxes
 from model.format import BitstreamError
 
-KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak" / "kodim23.png"
+KODAK = Path(__file__).resolve().parents[3] / "shared" / "data" / "kodak" / "kodim23.png"
 QUALITIES = [0, 10, 30, 60, 100]
 
 

@@ -12,7 +12,7 @@ from model.__main__ import main
 from model import random_codec
 from model.nn.weights_file import save_weights
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ from model import (WeightsError, WeightsResolver, load_codec, load_codec_for_id,
 from model.nn.weights_file import save_weights
 from model.weights import sha256_file
 
-PLUGIN = Path(__file__).resolve().parent / "plugin_family.py"
+PLUGIN = Path(__file__).resolve().parents[1] / "plugin_family.py"
 
 
 def test_codec_ids_are_built_and_split_in_one_place():

@@ -3,7 +3,7 @@
     python tests/vectors/make_vectors.py      # writes the vectors that are not there yet
 
 The first vectors were written by the code of commit 3ee793a (before the codec registry refactor);
-the test ``tests/test_vectors.py`` decodes each one and compares the sha256 of the decoded pixels, so
+the test ``tests/codecs/test_vectors.py`` decodes each one and compares the sha256 of the decoded pixels, so
 every bitstream written by earlier code keeps decoding bit for bit. Existing vectors are never
 rewritten: a new family adds its entries to ``VECTORS``. Decoding runs on one thread.
 """
