@@ -32,7 +32,7 @@ from PIL import Image
 from jobs import compress, decompress
 from jobs.make_shards import pack
 from jobs.synthetic import synthetic_photo
-from model import list_codecs, load_codec, load_image
+from model import IMAGE_EXTENSIONS, list_codecs, load_codec, load_image
 from pipeline.shards import Sample, ShardReader, expand_inputs
 from pipeline.storage import Storage
 
@@ -85,8 +85,8 @@ def synthetic_shards(folder: Path, n_images: int, size: str, n_shards: int) -> s
 
 
 def bare_encode(codec_name: str, shards: list[str], batch_size: int, threads: int) -> dict:
-    images = [load_image(s.members[s.image_member()]) for url in shards for s in ShardReader(url, Storage())
-              if s.image_member()]
+    images = [load_image(s.members[m]) for url in shards for s in ShardReader(url, Storage())
+              if (m := s.image_member(IMAGE_EXTENSIONS))]
     codec = load_codec(codec_name)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)

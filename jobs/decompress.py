@@ -40,16 +40,15 @@ from pipeline.records import DECODED_SUFFIX, MANIFEST, PARQUET_SUFFIX, STATS_SUF
 from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, ray_session,
                              report_failures,
                              resources_from, run_workers, storage_from, weights_from, write_manifest)
-from pipeline.sandbox import Limits
+from pipeline.child import Limits
 from pipeline.shards import expand_inputs, shard_name
 from pipeline.storage import join, redact
 
 MANIFEST_FAILED_ROWS = 1000  # failed rows listed in the manifest; every one is in its shard's marker
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="decompress.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str = "decompress.py", description: str = __doc__.split("\n\n")[0]) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", default="out/archive", help="archive folder or URL prefix (default out/archive)")
     p.add_argument("--output", default="out/decoded", help="output folder or URL prefix (default out/decoded)")
     p.add_argument("--shards", default=None, help="only archive shards whose name matches this glob, e.g. 'shard-0000[0-4]'")
@@ -94,7 +93,11 @@ def select_shards(archive: str, pattern: str | None, storage) -> dict[str, Shard
 
 def main(argv: list[str] | None = None, on_event=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv), argv, on_event)
+
+
+def run(args: argparse.Namespace, argv: list[str], on_event=None) -> int:
+    """The job for parsed ``args``; ``argv`` is what the manifest records (``build_parser`` reads it again)."""
     absolute_paths(args, "input", "output", "audit", "keys")
     storage = storage_from(args)
     shards = select_shards(args.input, args.shards, storage)

@@ -21,7 +21,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from model.nn.config import CONFIGS
+from model import named_sizes
 from model.weights import WEIGHTS_DIR
 from model.training import TrainConfig, export, train
 
@@ -29,7 +29,7 @@ from model.training import TrainConfig, export, train
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = TrainConfig()
-    p.add_argument("--config", default=d.config, choices=sorted(CONFIGS), help="model size")
+    p.add_argument("--config", default=d.config, choices=sorted(named_sizes()), help="model size")
     p.add_argument("--data", nargs="+", required=True, help="image folders or WebDataset shard URLs")
     p.add_argument("--out", required=True, help="run folder (checkpoints, config)")
     p.add_argument("--lmbda", type=float, default=d.lmbda, help="target rate-distortion weight")
@@ -56,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cdc-avif: start-noise scales trained at t = 1, e.g. 0 (restoration only) or 0,0,0.8,1")
     p.add_argument("--pair-cache", default=None,
                    help="cdc-avif: folder for the AVIF training-pair cache, reused across runs (default OUT/pairs)")
+    p.add_argument("--efforts", type=lambda v: tuple(v.split(",")), default=None,
+                   help="cdc-avif: base-layer efforts of the training pairs in turn, comma-separated "
+                        "(fast,medium,best; default fast)")
+    p.add_argument("--pair-size", type=int, default=None, help="cdc-avif: side of the cached pairs (default 256)")
+    p.add_argument("--pairs-per-image", type=int, default=None, help="cdc-avif: cached pairs per photo (default 4)")
+    p.add_argument("--max-scale", type=float, default=d.max_scale,
+                   help="photos are downscaled by at least 1/this before cropping, where large enough "
+                        "(0.5: by 2, which removes the training JPEGs' own artefacts)")
+    p.add_argument("--holdout-every", type=int, default=d.holdout_every,
+                   help="never read 1 in N training files (by name hash), so evaluation can use them "
+                        "(jobs/evaluate.py --held-out N); 0 reads all")
     p.add_argument("--default-steps", type=int, default=None,
                    help="decoding steps the exported card sets as default (default 8; cdc-avif 1)")
     p.add_argument("--export", metavar="NAME", help="write EMA weights as model/weights/NAME.safetensors")
@@ -65,9 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+LOSS_OPTIONS = ("base_dropout", "final_gammas")  # cdc-avif's loss keywords (TrainConfig.loss_options)
+# cdc-avif's pair-cache keywords (TrainConfig.data_options): flag -> build_pair_cache argument
+DATA_OPTIONS = {"efforts": "efforts", "pair_size": "size", "pairs_per_image": "per_image"}
+
+
 def _config(args) -> TrainConfig:
     names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names})
+    loss = {k: v for k in LOSS_OPTIONS if (v := getattr(args, k)) is not None}
+    data = {arg: v for flag, arg in DATA_OPTIONS.items() if (v := getattr(args, flag)) is not None}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names}, loss_options=loss,
+                       data_cache=args.pair_cache, data_options=data)
 
 
 def _ray_train(cfg: TrainConfig, num_workers: int, use_gpu: bool) -> dict:

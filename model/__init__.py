@@ -1,32 +1,23 @@
-"""diffarc's codecs: CDC (conditional diffusion), the hyperprior baseline and Pillow references.
+"""diffarc's codecs: the AVIF base-layer diffusion codec (cdc-avif, the default), DiffC's progressive
+bitstreams, CDC (conditional diffusion) with its hyperprior baseline, and Pillow's JPEG/WebP/AVIF.
 
-Public API, the only thing the pipeline imports::
+The public interface, what the pipeline and the jobs import::
 
-    from model import load_codec, list_codecs, BitstreamError
+    from model import load_codec, load_codec_for_id, list_codecs, BitstreamError, load_image, psnr
 
-New codec families register through ``register_family(Family(...))`` (see ``model.registry``).
+Importing this package registers the built-in families (``model/codecs/__init__.py``); new codec
+families register through ``register_family(Family(...))`` (see ``model.registry``).
 """
 
 from .codec import Codec, Option, OptionError
 from .format import BitstreamError, bits_per_pixel, unpack
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image
 from .evaluation.metrics import ms_ssim, psnr
-from .registry import (CodecInfo, CodecRequest, Family, ParsedName, codec_from_network, families, get_family,
-                       list_codecs, load_codec, load_codec_for_id, plugin_env, register_family)
+from . import codecs  # noqa: F401  (registers the built-in families)
+from .registry import (CodecInfo, CodecRequest, Family, ParsedName, build_network, codec_from_network, families,
+                       get_family, list_codecs, load_codec, load_codec_for_id, load_network, named_config,
+                       named_sizes, plugin_env, random_codec, register_family)
 from .weights import Weights, WeightsError, WeightsResolver, make_codec_id, split_codec_id
-
-
-def random_codec(config: str = "cdc-tiny", seed: int = 0, device: str = "cpu", **settings) -> Codec:
-    """A codec of a named config (``model.nn.config.CONFIGS``) with random weights: tests, speed benchmarks."""
-    import torch  # imported only when a model is needed
-
-    from .nn.config import CONFIGS
-    from .nn.networks import build_model
-
-    if config not in CONFIGS:
-        raise KeyError(f"unknown config '{config}' (known: {', '.join(CONFIGS)})")
-    torch.manual_seed(seed)
-    return codec_from_network(build_model(CONFIGS[config]), config, device, **settings)
 
 
 __all__ = [
@@ -46,6 +37,7 @@ __all__ = [
     "WeightsError",
     "WeightsResolver",
     "bits_per_pixel",
+    "build_network",
     "codec_from_network",
     "families",
     "get_family",
@@ -53,7 +45,10 @@ __all__ = [
     "load_codec",
     "load_codec_for_id",
     "load_image",
+    "load_network",
     "make_codec_id",
+    "named_config",
+    "named_sizes",
     "ms_ssim",
     "plugin_env",
     "psnr",

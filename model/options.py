@@ -12,14 +12,13 @@ from dataclasses import replace
 from typing import Any, Iterable
 
 from .codec import Option, Side
+from .registry import families
 
 
 def family_options(side: Side) -> list[Option]:
     """The options of ``side`` over every registered family, one per name (types must agree). Where
     families declare an option differently (its meaning or default), the merged one says what each
     does and has no default of its own: each codec takes its family's (``Codec.resolve_options``)."""
-    from .registry import families
-
     merged: dict[str, list[tuple[Option, str]]] = {}
     for fam in families():
         for opt in fam.options:

@@ -1,6 +1,8 @@
 """Codec families, and codecs by name, in the manner of CompressAI's ``@register_model``.
 
-Each family registers itself from its own module (``model/codecs/NAME.py``, or a plugin)::
+The registry is data: the families and what they declare. It imports no family. The built-in
+families are registered in one place above it (``model/codecs/__init__.py``, imported by
+``model/__init__.py``); a plugin registers its own::
 
     register_family(Family(name="pillow", load=load, parse=parse, options=OPTIONS, listing=listing))
 
@@ -29,6 +31,7 @@ from typing import Any, Callable
 
 from .codec import Codec, Option
 from .format import BitstreamError
+from .nn.config import dataclass_from_dict
 from .weights import Weights, WeightsError, WeightsResolver, split_codec_id
 
 PLUGINS_ENV = "DIFFARC_CODEC_PLUGINS"
@@ -52,6 +55,10 @@ class CodecRequest:
     weights: Weights | None  # the weights file the name resolved to (None for weightless families)
     resolver: WeightsResolver  # for any further files the family needs
     device: str
+
+    def network(self):
+        """The network of ``weights``, built by the family its card names (torch is imported here)."""
+        return load_network(self.weights.path)
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,20 @@ class Family:
     description: str = ""
     config: type | None = None  # config dataclass of its networks (stored in weights files and cards)
     network: Callable[[Any], Any] | None = None  # config -> trainable network (torch.nn.Module)
+    sizes: dict[str, Any] = field(default_factory=dict)  # named configs ("cdc-s"): train --config, benchmarks
+    default_steps: int | None = None  # decoding steps when a weights card names none (export writes it)
+    # The samples its network's training loss takes after (lmbda, rho, perceptual): "photos" (crops) or
+    # "avif-pairs" (crop, AVIF decode, quality); model/training/loop.py makes them.
+    training_data: str = "photos"
+    base_layer: str | None = None  # the classical format its bitstreams build on ("avif"): benchmarks compare
     card_fields: tuple[str, ...] = ()  # fields its weights cards must hold
     loads_cards_of: tuple[str, ...] = ()  # other families whose weights it loads (DiffC: "cdc-avif")
     listing: Callable[[list[Weights]], list[CodecInfo]] | None = None  # default: one row per weights file
     wrap: Callable[..., Codec] | None = None  # (network, name, sha256, device, **settings) -> its codec
+    # Names the codec conformance suite (tests/test_codec_conformance.py) loads; WEIGHTS stands for a
+    # tiny random weights file of the family whose cards it loads. Default: ("WEIGHTS",) for a family
+    # with a network, none otherwise.
+    examples: tuple[str, ...] = ()
 
     @property
     def card_families(self) -> tuple[str, ...]:
@@ -137,10 +154,74 @@ def codec_from_network(network, name: str, device: str = "cpu", **settings) -> C
     return family.wrap(network, name, released_sha256(network), device, **settings)
 
 
-def families() -> list[Family]:
-    """Every registered family, built-ins first, after importing the plugins."""
-    import model.codecs  # noqa: F401  (the built-in families register on import)
+# ----- networks: config -> family -> network --------------------------------------------------
+def config_from_dict(d: dict):
+    """A network config from its stored form (``asdict``), through the config class of the family it names."""
+    return _config_of(_family_of_config(d), d)
 
+
+def _family_of_config(d: dict) -> Family:
+    try:
+        return get_family(d.get("family"))
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+
+
+def _config_of(family: Family, d: dict):
+    if family.config is None:
+        raise ValueError(f"codec family '{family.name}' has no config")
+    try:
+        return dataclass_from_dict(family.config, d)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed {family.name} config: {exc}") from None
+
+
+def named_sizes() -> dict[str, Any]:
+    """Every family's named network configs (``cdc-s``, ``cdc-avif-tiny``, ...), by name."""
+    return {name: cfg for fam in families() for name, cfg in fam.sizes.items()}
+
+
+def named_config(name: str):
+    sizes = named_sizes()
+    if name not in sizes:
+        raise KeyError(f"unknown config '{name}' (known: {', '.join(sizes)})")
+    return sizes[name]
+
+
+def random_codec(config: str = "cdc-tiny", seed: int = 0, device: str = "cpu", **settings) -> Codec:
+    """A codec of a named config with random weights: tests, speed benchmarks."""
+    import torch  # imported only when a model is needed
+
+    cfg = named_config(config)
+    torch.manual_seed(seed)
+    return codec_from_network(build_network(cfg), config, device, **settings)
+
+
+def build_network(cfg):
+    """The trainable network of a config, by the family that registered it."""
+    family = get_family(cfg.family)
+    if family.network is None:
+        raise ValueError(f"codec family '{cfg.family}' has no trainable network")
+    return family.network(cfg)
+
+
+def load_network(path: Path | str):
+    """The network a weights file holds: its stored config names the family, whose config class reads
+    it and whose builder makes the network (one look-up)."""
+    from .nn.weights_file import load_model  # torch is imported only when a network is loaded
+
+    return load_model(Path(path), _network_from_dict)
+
+
+def _network_from_dict(d: dict):
+    family = _family_of_config(d)
+    if family.network is None:
+        raise ValueError(f"codec family '{family.name}' has no trainable network")
+    return family.network(_config_of(family, d))
+
+
+def families() -> list[Family]:
+    """Every registered family, built-ins first (``model/codecs/__init__.py``), after importing the plugins."""
     load_plugins()
     return list(_FAMILIES.values())
 

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +40,15 @@ PARENT_PID = "DIFFARC_PARENT_PID"  # the worker's pid, as the child must keep se
 PARENT_MAIN_THREAD = "DIFFARC_PARENT_MAIN_THREAD"  # "1": started from the worker's main thread
 WATCH_S = 1.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a decoding child may use (``sandbox``)."""
+
+    memory_bytes: int | None = 8 << 30  # the child's RLIMIT_DATA; None: no cap (on GPUs, where CUDA maps more)
+    seconds_per_image: float = 1800.0  # deadline of a call: this times its images
+    threads: int = 1
 
 
 def start_child(module: str, **env: str) -> subprocess.Popen:

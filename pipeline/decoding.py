@@ -20,13 +20,13 @@ from model import load_codec_for_id
 from .archive import RowGroups, now
 from .archive_rows import ArchiveRows, ReadRequest
 from .batches import call_batched
+from .child import Limits
 from .faults import is_infrastructure
 from .encoding import JOB_MAX_PIXELS
 from .markers import Markers, read_markers
 from .names import UniqueNames, safe_ext, safe_name
 from .outputs import decoded_problem, write_folder
 from .records import DECODED_SUFFIX, PARQUET_SUFFIX, DecodedMarker, Record, ShardStats
-from .sandbox import Limits
 from .restore import Restored, needs_codec, restore_kept, sample_members
 from .shards import Sample, write_tar
 from .storage import Storage, basename, join

@@ -22,18 +22,13 @@ import resource
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from .child import child_streams, peak_rss_bytes, recv, send, start_child
+from model import load_codec_for_id
+
+from .child import Limits, child_streams, peak_rss_bytes, recv, send, start_child
+from .decoding import in_process
 from .faults import InfrastructureError
-
-
-@dataclass(frozen=True)
-class Limits:
-    memory_bytes: int | None = 8 << 30  # the child's RLIMIT_DATA; None: no cap (on GPUs, where CUDA maps more)
-    seconds_per_image: float = 1800.0  # deadline of a call: this times its images
-    threads: int = 1
 
 
 START_S = 600.0  # the most a child may take to start (a Python process and its imports)
@@ -123,10 +118,6 @@ def _serve() -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(limits.threads)
-    from model import load_codec_for_id
-
-    from .decoding import in_process
-
     codecs: dict = {}
 
     def get_codec(codec_id: str):

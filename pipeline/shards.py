@@ -16,8 +16,6 @@ from typing import BinaryIO, Iterable, Iterator
 
 from braceexpand import braceexpand
 
-from model import IMAGE_EXTENSIONS
-
 from .faults import InfrastructureError, PermanentError
 from .storage import Storage, basename, is_local
 
@@ -39,8 +37,9 @@ class Sample:
     members: dict[str, bytes] = field(default_factory=dict)  # extension -> bytes
     problem: str | None = None  # set when the tar broke inside this sample
 
-    def image_member(self, exts: Iterable[str] = IMAGE_EXTENSIONS) -> str | None:
-        """The extension of the sample's image (the first image member), or None."""
+    def image_member(self, exts: Iterable[str]) -> str | None:
+        """The extension of the sample's image (the first member with one of ``exts``, e.g.
+        ``model.IMAGE_EXTENSIONS``: this data layer does not know image formats), or None."""
         exts = tuple(exts)
         return next((e for e in self.members if e.lower() in exts), None)
 

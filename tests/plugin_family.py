@@ -66,7 +66,7 @@ def parse(name: str) -> ParsedName | None:
 
 
 register_family(Family(
-    name="tinyraw", load=lambda request: TinyRaw(), parse=parse, options=OPTIONS,
+    name="tinyraw", load=lambda request: TinyRaw(), parse=parse, options=OPTIONS, examples=("tinyraw-l16",),
     listing=lambda weights: [CodecInfo("tinyraw-lN", "tinyraw", "test plugin: N-level raw pixels")],
     description="test plugin family",
 ))
@@ -115,6 +115,6 @@ def load_lut(request: CodecRequest) -> TinyLut:
     return TinyLut(request.weights.card.get("name", request.weights.name), table, request.weights.sha256)
 
 
-register_family(Family(name="tinylut", load=load_lut, card_fields=("family", "sha256"),
+register_family(Family(name="tinylut", load=load_lut, card_fields=("family", "sha256"), examples=("WEIGHTS",),
                        description="test plugin: a weights-bearing family without torch"))
 

@@ -1,11 +1,21 @@
-"""The built-in codec families, one module each; importing a module registers its family.
+"""The built-in codec families, one module each, registered here in the order names are offered to them.
 
-A new family is one module here (plus its tests) and one import line below, or a plugin outside
-the package (``$DIFFARC_CODEC_PLUGINS``, entry points ``diffarc.codecs``; see ``model.registry``).
+A new family is one module here (plus the examples the conformance suite loads, ``Family.examples``)
+and one entry below, or a plugin outside the package (``$DIFFARC_CODEC_PLUGINS``, entry points
+``diffarc.codecs``; see ``model.registry``).
 """
 
-from . import pillow  # noqa: F401  (first: its names never collide with weights files)
-from . import hyperprior  # noqa: F401
-from . import cdc  # noqa: F401
-from . import cdc_avif  # noqa: F401
-from . import diffc  # noqa: F401  (after cdc_avif: it loads cdc-avif weights)
+from ..registry import register_family
+from . import cdc, cdc_avif, diffc, hyperprior, pillow
+
+BUILT_IN = (
+    pillow.FAMILY,  # first: its names (jpeg-qN, webp-qN, avif-qN) never collide with weights files
+    hyperprior.FAMILY,
+    cdc.FAMILY,
+    cdc_avif.FAMILY,
+    diffc.AVIF_FAMILY,  # before diffc: "diffc-avif-X" must not be read as "diffc-" + weights "avif-X"
+    diffc.FAMILY,
+)
+
+for _family in BUILT_IN:
+    register_family(_family)

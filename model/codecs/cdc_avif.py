@@ -2,9 +2,11 @@
 
 Names: ``cdc-avif-mse`` (a weights file) takes the AVIF quality as an encode option;
 ``cdc-avif-mse-q40`` presets it. One weights file serves every quality: the network is told the
-base's quality. The payload is one string: the quality byte and the AVIF file with its box headers
-stripped (``avif_box``: rebuilt at decode, 277 bytes saved), so the bits are AVIF's, less its
-headers, plus the container. Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
+base's quality and, for networks trained on several, its encoder settings (``effort``, or
+``speed``/``subsampling``/``tune`` one by one). The payload is one string: the quality byte (then,
+for any settings but Pillow's default, a tag and two settings bytes) and the AVIF file with its box
+headers stripped (``avif_box``: rebuilt at decode, 277 bytes saved), so the bits are AVIF's, less
+its headers, plus the container. Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
 from r_N = gamma * noise (gamma 0 and 1 step: the distortion end; more steps and gamma > 0 add
 texture). An untrained (zero-head) network returns the AVIF base exactly.
 """
@@ -13,23 +15,65 @@ from __future__ import annotations
 
 import re
 import zlib
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-from .avif_base import decode_base, encode_base
+from .avif_base import DEFAULT_SETTINGS, EFFORTS, SUBSAMPLINGS, TUNES, BaseSettings, decode_base, encode_base
 from .avif_box import compact_or_full, expand
 from ..codec import Codec, Option
 from ..format import BitstreamError
-from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
-from ..nn.config import RestorationConfig
+from ..registry import CodecInfo, CodecRequest, Family, ParsedName
+from ..nn.config import DiffusionConfig
 from ..weights import make_codec_id
 
+DEFAULT_STEPS = 1  # a restoration decoder is distortion-optimal in one step
 NAME = re.compile(r"^(cdc-avif-[a-z0-9-]+?)(?:-q(\d{1,3}))?$")
 CARD_FIELDS = ("name", "description", "steps_trained", "default_steps")
+@dataclass(frozen=True)
+class RestorationConfig:
+    """The cdc-avif denoiser: a U-Net over (noisy residual, AVIF base), pixel-unshuffled by 2."""
+
+    widths: tuple[int, ...] = (32, 64, 128, 192)  # channels at 1/2, 1/4, 1/8, 1/16 resolution
+    blocks: tuple[int, ...] = (2, 2, 2, 2)  # residual blocks per level on the way down (one up)
+    emb: int = 128  # width of the (time, quality) embedding
+    residual_scale: float = 4.0  # the diffusion sees (x - base) * scale: AVIF residuals are small
+    base_dropout: float = 0.1  # training: share of samples without the base (an unconditional prior)
+    settings_features: int = 0  # 3: told the base's encoder settings (speed, 4:4:4, tune); 0: Pillow's default only
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    family: str = "cdc-avif"
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(self.widths))
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+        if len(self.widths) != len(self.blocks):
+            raise ValueError("widths and blocks need one entry per level")
+
+
+SIZES = {
+    "cdc-avif-tiny": RestorationConfig(widths=(8, 16), blocks=(1, 1), emb=16,
+                                       diffusion=DiffusionConfig(train_steps=100)),  # unit tests
+    "cdc-avif-s": RestorationConfig(),  # about 66 kMAC per pixel per step
+    # told the base's settings, wider and one level deeper (receptive field); for every effort
+    "cdc-avif-m": RestorationConfig(widths=(48, 80, 112, 144, 160), blocks=(2, 2, 2, 2, 1), emb=128,
+                                    base_dropout=0.0, settings_features=3),
+}
 OPTIONS = (
     Option("quality", int, 30, "encode", "AVIF quality of the base layer (higher: more bits)", min=0, max=100),
-    Option("steps", int, None, "decode", "diffusion decoding steps (default: the model card's default_steps)",
-           min=1),
+    Option("effort", str, "fast", "encode", "base-layer encoder preset: fast (speed 6, 4:2:0: Pillow's "
+           "default), medium (speed 4, 4:4:4, tune psnr), best (speed 2, 4:4:4, tune psnr)", choices=tuple(EFFORTS)),
+    Option("speed", int, None, "encode", "AVIF encoder speed 0 (slowest) .. 10 (default: the effort's)", min=0, max=10),
+    Option("subsampling", str, None, "encode", "AVIF chroma subsampling (default: the effort's)", choices=SUBSAMPLINGS),
+    Option("tune", str, None, "encode", "libaom tune (default: the effort's)", choices=TUNES),
+    Option("target_psnr", float, None, "encode", "per image, the smallest base quality whose restored image "
+           "reaches this PSNR in dB (the decoder runs in the encoder; replaces quality)", min=0.0),
+    Option("max_bpp", float, None, "encode", "per image, the largest base quality whose bitstream fits "
+           "this many bits per pixel (with target_psnr: the cap wins)", min=0.0),
+    Option("max_bytes", int, None, "encode", "per image, the largest base quality whose bitstream fits "
+           "this many bytes (with target_psnr: the cap wins)", min=1),
+    Option("steps", int, None, "decode", f"DDIM steps over the residual from r_N (default: the weights card's "
+           f"default_steps, else {DEFAULT_STEPS}: the one-step restoration)", min=1),
     Option("gamma", float, 0.0, "decode", "start-noise scale: 0 deterministic, 0.8 stochastic", min=0.0),
     Option("seed", int, 0, "decode", "seed of the start noise when gamma > 0"),
     Option("t_start", float, 1.0, "decode", "noise level where sampling starts (below 1: start late)",
@@ -55,8 +99,53 @@ class AvifDiffusionCodec(Codec):
     def codec_id(self) -> str:
         return make_codec_id(self.name, self.sha256)
 
-    def _encode_rgb(self, rgbs, quality: int):
-        return [(base_payload(rgb, quality),) for rgb in rgbs]
+    def _encode_rgb(self, rgbs, quality: int, effort: str, speed, subsampling, tune, target_psnr, max_bpp,
+                    max_bytes):
+        settings = base_settings(effort, speed, subsampling, tune)
+        if target_psnr is None and max_bpp is None and max_bytes is None:
+            return [(base_payload(rgb, quality, settings),) for rgb in rgbs]
+        return [(self.rate_controlled(rgb, settings, target_psnr, max_bpp, max_bytes).payload,) for rgb in rgbs]
+
+    def rate_controlled(self, rgb: np.ndarray, settings: BaseSettings, target_psnr: float | None = None,
+                        max_bpp: float | None = None, max_bytes: int | None = None) -> "RateChoice":
+        """The base quality that meets the targets, found by bisection over quality 0..100.
+
+        Bytes and restored PSNR both rise with quality (AVIF's rate control is monotone up to a few
+        bytes), so the cap is the largest quality that fits and the target the smallest one that
+        reaches it below the cap; each probe is one AVIF encode, and for ``target_psnr`` one restore
+        at the model's default steps. Too tight a cap gives quality 0; an unreachable target, the cap's
+        (or 100): ``RateChoice.met`` says which.
+        """
+        from ..format import Container, pack
+
+        h, w = rgb.shape[:2]
+        # the container around the payload, for the longest mode name Pillow gives (exact bound)
+        overhead = len(pack(Container(self.codec_id, h, w, "I;16B", (b"",))))
+        caps = [c for c in (max_bytes, None if max_bpp is None else int(max_bpp * h * w / 8)) if c is not None]
+        cap = min(caps) - overhead if caps else None
+        payloads, psnrs = {}, {}
+
+        def payload(q):
+            if q not in payloads:
+                payloads[q] = base_payload(rgb, q, settings)
+            return payloads[q]
+
+        def psnr(q):
+            if q not in psnrs:
+                base = read_base_payload(payload(q), h, w, self.name)
+                restored = self._restore([base], self.presets["steps"], 0.0, 0, 1.0, self.model.pad_multiple)[0]
+                mse = np.mean((restored.astype(np.float64) - rgb) ** 2)
+                psnrs[q] = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+            return psnrs[q]
+
+        top = 100 if cap is None else _last_true(lambda q: len(payload(q)) <= cap, 0, 100)
+        top = 0 if top is None else top
+        met = cap is None or len(payload(top)) <= cap
+        if target_psnr is not None:
+            q = _first_true(lambda q: psnr(q) >= target_psnr, 0, top)
+            met = met and q is not None
+            top = top if q is None else q
+        return RateChoice(top, payload(top), met, len(payloads), psnrs.get(top))
 
     def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float):
         import torch
@@ -67,7 +156,7 @@ class AvifDiffusionCodec(Codec):
         out: list = [None] * len(containers)
         multiple = self.model.pad_multiple
         with torch.inference_mode():
-            for _, idxs in batches_by_shape([b[1].shape[:2] for b in bases], multiple, self.batch_pixels):
+            for _, idxs in batches_by_shape([b.rgb.shape[:2] for b in bases], multiple, self.batch_pixels):
                 x = self._restore([bases[i] for i in idxs], steps, gamma, seed, t_start, multiple)
                 for k, i in enumerate(idxs):
                     out[i] = x[k]
@@ -86,40 +175,72 @@ class AvifDiffusionCodec(Codec):
 
         from ..nn.diffusion import alpha_bar
 
-        h, w = items[0][1].shape[:2]
-        hp, wp = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        base = torch.stack([torch.from_numpy(np.array(b)).permute(2, 0, 1) for _, b, _ in items])
-        base = F.pad(base.float() / 127.5 - 1, (0, wp - w, 0, hp - h), mode="replicate")
-        quality = torch.tensor([float(q) for q, _, _ in items])
+        sizes = [b.rgb.shape[:2] for b in items]  # one padded shape; the sizes may differ
+        hp, wp = (-(-side // multiple) * multiple for side in sizes[0])
+        base = torch.stack([F.pad(torch.from_numpy(np.array(b.rgb)).permute(2, 0, 1)[None].float() / 127.5 - 1,
+                                  (0, wp - w, 0, hp - h), mode="replicate")[0]
+                            for b, (h, w) in zip(items, sizes)])
+        quality = torch.tensor([float(b.quality) for b in items])
+        settings = torch.tensor([b.settings.features() for b in items])
         noise_sd = gamma * float((1 - alpha_bar(torch.tensor(t_start), self.model.cfg.diffusion)).sqrt())
-        r_start = torch.stack([_noise((3, hp, wp), seed, crc) for _, _, crc in items]) * noise_sd
+        r_start = torch.stack([_noise((3, hp, wp), seed, b.crc) for b in items]) * noise_sd
         x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
-                      r_start.to(self.device, memory_format=torch.channels_last), steps, t_start)
-        x = ((x[:, :, :h, :w] + 1) * 127.5).clamp(0, 255).round().byte()
-        return list(x.permute(0, 2, 3, 1).cpu().numpy())
+                      r_start.to(self.device, memory_format=torch.channels_last), steps, t_start,
+                      settings.to(self.device))
+        x = ((x + 1) * 127.5).clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        return [x[k, :h, :w] for k, (h, w) in enumerate(sizes)]
 
-    def _run(self, base, quality, r_start, steps, t_start):
+    def _run(self, base, quality, r_start, steps, t_start, settings):
         """The restored batch, whole or tile by tile (overlaps blended): bounded memory."""
         from ..nn.tiling import blended
 
         _, _, h, w = base.shape
         if h * w <= self.tile**2:
-            return self.model.restore(base, quality, r_start, steps, t_start)
+            return self.model.restore(base, quality, r_start, steps, t_start, settings)
         return blended(lambda rows, cols, *_: self.model.restore(
-            base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start),
+            base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start, settings),
             base.shape, self.tile, self.overlap)
 
 
-def base_payload(rgb: np.ndarray, quality: int) -> bytes:
-    """The base layer's string: the quality byte and the AVIF file with its box headers stripped."""
-    return bytes([quality]) + compact_or_full(encode_base(rgb, quality), rgb.shape[1], rgb.shape[0])
+SETTINGS_TAG = 0xF1  # a first byte above 100 (no quality): settings follow; Pillow's default has none
 
 
-def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> tuple[int, np.ndarray, int]:
-    """(quality, uint8 base image, crc32 of the AVIF bytes) from a ``base_payload`` string."""
-    if len(payload) < 2:
+class Base(NamedTuple):
+    """A decoded base layer: what the network is told, the pixels, and the seed of its noise."""
+
+    quality: int
+    settings: BaseSettings
+    rgb: np.ndarray
+    crc: int
+
+
+def base_settings(effort: str, speed: int | None = None, subsampling: str | None = None,
+                  tune: str | None = None) -> BaseSettings:
+    """The effort's encoder settings, with any given one replacing the effort's."""
+    preset = EFFORTS[effort]
+    return BaseSettings(preset.speed if speed is None else speed, subsampling or preset.subsampling,
+                        tune or preset.tune)
+
+
+def base_payload(rgb: np.ndarray, quality: int, settings: BaseSettings = DEFAULT_SETTINGS) -> bytes:
+    """The base layer's string: the quality byte (with settings where not the default) and the AVIF
+    file with its box headers stripped."""
+    head = bytes([quality]) if settings == DEFAULT_SETTINGS else bytes([SETTINGS_TAG, quality]) + settings.to_bytes()
+    return head + compact_or_full(encode_base(rgb, quality, settings), rgb.shape[1], rgb.shape[0])
+
+
+def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> Base:
+    """The ``Base`` of a ``base_payload`` string."""
+    settings, quality_at, head = DEFAULT_SETTINGS, 0, 1  # [quality][AVIF]
+    if payload[:1] == bytes([SETTINGS_TAG]):  # [tag][quality][settings: 2 bytes][AVIF]
+        quality_at, head = 1, 4
+        try:
+            settings = BaseSettings.from_bytes(payload[2:4])
+        except (ValueError, IndexError) as exc:
+            raise BitstreamError(f"{owner}: base layer settings bytes {payload[2:4].hex()} are invalid: {exc}") from None
+    if len(payload) < head + 1:
         raise BitstreamError(f"{owner}: the base layer string (quality byte + AVIF) has {len(payload)} bytes")
-    quality, avif = payload[0], payload[1:]
+    quality, avif = payload[quality_at], payload[head:]
     if quality > 100:
         raise BitstreamError(f"{owner}: quality byte {quality} is not 0..100")
     try:
@@ -128,7 +249,38 @@ def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> tu
         raise BitstreamError(f"{owner}: AVIF base does not decode: {exc}") from None
     if base.shape[:2] != (height, width):
         raise BitstreamError(f"{owner}: AVIF base is {base.shape[1]}x{base.shape[0]}, header says {width}x{height}")
-    return quality, base, zlib.crc32(avif)
+    return Base(quality, settings, base, zlib.crc32(avif))
+
+
+class RateChoice(NamedTuple):
+    """What rate control chose for one image: the quality, its payload, whether every target was met,
+    how many qualities were encoded to find it, and the restored PSNR where it was measured."""
+
+    quality: int
+    payload: bytes
+    met: bool
+    probes: int
+    psnr: float | None
+
+
+def _first_true(test, lo: int, hi: int) -> int | None:
+    """The smallest q in lo..hi with test(q), for a test that stays true once true; None if none."""
+    if not test(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if test(mid) else (mid + 1, hi)
+    return lo
+
+
+def _last_true(test, lo: int, hi: int) -> int | None:
+    """The largest q in lo..hi with test(q), for a test that stays false once false; None if none."""
+    if not test(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if test(mid) else (lo, mid - 1)
+    return lo
 
 
 def _noise(shape, seed: int, crc: int):
@@ -147,11 +299,9 @@ def parse(name: str) -> ParsedName | None:
 
 
 def load(request: CodecRequest) -> AvifDiffusionCodec:
-    from ..nn.weights_file import load_model  # torch is imported only when a model is loaded
-
     w = request.weights
-    return AvifDiffusionCodec(load_model(w.path), w.card.get("name", w.name), w.sha256, request.device,
-                              default_steps=w.card.get("default_steps", 1))
+    return AvifDiffusionCodec(request.network(), w.card.get("name", w.name), w.sha256, request.device,
+                              default_steps=w.card.get("default_steps", DEFAULT_STEPS))
 
 
 def listing(weights) -> list[CodecInfo]:
@@ -169,6 +319,7 @@ def network(cfg: RestorationConfig):
     return AvifRestorationModel(cfg)
 
 
-register_family(Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig,
+FAMILY = Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig, sizes=SIZES,
+                default_steps=DEFAULT_STEPS, training_data="avif-pairs", base_layer="avif",
                        network=network, wrap=wrap, card_fields=CARD_FIELDS, listing=listing,
-                       description="AVIF base layer + conditional diffusion decoder"))
+                       description="AVIF base layer + conditional diffusion decoder")

@@ -37,7 +37,7 @@ from ..diffc import DENOISERS
 from ..diffc.schedule import ScheduleConfig
 from ..format import BitstreamError, Container, pack
 from ..images import as_loaded
-from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
+from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 from ..weights import make_codec_id
 
 DEFAULT_DENOISE_STEPS = 1  # the posterior mean E[r_0 | r_t]: best PSNR at every prefix measured (results/diffc)
@@ -205,7 +205,8 @@ class DiffCCodec(Codec):
         from ..threads import fixed_threads
 
         if self.conditional:
-            quality, base_rgb, _ = read_base_payload(fixed[1], h, w, self.name)  # as the decoder sees it
+            decoded = read_base_payload(fixed[1], h, w, self.name)  # as the decoder sees it
+            quality, base_rgb = decoded.quality, decoded.rgb
             base, scale = _to_unit(base_rgb), self.model.cfg.residual_scale
         else:
             quality, base, scale = 0, torch.zeros(1, 3, h, w), 1.0
@@ -247,10 +248,8 @@ def _family(conditional: bool) -> Family:
         return ParsedName(m.group(1), {"quality": int(m.group(2))} if conditional and m.group(2) else {})
 
     def load(request: CodecRequest) -> DiffCCodec:
-        from ..nn.weights_file import load_model
-
         w = request.weights
-        return DiffCCodec(load_model(w.path), prefix + w.name, w.sha256, conditional, request.device)
+        return DiffCCodec(request.network(), prefix + w.name, w.sha256, conditional, request.device)
 
     def listing(weights) -> list[CodecInfo]:
         """One pattern row (no path: the weights file is cdc-avif's, listed under that family)."""
@@ -262,8 +261,8 @@ def _family(conditional: bool) -> Family:
 
     return Family(name=FAMILIES[conditional], load=load, parse=parse, options=family_options(conditional),
                   loads_cards_of=("cdc-avif",), listing=listing,
+                  examples=(f"{prefix}WEIGHTS-q30" if conditional else f"{prefix}WEIGHTS",),
                   description=f"DiffC: progressive reverse-channel coding with the cdc-avif network")
 
 
-register_family(_family(True))  # first: "diffc-avif-X" must not be read as "diffc-" + weights "avif-X"
-register_family(_family(False))
+AVIF_FAMILY, FAMILY = _family(True), _family(False)  # diffc-avif before diffc: see model/codecs/__init__.py

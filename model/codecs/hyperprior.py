@@ -5,22 +5,38 @@ No options: the rate is fixed by the weights, and decoding is deterministic.
 
 from __future__ import annotations
 
-from ..nn.config import HyperpriorConfig
-from ..registry import CodecRequest, Family, register_family
+from dataclasses import dataclass, field
+
+from ..nn.config import LatentConfig
+from ..registry import CodecRequest, Family
 
 CARD_FIELDS = ("name", "family", "config", "sha256")
 
 
-def load(request: CodecRequest):
-    from .neural import load_neural_codec  # torch is imported only when a model is loaded
+@dataclass(frozen=True)
+class HyperpriorConfig:
+    """compressai's ScaleHyperprior (Ballé 2018) architecture: N = channels, M = latent_channels."""
 
-    return load_neural_codec(request.weights, request.device, options=())
+    latent: LatentConfig = field(default_factory=lambda: LatentConfig(mean_scale=False))
+    family: str = "hyperprior"
+
+
+SIZES = {
+    "hyperprior-tiny": HyperpriorConfig(latent=LatentConfig(16, 16, 8, mean_scale=False)),  # unit tests
+    "hyperprior-s": HyperpriorConfig(latent=LatentConfig(128, 192, 128, mean_scale=False)),
+}
+
+
+def load(request: CodecRequest):
+    from .latent import load_latent_codec  # torch is imported only when a model is loaded
+
+    return load_latent_codec(request)
 
 
 def wrap(network, name: str, sha256: str, device: str = "cpu", **settings):
-    from .neural import NeuralCodec
+    from .latent import LatentCodec
 
-    return NeuralCodec(network, name, sha256, device=device, options=(), **settings)
+    return LatentCodec(network, name, sha256, device=device, options=(), **settings)
 
 
 def network(cfg: HyperpriorConfig):
@@ -29,5 +45,5 @@ def network(cfg: HyperpriorConfig):
     return HyperpriorModel(cfg)
 
 
-register_family(Family(name="hyperprior", load=load, config=HyperpriorConfig, network=network, wrap=wrap,
-                       card_fields=CARD_FIELDS, description="Ballé 2018 scale hyperprior (the baseline)"))
+FAMILY = Family(name="hyperprior", load=load, config=HyperpriorConfig, network=network, wrap=wrap, sizes=SIZES,
+                       card_fields=CARD_FIELDS, description="Ballé 2018 scale hyperprior (the baseline)")

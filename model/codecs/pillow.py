@@ -15,7 +15,7 @@ from PIL import Image
 from ..codec import Codec, Option
 from .avif_base import save_kwargs as avif_save_kwargs
 from ..format import BitstreamError
-from ..registry import CodecInfo, CodecRequest, Family, ParsedName, register_family
+from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 
 FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
 NAME = re.compile(r"^(jpeg|webp|avif)-q(\d{1,3})$")
@@ -98,5 +98,6 @@ def listing(_weights) -> list[CodecInfo]:
     return [CodecInfo(f"{fmt}-qN", "pillow", f"Pillow {fmt.upper()} at quality N (0..100)") for fmt in FORMATS]
 
 
-register_family(Family(name="pillow", load=load, parse=parse, options=OPTIONS, listing=listing,
-                       description="JPEG, WebP and AVIF through Pillow (references)"))
+FAMILY = Family(name="pillow", load=load, parse=parse, options=OPTIONS, listing=listing,
+                       examples=("jpeg-q75", "webp-q60", "avif-q40"),
+                       description="JPEG, WebP and AVIF through Pillow (references)")

@@ -21,59 +21,13 @@ import time
 
 import numpy as np
 import torch
-from torch import nn
 
 from pathlib import Path
 
-from .. import random_codec
-from ..nn.config import CONFIGS
-from ..nn.unet import Attention
-
-
-def count_macs(module: nn.Module, run) -> int:
-    """Multiply-accumulates performed by ``run()`` inside ``module``."""
-    total = 0
-
-    def conv_hook(m, inp, out):
-        nonlocal total
-        if isinstance(m, nn.ConvTranspose2d):
-            total += inp[0].numel() * m.out_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-        else:
-            total += out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-
-    def linear_hook(m, inp, out):
-        nonlocal total
-        total += out.numel() * m.in_features
-
-    def attn_hook(m, inp, out):
-        nonlocal total
-        b, c, h, w = inp[0].shape
-        total += 2 * b * (h * w) ** 2 * c  # QK^T and AV
-
-    hooks = []
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            hooks.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(linear_hook))
-        elif isinstance(m, Attention):
-            hooks.append(m.register_forward_hook(attn_hook))
-    try:
-        with torch.inference_mode():
-            run()
-    finally:
-        for h in hooks:
-            h.remove()
-    return total
-
-
-def timed(fn, repeats: int) -> float:
-    """Mean seconds of ``fn()`` over ``repeats`` calls, after one warm-up call."""
-    fn()  # warm-up: first calls allocate and pick kernels
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t0) / repeats
+from ..registry import get_family, load_codec, named_sizes, random_codec
+from .benchmark_avif import bench_restoration, container_overhead, restoration_codec
+from .cost import count_macs, timed
+from .inputs import load_images
 
 
 def bench_config(name: str, height: int, width: int, steps: list[int], repeats: int) -> dict:
@@ -114,8 +68,11 @@ def bench_large(name: str, height: int, width: int, steps: int) -> dict:
 
 
 def is_cdc_avif(name: str) -> bool:
-    """A cdc-avif config or codec name: benchmarked against AVIF (``benchmark_avif``)."""
-    return getattr(CONFIGS.get(name), "family", None) == "cdc-avif" or name.startswith("cdc-avif-")
+    """A config or codec name whose family builds on an AVIF base layer: benchmarked against AVIF
+    (``benchmark_avif``)."""
+    sizes = named_sizes()
+    family = sizes[name].family if name in sizes else load_codec(name).family
+    return get_family(family).base_layer == "avif"
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -137,9 +94,6 @@ def timing_image(images: list[np.ndarray], height: int, width: int) -> np.ndarra
 
 def bench_cdc_avif(names: list[str], args) -> list[str]:
     """The cdc-avif tables: cost at ``--size``, and container overhead over ``--images``."""
-    from .benchmark_avif import bench_restoration, container_overhead, restoration_codec
-    from .inputs import load_images
-
     images = [im.rgb for _, im in load_images(args.images, args.limit)] if args.images else []
     codecs = [restoration_codec(n) for n in names]
     image = timing_image(images, *args.size)

@@ -15,15 +15,13 @@ import numpy as np
 import torch
 
 from ..codecs.avif_base import decode_base, encode_base
-from ..nn.config import CONFIGS
-from .benchmark import count_macs, timed
+from ..registry import load_codec, named_sizes, random_codec
+from .cost import count_macs, timed
 
 
 def restoration_codec(name: str):
     """A codec of a cdc-avif config with random weights (speed does not depend on them), or a shipped one."""
-    from .. import load_codec, random_codec
-
-    return random_codec(name) if name in CONFIGS else load_codec(name)
+    return random_codec(name) if name in named_sizes() else load_codec(name)
 
 
 def bench_restoration(codec, image: np.ndarray, steps: list[int], repeats: int, quality: int) -> dict:

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.shards import ShardReader, expand_inputs, is_shard_spec
+from pipeline.storage import Storage
+
 from ..images import IMAGE_EXTENSIONS, LoadedImage, is_image_name, load_image
 
 
 def load_images(source: str | Path, limit: int | None = None) -> list[tuple[str, LoadedImage]]:
     """(name, image) pairs, sorted by name; the first ``limit`` of them when given."""
-    from pipeline.shards import ShardReader, expand_inputs, is_shard_spec
-    from pipeline.storage import Storage
-
     source = str(source)
     if is_shard_spec(source):
         storage = Storage.from_env()
-        samples = [s for url in expand_inputs(source, storage) for s in ShardReader(url, storage) if s.image_member()]
-        named = sorted((f"{s.key}.{s.image_member()}", s.members[s.image_member()]) for s in samples)
+        samples = [s for url in expand_inputs(source, storage) for s in ShardReader(url, storage)
+                   if s.image_member(IMAGE_EXTENSIONS)]
+        named = sorted((f"{s.key}.{m}", s.members[m]) for s in samples if (m := s.image_member(IMAGE_EXTENSIONS)))
     else:
         folder = Path(source)
         if not folder.is_dir():

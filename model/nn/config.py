@@ -1,14 +1,15 @@
-"""Model configurations as small dataclasses, and the named sizes that ship.
+"""The configs of the networks' shared parts (latent coder, U-Net, diffusion schedule) and their JSON form.
 
-A config fully determines a network's shapes; it is stored (as JSON) inside every weights file,
-so a ``.safetensors`` file is enough to rebuild its model.
+A family's config (its module in ``model/codecs``: ``CDCConfig``, ``HyperpriorConfig``,
+``RestorationConfig``) fully determines its network's shapes; it is stored (as JSON) inside every
+weights file, so a ``.safetensors`` file is enough to rebuild its model (``model.registry.load_network``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -50,60 +51,8 @@ class DiffusionConfig:
     cosine_offset: float = 0.008
 
 
-@dataclass(frozen=True)
-class CDCConfig:
-    latent: LatentConfig = field(default_factory=LatentConfig)
-    unet: UNetConfig = field(default_factory=UNetConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    family: str = "cdc"
-
-
-@dataclass(frozen=True)
-class HyperpriorConfig:
-    """compressai's ScaleHyperprior (Ballé 2018) architecture: N = channels, M = latent_channels."""
-
-    latent: LatentConfig = field(default_factory=lambda: LatentConfig(mean_scale=False))
-    family: str = "hyperprior"
-
-
-@dataclass(frozen=True)
-class RestorationConfig:
-    """The cdc-avif denoiser: a U-Net over (noisy residual, AVIF base), pixel-unshuffled by 2."""
-
-    widths: tuple[int, ...] = (32, 64, 128, 192)  # channels at 1/2, 1/4, 1/8, 1/16 resolution
-    blocks: tuple[int, ...] = (2, 2, 2, 2)  # residual blocks per level on the way down (one up)
-    emb: int = 128  # width of the (time, quality) embedding
-    residual_scale: float = 4.0  # the diffusion sees (x - base) * scale: AVIF residuals are small
-    base_dropout: float = 0.1  # training: share of samples without the base (an unconditional prior)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    family: str = "cdc-avif"
-
-    def __post_init__(self):
-        object.__setattr__(self, "widths", tuple(self.widths))
-        object.__setattr__(self, "blocks", tuple(self.blocks))
-        if len(self.widths) != len(self.blocks):
-            raise ValueError("widths and blocks need one entry per level")
-
-
 def config_to_dict(cfg) -> dict:
     return asdict(cfg)
-
-
-def config_from_dict(d: dict):
-    """Inverse of ``config_to_dict``, through the config class the family registered."""
-    from ..registry import get_family
-
-    family = d.get("family")
-    try:
-        cls = get_family(family).config
-    except KeyError as exc:
-        raise ValueError(exc.args[0]) from None
-    if cls is None:
-        raise ValueError(f"codec family '{family}' has no config")
-    try:
-        return dataclass_from_dict(cls, d)
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"malformed {family} config: {exc}") from None
 
 
 def dataclass_from_dict(cls, d: dict):
@@ -114,33 +63,3 @@ def dataclass_from_dict(cls, d: dict):
         kind = hints.get(key)
         kwargs[key] = dataclass_from_dict(kind, value) if dataclasses.is_dataclass(kind) else value
     return cls(**kwargs)
-
-
-# Named sizes. "tiny" exists for unit tests only; "s" is the CPU-sized model that ships;
-# "paper" is the published size (about 54M parameters) for GPU training.
-CONFIGS: dict[str, CDCConfig | HyperpriorConfig | RestorationConfig] = {
-    "cdc-tiny": CDCConfig(
-        latent=LatentConfig(channels=16, latent_channels=16, hyper_channels=8),
-        unet=UNetConfig(base=8, mults=(1, 1, 2, 2), attention_levels=(3,), heads=1,
-                        context_channels=(4, 4, 8, 8)),
-        diffusion=DiffusionConfig(train_steps=100),
-    ),
-    "cdc-s": CDCConfig(
-        latent=LatentConfig(channels=128, latent_channels=128, hyper_channels=96),
-        # Sized for CPUs: thin full-resolution level, attention only at 1/16 and 1/32 where the
-        # token count stays small (1,536 and 384 for a 768x512 image).
-        unet=UNetConfig(base=16, mults=(1, 2, 4, 6, 8, 8), attention_levels=(4, 5), heads=4,
-                        context_channels=(8, 16, 32, 64)),
-    ),
-    # About the paper's size: 55M parameters, about 1 MMAC per pixel per step (768x512).
-    "cdc-paper": CDCConfig(
-        latent=LatentConfig(channels=192, latent_channels=256, hyper_channels=192),
-        unet=UNetConfig(base=48, mults=(1, 2, 4, 6, 8), res_blocks=2, attention_levels=(3, 4),
-                        heads=8, context_channels=(48, 96, 192, 256)),
-    ),
-    "cdc-avif-tiny": RestorationConfig(widths=(8, 16), blocks=(1, 1), emb=16,
-                                       diffusion=DiffusionConfig(train_steps=100)),
-    "cdc-avif-s": RestorationConfig(),  # about 66 kMAC per pixel per step
-    "hyperprior-tiny": HyperpriorConfig(latent=LatentConfig(16, 16, 8, mean_scale=False)),
-    "hyperprior-s": HyperpriorConfig(latent=LatentConfig(128, 192, 128, mean_scale=False)),
-}

@@ -12,7 +12,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .config import CDCConfig, HyperpriorConfig
 from .diffusion import ddim_sample, training_loss
 from .latent import CompressionModel, LatentCoder, analysis_transform, synthesis_transform
 from .unet import ConditionalUNet
@@ -44,7 +43,7 @@ class CDCModel(_LatentModel):
 
     stochastic_decoder = True
 
-    def __init__(self, cfg: CDCConfig):
+    def __init__(self, cfg):  # cfg: CDCConfig (model/codecs/cdc.py)
         super().__init__(cfg)
         self.unet = ConditionalUNet(cfg.unet, cfg.latent.latent_channels)
 
@@ -78,7 +77,7 @@ class HyperpriorModel(_LatentModel):
 
     stochastic_decoder = False
 
-    def __init__(self, cfg: HyperpriorConfig):
+    def __init__(self, cfg):  # cfg: HyperpriorConfig (model/codecs/hyperprior.py)
         super().__init__(cfg)
         self.g_s = synthesis_transform(cfg.latent)
 
@@ -94,12 +93,3 @@ class HyperpriorModel(_LatentModel):
         return {"loss": lmbda * 255**2 * mse + bpp, "bpp": bpp, "mse": mse.detach(),
                 "psnr": -10 * math.log10(max(mse.item(), 1e-10))}
 
-
-def build_model(cfg):
-    """The trainable network of a config, by the family that registered it."""
-    from ..registry import get_family
-
-    family = get_family(cfg.family)
-    if family.network is None:
-        raise ValueError(f"codec family '{cfg.family}' has no trainable network")
-    return family.network(cfg)

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import RestorationConfig
 from .diffusion import alpha_bar, ddim_sample
 from .unet import ChannelNorm, ResBlock, time_embedding
 
@@ -27,12 +26,13 @@ FINAL_STEP_GAMMAS = (0.0, 0.0, 0.8, 1.0)
 class RestorationUNet(nn.Module):
     """(r_t, base, t, quality, has_base) -> predicted r0, in the scaled residual domain."""
 
-    def __init__(self, cfg: RestorationConfig):
+    def __init__(self, cfg):  # cfg: RestorationConfig (model/codecs/cdc_avif.py)
         super().__init__()
         self.cfg = cfg
         e, w = cfg.emb, cfg.widths
         # time and quality features, plus a has-base flag (base dropout makes an unconditional prior)
-        self.embed = nn.Sequential(nn.Linear(2 * (e // 2) + 1, e), nn.SiLU(), nn.Linear(e, e))
+        self.embed = nn.Sequential(nn.Linear(2 * (e // 2) + 1 + cfg.settings_features, e), nn.SiLU(),
+                                   nn.Linear(e, e))
         self.stem = nn.Conv2d(2 * 3 * 4, w[0], 3, padding=1)  # pixel-unshuffled r_t and base
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         cin = w[0]
@@ -50,12 +50,17 @@ class RestorationUNet(nn.Module):
         nn.init.zeros_(self.head[-1].weight)  # untrained network = the AVIF base, exactly
         nn.init.zeros_(self.head[-1].bias)
 
-    def forward(self, r_t, base, t, quality, has_base):
-        """quality in [0, 100]; has_base a 0/1 float per image (0: base is zeros, quality ignored)."""
+    def forward(self, r_t, base, t, quality, has_base, settings=None):
+        """quality in [0, 100]; has_base a 0/1 float per image (0: base is zeros, quality ignored);
+        settings: B x ``settings_features`` (``BaseSettings.features``), ignored when the config has none."""
         half = self.cfg.emb // 2
-        emb = self.embed(torch.cat([time_embedding(t, half),
-                                    time_embedding(quality / 100.0, half) * has_base[:, None],
-                                    has_base[:, None]], dim=1))
+        parts = [time_embedding(t, half), time_embedding(quality / 100.0, half) * has_base[:, None],
+                 has_base[:, None]]
+        if self.cfg.settings_features:
+            if settings is None:
+                settings = torch.zeros(t.shape[0], self.cfg.settings_features, device=t.device)
+            parts.append(settings.to(t.dtype) * has_base[:, None])
+        emb = self.embed(torch.cat(parts, dim=1))
         h = self.stem(F.pixel_unshuffle(torch.cat([r_t, base], dim=1), 2))
         skips = []
         for lvl, blocks in enumerate(self.down):
@@ -72,7 +77,7 @@ class RestorationUNet(nn.Module):
 class AvifRestorationModel(nn.Module):
     """The trainable model: the denoiser, its training loss (forward, so DDP syncs) and ``restore``."""
 
-    def __init__(self, cfg: RestorationConfig):
+    def __init__(self, cfg):  # cfg: RestorationConfig (model/codecs/cdc_avif.py)
         super().__init__()
         self.cfg = cfg
         self.denoiser = RestorationUNet(cfg)
@@ -83,14 +88,14 @@ class AvifRestorationModel(nn.Module):
         return 2 ** len(self.cfg.widths)
 
     @torch.no_grad()
-    def restore(self, base, quality, r_start, steps: int, t_start: float = 1.0):
+    def restore(self, base, quality, r_start, steps: int, t_start: float = 1.0, settings=None):
         """base + the residual DDIM decodes from ``r_start`` at ``t_start`` (images in [-1, 1])."""
         has_base = torch.ones(base.shape[0], device=base.device)
-        r0 = ddim_sample(lambda r_t, t: self.denoiser(r_t, base, t, quality, has_base), r_start, steps,
+        r0 = ddim_sample(lambda r_t, t: self.denoiser(r_t, base, t, quality, has_base, settings), r_start, steps,
                          self.cfg.diffusion, t_start=t_start, clip=None)
         return base + r0 / self.cfg.residual_scale
 
-    def forward(self, x, base, quality, lmbda=None, rho: float = 0.0, perceptual=None,
+    def forward(self, x, base, quality, settings=None, lmbda=None, rho: float = 0.0, perceptual=None,
                 final_step_fraction: float = 0.6, generator: torch.Generator | None = None,
                 base_dropout: float | None = None, final_gammas: tuple[float, ...] = FINAL_STEP_GAMMAS) -> dict:
         """min(SNR, 5)-weighted x0 MSE over the scaled residual [+ rho * LPIPS on the images].
@@ -99,8 +104,8 @@ class AvifRestorationModel(nn.Module):
         the one-step deterministic decode that the MSE model is judged by); the rest is spread over
         t, so multi-step and stochastic decodes (and DiffC's reverse process) are trained too.
         ``base_dropout`` overrides the config's; ``final_gammas`` = (0,) trains only the
-        deterministic one-step decode (a restoration network). ``lmbda`` is unused: the rate is
-        the base layer's.
+        deterministic one-step decode (a restoration network). ``settings``: B x 3 features of the
+        bases' encoder settings. ``lmbda`` is unused: the rate is the base layer's.
         """
         cfg, b, dev = self.cfg, x.shape[0], x.device
         uniform = lambda: torch.rand(b, generator=generator).to(dev)  # noqa: E731
@@ -119,7 +124,7 @@ class AvifRestorationModel(nn.Module):
         # at t = 1 the input is exactly what decoding starts from, gamma * noise: alpha_bar(1) is
         # clamped above 0, and even sqrt(1e-6) * r0 leaks the answer when gamma = 0
         signal = torch.where(final[:, None, None, None], torch.zeros_like(ab), ab.sqrt())
-        r0_pred = self.denoiser(signal * r0 + (1 - ab).sqrt() * noise, base, t, quality, has_base)
+        r0_pred = self.denoiser(signal * r0 + (1 - ab).sqrt() * noise, base, t, quality, has_base, settings)
 
         weight = (ab / (1 - ab)).flatten().clamp(min=d.snr_floor, max=d.snr_clip)
         mse = (weight * ((r0_pred - r0) ** 2).mean(dim=(1, 2, 3))).mean()

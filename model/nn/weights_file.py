@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
 from ..weights import CARD_SUFFIX, HASH_CHARS, sha256_bytes, sha256_file
-from .config import config_from_dict, config_to_dict
-from .networks import build_model
+from .config import config_to_dict
 
 WEIGHTS_FORMAT = "diffarc-weights-1"
 
@@ -70,8 +70,9 @@ def released_sha256(model) -> str:
     return sha256_bytes(_released_bytes(model))
 
 
-def load_model(path: Path):
-    """Rebuild a model from a weights file (safetensors; no pickle involved)."""
+def load_model(path: Path, build: Callable[[dict], torch.nn.Module]):
+    """Rebuild a model from a weights file (safetensors; no pickle involved); ``build`` makes the network
+    of the stored config (``model.registry.load_network`` passes the family's builder)."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -81,6 +82,6 @@ def load_model(path: Path):
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
     if meta.get("format") != WEIGHTS_FORMAT:
         raise ValueError(f"{path}: not diffarc weights (metadata format {meta.get('format')!r})")
-    model = build_model(config_from_dict(json.loads(meta["config"])))
+    model = build(json.loads(meta["config"]))
     model.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()})
     return model

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class TrainConfig:
-    config: str = "cdc-s"  # a name in model.nn.config.CONFIGS
+    config: str = "cdc-s"  # a family's named size (model.registry.named_sizes: cdc-s, cdc-avif-s, ...)
     data: list[str] = field(default_factory=list)  # image folders or WebDataset shard URLs
     out: str = "runs/cdc-s"
     lmbda: float = 0.01  # target rate weight (CDC: lmbda * bpp; hyperprior: compressai convention)
@@ -28,6 +28,12 @@ class TrainConfig:
     checkpoint_every: int = 200
     seed: int = 0
     workers: int = 1  # data-loading processes
-    base_dropout: float | None = None  # cdc-avif: share of samples without the base (default: the config's)
-    final_gammas: tuple[float, ...] | None = None  # cdc-avif: start-noise scales at t = 1 (0 alone: restoration)
-    pair_cache: str | None = None  # cdc-avif: folder of the AVIF training-pair cache (default OUT/pairs)
+    # keyword arguments of the network's training loss beyond the shared ones (cdc-avif: base_dropout,
+    # final_gammas; see its network's forward)
+    loss_options: dict = field(default_factory=dict)
+    data_cache: str | None = None  # folder of prepared training samples, e.g. AVIF pairs (default OUT/pairs)
+    # keyword arguments of the prepared samples' builder (cdc-avif: efforts, size, per_image; see
+    # training/avif_pairs.build_pair_cache)
+    data_options: dict = field(default_factory=dict)
+    max_scale: float = 0.75  # photos are downscaled by at least 1/max_scale before cropping (where large enough)
+    holdout_every: int = 0  # 1 in N training files by name hash is never read (0: read all)

@@ -6,6 +6,7 @@ the same reader the archive jobs use: local paths, s3:// URLs, globs and brace p
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import random
@@ -15,6 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import IterableDataset
+
+from pipeline.shards import ShardReader, expand_inputs, is_shard_spec
+from pipeline.storage import Storage
 
 from ..images import IMAGE_EXTENSIONS, is_image_name, to_rgb8
 
@@ -26,9 +30,9 @@ class RandomCrops(IterableDataset):
     JPEGs, and downscaling hides the blocking that the codec would otherwise learn to reproduce.
     """
 
-    def __init__(self, sources: list[str], crop: int, seed: int):
-        self.files, self.shards, self.storage = find_sources(sources)
-        self.crop, self.seed = crop, seed
+    def __init__(self, sources: list[str], crop: int, seed: int, holdout_every: int = 0, max_scale: float = 0.75):
+        self.files, self.shards, self.storage = find_sources(sources, holdout_every)
+        self.crop, self.seed, self.max_scale = crop, seed, max_scale
 
     def _images(self, rng: random.Random, worker: int, workers: int):
         if self.shards:
@@ -51,30 +55,38 @@ class RandomCrops(IterableDataset):
             yield self._crop(Image.fromarray(rgb), rng)
 
     def _crop(self, img: Image.Image, rng: random.Random) -> torch.Tensor:
-        crop = random_crop(img, self.crop, rng)
+        crop = random_crop(img, self.crop, rng, self.max_scale)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         return torch.from_numpy(crop.copy()).permute(2, 0, 1).float() / 255
 
 
-def random_crop(photo: Image.Image, size: int, rng: random.Random) -> np.ndarray:
-    """A size x size uint8 crop after a random antialiased downscale (hides the photos' own JPEG blocks)."""
+def random_crop(photo: Image.Image, size: int, rng: random.Random, max_scale: float = 0.75) -> np.ndarray:
+    """A size x size uint8 crop after a random antialiased downscale (hides the photos' own JPEG blocks):
+    by at least 1 / ``max_scale`` where the photo is large enough."""
     w, h = photo.size
     short = min(w, h)
-    scale = rng.uniform(size, max(size, 0.75 * short)) / short
+    scale = rng.uniform(size, max(size, max_scale * short)) / short
     img = photo.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.LANCZOS)
     w, h = img.size
     left, top = rng.randint(0, w - size), rng.randint(0, h - size)
     return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
-def find_sources(sources: list[str]):
-    """(image files, shard URLs, storage) of training sources: image folders or shard patterns."""
-    from pipeline.shards import expand_inputs, is_shard_spec
-    from pipeline.storage import Storage
+def held_out(path: str, every: int) -> bool:
+    """Whether a training file belongs to the held-out slice (1 in ``every`` by a hash of its name;
+    0: none). Training never reads it, so evaluation can use it (``jobs/evaluate.py --held-out``)."""
+    if every <= 0:
+        return False
+    return int(hashlib.sha256(Path(path).name.encode()).hexdigest(), 16) % every == 0
 
+
+def find_sources(sources: list[str], holdout_every: int = 0):
+    """(image files, shard URLs, storage) of training sources: image folders (less the held-out
+    slice, see ``held_out``) or shard patterns."""
     storage = Storage.from_env()
-    files = sorted(f for s in sources if not is_shard_spec(s) for f in _image_files(s))
+    files = sorted(f for s in sources if not is_shard_spec(s) for f in _image_files(s)
+                   if not held_out(f, holdout_every))
     shards = [u for s in sources if is_shard_spec(s) for u in expand_inputs(s, storage)]
     if not files and not shards:
         raise FileNotFoundError(f"no training images found in {sources} (folders of {IMAGE_EXTENSIONS})")
@@ -83,17 +95,15 @@ def find_sources(sources: list[str]):
 
 def shard_photos(url: str, storage):
     """The images of one WebDataset shard, through the pipeline's reader (bad samples skipped)."""
-    from pipeline.shards import ShardReader
-
     for sample in ShardReader(url, storage):
-        member = sample.image_member()
+        member = sample.image_member(IMAGE_EXTENSIONS)
         if member is not None and sample.problem is None:
             yield Image.open(io.BytesIO(sample.members[member]))
 
 
-def photos_once(sources: list[str]):
+def photos_once(sources: list[str], holdout_every: int = 0):
     """Every training image once, in a fixed order (folders sorted, then shards)."""
-    files, shards, storage = find_sources(sources)
+    files, shards, storage = find_sources(sources, holdout_every)
     for f in files:
         yield Image.open(f)
     for url in shards:

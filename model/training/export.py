@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ..nn.config import RestorationConfig
 from ..nn.weights_file import save_weights
+from ..registry import get_family
 from .config import TrainConfig
 from .loop import initial_model
 
@@ -28,8 +28,8 @@ def export(cfg: TrainConfig, name: str, weights_dir: Path, extra_card: dict | No
         "lmbda": cfg.lmbda, "rho": cfg.rho, "steps_trained": state["step"],
         "wall_time_s": round(state["elapsed_s"]), "batch_size": cfg.batch_size, "crop": cfg.crop,
         "data": cfg.data, "hardware": _hardware(),
-        # a restoration decoder is distortion-optimal in one step; CDC's few-step decode needs more
-        "default_steps": 1 if isinstance(model.cfg, RestorationConfig) else 8,
+        # the family's (cdc-avif restores in one step; CDC's few-step decode needs more)
+        "default_steps": get_family(model.cfg.family).default_steps or 8,
         **(extra_card or {}),
     }
     path = Path(weights_dir) / f"{name}.safetensors"

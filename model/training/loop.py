@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ..nn.config import CONFIGS, RestorationConfig
-from ..nn.networks import build_model
-from ..nn.weights_file import load_model
+from ..registry import build_network, get_family, load_network, named_config
+from .avif_pairs import PairCrops, build_pair_cache
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import RandomCrops
@@ -31,15 +30,22 @@ def _optimisers(model, cfg: TrainConfig):
     return torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr) if aux else None
 
 
-def _batches(model, cfg: TrainConfig, step: int):
-    """Endless training batches (tuples of tensors): photo crops, or AVIF pairs for cdc-avif."""
-    if isinstance(model.cfg, RestorationConfig):
-        from .avif_pairs import PairCrops, build_pair_cache
+def _avif_pairs(cfg: TrainConfig, seed: int):
+    cache = build_pair_cache(cfg.data, Path(cfg.data_cache or Path(cfg.out) / "pairs"), **cfg.data_options,
+                             max_scale=cfg.max_scale, holdout_every=cfg.holdout_every)
+    return PairCrops(cache, cfg.crop, seed)
 
-        cache = build_pair_cache(cfg.data, Path(cfg.pair_cache or Path(cfg.out) / "pairs"))
-        dataset = PairCrops(cache, cfg.crop, cfg.seed + step)
-    else:
-        dataset = RandomCrops(cfg.data, cfg.crop, cfg.seed + step)
+
+# The training samples a family's network takes (``Family.training_data``), as datasets of a run.
+DATASETS = {
+    "photos": lambda cfg, seed: RandomCrops(cfg.data, cfg.crop, seed, cfg.holdout_every, cfg.max_scale),
+    "avif-pairs": _avif_pairs,
+}
+
+
+def _batches(model, cfg: TrainConfig, step: int):
+    """Endless training batches (tuples of tensors) of the samples the network's family trains on."""
+    dataset = DATASETS[get_family(model.cfg.family).training_data](cfg, cfg.seed + step)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
     for batch in loader:
@@ -48,7 +54,7 @@ def _batches(model, cfg: TrainConfig, step: int):
 
 def initial_model(cfg: TrainConfig):
     """The network a run starts from: ``init_from`` weights, else a fresh one of the named config."""
-    return load_model(Path(cfg.init_from)) if cfg.init_from else build_model(CONFIGS[cfg.config])
+    return load_network(cfg.init_from) if cfg.init_from else build_network(named_config(cfg.config))
 
 
 def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
@@ -77,7 +83,6 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         perceptual = load_lpips(cfg.lpips_weights or DEFAULT_LPIPS_PATH, device=device)
 
     batches = _batches(model, cfg, step)
-    extra = {k: v for k in ("base_dropout", "final_gammas") if (v := getattr(cfg, k)) is not None}
     start = time.time()
     figures: dict = {}
     bar = tqdm(total=cfg.steps, initial=step, desc=Path(cfg.out).name, unit="step", dynamic_ncols=True)
@@ -88,7 +93,8 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         batch = [v.to(device, memory_format=torch.channels_last) if v.dim() == 4 else v.to(device)
                  for v in next(batches)]
         lmbda = cfg.lmbda_warmup if (cfg.lmbda_warmup is not None and step < cfg.warmup_steps) else cfg.lmbda
-        parts = net(*batch, lmbda, cfg.rho, perceptual, final_step_fraction=cfg.final_step_fraction, **extra)
+        parts = net(*batch, lmbda=lmbda, rho=cfg.rho, perceptual=perceptual,
+                    final_step_fraction=cfg.final_step_fraction, **cfg.loss_options)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)

@@ -1,6 +1,6 @@
 """cdc-avif: the AVIF base layer restored by a conditional diffusion decoder.
 
-Tiny random networks (CONFIGS["cdc-avif-tiny"]) keep these fast; the shipped weights are checked
+Tiny random networks (named_config("cdc-avif-tiny")) keep these fast; the shipped weights are checked
 at the end on a Kodak crop (skipped without ../shared/data).
 """
 
@@ -11,10 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from model import BitstreamError, list_codecs, load_codec, load_codec_for_id, psnr, unpack
+from model import BitstreamError, list_codecs, load_codec, load_codec_for_id, named_config, psnr, unpack
 from model.codecs.avif_base import decode_base, encode_base
 from model.codecs.cdc_avif import AvifDiffusionCodec
-from model.nn.config import CONFIGS
 from model.nn.restoration import AvifRestorationModel
 from model.nn.weights_file import save_weights
 
@@ -33,7 +32,7 @@ def photo(h=96, w=128, seed=0) -> np.ndarray:
 
 def tiny_model(seed=0, zero_head=True) -> AvifRestorationModel:
     torch.manual_seed(seed)
-    model = AvifRestorationModel(CONFIGS["cdc-avif-tiny"])
+    model = AvifRestorationModel(named_config("cdc-avif-tiny"))
     if not zero_head:  # a random, non-identity network
         torch.nn.init.normal_(model.denoiser.head[-1].weight, std=0.05)
     return model

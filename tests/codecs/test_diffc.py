@@ -17,13 +17,11 @@ import pytest
 import torch
 from PIL import Image
 
-from model import BitstreamError, load_codec, load_codec_for_id, unpack
+from model import BitstreamError, build_network, load_codec, load_codec_for_id, named_config, unpack
 from model.__main__ import main
 from model.codec import OptionError
 from model.diffc.stream import truncate
 from model.format import Container, pack
-from model.nn.config import CONFIGS
-from model.nn.networks import build_model
 from model.nn.weights_file import save_weights
 from model.rcc.coding import header_bits
 from model.threads import fixed_threads
@@ -37,7 +35,7 @@ FAST = {"cap_bits": 6}  # the smallest search: tests stay within seconds
 def tiny_weights(folder, name: str, seed: int):
     """A cdc-avif-tiny network with random (non-zero) weights saved as NAME in ``folder``."""
     torch.manual_seed(seed)
-    model = build_model(CONFIGS["cdc-avif-tiny"])
+    model = build_network(named_config("cdc-avif-tiny"))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)

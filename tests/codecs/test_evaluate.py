@@ -209,12 +209,12 @@ def test_write_cards_refuses_a_partial_image_set(tmp_path):
 @pytest.fixture
 def zero_cdc_avif(tmp_path):
     """A tiny cdc-avif weights file with the zero-initialised head: it decodes to the AVIF base exactly."""
-    from model.nn.config import CONFIGS
+    from model import named_config
     from model.nn.restoration import AvifRestorationModel
 
     torch.manual_seed(0)
     path = tmp_path / "cdc-avif-zero.safetensors"
-    save_weights(AvifRestorationModel(CONFIGS["cdc-avif-tiny"]), path,
+    save_weights(AvifRestorationModel(named_config("cdc-avif-tiny")), path,
                  {"name": "cdc-avif-zero", "description": "test", "steps_trained": 0, "default_steps": 1})
     return path
 

@@ -18,9 +18,7 @@ from PIL import Image
 from shardkit import photo, plain_shards, rewrite_archive_shard
 
 from jobs import compress, decompress
-from model import load_codec
-from model.nn.config import CONFIGS
-from model.nn.networks import build_model
+from model import build_network, load_codec, named_config
 from model.nn.weights_file import save_weights
 from model.weights import CARD_SUFFIX, WEIGHTS_DIR, WEIGHTS_SUFFIX
 
@@ -39,7 +37,7 @@ def weights_dir(folder):
         for suffix in (WEIGHTS_SUFFIX, CARD_SUFFIX):
             (folder / f"{name}{suffix}").symlink_to(WEIGHTS_DIR / f"{name}{suffix}")
     torch.manual_seed(0)
-    model = build_model(CONFIGS["cdc-avif-tiny"])
+    model = build_network(named_config("cdc-avif-tiny"))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)  # not the zero head: the diffusion decoder changes pixels

@@ -132,8 +132,8 @@ def test_plugin_family_through_the_compress_and_decompress_jobs(plugin, ray_loca
     assert manifest["decode"]["centre"] is False
 
 
-@pytest.mark.parametrize("config, family, cls", [("cdc-tiny", "cdc", "NeuralCodec"),
-                                                 ("hyperprior-tiny", "hyperprior", "NeuralCodec"),
+@pytest.mark.parametrize("config, family, cls", [("cdc-tiny", "cdc", "LatentCodec"),
+                                                 ("hyperprior-tiny", "hyperprior", "LatentCodec"),
                                                  ("cdc-avif-tiny", "cdc-avif", "AvifDiffusionCodec")])
 def test_an_in_memory_network_becomes_its_familys_codec(config, family, cls):
     from model import random_codec

@@ -8,9 +8,7 @@ import torch
 from PIL import Image
 
 from jobs.train import main as train_main
-from model import load_codec
-from model.nn.config import CONFIGS
-from model.nn.networks import build_model
+from model import build_network, load_codec, named_config
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +54,7 @@ def test_lpips_term_enters_the_cdc_loss():
     perceptual = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False).eval()
     perceptual.requires_grad_(False)
     torch.manual_seed(0)
-    model = build_model(CONFIGS["cdc-tiny"]).train()
+    model = build_network(named_config("cdc-tiny")).train()
     x = torch.rand(2, 3, 64, 64)
 
     def loss(rho):

@@ -80,6 +80,7 @@ def test_option_flags_say_what_each_family_means_and_defaults_to():
     assert "cdc-avif, diffc-avif: AVIF quality of the base layer (higher: more bits), default 30" in quality
     assert "pillow: Pillow quality, 0 (smallest) to 100, default 75" in quality and "default: the codec's own" in quality
     steps = help_of(decompress.build_parser(), "--steps")
-    assert steps.startswith("cdc, cdc-avif: diffusion decoding steps (default: the model card's default_steps); "
-                            "diffc-avif, diffc: denoising steps after the last coded step, default 1")
+    assert steps.startswith("cdc: DDIM steps from x_N to the image (default: the weights card's default_steps, "
+                            "else 8); cdc-avif: DDIM steps over the residual from r_N")
+    assert "; diffc-avif, diffc: denoising steps after the last coded step, default 1;" in steps
     assert help_of(decompress.build_parser(), "--gamma").startswith("start-noise scale")  # one meaning: as declared

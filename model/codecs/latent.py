@@ -1,12 +1,14 @@
-"""What every neural codec shares: padding, batching, tiling and start noise around two swappable parts.
+"""The latent codecs' shell (the cdc and hyperprior families): a learned latent, entropy-coded under a
+hyperprior, and a synthesis from it, with the padding, batching, tiling and start noise around them.
 
-    NeuralCodec(model, name, sha256, part=HyperpriorLatent(model))
+    LatentCodec(model, name, sha256, options=OPTIONS)    # part=HyperpriorLatent(model) by default
 
 - the entropy-coded part (``EntropyPart``): padded images -> strings per image -> the condition the
-  decoder starts from. Today the hyperprior latent coder (y at 1/16 resolution; strings z and y);
-  an AVIF base layer or a reverse-channel-coded stream plugs in the same way.
-- the synthesis: ``model.reconstruct(condition, steps, x_start)`` (a diffusion U-Net, or g_s).
+  decoder starts from: the hyperprior latent coder (y at 1/16 resolution; strings z and y).
+- the synthesis: ``model.reconstruct(condition, steps, x_start)`` (CDC's diffusion U-Net, or g_s).
 
+The other neural families have their own shells: cdc-avif (``cdc_avif``: an AVIF base restored in
+batches and tiles) and DiffC (``diffc``: one image at a time, as its exactness needs).
 Images are padded to the part's multiple and batched by padded shape; images above ``tile``²
 pixels are coded in overlapping tiles, which bounds memory.
 """
@@ -24,8 +26,8 @@ from ..codec import Codec, Option
 from ..format import BitstreamError
 from ..nn import guard
 from ..nn.tiling import batches_by_shape, blended, interior, tiles_2d
-from ..nn.weights_file import load_model
-from ..weights import Weights, make_codec_id
+from ..registry import CodecRequest
+from ..weights import make_codec_id
 
 PAD_MULTIPLE = 64  # z is at 1/64 resolution
 LATENT_STRIDE = 16  # y is at 1/16 resolution
@@ -89,8 +91,9 @@ class HyperpriorLatent:
         return y
 
 
-class NeuralCodec(Codec):
-    """A trained model as a codec. Batches same-sized images; tiles images above ``tile`` px²."""
+class LatentCodec(Codec):
+    """A latent model (CDC, hyperprior) as a codec. Batches images of one padded shape; tiles images
+    above ``tile`` px²."""
 
     def __init__(
         self,
@@ -102,7 +105,7 @@ class NeuralCodec(Codec):
         tile: int = 1024,
         overlap: int = 128,
         batch_pixels: int = 4 * 768 * 512,
-        options: tuple[Option, ...] | None = None,
+        options: tuple[Option, ...] = (),
         part: EntropyPart | None = None,
     ):
         # channels_last: oneDNN convolutions and the per-pixel LayerNorms avoid layout copies (1.7x on CPU)
@@ -113,7 +116,7 @@ class NeuralCodec(Codec):
                              f"{2 * self.part.stride} below it")
         self.name, self.weights_sha256, self.device = name, weights_sha256, torch.device(device)
         self.family = model.cfg.family
-        self.options = _family_options(self.family) if options is None else options
+        self.options = options
         self.tile, self.overlap, self.batch_pixels = tile, overlap, batch_pixels
         if "steps" in {o.name for o in self.options}:
             self.with_presets(steps=default_steps)
@@ -180,15 +183,8 @@ def _start_noise(container, hp: int, wp: int, gamma: float, seed: int) -> torch.
     return gamma * torch.randn(3, hp, wp, generator=g)
 
 
-def load_neural_codec(weights: Weights, device: str = "cpu", options: tuple[Option, ...] | None = None) -> NeuralCodec:
-    """The codec of a weights file; its card names it and may set ``default_steps``."""
-    return NeuralCodec(
-        load_model(weights.path), weights.card.get("name", weights.name), weights.sha256, device=device,
-        default_steps=weights.card.get("default_steps", 8), options=options,
-    )
-
-
-def _family_options(family: str) -> tuple[Option, ...]:
-    from ..registry import get_family
-
-    return get_family(family).options
+def load_latent_codec(request: CodecRequest, options: tuple[Option, ...] = (), default_steps: int = 8) -> LatentCodec:
+    """The codec of a request's weights file; its card names it and may set ``default_steps``."""
+    w = request.weights
+    return LatentCodec(request.network(), w.card.get("name", w.name), w.sha256, device=request.device,
+                       default_steps=w.card.get("default_steps", default_steps), options=options)
