@@ -1,4 +1,4 @@
-"""Train a codec (CDC or the hyperprior baseline) and optionally export it into the registry.
+"""Train a codec family's network (cdc-avif, CDC, hyperprior) and optionally export it as registry weights.
 
     # CPU, in-process, 30-minute budget, resumable (rerun the same command to continue):
     python jobs/train.py --config cdc-s --data ../shared/data/train --out runs/cdc-s-q2 \\

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from .diffc.stream import split, truncate
 from .format import BitstreamError, bits_per_pixel, unpack
 from .images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from .options import add_option_flags, family_options, given_options
@@ -69,8 +70,6 @@ def run(args) -> str:
         return (f"codec {c.codec_id}  size {c.width}x{c.height}  mode {c.mode}  bytes {len(data)}  "
                 f"bpp {bits_per_pixel(data, c.height, c.width):.4f}")
     if args.command == "truncate":
-        from .diffc.stream import split, truncate
-
         shorter = truncate(_read(args.input), step=args.step, bpp=args.bpp)
         args.output.write_bytes(shorter)
         c = unpack(shorter)

@@ -97,7 +97,7 @@ class Family:
     loads_cards_of: tuple[str, ...] = ()  # other families whose weights it loads (DiffC: "cdc-avif")
     listing: Callable[[list[Weights]], list[CodecInfo]] | None = None  # default: one row per weights file
     wrap: Callable[..., Codec] | None = None  # (network, name, sha256, device, **settings) -> its codec
-    # Names the codec conformance suite (tests/test_codec_conformance.py) loads; WEIGHTS stands for a
+    # Names the codec conformance suite (tests/codecs/test_codec_conformance.py) loads; WEIGHTS stands for a
     # tiny random weights file of the family whose cards it loads. Default: ("WEIGHTS",) for a family
     # with a network, none otherwise.
     examples: tuple[str, ...] = ()

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from .fetch import fetch_bytes, url_join
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 HASH_CHARS = 8  # hex digits of the sha256 in a codec id
 WEIGHTS_SUFFIX, CARD_SUFFIX = ".safetensors", ".json"
@@ -156,8 +158,6 @@ class WeightsResolver:
 
     # ----- the URL cache -----------------------------------------------------------------------
     def _fetch(self, name: str, short_hash: str | None) -> Weights | None:
-        from .fetch import fetch_bytes, url_join  # fsspec: only when weights come from a URL
-
         card_url = url_join(self.url, name + CARD_SUFFIX)
         card_bytes = fetch_bytes(card_url, self.endpoint_url)
         if card_bytes is None:

@@ -24,10 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from model import load_codec_for_id
-
 from .child import Limits, child_streams, peak_rss_bytes, recv, send, start_child
-from .decoding import in_process
 from .faults import InfrastructureError
 
 
@@ -118,6 +115,11 @@ def _serve() -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (limits.memory_bytes, limits.memory_bytes))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(limits.threads)
+    # imported only now: numpy and torch read the thread limits above when they load
+    from model import load_codec_for_id
+
+    from .decoding import in_process
+
     codecs: dict = {}
 
     def get_codec(codec_id: str):

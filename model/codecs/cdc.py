@@ -13,6 +13,7 @@ from ..nn.config import DiffusionConfig, LatentConfig, UNetConfig
 from ..registry import CodecRequest, Family
 from .hyperprior import CARD_FIELDS
 
+
 @dataclass(frozen=True)
 class CDCConfig:
     latent: LatentConfig = field(default_factory=LatentConfig)
@@ -44,6 +45,7 @@ SIZES = {
                         heads=8, context_channels=(48, 96, 192, 256)),
     ),
 }
+
 DEFAULT_STEPS = 8  # CDC's few-step decode (the card may set its own)
 OPTIONS = (
     Option("steps", int, None, "decode", f"DDIM steps from x_N to the image (default: the weights card's "

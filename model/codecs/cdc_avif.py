@@ -31,6 +31,8 @@ from ..weights import make_codec_id
 DEFAULT_STEPS = 1  # a restoration decoder is distortion-optimal in one step
 NAME = re.compile(r"^(cdc-avif-[a-z0-9-]+?)(?:-q(\d{1,3}))?$")
 CARD_FIELDS = ("name", "description", "steps_trained", "default_steps")
+
+
 @dataclass(frozen=True)
 class RestorationConfig:
     """The cdc-avif denoiser: a U-Net over (noisy residual, AVIF base), pixel-unshuffled by 2."""
@@ -59,6 +61,7 @@ SIZES = {
     "cdc-avif-m": RestorationConfig(widths=(48, 80, 112, 144, 160), blocks=(2, 2, 2, 2, 1), emb=128,
                                     base_dropout=0.0, settings_features=3),
 }
+
 OPTIONS = (
     Option("quality", int, 30, "encode", "AVIF quality of the base layer (higher: more bits)", min=0, max=100),
     Option("effort", str, "fast", "encode", "base-layer encoder preset: fast (speed 6, 4:2:0: Pillow's "
@@ -287,8 +290,9 @@ def _noise(shape, seed: int, crc: int):
     """gamma's noise, seeded per image by (seed, AVIF bytes): independent of batching and device."""
     import torch
 
-    g = torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + crc) % 2**63)
-    return torch.randn(shape, generator=g)
+    from ..nn.diffusion import image_generator
+
+    return torch.randn(shape, generator=image_generator(seed, crc))
 
 
 def parse(name: str) -> ParsedName | None:

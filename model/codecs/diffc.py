@@ -151,16 +151,15 @@ class DiffCCodec(Codec):
 
     # ----- decoding ------------------------------------------------------------------------
     def _decode_containers(self, containers, denoiser, steps, seed, truncate_step, truncate_bpp):
-        import torch
-
         from ..diffc.process import denoise
+        from ..nn.diffusion import image_generator  # torch: imported only when decoding
 
         out = []
         for c in containers:
             c = self._truncated(c, truncate_step, truncate_bpp)
             header, states, prior, base, scale = self._states(c)
             crc = zlib.crc32(b"".join(c.strings))
-            generator = torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + crc) % 2**63)
+            generator = image_generator(seed, crc)
             t = header.schedule[len(states) - 1] / self.diffusion.train_steps
             r0 = denoise(prior, states[-1], t, self.diffusion, denoiser, steps, generator)
             x = base + r0 / scale

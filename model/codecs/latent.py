@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from ..codec import Codec, Option
 from ..format import BitstreamError
 from ..nn import guard
+from ..nn.diffusion import image_generator
 from ..nn.tiling import batches_by_shape, blended, interior, tiles_2d
 from ..registry import CodecRequest
 from ..weights import make_codec_id
@@ -179,7 +180,7 @@ def _start_noise(container, hp: int, wp: int, gamma: float, seed: int) -> torch.
     """
     if gamma == 0:
         return torch.zeros(3, hp, wp)
-    g = torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + zlib.crc32(container.strings[-1])) % 2**63)
+    g = image_generator(seed, zlib.crc32(container.strings[-1]))
     return gamma * torch.randn(3, hp, wp, generator=g)
 
 

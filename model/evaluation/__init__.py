@@ -2,5 +2,5 @@
 ``metrics`` (PSNR, MS-SSIM, LPIPS per network), ``rd`` (averages, curves, BD-rate via ``bdrate``),
 ``anchor`` (each point against the anchor at the same bpp), ``results`` (JSON, CSV, markdown,
 card figures), ``report`` (RD plots, gallery, summary tables), ``inputs`` (image folders or shards)
-and ``benchmark`` (codec speed; ``benchmark_avif``: cdc-avif against AVIF itself).
+and ``benchmark`` (codec speed; ``benchmark_avif``: cdc-avif against AVIF itself; ``cost``: MACs, seconds).
 ``jobs/evaluate.py`` is the script over it."""

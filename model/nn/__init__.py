@@ -1,3 +1,6 @@
-"""The networks: the hyperprior latent coder (``latent``), the conditional U-Net (``unet``), the
-diffusion schedule and sampler (``diffusion``), the trainable models (``networks``), their configs
-(``config``), tiling helpers (``tiling``) and weights files (``weights_file``)."""
+"""The networks and the diffusion maths: the hyperprior latent coder (``latent``), the conditional
+U-Net (``unet``), the diffusion schedule and sampler (``diffusion``), the trainable models
+(``networks``: CDC, hyperprior; ``restoration``: cdc-avif), the configs of their shared parts
+(``config``; each family's own config sits in its module in ``model/codecs``), tiling helpers
+(``tiling``) and weights files (``weights_file``). Nothing here knows the registry or a codec
+(pyproject.toml's import contracts)."""

@@ -16,6 +16,12 @@ ALPHA_BAR_MIN = 1e-6  # alpha_bar(1) of the cosine schedule is 0; keep divisions
 DECODE_GAMMAS = (0.0, 0.8, 1.0)  # x_N scales trained at t = 1 (see training_loss)
 
 
+def image_generator(seed: int, salt: int) -> torch.Generator:
+    """The CPU generator of one image's decoding noise, seeded by (``seed``, ``salt``: a CRC-32 of the
+    image's bitstream): the same noise whatever the batch or the device, different for each image."""
+    return torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + salt) % 2**63)
+
+
 def alpha_bar(t: torch.Tensor, cfg: DiffusionConfig) -> torch.Tensor:
     s = cfg.cosine_offset
     return (torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2).clamp(ALPHA_BAR_MIN, 1.0)

@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 import plugin_family
-from model import BitstreamError, OptionError, build_network, codec_from_network, families, load_codec, unpack
+from model import (BitstreamError, OptionError, build_network, codec_from_network, families, load_codec,
+                   load_codec_for_id, unpack)
 from model.codec import declared
 from model.nn.weights_file import save_weights
 
@@ -195,3 +196,11 @@ def test_a_decoded_image_encodes_to_the_same_codec_id(codec):
     again = encode(codec, codec.decode([blob]))[0]
     assert unpack(again).codec_id == unpack(blob).codec_id == codec.codec_id_for(
         codec.resolve_options("encode", codec.select_options("encode", CHEAP_ENCODE)))
+
+
+def test_the_codec_id_loads_a_codec_that_decodes_the_bitstream(codec, weights_dir):
+    """What the decompress job does: the id in the bitstream, not the name it was asked by, finds the codec."""
+    blob = encode(codec, [photo(*SAME_PADDED[1])])[0]
+    again = load_codec_for_id(unpack(blob).codec_id, weights_dir=weights_dir)
+    options = decode_options(codec)
+    np.testing.assert_array_equal(pixels(again.decode([blob], **options))[0], pixels(codec.decode([blob], **options))[0])

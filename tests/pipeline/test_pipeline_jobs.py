@@ -45,7 +45,9 @@ def test_compress_defaults_archive_the_example_corpus(example_archive, capsys):
     manifest = json.loads((example_archive / "_manifest.json").read_text())
     assert manifest["counts"] == {"shards": 2, "done": 2, "skipped": 0, "failed": 0, "rows": 12, "ok": 12, "errors": 0}
     assert manifest["versions"]["pyarrow"] and manifest["codec_id"].startswith("cdc-avif-mse@")
-    assert manifest["options"] == {"quality": 30}  # the encode options used: the codec's own default here
+    # the encode options used, every one the codec declares: the codec's own defaults here
+    assert manifest["options"] == {"quality": 30, "effort": "fast", "speed": None, "subsampling": None, "tune": None,
+                                   "target_psnr": None, "max_bpp": None, "max_bytes": None}
     args = compress.build_parser().parse_args(manifest["argv"])  # the manifest's arguments parse again
     assert args.output == str(example_archive)
     assert SECRET not in json.dumps(manifest) and "http://127.0.0.1:9" in manifest["argv"]  # redacted, kept
