@@ -4,7 +4,7 @@ Kept, by name (the names are the keys of an archive row's ``image_info``):
 
 - ``exif``: the EXIF block as Pillow reads it (``info["exif"]``). When the pixels are turned to the
   display orientation (``model.images.load_image`` does that), the orientation tag is removed from
-  it, as ``ImageOps.exif_transpose`` does: a restored file never turns twice. Files kept byte for
+  it (and from the XMP), as ``ImageOps.exif_transpose`` does: a restored file never turns twice. Files kept byte for
   byte keep their own EXIF, orientation included, and their pixels as stored.
 - ``icc_profile``: the colour profile. Pixels are coded in their own colour space, never converted,
   so the profile written back describes them again.
@@ -18,6 +18,7 @@ colour model that is not RGB or grey.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 
 from PIL import Image, PngImagePlugin
@@ -25,6 +26,7 @@ from PIL import Image, PngImagePlugin
 ORIENTATION = 0x0112
 TEXT = "text:"
 XMP_TEXT_KEY = "XML:com.adobe.xmp"  # where PNG keeps XMP
+XMP_ORIENTATION = (r'tiff:Orientation="([0-9])"', r"<tiff:Orientation>([0-9])</tiff:Orientation>")  # Pillow's
 JPEG_RESTORE_QUALITY = 95  # a .jpg member restored from decoded pixels is a JPEG at this quality, 4:4:4
 ALPHA_MODES = frozenset({"RGBA", "LA", "La", "RGBa", "PA"})
 
@@ -61,6 +63,13 @@ def _exif_without_orientation(img: Image.Image) -> bytes:
     return exif.tobytes()
 
 
+def _xmp_without_orientation(xmp: str) -> str:
+    """XMP's copy of the orientation removed, as ``ImageOps.exif_transpose`` does."""
+    for pattern in XMP_ORIENTATION:
+        xmp = re.sub(pattern, "", xmp)
+    return xmp
+
+
 def read_image_info(img: Image.Image, oriented: bool) -> dict[str, bytes]:
     """The metadata of an opened image by name (module docstring); ``oriented``: the pixels will be turned
     to display orientation, so the orientation tag is left out."""
@@ -72,9 +81,11 @@ def read_image_info(img: Image.Image, oriented: bool) -> dict[str, bytes]:
         info["icc_profile"] = bytes(img.info["icc_profile"])
     xmp = img.info.get("xmp")
     if xmp:
-        info["xmp"] = xmp.encode() if isinstance(xmp, str) else bytes(xmp)
+        xmp = xmp if isinstance(xmp, str) else bytes(xmp).decode("utf-8", errors="surrogateescape")
+        info["xmp"] = (_xmp_without_orientation(xmp) if oriented else xmp).encode("utf-8", errors="surrogateescape")
     for key, value in (getattr(img, "text", None) or {}).items():
-        info[TEXT + key] = str(value).encode()
+        value = _xmp_without_orientation(str(value)) if oriented and key == XMP_TEXT_KEY else str(value)
+        info[TEXT + key] = value.encode()
     return info
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from keep_corpus import cases
+from keep_corpus import cases, exif
 from PIL import Image, ImageOps
-from shardkit import archive_rows, write_shard
+from shardkit import archive_rows, image_bytes, photo, write_shard
 
 from jobs import compress, decompress
 from model.lossless import jpeg_to_jxl, jxl_to_jpeg, pixel_mode
@@ -197,3 +197,20 @@ def test_flags_let_depth_and_animation_through_the_codec_and_the_row_says_so():
     assert (deep.stored_as, deep.because) == ("codec", "policy, 8 of 16 bits kept (flag)")
     assert (first.stored_as, first.because) == ("codec", "policy, first of 3 frames kept (flag)")
     assert decide(gif, file_facts(gif), Policy(allow_8bit=True)).because == "animation"  # one flag, one reduction
+
+
+def test_turned_pixels_carry_no_orientation_in_exif_or_xmp():
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="6" dc:creator="me"/></x:xmpmeta>'
+    data = image_bytes(photo(40, 20), "JPEG", exif=exif(6), xmp=xmp)
+    info = file_facts(data).image_info
+    assert 0x0112 not in exif_of(info["exif"])
+    assert info["xmp"] == xmp.replace(b'tiff:Orientation="6"', b"")
+    assert exif_of(info["exif"])[0x010F] == "DiffarcCam"  # the rest kept
+    # Pillow (and so load_image) also turns by XMP's orientation alone: that is stripped the same way
+    assert file_facts(image_bytes(photo(40, 20), "JPEG", xmp=xmp)).image_info["xmp"] == info["xmp"]
+
+
+def exif_of(data: bytes) -> dict:
+    e = Image.Exif()
+    e.load(data)
+    return dict(e)
