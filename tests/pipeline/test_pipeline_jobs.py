@@ -68,9 +68,9 @@ def test_decompress_to_webdataset_png_and_audit(example_archive, tmp_path, capsy
     assert decompress.main(["--input", str(example_archive), "--output", str(out), "--no-progress"]) == 0
     with tarfile.open(out / "shard-000001.tar") as tar:
         names = tar.getnames()
-        img = Image.open(io.BytesIO(tar.extractfile("img0006.png").read()))
-    assert sorted(names)[:3] == ["img0006.json", "img0006.png", "img0006.txt"] and len(names) == 18
-    assert img.mode == "RGB" and img.size == (176, 224)
+        img = Image.open(io.BytesIO(tar.extractfile("img0006.jpg").read()))
+    assert sorted(names)[:3] == ["img0006.jpg", "img0006.json", "img0006.txt"] and len(names) == 18  # as it came
+    assert img.format == "JPEG" and img.mode == "RGB" and img.size == (176, 224)
     manifest = json.loads((out / "_manifest.json").read_text())
     # every family's decode option is recorded (DiffC's denoiser, ...), as the archive's codec ran it: its
     # own steps (the card's default_steps), not "the codec's default"
