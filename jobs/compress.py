@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from model import load_codec, split_codec_id
@@ -24,8 +25,10 @@ from pipeline.actors import CompressWorker, ResolvedCodec
 from pipeline.archive import RowGroups, find_completed, now, tally
 from pipeline.encoding import JOB_MAX_PIXELS, EncodeSettings
 from pipeline.lease import LeaseHeld
+from pipeline.keeping import Policy, describe_paths
 from pipeline.records import MANIFEST, CompressManifest
-from pipeline.runner import (add_common_args, fail, manifest_base, output_lease, ray_session, report_failures,
+from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, ray_session,
+                             report_failures,
                              resources_from, run_workers, storage_from, weights_from, write_manifest)
 from pipeline.shards import expand_inputs, shard_name
 from pipeline.storage import join, redact
@@ -58,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-member-mb", type=float, default=EncodeSettings.max_member_bytes / 2**20,
                    help="larger tar members are not read: their sample becomes an error row "
                         f"(default {EncodeSettings.max_member_bytes / 2**20:g})")
+    k = p.add_argument_group("what is kept (README: What the archive keeps)")
+    k.add_argument("--lossless", action="store_true",
+                   help="keep every image losslessly: JPEGs recompressed by JPEG XL (the original file comes back byte "
+                        "for byte), PNGs as JPEG XL pixels, others as their files; whichever is smaller than the file")
+    k.add_argument("--keep-original-margin", type=fraction, default=Policy.margin, metavar="FRACTION",
+                   help="keep the original file unless the coded row (bitstream and metadata) is at least this "
+                        f"fraction smaller (default {Policy.margin:g}: any smaller)")
+    k.add_argument("--min-side", type=int, default=Policy.min_side,
+                   help=f"images with a side under this many pixels are kept losslessly (default {Policy.min_side})")
+    k.add_argument("--allow-8bit", action="store_true",
+                   help="code 16-bit images at 8 bits with the lossy codec (default: keep them losslessly); recorded per row")
+    k.add_argument("--allow-first-frame", action="store_true",
+                   help="code animations as their first frame (default: keep the file); recorded per row")
     p.add_argument("--row-group-rows", type=int, default=100, help="rows per Parquet row group (default 100)")
     p.add_argument("--row-group-mb", type=float, default=64, help="or this many MB of bitstreams; also the most one row may hold, a larger one is an error row "
                         "(default 64; decode such an archive with the same --max-row-group-mb)")
@@ -67,9 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a fraction, 0 or more and below 1")
+    return value
+
+
 def main(argv: list[str] | None = None, on_event=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    absolute_paths(args, "input", "output")
     storage = storage_from(args)
     try:
         shards = expand_inputs(args.input, storage)
@@ -80,7 +104,10 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
         return fail(str(exc).strip("'\""))
     settings = EncodeSettings(batch_size=args.batch_size, max_pixels=args.max_pixels,
                               batch_bytes=int(args.batch_mb * 2**20), max_member_bytes=int(args.max_member_mb * 2**20),
-                              row_groups=RowGroups(args.row_group_rows, int(args.row_group_mb * 2**20)))
+                              row_groups=RowGroups(args.row_group_rows, int(args.row_group_mb * 2**20)),
+                              policy=Policy(lossless=args.lossless, margin=args.keep_original_margin,
+                                            min_side=args.min_side, allow_8bit=args.allow_8bit,
+                                            allow_first_frame=args.allow_first_frame))
     resolved = ResolvedCodec.of(args.codec, codec, codec_options)
     try:
         with output_lease(args, "compress", storage) as lease:
@@ -118,11 +145,13 @@ def archive(args, argv: list[str], storage, shards: list[str], codec, resolved: 
         output=redact(args.output),
         settings={"batch_size": settings.batch_size, "max_pixels": settings.max_pixels,
                   "batch_bytes": settings.batch_bytes, "max_member_bytes": settings.max_member_bytes,
-                  "row_group_rows": settings.row_groups.rows, "row_group_bytes": settings.row_groups.bytes},
+                  "row_group_rows": settings.row_groups.rows, "row_group_bytes": settings.row_groups.bytes,
+                  "policy": asdict(settings.policy)},
         **tally(shards, results, skipped, failures),
     )
     written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; manifest {redact(join(args.output, MANIFEST))}")
+    print(describe_paths(manifest.paths))
     return report_failures(failures, lease) or (0 if written else 1)
 
 

@@ -5,9 +5,10 @@
         --steps 8 --gamma 0.8 --seed 0 [--shards 'shard-00001*'] [--keys keys.txt] [--format png]
     python jobs/decompress.py --audit 's3://bucket/corpus/shard-{000000..000999}.tar' --output out/audit
 
-Decoding writes NAME.tar per archive file (same keys, in a safe form: the decoded image as .png plus
-the carried metadata members) or NAME/KEY.png, each committed in one piece, then NAME.decoded.json
-(the shard's marker: rows, failed rows, original keys of renamed ones). Rerunning skips shards decoded
+Decoding writes NAME.tar per archive file (the samples as they came: same keys, in a safe form, same
+member names; README: What the archive keeps) or NAME/KEY.png (decoded pixels; kept files and the
+other members beside them as KEY.EXT), each committed in one piece, then NAME.decoded.json (the
+shard's marker: rows, failed rows, the archive's error rows, original keys of renamed ones). Rerunning skips shards decoded
 before from the same archive bytes with the same settings. --audit decodes against the original
 shards, writes NAME.audit.parquet (per image PSNR, MS-SSIM, bpp) and its marker NAME.audited.json per
 shard without keeping decoded images (a rerun audits only the shards not audited before from the same
@@ -15,7 +16,8 @@ archive bytes, originals and settings), then audit.parquet over every shard, and
 worst 1 %. The decode options (the flags the codec families declare: steps, gamma, seed, ...) and
 the batch size are recorded in _manifest.json: the same arguments reproduce a stochastic decode.
 Rows whose codec has no matching weights here are refused.
-Exit status: 0 ok, 1 when some shard failed or some row was not decoded (unless --allow-errors),
+Exit status: 0 ok, 1 when some shard failed or some row was not decoded now (unless --allow-errors;
+rows that were error rows when archived are reported, not failures),
 2 for a usage error, a refused codec or an output in use by another job.
 """
 
@@ -35,7 +37,8 @@ from pipeline.decoding import FORMATS, DecodeSettings, Decoding, archive_name, c
 from pipeline.encoding import JOB_MAX_PIXELS
 from pipeline.lease import LeaseHeld
 from pipeline.records import DECODED_SUFFIX, MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, DecompressManifest, ShardStats
-from pipeline.runner import (add_common_args, fail, manifest_base, output_lease, ray_session, report_failures,
+from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, ray_session,
+                             report_failures,
                              resources_from, run_workers, storage_from, weights_from, write_manifest)
 from pipeline.child import Limits
 from pipeline.shards import expand_inputs, shard_name
@@ -44,9 +47,8 @@ from pipeline.storage import join, redact
 MANIFEST_FAILED_ROWS = 1000  # failed rows listed in the manifest; every one is in its shard's marker
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="decompress.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str = "decompress.py", description: str = __doc__.split("\n\n")[0]) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", default="out/archive", help="archive folder or URL prefix (default out/archive)")
     p.add_argument("--output", default="out/decoded", help="output folder or URL prefix (default out/decoded)")
     p.add_argument("--shards", default=None, help="only archive shards whose name matches this glob, e.g. 'shard-0000[0-4]'")
@@ -91,7 +93,12 @@ def select_shards(archive: str, pattern: str | None, storage) -> dict[str, Shard
 
 def main(argv: list[str] | None = None, on_event=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv), argv, on_event)
+
+
+def run(args: argparse.Namespace, argv: list[str], on_event=None) -> int:
+    """The job for parsed ``args``; ``argv`` is what the manifest records (``build_parser`` reads it again)."""
+    absolute_paths(args, "input", "output", "audit", "keys")
     storage = storage_from(args)
     shards = select_shards(args.input, args.shards, storage)
     if not shards:
@@ -150,6 +157,7 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
             progress=not args.no_progress, on_event=on_event)
     finished = list(results.values()) + list(skipped.values())
     failed_rows = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "failed_rows", [])]
+    compress_errors = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "compress_errors", None) or []]
     manifest = DecompressManifest(
         **manifest_base("decompress", argv, started, time.perf_counter() - t0, res),
         input=redact(args.input), output=redact(args.output),
@@ -162,15 +170,27 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
         timings={"shard_seconds": round(sum(r.seconds for r in results.values()), 3)},
         failures=[{"shard": redact(s), "error": e} for s, e in failures.items()],
         failed_rows=failed_rows[:MANIFEST_FAILED_ROWS],
+        compress_errors=compress_errors[:MANIFEST_FAILED_ROWS],
     )
     manifest.audit = work.conclude([archive_name(r.shard) for r in finished], args.output, storage)
     if manifest.audit is not None:
         print(summary_line(manifest.audit))
     written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; output {redact(args.output)}")
+    report_compress_errors(compress_errors)
     report_rows(failed_rows, args.allow_errors)
     failed = report_failures(failures, lease) or (0 if written else 1)
     return failed or (1 if failed_rows and not args.allow_errors else 0)
+
+
+def report_compress_errors(rows: list[dict]) -> None:
+    """The archive's own error rows (images compress could not code): restored as far as they were kept
+    (the original file, the other members), reported, never a failure of this job."""
+    if rows:
+        print(f"{len(rows)} rows were error rows when archived (restored as they were kept; listed in each shard's "
+              f"NAME{DECODED_SUFFIX} and in _manifest.json):", file=sys.stderr)
+        for row in rows[:10]:
+            print(f"  {row['shard']} {row['key']!r}: {row['error']}", file=sys.stderr)
 
 
 def agreed(options_used: dict[str, dict]) -> dict:

@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .keeping import sum_paths
 from .markers import READ_THREADS, Markers, identity, read_markers
 from .records import BIG_COLUMNS, PARQUET_SUFFIX, ROW_SCHEMA, STATS_SUFFIX, ShardStats
 from .storage import Storage, redact
@@ -35,8 +36,10 @@ FRAMING_BYTES = 16 << 10  # Parquet's own bytes per row in the big columns, at m
 
 
 def row_bytes(row: dict[str, Any]) -> int:
-    """The bytes of a row's big columns: its bitstream plus its metadata's names and contents."""
-    return len(row.get("bitstream") or b"") + sum(len(k) + len(v) for k, v in row.get("metadata") or [])
+    """The bytes of a row's big columns: its bitstream plus the names and contents of its maps (the
+    sample's other members, the image's metadata)."""
+    return len(row.get("bitstream") or b"") + sum(len(k) + len(v) for column in BIG_COLUMNS if column != "bitstream"
+                                                  for k, v in row.get(column) or [])
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class ArchiveWriter:
         tally sees it), since readers refuse what an honest writer never writes."""
         size = row_bytes(row)
         if size > self.limits.max_row_bytes():
-            row.update(bitstream=None, metadata=[], bpp=None, encode_ms=None,
+            row.update(bitstream=None, metadata=[], image_info=[], stored_as=None, bpp=None, encode_ms=None,
                        error=f"the bitstream and metadata members take {size} bytes, over the row-group cap of "
                              f"{self.limits.max_row_bytes()} (raise --row-group-mb, and --max-row-group-mb to decode)")
             size = 0
@@ -150,6 +153,7 @@ def tally(shards: list[str], results: dict[str, ShardStats], skipped: dict[str, 
     return {
         "counts": {"shards": len(shards), "done": len(results), "skipped": len(skipped), "failed": len(failures),
                    "rows": total("rows"), "ok": total("ok"), "errors": total("errors")},
+        "paths": sum_paths(s.paths for s in stats),
         "bytes": {"in": total("bytes_in"), "images": total("image_bytes"), "bitstreams": total("bitstream_bytes"),
                   "parquet": total("parquet_bytes")},
         "timings": {"shard_seconds": round(seconds, 3),

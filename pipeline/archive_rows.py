@@ -5,7 +5,7 @@ corrupt file can be tiny on disk and huge in memory (zstd over zeros). The write
 honest file holds (``archive.RowGroups``), so each row group is checked against its footer before
 anything in it is read:
 
-- its big columns (bitstream, metadata) claim more than ``max_group_bytes``: only its small columns
+- its big columns (bitstream, metadata, image_info) claim more than ``max_group_bytes``: only its small columns
   are read, and each of its rows is refused, saying why (file, row group, sizes, the flag);
 - in a group that is read, a row whose bitstream and metadata exceed ``max_row_bytes`` is refused:
   its values are measured in Arrow's buffers and dropped, never converted or passed on.
@@ -20,7 +20,7 @@ contradicts itself, while the worker lives on. A read that the store failed is a
 fault (retried by the worker); it never becomes an error row. The child dies with its worker (``child``).
 
 Protocol (``child``): the parent sends one ``ReadRequest``, the child answers ("rows", [row, ...])
-per batch, then ("done", {peak_rss_bytes, bytes_read}), or ("bad" | "infra", message).
+per batch, then ("done", {peak_rss_bytes, bytes_read}), or ("bad" | "infra" | "missing", message).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from .archive import RowGroups
 from .child import child_streams, peak_rss_bytes, recv, send, start_child, status_bytes
 from .faults import InfrastructureError, PermanentError, is_transient
-from .records import BIG_COLUMNS, READ_COLUMNS
+from .records import BIG_COLUMNS, KEPT_COLUMNS, READ_COLUMNS
 from .storage import Storage
 
 SMALL_COLUMNS = [c for c in READ_COLUMNS if c not in BIG_COLUMNS]
@@ -87,6 +87,8 @@ class ArchiveRows:
                     return
                 elif kind == "infra":
                     raise InfrastructureError(payload)
+                elif kind == "missing":
+                    raise PermanentError(payload)
                 else:
                     raise PermanentError(f"{payload}; {FIX}")
         finally:
@@ -171,12 +173,16 @@ def _row_sizes(batch) -> np.ndarray:
     """Each row's bitstream plus metadata names and contents, in bytes (``archive.row_bytes``), from
     Arrow's buffers: nothing is converted."""
     sizes = pc.fill_null(pc.binary_length(batch.column("bitstream")), 0).to_numpy().astype(np.int64)
-    meta = batch.column("metadata")
-    items = (pc.fill_null(pc.binary_length(meta.keys), 0).to_numpy().astype(np.int64)
-             + pc.fill_null(pc.binary_length(meta.items), 0).to_numpy().astype(np.int64))
-    total = np.concatenate([[0], np.cumsum(items)])
-    offsets = meta.offsets.to_numpy()
-    return sizes + total[offsets[1:]] - total[offsets[:-1]]
+    for name in ("metadata", "image_info"):
+        if name not in batch.schema.names:
+            continue
+        meta = batch.column(name)
+        items = (pc.fill_null(pc.binary_length(meta.keys), 0).to_numpy().astype(np.int64)
+                 + pc.fill_null(pc.binary_length(meta.items), 0).to_numpy().astype(np.int64))
+        total = np.concatenate([[0], np.cumsum(items)])
+        offsets = meta.offsets.to_numpy()
+        sizes = sizes + total[offsets[1:]] - total[offsets[:-1]]
+    return sizes
 
 
 def _group_rows(pf: pq.ParquetFile, g: int, request: ReadRequest, place: _Place) -> Iterator[dict | None]:
@@ -187,25 +193,32 @@ def _group_rows(pf: pq.ParquetFile, g: int, request: ReadRequest, place: _Place)
         raise ValueError(f"its footer says its key, codec and other short columns hold {small} bytes in "
                          f"{group.num_rows} rows, which no archive writer makes")
     wanted = (lambda key: True) if request.keys is None else request.keys.__contains__
+    names = set(pf.schema_arrow.names)
+    columns, small_columns = [c for c in READ_COLUMNS if c in names], [c for c in SMALL_COLUMNS if c in names]
+    absent = {c: None for c in KEPT_COLUMNS if c not in names}
     if place.claimed > limits.max_group_bytes():
         why = (f"row group {g} of {request.url} holds {place.claimed} bytes of bitstreams and metadata "
                f"({group.num_rows} rows, per its footer), over the cap of {limits.max_group_bytes()}: not read "
                f"(raise --max-row-group-mb if the archive was written with a larger --row-group-mb)")
-        for row in pf.read_row_group(g, columns=SMALL_COLUMNS, use_threads=False).to_pylist():
-            yield {**row, "bitstream": None, "metadata": None, "refused": why} if wanted(row["key"]) else None
+        for row in pf.read_row_group(g, columns=small_columns, use_threads=False).to_pylist():
+            yield {**row, **absent, "bitstream": None, "metadata": None, "image_info": None,
+                   "refused": why} if wanted(row["key"]) else None
         return
-    for batch in pf.iter_batches(batch_size=request.batch_size, row_groups=[g], columns=READ_COLUMNS, use_threads=False):
+    for batch in pf.iter_batches(batch_size=request.batch_size, row_groups=[g], columns=columns, use_threads=False):
         sizes, bitstreams, metadata = _row_sizes(batch), batch.column("bitstream"), batch.column("metadata")
-        for i, row in enumerate(batch.select(SMALL_COLUMNS).to_pylist()):
+        info = batch.column("image_info") if "image_info" in names else None
+        for i, row in enumerate(batch.select(small_columns).to_pylist()):
+            row.update(absent)
             if not wanted(row["key"]):
                 yield None
             elif sizes[i] > limits.max_row_bytes():
-                yield {**row, "bitstream": None, "metadata": None,
+                yield {**row, "bitstream": None, "metadata": None, "image_info": None,
                        "refused": f"the row's bitstream and metadata take {sizes[i]} bytes (row group {g} of "
                                   f"{request.url}), over the per-row cap of {limits.max_row_bytes()}: not read "
                                   "(raise --max-row-group-mb if the archive was written with a larger --row-group-mb)"}
             else:
-                yield {**row, "bitstream": bitstreams[i].as_py(), "metadata": metadata[i].as_py()}
+                yield {**row, "bitstream": bitstreams[i].as_py(), "metadata": metadata[i].as_py(),
+                       "image_info": info[i].as_py() if info is not None else None}
 
 
 def read_batches(source, request: ReadRequest, place: _Place) -> Iterator[list[dict]]:
@@ -225,6 +238,9 @@ def read_batches(source, request: ReadRequest, place: _Place) -> Iterator[list[d
 
 def _verdict(exc: Exception, source: _Source | None, request: ReadRequest, place: _Place, cap: int) -> tuple:
     fault = exc if source is None else source.failure
+    if isinstance(fault, FileNotFoundError):
+        return "missing", (f"archive file {request.url} is missing (looked for {fault.filename or request.url}): "
+                           "restore it, or leave the shard out (--shards)")
     if fault is not None:
         return "infra" if is_transient(fault) else "bad", f"reading {request.url}: {type(fault).__name__}: {fault}"
     where = f"{request.url}" + (f" row group {place.group}" if place.group is not None else "")

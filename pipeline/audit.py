@@ -1,6 +1,7 @@
 """The audit: decode an archive shard against its original shard and measure, keeping no images.
 
-Per archive file ``NAME.audit.parquet`` (per image PSNR, MS-SSIM, bpp: ``records.AuditRow``), then
+Per archive file ``NAME.audit.parquet`` (per image PSNR, MS-SSIM, bpp, whether the pixels are exact,
+the largest alpha error: ``records.AuditRow``), then
 its marker ``NAME.audited.json``; once every shard is done, ``audit.parquet`` over all of them and a
 summary (mean and worst 1 %) for the manifest. Decoding is the decompress job's (``decoding``); a
 rerun audits only the shards not audited before from the same archive bytes, originals and settings.
@@ -20,13 +21,16 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from model import load_image, ms_ssim, psnr
+from model.metadata import file_facts
 
 from .archive import now, sha256
 from .decoding import Decoder, DecodeSettings, archive_name, decode_rows, process_records, rows_of, settle
+from .keeping import oriented
 from .markers import READ_THREADS, identity, read_markers
 from .metrics import summarize
 from .records import (AUDIT_FILE, AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, AuditedMarker, AuditRow, ShardStats,
                       audit_rows, audit_table)
+from .restore import Restored
 from .shards import Sample, ShardReader
 from .storage import Storage, join, redact
 
@@ -53,11 +57,15 @@ class _Originals:
         return None
 
 
-def audit_row(shard: str, row: dict, img, error: str | None, original: Sample | None,
-              settings: DecodeSettings) -> AuditRow:
+def _alpha(img) -> np.ndarray:
+    return np.asarray(img.convert("RGBA").getchannel("A"), dtype=np.int16)
+
+
+def audit_row(shard: str, row: dict, restored: Restored, original: Sample | None, settings: DecodeSettings) -> AuditRow:
+    """One row measured: against the original's pixels (``exact``, else PSNR and MS-SSIM) and alpha."""
     out = AuditRow(key=row["key"], shard=shard, codec_id=row["codec_id"], width=row["width"], height=row["height"],
-                   bpp=row["bpp"], error=error)
-    if error is not None:
+                   bpp=row["bpp"], error=restored.error or restored.noted, stored_as=row.get("stored_as"))
+    if out.error is not None or (restored.image is None and restored.file is None):  # no image in the sample
         return out
     data = original.members.get(row["member"]) if original is not None else None
     if data is None:
@@ -66,12 +74,19 @@ def audit_row(shard: str, row: dict, img, error: str | None, original: Sample | 
         out.error = "original image differs from the archived one (sha256 mismatch)"
     else:
         a = load_image(data, max_pixels=settings.max_pixels).rgb
-        b = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        if restored.image is not None:
+            img, b = restored.image, np.asarray(restored.image.convert("RGB"), dtype=np.uint8)
+        else:  # the kept file: read as the original is
+            img, b = oriented(restored.file), load_image(restored.file, max_pixels=settings.max_pixels).rgb
         if a.shape != b.shape:
             out.error = f"decoded size {b.shape[1]}x{b.shape[0]} differs from original {a.shape[1]}x{a.shape[0]}"
+        elif np.array_equal(a, b):
+            out.exact = True
         else:
             score = ms_ssim(a, b)  # NaN below 161 px on the short side: stored as null
-            out.psnr, out.ms_ssim = psnr(a, b), None if math.isnan(score) else score
+            out.exact, out.psnr, out.ms_ssim = False, psnr(a, b), None if math.isnan(score) else score
+        if out.error is None and file_facts(data).alpha:
+            out.alpha_max_error = int(np.abs(_alpha(oriented(data)) - _alpha(img)).max())
     return out
 
 
@@ -89,9 +104,9 @@ def audit_shard(decoder: Decoder, parquet_url: str, original_url: str, out_prefi
     originals, out = _Originals(original_url, storage, settings.keys), []
     rows_read = rows_of(parquet_url, settings, storage)
     for rows in rows_read:
-        for row, (img, error) in zip(rows, decode_rows(decoder, rows)):
-            sample = originals.get(row["key"]) if error is None else None
-            out.append(audit_row(name, row, img, error, sample, settings))
+        for row, restored in zip(rows, decode_rows(decoder, rows)):
+            sample = originals.get(row["key"]) if restored.error is None and row["member"] else None
+            out.append(audit_row(name, row, restored, sample, settings))
         report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
     output: dict = {}
     with storage.atomic_output(join(out_prefix, name + AUDIT_TABLE_SUFFIX), record=output) as f:
@@ -147,6 +162,8 @@ def merge_audit(names: list[str], output: str, storage: Storage) -> dict:
         pq.write_table(audit_table(rows), f, compression="zstd")
     return {"file": redact(join(output, AUDIT_FILE)), "images": len(rows),
             "errors": sum(r.error is not None for r in rows),
+            "exact": sum(bool(r.exact) for r in rows),  # pixels equal to the original's: not in the PSNR figures
+            "alpha_max_error": max((r.alpha_max_error for r in rows if r.alpha_max_error is not None), default=None),
             "psnr_db": summarize([r.psnr for r in rows]),
             "ms_ssim": summarize([r.ms_ssim for r in rows]),
             "bpp": summarize([r.bpp for r in rows if r.error is None], higher_is_better=False)}
@@ -159,6 +176,8 @@ def summary_line(audit: dict) -> str:
             return f"{name} n/a"
         return f"{name} mean {s['mean']:.4g}{unit}, worst 1% {s['worst_1pct']:.4g}{unit} (n={s['n']})"
 
-    return (f"audit: {audit['images']} images, {audit['errors']} errors; "
+    alpha = audit.get("alpha_max_error")
+    return (f"audit: {audit['images']} images, {audit['errors']} errors, {audit.get('exact', 0)} exact"
+            f"{'' if alpha is None else f', alpha max error {alpha}'}; "
             + "; ".join([fmt("PSNR", audit["psnr_db"], " dB"), fmt("MS-SSIM", audit["ms_ssim"]), fmt("bpp", audit["bpp"])])
             + f"; per image: {audit['file']}")

@@ -8,7 +8,6 @@ with a fixed size, so a rerun with the same arguments reproduces a stochastic de
 
 from __future__ import annotations
 
-import io
 import hashlib
 import os
 import socket
@@ -28,6 +27,7 @@ from .markers import Markers, read_markers
 from .names import UniqueNames, safe_ext, safe_name
 from .outputs import decoded_problem, write_folder
 from .records import DECODED_SUFFIX, PARQUET_SUFFIX, DecodedMarker, Record, ShardStats
+from .restore import Restored, needs_codec, restore_kept, sample_members
 from .shards import Sample, write_tar
 from .storage import Storage, basename, join
 
@@ -85,40 +85,36 @@ def in_process(get_codec: Callable, settings: DecodeSettings) -> Decoder:
     return decode_blobs
 
 
-def decode_rows(decoder: Decoder, rows: list[dict]) -> list[tuple]:
-    """(PIL image, None) or (None, reason) per row; one decoder call per codec id in the batch."""
-    out: list[tuple] = [(None, r.get("refused") or f"archived as an error row: {r['error']}") for r in rows]
+def decode_rows(decoder: Decoder, rows: list[dict]) -> list[Restored]:
+    """What each row gives back (``restore``); one decoder call per codec id for the codec's rows."""
+    out: list[Restored] = [Restored() if needs_codec(r) else restore_kept(r) for r in rows]
     by_codec: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
-        if r["error"] is None and not r.get("refused"):
+        if needs_codec(r):
             by_codec.setdefault(r["codec_id"], []).append(i)
     for codec_id, idx in by_codec.items():
-        for i, result in zip(idx, decoder(codec_id, [rows[i]["bitstream"] for i in idx])):
-            out[i] = result
+        for i, (img, error) in zip(idx, decoder(codec_id, [rows[i]["bitstream"] for i in idx])):
+            out[i] = Restored(image=img, error=error)
     return out
-
-
-def png_bytes(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=3)
-    return buf.getvalue()
 
 
 def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: DecodeSettings,
                  storage: Storage, report: Callable[[dict], None] = lambda e: None,
                  source: dict | None = None) -> DecodedMarker:
-    """Write the decoded images of one archive file as ``NAME.tar`` or ``NAME/KEY.png``, then its
-    marker ``NAME.decoded.json`` (``markers``), which is also returned.
+    """Write the samples of one archive file as ``NAME.tar`` or the folder ``NAME/`` (``restore``), then
+    its marker ``NAME.decoded.json`` (``markers``), which is also returned.
 
     ``source`` is the archive's record of the Parquet file (its stats' ``output``): the marker keeps it,
     so a re-encoded archive shard is decoded again. Keys become file and member names only in their
     safe form (``names.safe_name``); ``renamed`` maps those that changed back to the original keys, and
-    ``failed_rows`` lists every row that was not decoded, with the reason.
+    ``failed_rows`` lists every row that was not decoded, with the reason; ``compress_errors`` the
+    archive's error rows (restored as far as they were kept: their file, their other members).
     """
     name, t0, started = archive_name(parquet_url), time.perf_counter(), now()
     marker_url = join(out_prefix, name + DECODED_SUFFIX)
     storage.remove(marker_url)  # from an earlier run: never let it vouch for what is rewritten now
     failures: list[dict] = []
+    noted: list[dict] = []  # rows that were error rows at compress time: reported, restored as far as they were kept
     counts = {"decoded": 0}
     unique, renamed = UniqueNames(), {}
 
@@ -126,17 +122,18 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
 
     def samples() -> Iterator[Sample]:
         for rows in rows_read:
-            for row, (img, error) in zip(rows, decode_rows(decoder, rows)):
-                if error:
-                    failures.append({"key": row["key"], "error": error})
+            for row, restored in zip(rows, decode_rows(decoder, rows)):
+                if restored.error:
+                    failures.append({"key": row["key"], "error": restored.error})
                     continue
-                members = {safe_ext(ext): data for ext, data in row["metadata"] or []}
-                members["decoded.png" if "png" in members else "png"] = png_bytes(img)
+                if restored.noted:
+                    noted.append({"key": row["key"], "error": restored.noted})
+                members = sample_members(row, restored, as_png=settings.format == "png")
                 counts["decoded"] += 1
                 safe = unique(row["key"])
                 if safe != row["key"]:
                     renamed[safe] = row["key"]
-                yield Sample(safe, members)
+                yield Sample(safe, {safe_ext(ext): data for ext, data in members.items()})
             report({"shard": parquet_url, "images": len(rows), "pid": os.getpid()})
 
     if settings.format == "webdataset":
@@ -146,13 +143,13 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
             write_tar(f, samples())
     else:
         storage.remove_stale_temps(join(out_prefix, name))
-        pngs = ((s.key + ".png", s.members.get("decoded.png") or s.members["png"]) for s in samples())
-        output = write_folder(join(out_prefix, name), pngs, storage)
+        files = ((f"{s.key}.{ext}", data) for s in samples() for ext, data in s.members.items())
+        output = write_folder(join(out_prefix, name), files, storage)
     marker = DecodedMarker(
         shard=parquet_url, name=name, input=source, settings=settings.fingerprint(), output=output,
         rows=counts["decoded"] + len(failures), decoded=counts["decoded"], errors=len(failures),
-        failed_rows=failures, renamed=renamed, bytes_out=output["bytes"], seconds=round(time.perf_counter() - t0, 4),
-        started=started, finished=now(), **process_records(decoder, rows_read))
+        failed_rows=failures, compress_errors=noted or None, renamed=renamed, bytes_out=output["bytes"],
+        seconds=round(time.perf_counter() - t0, 4), started=started, finished=now(), **process_records(decoder, rows_read))
     marker.write(marker_url, storage)
     return marker
 

@@ -1,9 +1,11 @@
-"""Compress one shard: stream samples -> decode images (a prefetch thread) -> batched codec.encode
--> Parquet rows -> commit the Parquet file -> write the stats file (the completion marker, ``markers``).
+"""Compress one shard: stream samples -> decode images and decide how each is kept (``keeping``; a
+prefetch thread) -> batched codec.encode -> Parquet rows -> commit the Parquet file -> write the
+stats file (the completion marker, ``markers``).
 
 Reading the tar and decoding images run in a background thread while the codec encodes the
 previous batch, so the model is not left waiting on I/O. Nothing in the input fails the shard:
-an image that cannot be loaded or encoded becomes a row with ``error`` set and no bitstream.
+an image that cannot be loaded or encoded becomes a row with ``error`` set that keeps the image
+file's bytes; a sample without an image is a row that carries its members (``stored_as`` none).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from model import IMAGE_EXTENSIONS, bits_per_pixel, load_image
+from model.metadata import FileFacts, file_facts
 
 from .batches import call_batched
 from .faults import is_infrastructure
+from .keeping import CODEC, LOSSLESS, NONE, ORIGINAL, Kept, Policy, after_coding, count_path, decide
 from .markers import identity
 from .archive import ArchiveWriter, RowGroups, now, sha256
 from .records import ShardStats, parquet_url, stats_url
@@ -42,6 +46,7 @@ class EncodeSettings:
     image_exts: tuple[str, ...] = IMAGE_EXTENSIONS
     prefetch_batches: int = 2  # decoded batches waiting for the model
     row_groups: RowGroups = RowGroups()
+    policy: Policy = Policy()  # how images are kept (``keeping``)
 
 
 @dataclass
@@ -52,6 +57,8 @@ class Item:
     member: str | None
     data: bytes = b""
     image: object = None  # model.LoadedImage when it loaded
+    facts: FileFacts | None = None  # when it loaded
+    kept: Kept | None = None  # how it is stored (``keeping``); None until decided
     error: str | None = None
     blob: bytes | None = None
     encode_ms: float | None = None
@@ -68,10 +75,12 @@ def prepare(sample: Sample, settings: EncodeSettings) -> Item:
     if sample.problem:
         item.error = sample.problem
     elif member is None:
-        item.error = f"no image member in sample (members: {', '.join(sorted(sample.members)) or 'none'})"
+        item.kept = Kept(NONE, "no image member", None)  # its members pass through
     else:
         try:
             item.image = load_image(item.data, max_pixels=settings.max_pixels)
+            item.facts = file_facts(item.data)
+            item.kept = decide(item.data, item.facts, settings.policy)
         except Exception as exc:  # ImageError, and anything Pillow lets slip; not out of memory
             if is_infrastructure(exc):
                 raise
@@ -79,33 +88,61 @@ def prepare(sample: Sample, settings: EncodeSettings) -> Item:
     return item
 
 
-def encode_batch(codec, items: list[Item]) -> None:
-    """Encode the loaded images of ``items`` in one codec call; isolate failures image by image."""
-    todo = [i for i in items if i.image is not None and i.error is None]
+def info_bytes(item: Item) -> int:
+    """The bytes of the metadata a coded row carries (``image_info``)."""
+    return sum(len(k) + len(v) for k, v in item.facts.image_info.items()) if item.facts else 0
+
+
+def encode_batch(codec, items: list[Item], policy: Policy = Policy()) -> None:
+    """Encode the images of ``items`` bound for the codec in one call; isolate failures image by image;
+    keep the original file where the coded row would not be smaller (``keeping.after_coding``)."""
+    todo = [i for i in items if i.error is None and i.kept is not None and i.kept.stored_as == CODEC]
     for item, (blob, error, ms) in zip(todo, call_batched(codec.encode, [i.image for i in todo])):
         item.blob, item.encode_ms = blob, ms
         if error:
             item.error = f"encode failed: {error}"
+        else:
+            item.kept = after_coding(item.kept, blob, info_bytes(item), item.data, policy)
+
+
+def stored(item: Item) -> tuple[Kept | None, bytes | None]:
+    """How the row keeps its image and the bytes in its ``bitstream`` column: an error row keeps the
+    sample's original image file when it has one, so it comes back as it came."""
+    if item.error is not None:
+        return (Kept(ORIGINAL, "error", item.data), item.data) if item.member is not None else (None, None)
+    return item.kept, item.kept.data
+
+
+def mode_of(item: Item) -> str | None:
+    """The original's Pillow mode, saying 16 bits where Pillow's own mode does not (48-bit RGB reads as RGB)."""
+    if item.facts is not None and item.facts.bits > 8 and not item.facts.mode.startswith("I"):
+        return f"{item.facts.mode};16"
+    return getattr(item.image, "mode", None)
 
 
 def to_row(item: Item, shard_url: str, codec_id: str) -> dict:
-    image, blob = item.image, item.blob
+    image = item.image
+    kept, blob = stored(item)
     height, width = (image.rgb.shape[0], image.rgb.shape[1]) if image is not None else (None, None)
+    coded = kept is not None and kept.stored_as in (CODEC, LOSSLESS) and item.error is None
     return {
         "key": item.sample.key,
         "shard": shard_url,
         "member": item.member,
         "codec_id": codec_id,
-        "bitstream": blob if item.error is None else None,
+        "bitstream": blob,
+        "stored_as": kept.stored_as if kept else None,
+        "stored_because": kept.because if kept else None,
+        "image_info": list(item.facts.image_info.items()) if coded and item.facts else [],
         "width": width,
         "height": height,
-        "orig_mode": getattr(image, "mode", None),
+        "orig_mode": mode_of(item),
         "orig_format": getattr(image, "format", None),
         "orientation": getattr(image, "orientation", None),
         "frames": getattr(image, "frames", None),
         "orig_bytes": len(item.data) if item.member else None,
         "orig_sha256": sha256(item.data) if item.member else None,
-        "bpp": bits_per_pixel(blob, height, width) if blob is not None and item.error is None else None,
+        "bpp": bits_per_pixel(blob, height, width) if blob is not None and width else None,
         "encode_ms": item.encode_ms if item.error is None else None,
         "error": item.error,
         "metadata": [(ext, data) for ext, data in item.sample.members.items() if ext != item.member],
@@ -170,15 +207,18 @@ class Tally:
     pixels: int = 0
     encode_s: float = 0.0
     errors: list[dict] = field(default_factory=list)
+    paths: dict[str, dict] = field(default_factory=dict)  # stored_as -> {rows, bytes, orig_bytes, because: {why: n}}
 
     def add(self, row: dict) -> None:
         self.rows += 1
         self.image_bytes += row["orig_bytes"] or 0
+        count_path(self.paths, row["stored_as"] or "lost", row["stored_because"] or "error", 1,
+                   len(row["bitstream"] or b""), row["orig_bytes"] or 0)
         if row["error"] is None:
             self.ok += 1
-            self.bitstream_bytes += len(row["bitstream"])
-            self.pixels += row["width"] * row["height"]
-            self.encode_s += row["encode_ms"] / 1000
+            self.bitstream_bytes += len(row["bitstream"] or b"")
+            self.pixels += (row["width"] or 0) * (row["height"] or 0)
+            self.encode_s += (row["encode_ms"] or 0) / 1000
         else:
             self.errors.append({"key": row["key"], "error": row["error"]})
 
@@ -198,7 +238,7 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
         writer = ArchiveWriter(f, settings.row_groups)
         try:
             for batch in _prefetch(batches(reader, settings), settings.prefetch_batches):
-                encode_batch(codec, batch)
+                encode_batch(codec, batch, settings.policy)
                 for item in batch:
                     row = to_row(item, shard_url, codec.codec_id)
                     writer.add(row)
@@ -219,6 +259,7 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
         truncated=reader.truncated,
         bytes_in=reader.bytes_read,
         image_bytes=tally.image_bytes,
+        paths=tally.paths,
         bitstream_bytes=tally.bitstream_bytes,
         parquet_bytes=output["bytes"],
         input=source,  # what markers.py checks on resume: the input unchanged, the output intact

@@ -34,7 +34,7 @@ import pyarrow as pa
 from .storage import Storage, join
 
 RECORD_VERSION = 1
-ROW_VERSION = 1
+ROW_VERSION = 2  # 2: stored_as, stored_because, image_info (``keeping``); a version-1 row is a codec or error row
 ROW_VERSION_KEY = b"diffarc.row_version"
 
 PARQUET_SUFFIX = ".parquet"
@@ -51,7 +51,10 @@ ROW_SCHEMA = pa.schema(
         pa.field("shard", pa.string(), nullable=False),  # source shard URL
         pa.field("member", pa.string()),  # extension of the image member: jpg, png, ...
         pa.field("codec_id", pa.string(), nullable=False),
-        pa.field("bitstream", pa.binary()),  # null on error rows
+        pa.field("bitstream", pa.binary()),  # the kept bytes (``stored_as``); an error row's original file, or null
+        pa.field("stored_as", pa.string()),  # codec, lossless, jpeg-xl, original, none (``keeping``); null: nothing kept
+        pa.field("stored_because", pa.string()),  # policy, alpha, 16-bit, animation, too small, original smaller, ...
+        pa.field("image_info", pa.map_(pa.string(), pa.binary())),  # exif, icc_profile, xmp, text:KEY (``model.metadata``)
         pa.field("width", pa.int32()),  # as encoded (after EXIF orientation)
         pa.field("height", pa.int32()),
         pa.field("orig_mode", pa.string()),  # Pillow mode of the original: RGB, L, CMYK, I;16, P...
@@ -67,14 +70,18 @@ ROW_SCHEMA = pa.schema(
     ],
     metadata={ROW_VERSION_KEY: str(ROW_VERSION).encode()},
 )
-BIG_COLUMNS = ("bitstream", "metadata")  # what a row's size is made of; the other columns hold a few short values
+BIG_COLUMNS = ("bitstream", "metadata", "image_info")  # what a row's size is made of; the others hold short values
 # What decoding and auditing read of a row (``archive_rows``): the rest is for people and future readers.
-READ_COLUMNS = ["key", "member", "codec_id", "bitstream", "width", "height", "bpp", "orig_sha256", "error", "metadata"]
+READ_COLUMNS = ["key", "member", "codec_id", "bitstream", "width", "height", "bpp", "orig_sha256", "error", "metadata",
+                "stored_as", "stored_because", "image_info"]
+KEPT_COLUMNS = ("stored_as", "stored_because", "image_info")  # absent from version-1 archives: read as null
 
 AUDIT_SCHEMA = pa.schema([
     ("key", pa.string()), ("shard", pa.string()), ("codec_id", pa.string()), ("width", pa.int32()),
     ("height", pa.int32()), ("bpp", pa.float64()), ("psnr", pa.float64()), ("ms_ssim", pa.float64()),
-    ("error", pa.string()),
+    ("error", pa.string()), ("stored_as", pa.string()),
+    ("exact", pa.bool_()),  # the pixels equal the original's (PSNR and MS-SSIM are then null)
+    ("alpha_max_error", pa.int16()),  # largest alpha difference, 0..255; null when the original has no alpha
 ])
 
 
@@ -134,6 +141,7 @@ class ShardStats(Record):
     """``NAME.stats.json``: one input shard archived. Resume trusts it while ``output`` still matches the
     Parquet file and ``input`` the input shard (``markers``)."""
 
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("paths",)  # absent from records written before it
     shard: str = ""  # the input shard's URL
     name: str = ""
     codec_id: str = ""
@@ -146,6 +154,7 @@ class ShardStats(Record):
     image_bytes: int = 0
     bitstream_bytes: int = 0
     parquet_bytes: int = 0
+    paths: dict[str, dict] | None = None  # stored_as -> {rows, bytes, orig_bytes, because: {why: n}} (``keeping``)
     input: dict | None = None  # the input shard's identity when it was read
     output: dict | None = None  # the Parquet file's record
     mean_bpp: float | None = None
@@ -163,6 +172,7 @@ class DecodedMarker(Record):
     """``NAME.decoded.json``: one archive file decoded. Resume trusts it while ``input`` is still the archive
     file's record (its ``ShardStats.output``), ``settings`` the run's, and ``output`` the decoded files."""
 
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("compress_errors",)  # absent from records written before it
     shard: str = ""  # the archive file's URL
     name: str = ""
     input: dict | None = None
@@ -172,6 +182,7 @@ class DecodedMarker(Record):
     decoded: int = 0
     errors: int = 0
     failed_rows: list[dict] = field(default_factory=list)  # {key, error}, every one
+    compress_errors: list[dict] | None = None  # {key, error}: the archive's error rows, restored as kept
     renamed: dict[str, str] = field(default_factory=dict)  # safe name -> original key
     bytes_out: int = 0
     seconds: float = 0.0
@@ -216,6 +227,9 @@ class AuditRow:
     psnr: float | None = None
     ms_ssim: float | None = None  # None below 161 px on the short side
     error: str | None = None
+    stored_as: str | None = None  # the row's path (``keeping``)
+    exact: bool | None = None
+    alpha_max_error: int | None = None
 
 
 def audit_table(rows: list[AuditRow]) -> pa.Table:
@@ -224,7 +238,8 @@ def audit_table(rows: list[AuditRow]) -> pa.Table:
 
 
 def audit_rows(table: pa.Table) -> list[AuditRow]:
-    return [AuditRow(**row) for row in table.select(AUDIT_SCHEMA.names).to_pylist()]
+    names = [n for n in AUDIT_SCHEMA.names if n in table.schema.names]  # tables written before the keeping columns
+    return [AuditRow(**row) for row in table.select(names).to_pylist()]
 
 
 @dataclass
@@ -252,8 +267,9 @@ class CompressManifest(JobManifest):
     codec_id: str = ""  # as resolved: NAME@HASH
     weights_hash: str | None = None
     options: dict[str, Any] = field(default_factory=dict)  # the encode options used: given, else the codec's own
-    settings: dict[str, int] = field(default_factory=dict)  # ``EncodeSettings``' sizes
+    settings: dict[str, Any] = field(default_factory=dict)  # ``EncodeSettings``' sizes and storage policy
     bytes: dict[str, int] = field(default_factory=dict)
+    paths: dict[str, dict] = field(default_factory=dict)  # as ``ShardStats.paths``, over every shard
     shards: list[dict] = field(default_factory=list)  # {shard, name, rows, errors, truncated, status}
     warnings: list[str] = field(default_factory=list)
 
@@ -266,6 +282,7 @@ class DecompressManifest(JobManifest):
     codec_options: dict[str, dict] = field(default_factory=dict)  # codec id -> the decode options it ran with
     codec_ids: dict[str, int] = field(default_factory=dict)  # shards per codec id
     failed_rows: list[dict] = field(default_factory=list)  # {shard, key, error}, the first 1000
+    compress_errors: list[dict] = field(default_factory=list)  # {shard, key, error}: error rows of the archive, the first 1000
     audit: dict | None = None  # an audit's summary (``audit``)
 
 

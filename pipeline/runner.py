@@ -23,7 +23,7 @@ from .archive import now, package_versions
 from .lease import Lease
 from .progress import ProgressBoard, ProgressDisplay
 from .records import JobManifest
-from .storage import Storage, endpoint_from_env, redact
+from .storage import Storage, absolute, endpoint_from_env, redact
 
 REPO = Path(__file__).resolve().parents[1]
 STALL_S = 1800.0  # default --stall-timeout: far longer than any batch of a healthy worker
@@ -69,6 +69,14 @@ def seconds(text: str) -> float:
 
 def storage_from(args: argparse.Namespace) -> Storage:
     return Storage.from_env(args.endpoint_url, retries=args.retries)
+
+
+def absolute_paths(args: argparse.Namespace, *names: str) -> None:
+    """Make the local paths among ``args.NAME`` absolute: a relative path means the caller's folder, on
+    the driver and on every worker (whose working folder is not the caller's)."""
+    for name in names:
+        if getattr(args, name, None):
+            setattr(args, name, absolute(getattr(args, name)))
 
 
 def weights_from(args: argparse.Namespace) -> WeightsResolver:

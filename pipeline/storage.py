@@ -179,6 +179,11 @@ def is_local(url: str) -> bool:
     return "://" not in url or url.startswith("file://")
 
 
+def absolute(url: str) -> str:
+    """A local path made absolute against the caller's folder (the workers run elsewhere); URLs as given."""
+    return os.path.abspath(os.path.expanduser(url)) if "://" not in url else url
+
+
 def join(prefix: str, *names: str) -> str:
     """``prefix/name`` for paths and URLs alike."""
     out = prefix.rstrip("/")

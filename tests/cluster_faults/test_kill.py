@@ -19,7 +19,8 @@ from processes import MidShardKill, kill_session, session_processes
 from shardkit import archive_rows, plain_shards, stats
 
 from jobs import compress, decompress
-from pipeline.decoding import DECODED_SUFFIX, archive_name
+from pipeline.decoding import archive_name
+from pipeline.records import DECODED_SUFFIX
 
 REPO = Path(__file__).resolve().parents[2]
 OUR_WORKERS = ("CompressWorker", "DecodeWorker", "pipeline.sandbox")

@@ -199,4 +199,4 @@ def test_the_decompress_job_previews_an_archive_at_a_lower_rate(codec, encoded, 
     preview = np.asarray(codec.decode([truncate(blob, step=2)])[0])
     assert not np.array_equal(preview, np.asarray(codec.decode([blob])[0]))  # the preview is not the full decode
     assert len(decoded) == 2
-    assert all(error is None and np.array_equal(np.asarray(img), preview) for img, error in decoded)
+    assert all(r.error is None and np.array_equal(np.asarray(r.image), preview) for r in decoded)

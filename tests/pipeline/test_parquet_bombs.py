@@ -63,6 +63,13 @@ def write_groups(path, groups: list[list[dict]]) -> None:
             writer.write_table(pa.Table.from_pylist(rows, schema=ROW_SCHEMA), row_group_size=len(rows))
 
 
+def big_claim(meta, g: int) -> int:
+    """What row group ``g``'s footer says its big columns (bitstream, metadata, image_info) take uncompressed."""
+    group = meta.row_group(g)
+    return sum(group.column(c).total_uncompressed_size for c in range(group.num_columns)
+               if group.column(c).path_in_schema.split(".")[0] in BIG_COLUMNS)
+
+
 def zeros_row(template: dict, key: str, size: int) -> dict:
     return {**template, "key": key, "bitstream": bytes(size), "metadata": []}
 
@@ -80,7 +87,7 @@ def test_a_parquet_bomb_is_refused_row_by_row_and_the_rest_decodes(archive, tmp_
     write_groups(archive / "shard-000000.parquet", [rows[:2], *bombs[:2], rows[2:3], *bombs[2:], rows[3:]])
     vouch(archive, "shard-000000")
     meta = pq.ParquetFile(archive / "shard-000000.parquet").metadata
-    claims = {g: sum(meta.row_group(g).column(c).total_uncompressed_size for c in (4, 16, 17)) for g in (1, 2, 4, 5)}
+    claims = {g: big_claim(meta, g) for g in (1, 2, 4, 5)}
     assert os.path.getsize(archive / "shard-000000.parquet") < MB and sum(claims.values()) > 8 * BOMB_ROW  # a bomb
     big_row = {**rows[0], "key": "big-row", "bitstream": os.urandom(100 * MB)}  # over the 64 MB row cap, in a
     # group under 128 MB; random, so that reading it twice would show in the bytes read
@@ -159,7 +166,7 @@ def test_a_lying_footer_or_a_broken_file_fails_its_shard_and_the_others_decode(a
     write_groups(lying, [honest[:2], [zeros_row(honest[0], "liar", 384 * MB)], honest[2:]])
     understate_sizes(lying, at_least=MB)
     vouch(archive, "shard-000000")
-    claimed = sum(pq.ParquetFile(lying).metadata.row_group(1).column(c).total_uncompressed_size for c in (4, 16, 17))
+    claimed = big_claim(pq.ParquetFile(lying).metadata, 1)
     assert claimed < 1000  # what the reader's footer check sees
     data = (archive / "shard-000001.parquet").read_bytes()
     (archive / "shard-000001.parquet").write_bytes(data[: len(data) // 2])  # cut short
@@ -212,10 +219,7 @@ def test_honest_archives_at_the_writers_limits_are_read_whole(rows, group_bytes,
         writer.close()
     meta = pq.ParquetFile(tmp_path / "a.parquet").metadata
     for g in range(meta.num_row_groups):
-        group = meta.row_group(g)
-        big = sum(group.column(c).total_uncompressed_size for c in range(group.num_columns)
-                  if group.column(c).path_in_schema.split(".")[0] in BIG_COLUMNS)
-        assert big <= limits.max_group_bytes()
+        assert big_claim(meta, g) <= limits.max_group_bytes()
     read = [r for rows_ in ArchiveRows(ReadRequest(str(tmp_path / "a.parquet"), Storage(), 7, None, limits))
             for r in rows_]
     assert [r["key"] for r in read] == [r["key"] for r in written] and not any(r.get("refused") for r in read)

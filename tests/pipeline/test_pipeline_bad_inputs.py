@@ -32,7 +32,7 @@ def bad_samples() -> dict[str, tuple[dict[str, bytes], str | None]]:
         "truncated-png": ({"png": png[: len(png) // 2]}, "png: cannot decode image: image file is truncated"),
         "corrupt-png": ({"png": bytes(corrupt_png)}, "png: cannot decode image"),
         "not-an-image": ({"jpg": b"this is a text file, not a JPEG\n" * 10}, "cannot decode"),
-        "no-image-member": ({"txt": b"caption only"}, "no image member"),
+        "no-image-member": ({"txt": b"caption only"}, None),  # passes through (stored_as none)
         "bomb": ({"png": image_bytes(Image.new("L", (1500, 1000)), "PNG")}, "over the cap"),
         "one-pixel": ({"png": image_bytes(Image.new("RGB", (1, 1), (200, 10, 10)), "PNG")}, None),
         "cmyk-jpeg": ({"jpg": image_bytes(photo(40, 30).convert("CMYK"), "JPEG")}, None),
@@ -63,14 +63,21 @@ def test_every_bad_input_becomes_an_error_row_and_nothing_else_is_lost(ray_local
     webp = load_codec("webp-q80")
     for key, (members, expected) in cases.items():
         row = rows[key]
+        image = members.get(row["member"])
         if expected is None:
             assert row["error"] is None, (key, row["error"])
-            [data] = [v for k, v in members.items() if k != "json"]
-            shown = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).size  # as a viewer shows it
-            assert (row["width"], row["height"]) == shown == webp.decode([row["bitstream"]])[0].size, key
+            if image is None:
+                assert (row["stored_as"], row["bitstream"]) == ("none", None), key
+                continue
+            shown = ImageOps.exif_transpose(Image.open(io.BytesIO(image))).size  # as a viewer shows it
+            assert (row["width"], row["height"]) == shown, key
+            if row["stored_as"] == "codec":
+                assert webp.decode([row["bitstream"]])[0].size == shown, key
+            else:  # kept losslessly (``keeping``): the file, or its pixels exactly
+                assert row["stored_as"] in ("original", "lossless", "jpeg-xl") and row["stored_because"], key
         else:
             assert row["error"] and expected in row["error"], (key, row["error"])
-            assert row["bitstream"] is None
+            assert row["bitstream"] == image, key  # the error row keeps the original file (None: none read)
     assert (rows["one-pixel"]["width"], rows["one-pixel"]["height"]) == (1, 1)
     assert rows["cmyk-jpeg"]["orig_mode"] == "CMYK" and rows["cmyk-jpeg"]["orig_format"] == "JPEG"
     assert rows["png-16bit"]["orig_mode"].startswith("I")
@@ -87,6 +94,7 @@ def test_every_bad_input_becomes_an_error_row_and_nothing_else_is_lost(ray_local
     shard_stats = stats(out)
     assert "truncated" in shard_stats["cut-000000"]["truncated"]
     assert shard_stats["bad-000000"]["errors"] == sum(e is not None for _, e in cases.values())
+    assert {k for k, r in rows.items() if r["stored_as"] == "codec"} >= {"exif-rotated", "greyscale"}
     manifest = json.loads((out / "_manifest.json").read_text())
     assert manifest["counts"]["failed"] == 0 and manifest["counts"]["rows"] == len(cases) + 3
     assert any("cut-000000" in w for w in manifest["warnings"])

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from shardkit import archive_rows, plain_shards, stats
 
+from jobs import audit as audit_job
 from jobs import compress, decompress
 from pipeline.records import ROW_SCHEMA
 
@@ -67,9 +68,9 @@ def test_decompress_to_webdataset_png_and_audit(example_archive, tmp_path, capsy
     assert decompress.main(["--input", str(example_archive), "--output", str(out), "--no-progress"]) == 0
     with tarfile.open(out / "shard-000001.tar") as tar:
         names = tar.getnames()
-        img = Image.open(io.BytesIO(tar.extractfile("img0006.png").read()))
-    assert sorted(names)[:3] == ["img0006.json", "img0006.png", "img0006.txt"] and len(names) == 18
-    assert img.mode == "RGB" and img.size == (176, 224)
+        img = Image.open(io.BytesIO(tar.extractfile("img0006.jpg").read()))
+    assert sorted(names)[:3] == ["img0006.jpg", "img0006.json", "img0006.txt"] and len(names) == 18  # as it came
+    assert img.format == "JPEG" and img.mode == "RGB" and img.size == (176, 224)
     manifest = json.loads((out / "_manifest.json").read_text())
     # every family's decode option is recorded (DiffC's denoiser, ...), as the archive's codec ran it: its
     # own steps (the card's default_steps), not "the codec's default"
@@ -90,8 +91,11 @@ def test_decompress_to_webdataset_png_and_audit(example_archive, tmp_path, capsy
 
     audit_out = tmp_path / "audit"
     capsys.readouterr()
-    assert decompress.main(["--input", str(example_archive), "--output", str(audit_out), "--audit",
-                            str(compress.DEFAULT_INPUT), "--no-progress"]) == 0
+    # jobs/audit.py: decompress.py --audit with the originals as its argument (test_decompress_resume runs the flag)
+    assert audit_job.main([str(compress.DEFAULT_INPUT), "--input", str(example_archive), "--output", str(audit_out),
+                           "--no-progress"]) == 0
+    recorded = decompress.build_parser().parse_args(json.loads((audit_out / "_manifest.json").read_text())["argv"])
+    assert (recorded.audit, recorded.output) == (str(compress.DEFAULT_INPUT), str(audit_out))
     printed = capsys.readouterr().out
     assert "PSNR mean" in printed and "worst 1%" in printed and "MS-SSIM mean" in printed
     audit = pq.read_table(audit_out / "audit.parquet").to_pylist()

@@ -11,10 +11,10 @@ import pytest
 from shardkit import archive_rows, image_bytes, photo, write_shard
 
 from jobs import compress, decompress
-from model import load_codec, load_image
+from model import load_codec
 from pipeline.archive import ArchiveWriter
 from pipeline.decoding import DecodeSettings, decode_shard, in_process
-from pipeline.encoding import Item, encode_batch, to_row
+from pipeline.encoding import EncodeSettings, encode_batch, prepare, to_row
 from pipeline.names import MAX_NAME_BYTES, safe_name
 from pipeline.shards import Sample
 from pipeline.storage import Storage
@@ -33,7 +33,7 @@ HOSTILE_KEYS = [
 def archived_row(codec, key: str, seed: int, metadata: dict[str, bytes]) -> dict:
     """The row the compress job writes for an image under ``key`` (any key: Parquet holds it as data)."""
     data = image_bytes(photo(seed=seed), "PNG")
-    item = Item(Sample(key, {"png": data, **metadata}), "png", data, image=load_image(data))
+    item = prepare(Sample(key, {"png": data, **metadata}), EncodeSettings())
     encode_batch(codec, [item])
     return to_row(item, "evil.tar", codec.codec_id)
 

@@ -1,0 +1,148 @@
+"""How each image is kept: the storage decision of one archive row, made before and after coding.
+
+Paths (the row's ``stored_as``), and what comes back from each:
+
+- ``codec``: the job's lossy codec; decoded pixels, turned to display orientation (EXIF orientation
+  tag removed), metadata (``image_info``) written back into the restored file.
+- ``lossless``: JPEG XL pixel-exact (PNG inputs); the same pixels, turned as above, metadata written back.
+- ``jpeg-xl``: a JPEG recompressed by JPEG XL; the original file, byte for byte.
+- ``original``: the original file's bytes; the file, byte for byte.
+- ``none``: a sample without an image; its members come back as they were.
+
+Why (``stored_because``): ``policy`` (the job's mode: lossy by default, ``--lossless``), ``alpha``,
+``16-bit``, ``animation``, ``colour model MODE`` (CMYK, ...: a lossy RGB codec would convert it),
+``too small`` (under ``min_side`` pixels: the codec's overhead dominates), ``original smaller`` (the
+coded row would not be ``margin`` smaller than the file), ``error`` (the image could not be coded:
+its bytes are kept). A flag can let 16-bit and animated inputs through the codec (``allow_8bit``,
+``allow_first_frame``); the reason then says what was reduced.
+
+A row never holds more than its original file: the lossless paths keep whichever is smaller, and a
+coded row whose bitstream plus metadata is not smaller than the file by ``margin`` keeps the file.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Iterable
+
+from PIL import Image, ImageOps
+
+from model.lossless import encode_pixels, jpeg_to_jxl, pixel_mode
+from model.metadata import FileFacts
+
+CODEC, LOSSLESS, JPEG_XL, ORIGINAL, NONE = "codec", "lossless", "jpeg-xl", "original", "none"
+PATHS = (CODEC, LOSSLESS, JPEG_XL, ORIGINAL, NONE)
+CODEC_MODES = frozenset({"RGB", "L", "P", "1"})  # what the codec takes without converting the colours
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The job's storage flags."""
+
+    lossless: bool = False  # --lossless: every image on a lossless path
+    margin: float = 0.0  # --keep-original-margin: a coded row must be this fraction smaller than its file
+    min_side: int = 16  # --min-side: smaller images are kept losslessly
+    allow_8bit: bool = False  # --allow-8bit: 16-bit inputs may be coded at 8 bits
+    allow_first_frame: bool = False  # --allow-first-frame: animations may be coded as their first frame
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A decided row's stored bytes (the ``bitstream`` column) and what it says about them."""
+
+    stored_as: str
+    because: str
+    data: bytes | None  # None: the codec's bitstream, still to be made
+
+
+def forced(facts: FileFacts, policy: Policy) -> str | None:
+    """Why this image must not go through the lossy codec, or None."""
+    if policy.lossless:
+        return "policy"
+    if facts.frames > 1 and not policy.allow_first_frame:
+        return "animation"
+    if facts.bits > 8 and not policy.allow_8bit:
+        return "16-bit"
+    if facts.alpha:
+        return "alpha"
+    if facts.mode not in CODEC_MODES and not facts.mode.startswith("I") and facts.mode != "F":
+        return f"colour model {facts.mode}"
+    if min(facts.size) < policy.min_side:
+        return "too small"
+    return None
+
+
+def reductions(facts: FileFacts) -> str:
+    """What the codec path loses of an image that the flags let through (the reason recorded)."""
+    lost = ([f"first of {facts.frames} frames"] if facts.frames > 1 else []) + (["8 of 16 bits"] if facts.bits > 8 else [])
+    return "policy, " + " and ".join(lost) + " kept (flag)" if lost else "policy"
+
+
+def oriented(data: bytes) -> Image.Image:
+    """The first frame, turned to display orientation."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return ImageOps.exif_transpose(img)
+
+
+def keep_losslessly(data: bytes, facts: FileFacts, because: str) -> Kept:
+    """The smallest lossless way to keep this file: JPEG XL recompression (JPEG), JPEG XL pixels
+    (8-bit still PNG), or the file itself."""
+    if facts.format == "JPEG":
+        try:
+            jxl = jpeg_to_jxl(data)
+        except ValueError:
+            return Kept(ORIGINAL, because, data)
+        return Kept(JPEG_XL, because, jxl) if len(jxl) < len(data) else Kept(ORIGINAL, because, data)
+    if facts.format == "PNG" and facts.frames == 1 and facts.bits == 8:
+        img = oriented(data)
+        try:
+            pixel_mode(img)
+        except ValueError:
+            return Kept(ORIGINAL, because, data)
+        jxl = encode_pixels(img)
+        info = sum(len(v) for v in facts.image_info.values())
+        if len(jxl) + info < len(data):
+            return Kept(LOSSLESS, because, jxl)
+    return Kept(ORIGINAL, because, data)
+
+
+def decide(data: bytes, facts: FileFacts, policy: Policy) -> Kept:
+    """Before coding: a lossless path and its bytes, or ``codec`` (bytes still to be made)."""
+    because = forced(facts, policy)
+    if because is not None:
+        return keep_losslessly(data, facts, because)
+    return Kept(CODEC, reductions(facts), None)
+
+
+def after_coding(kept: Kept, bitstream: bytes, info_bytes: int, original: bytes, policy: Policy) -> Kept:
+    """The codec's row, or the original file when the row (bitstream + metadata) would not be smaller
+    than the file by ``policy.margin``."""
+    if len(bitstream) + info_bytes >= len(original) * (1 - policy.margin):
+        return Kept(ORIGINAL, "original smaller", original)
+    return Kept(CODEC, kept.because, bitstream)
+
+
+def count_path(paths: dict[str, dict], stored_as: str, because: str, rows: int, stored: int, original: int) -> None:
+    """Add ``rows`` rows of one path and reason to ``paths`` (stored_as -> {rows, bytes, orig_bytes, because})."""
+    p = paths.setdefault(stored_as, {"rows": 0, "bytes": 0, "orig_bytes": 0, "because": {}})
+    p["rows"], p["bytes"], p["orig_bytes"] = p["rows"] + rows, p["bytes"] + stored, p["orig_bytes"] + original
+    p["because"][because] = p["because"].get(because, 0) + rows
+
+
+def sum_paths(each: Iterable[dict[str, dict]]) -> dict[str, dict]:
+    """The paths of several shards added up."""
+    out: dict[str, dict] = {}
+    for paths in each:
+        for stored_as, p in (paths or {}).items():
+            for i, (because, n) in enumerate(p["because"].items()):  # bytes counted once, with the first reason
+                count_path(out, stored_as, because, n, p["bytes"] if i == 0 else 0, p["orig_bytes"] if i == 0 else 0)
+    return out
+
+
+def describe_paths(paths: dict[str, dict]) -> str:
+    """One line: how many rows took each path, why, and their bytes against the originals'."""
+    return "kept: " + "; ".join(
+        f"{path} {p['rows']} rows ({', '.join(f'{why} {n}' for why, n in sorted(p['because'].items()))}), "
+        f"{p['bytes']} of {p['orig_bytes']} original bytes" for path, p in sorted(paths.items()))
