@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "like 's3://b/c/shard-{000000..000999}.tar' (default: the example corpus)")
     p.add_argument("--output", default="out/archive", help="output folder or URL prefix (default out/archive)")
     p.add_argument("--codec", default=DEFAULT_CODEC,
-                   help="codec name (cdc-avif-mse, cdc-avif-lpips-q20, jpeg-q90, webp-q75, avif-q60...) or a "
+                   help="codec name (cdc-avif-mse, cdc-avif-mse-q20, jpeg-q90, webp-q75, avif-q60...) or a "
                         f"path to a .safetensors file; `python -m model list` shows them (default {DEFAULT_CODEC}, "
                         "the best measured on Kodak: results/kodak)")
     p.add_argument("--overwrite", action="store_true", help="redo every shard, even complete ones")

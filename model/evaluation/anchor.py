@@ -1,5 +1,6 @@
 """Each curve against the anchor at the same bpp: for every point of a curve (in a bpp range), the
-anchor's value interpolated at that point's bpp, the PSNR difference and the ratio of each LPIPS.
+anchor's value interpolated at that point's bpp, the PSNR difference and the ratio of each
+perceptual distance (LPIPS, Butteraugli, SSIMULACRA: lower is better).
 
 BD-rate averages over a quality interval; claims like "PSNR >= AVIF at every point in 0.1-0.8 bpp"
 or "LPIPS <= 0.75x AVIF's at 3 rates" are about single points, which this table shows. The anchor
@@ -13,15 +14,15 @@ import math
 
 import numpy as np
 
-from .metrics import LPIPS_COLUMNS, LPIPS_NAMES
+from .metrics import PERCEPTUAL_COLUMNS, PERCEPTUAL_NAMES
 
 FIELDS = ("curve", "anchor", "codec", "encode", "bpp", "psnr", "anchor_psnr", "psnr_diff",
-          *(f for c in LPIPS_COLUMNS for f in (c, f"anchor_{c}", f"{c}_ratio")))  # fmt: skip
+          *(f for c in PERCEPTUAL_COLUMNS for f in (c, f"anchor_{c}", f"{c}_ratio")))  # fmt: skip
 
 
 def anchor_at(anchor_rows: list[dict], metric: str, bpp: float) -> float:
     """``metric`` of the anchor at ``bpp``, linear in log bpp; NaN outside its span or where unmeasured."""
-    pts = sorted((r["bpp"], r[metric]) for r in anchor_rows if r["bpp"] > 0 and math.isfinite(r[metric]))
+    pts = sorted((r["bpp"], r[metric]) for r in anchor_rows if r["bpp"] > 0 and math.isfinite(r.get(metric, math.nan)))
     if len(pts) < 2 or not pts[0][0] <= bpp <= pts[-1][0]:
         return math.nan
     x, y = zip(*pts)
@@ -44,8 +45,8 @@ def vs_anchor(rd_curves: dict[str, list[dict]], anchor: str, bpp_range=(0.0, mat
             row = {"curve": name, "anchor": anchor, "codec": p["codec"], "encode": p["encode"], "bpp": p["bpp"],
                    "psnr": p["psnr"], "anchor_psnr": anchor_at(ref, "psnr", p["bpp"])}  # fmt: skip
             row["psnr_diff"] = row["psnr"] - row["anchor_psnr"]
-            for c in LPIPS_COLUMNS:
-                row[c], row[f"anchor_{c}"] = p[c], anchor_at(ref, c, p["bpp"])
+            for c in PERCEPTUAL_COLUMNS:
+                row[c], row[f"anchor_{c}"] = p.get(c, math.nan), anchor_at(ref, c, p["bpp"])
                 row[f"{c}_ratio"] = p[c] / row[f"anchor_{c}"] if row[f"anchor_{c}"] > 0 else math.nan
             rows.append(row)
     return rows
@@ -56,16 +57,16 @@ def _fmt(value, spec: str) -> str:
 
 
 def _summary(rows: list[dict], anchor: str) -> str:
-    """Counts over the compared points: where PSNR holds up, the range of each LPIPS ratio."""
+    """Counts over the compared points: where PSNR holds up, the range of each perceptual ratio."""
     compared = [r for r in rows if math.isfinite(r["psnr_diff"])]
     parts = [f"{len(compared)} of {len(rows)} points inside {anchor}'s bpp span"]
     if compared:
         parts.append(f"PSNR >= {anchor} at {sum(r['psnr_diff'] >= 0 for r in compared)} "
                      f"(min difference {min(r['psnr_diff'] for r in compared):+.2f} dB)")
-    for c in LPIPS_COLUMNS:
+    for c in PERCEPTUAL_COLUMNS:
         ratios = [r[f"{c}_ratio"] for r in compared if math.isfinite(r[f"{c}_ratio"])]
         if ratios:
-            parts.append(f"{LPIPS_NAMES[c]} ratio {min(ratios):.3f}-{max(ratios):.3f}")
+            parts.append(f"{PERCEPTUAL_NAMES[c]} ratio {min(ratios):.3f}-{max(ratios):.3f}")
     return "; ".join(parts)
 
 
@@ -75,10 +76,10 @@ def vs_anchor_markdown(rows: list[dict], bpp_range) -> str:
         return "No comparison: no anchor was evaluated or no point lies in the bpp range.\n"
     lo, hi = bpp_range
     span = f"{lo:g}-{hi:g} bpp" if math.isfinite(hi) else "all bpp"
-    measured = [c for c in LPIPS_COLUMNS if any(math.isfinite(r[c]) for r in rows)]
+    measured = [c for c in PERCEPTUAL_COLUMNS if any(math.isfinite(r[c]) for r in rows)]
     out = []
     for anchor in dict.fromkeys(r["anchor"] for r in rows):
-        lpips_heads = [h for c in measured for h in (LPIPS_NAMES[c], f"{anchor} {LPIPS_NAMES[c]}", "ratio")]
+        lpips_heads = [h for c in measured for h in (PERCEPTUAL_NAMES[c], f"{anchor} {PERCEPTUAL_NAMES[c]}", "ratio")]
         head = ["setting", "bpp", "PSNR", f"{anchor} PSNR", "ΔPSNR", *lpips_heads]
         out += [f"# Against {anchor} at the same bpp ({span})", "",
                 f"{anchor} interpolated linearly in log bpp between its measured points; '-' outside its span.", ""]

@@ -9,11 +9,19 @@ LPIPS: ``load_lpips`` returns the frozen ``lpips.LPIPS`` module itself, so train
 as a differentiable loss on tensors in [-1, 1]; ``lpips_distance`` wraps it for uint8 arrays.
 Evaluations measure every network of ``LPIPS_NETS`` whose weights they find (``lpips_weight_files``):
 a network no training loss used is the evidence a perceptual claim needs.
+
+Butteraugli and SSIMULACRA (``TOOL_METRICS``) come from libjxl's tools (Debian's libjxl-devtools:
+``butteraugli_main``, ``ssimulacra_main``), run on temporary PNG files. No training loss here uses
+them, so they judge perceptual claims; ``usable_tool_metrics`` skips a metric whose tool is missing
+with a message naming the package. Lower is better for both.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +48,57 @@ def lpips_column(net: str) -> str:
 
 LPIPS_COLUMNS = tuple(lpips_column(n) for n in LPIPS_NETS)
 LPIPS_NAMES = {lpips_column(n): f"LPIPS-{n}" for n in LPIPS_NETS}  # column -> label in tables and plots
+
+
+# metric -> (tool, result columns); butteraugli: the max-norm distance and the 3-norm (an average)
+TOOL_METRICS = {"butteraugli": ("butteraugli_main", ("butteraugli", "butteraugli_p3")),
+                "ssimulacra": ("ssimulacra_main", ("ssimulacra",))}
+TOOL_COLUMNS = tuple(c for _, cols in TOOL_METRICS.values() for c in cols)
+TOOL_NAMES = {"butteraugli": "Butteraugli", "butteraugli_p3": "Butteraugli-3n", "ssimulacra": "SSIMULACRA"}
+PERCEPTUAL_COLUMNS = (*LPIPS_COLUMNS, *TOOL_COLUMNS)  # lower is better: compared as ratios
+PERCEPTUAL_NAMES = {**LPIPS_NAMES, **TOOL_NAMES}
+
+
+def usable_tool_metrics(names) -> tuple[list[str], list[str]]:
+    """(the ``TOOL_METRICS`` of ``names`` whose tool is on PATH, a message for each that is not)."""
+    usable, skipped = [], []
+    for name in names:
+        if shutil.which(TOOL_METRICS[name][0]):
+            usable.append(name)
+        else:
+            skipped.append(f"{name} skipped: {TOOL_METRICS[name][0]} not found "
+                           f"(apt-get install libjxl-devtools puts it in /usr/bin)")
+    return usable, skipped
+
+
+def tool_values(names, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Every ``TOOL_COLUMNS`` column: measured for the metrics in ``names`` (reference ``a``), else NaN."""
+    out = dict.fromkeys(TOOL_COLUMNS, math.nan)
+    if not names:
+        return out
+    from PIL import Image
+
+    a, b = _check_pair(a, b)
+    with tempfile.TemporaryDirectory(prefix="diffarc-metric-") as tmp:
+        ref, dist = Path(tmp) / "reference.png", Path(tmp) / "distorted.png"
+        Image.fromarray(a).save(ref, compress_level=1)
+        Image.fromarray(b).save(dist, compress_level=1)
+        for name in names:
+            tool, columns = TOOL_METRICS[name]
+            extra = ["--pnorm", "3"] if name == "butteraugli" else []
+            run = subprocess.run([tool, str(ref), str(dist), *extra], capture_output=True, text=True, check=False)
+            if run.returncode != 0:
+                raise RuntimeError(f"{tool} failed ({run.returncode}): {run.stderr.strip()[-300:]}")
+            out.update(zip(columns, _parse_tool(name, run.stdout)))
+    return out
+
+
+def _parse_tool(name: str, stdout: str) -> list[float]:
+    """butteraugli_main prints the max-norm distance, then "3-norm: X"; ssimulacra_main one number."""
+    lines = [line.strip() for line in stdout.strip().splitlines() if line.strip()]
+    if name == "butteraugli":
+        return [float(lines[0]), float(next(x for x in lines if x.startswith("3-norm:")).split(":")[1])]
+    return [float(lines[-1])]
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,9 +12,9 @@ import warnings
 import numpy as np
 
 from .bdrate import bd_rate, ms_ssim_db
-from .metrics import LPIPS_COLUMNS
+from .metrics import LPIPS_COLUMNS, TOOL_COLUMNS
 
-METRICS = ("psnr", "ms_ssim", *LPIPS_COLUMNS)  # lpips is LPIPS-alex; lpips_squeeze ...
+METRICS = ("psnr", "ms_ssim", *LPIPS_COLUMNS, *TOOL_COLUMNS)  # lpips is LPIPS-alex; lpips_squeeze ...; butteraugli
 SETTING_KEYS = ("codec", "curve", "family", "steps", "gamma", "encode", "decode")
 
 
@@ -33,7 +33,7 @@ def averages(points: list[dict]) -> list[dict]:
         row = {k: group[0][k] for k in SETTING_KEYS}
         row["images"] = len(group)
         for k in ("bpp", *METRICS, "encode_s", "decode_s"):
-            row[k] = _mean(p[k] for p in group)
+            row[k] = _mean(p.get(k) for p in group)  # a metric not measured: NaN
         rows.append(row)
     return rows
 
@@ -47,7 +47,7 @@ def curves(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def bd_rates(rd_curves: dict[str, list[dict]], anchor: str) -> list[dict]:
-    """BD-rate (%) of every curve against ``anchor`` on PSNR, MS-SSIM (in dB) and each LPIPS network."""
+    """BD-rate (%) of every curve against ``anchor`` on PSNR, MS-SSIM (in dB), each LPIPS network and tool metric."""
     if anchor not in rd_curves:
         warnings.warn(f"no BD-rates: anchor curve '{anchor}' was not evaluated (add e.g. 'webp-q{{0,10,30,50,70}}')")
         return []

@@ -8,16 +8,25 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .metrics import LPIPS_COLUMNS, LPIPS_NAMES, LPIPS_NETS
+from .metrics import LPIPS_COLUMNS, LPIPS_NETS, PERCEPTUAL_NAMES, TOOL_NAMES
 
 AXIS_LABELS = {
     "psnr": "PSNR (dB, 8-bit RGB)",
     "ms_ssim": "MS-SSIM",
-    **{c: f"{name} (lower is better)" for c, name in LPIPS_NAMES.items()},
+    **{c: f"{name} (lower is better)" for c, name in PERCEPTUAL_NAMES.items()},
+    "butteraugli": "Butteraugli max-norm (lower is better)",
+    "butteraugli_p3": "Butteraugli 3-norm (lower is better)",
 }
 
 
-BD_HEADS = {"psnr": "PSNR", "ms_ssim": "MS-SSIM", **{c: name[:8] for c, name in LPIPS_NAMES.items()}}  # fit 9 columns
+BD_HEADS = {"psnr": "PSNR", "ms_ssim": "MS-SSIM", **{c: name[:8] for c, name in PERCEPTUAL_NAMES.items()},
+            "butteraugli": "Butt-max", "butteraugli_p3": "Butt-3n", "ssimulacra": "SSIMULA"}  # fit 9 columns
+
+
+def _measured_heads(bd_rows: list[dict]) -> dict[str, str]:
+    """The BD_HEADS of the metrics some row has a value for (PSNR always); tool metrics are optional."""
+    return {m: h for m, h in BD_HEADS.items() if m == "psnr" or m not in TOOL_NAMES
+            or any(math.isfinite(b.get(f"bd_rate_{m}", math.nan)) for b in bd_rows)}
 
 
 def center_crop(rgb: np.ndarray, side: int) -> np.ndarray:
@@ -141,9 +150,10 @@ def summary_table(rows: list[dict], bd_rows: list[dict]) -> str:
         )
     for anchor in dict.fromkeys(b["anchor"] for b in bd_rows):
         lines += ["", f"BD-rate against {anchor} (%, negative = fewer bits at equal quality)"]
-        lines.append(f"{'curve':<40}" + "".join(f"{h:>9}" for h in BD_HEADS.values()))
+        heads = _measured_heads(bd_rows)
+        lines.append(f"{'curve':<40}" + "".join(f"{h:>9}" for h in heads.values()))
         for b in (b for b in bd_rows if b["anchor"] == anchor):
-            lines.append(f"{b['curve']:<40}" + "".join(f"{_fmt(b[f'bd_rate_{m}'], '+.1f'):>9}" for m in BD_HEADS))
+            lines.append(f"{b['curve']:<40}" + "".join(f"{_fmt(b[f'bd_rate_{m}'], '+.1f'):>9}" for m in heads))
     return "\n".join(lines)
 
 
@@ -151,12 +161,13 @@ def bd_rate_markdown(bd_rows: list[dict]) -> str:
     """BD-rates as markdown, a table per anchor, one column per metric."""
     if not bd_rows:
         return "No BD-rates: no anchor curve was evaluated.\n"
-    head = ["curve", "PSNR", "MS-SSIM", *LPIPS_NAMES.values()]
+    heads = _measured_heads(bd_rows)
+    head = ["curve", *(PERCEPTUAL_NAMES.get(m, h) for m, h in heads.items())]
     out = []
     for anchor in dict.fromkeys(b["anchor"] for b in bd_rows):
         out += [f"BD-rate against {anchor} (%, negative = fewer bits at equal quality)", "",
                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        out += ["| " + " | ".join([b["curve"], *(_fmt(b[f"bd_rate_{m}"], "+.1f") for m in BD_HEADS)]) + " |"
+        out += ["| " + " | ".join([b["curve"], *(_fmt(b[f"bd_rate_{m}"], "+.1f") for m in heads)]) + " |"
                 for b in bd_rows if b["anchor"] == anchor]
         out.append("")
     return "\n".join(out)

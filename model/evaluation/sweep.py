@@ -20,10 +20,10 @@ import numpy as np
 
 from ..codec import declared
 from ..format import bits_per_pixel
-from .metrics import LPIPS_NETS, lpips_column, lpips_distance, ms_ssim, psnr
+from .metrics import LPIPS_NETS, lpips_column, lpips_distance, ms_ssim, psnr, tool_values
 
 _QUALITY_SUFFIX = re.compile(r"^(.*)-q\d+$")
-BARE_PILLOW = ("jpeg", "webp", "avif")
+BARE_PILLOW = ("jpeg", "webp", "avif", "jxl", "avif-medium", "avif-best")
 
 
 def expand_braces(spec: str) -> list[str]:
@@ -34,7 +34,8 @@ def expand_braces(spec: str) -> list[str]:
 
 
 def codec_names(specs: list[str], qualities: list[int] | None) -> list[str]:
-    """Brace-expanded codec names; a bare ``jpeg``/``webp``/``avif`` takes each of ``qualities``."""
+    """Brace-expanded codec names; a bare ``jpeg``/``webp``/``avif``/``jxl`` (or ``avif-best``) takes
+    each of ``qualities``."""
     names = []
     for spec in specs:
         for name in expand_braces(spec):
@@ -93,12 +94,14 @@ def lpips_values(lpips_models: dict | None, a: np.ndarray, b: np.ndarray) -> dic
 
 
 def evaluate_codec(codec, images, sweep: dict[str, list], fixed: dict[str, Any], lpips_models: dict | None = None,
-                   on_image: Callable[[], None] = lambda: None, keep=None):
+                   on_image: Callable[[], None] = lambda: None, keep=None, tools=(), clock=time.perf_counter):
     """Points (dicts) for every image, encode setting and decode setting.
 
     ``images`` are (name, LoadedImage) pairs; ``lpips_models`` maps LPIPS network names to modules
     (``metrics.open_lpips_nets``). ``keep(name, point, rgb)`` sees every decoded image (the gallery
-    keeps some). Returns the points.
+    keeps some). ``tools`` are ``metrics.TOOL_METRICS`` to measure (Butteraugli, SSIMULACRA; slow).
+    ``clock`` times encode and decode (wall seconds; the frontier passes ``time.process_time``).
+    Returns the points.
     """
     variants = [copy.copy(codec).with_presets(**enc) for enc in settings(codec, "encode", sweep)]
     decodes = settings(codec, "decode", sweep)
@@ -107,13 +110,13 @@ def evaluate_codec(codec, images, sweep: dict[str, list], fixed: dict[str, Any],
     for name, loaded in images:
         h, w = loaded.rgb.shape[:2]
         for variant in variants:
-            t0 = time.perf_counter()
+            t0 = clock()
             blob = variant.encode([loaded])[0]
-            encode_s = time.perf_counter() - t0
+            encode_s = clock() - t0
             for dec in decodes:
-                t0 = time.perf_counter()
+                t0 = clock()
                 decoded = variant.decode([blob], **fixed_decode, **dec)[0]
-                decode_s = time.perf_counter() - t0
+                decode_s = clock() - t0
                 rgb = np.asarray(decoded.convert("RGB"), dtype=np.uint8)
                 point = {
                     "image": name, "codec": variant.name, "codec_id": variant.codec_id_for(
@@ -123,7 +126,7 @@ def evaluate_codec(codec, images, sweep: dict[str, list], fixed: dict[str, Any],
                     "decode": setting_label(dec),
                     "height": h, "width": w, "bytes": len(blob), "bpp": bits_per_pixel(blob, h, w),
                     "psnr": psnr(loaded.rgb, rgb), "ms_ssim": ms_ssim(loaded.rgb, rgb),
-                    **lpips_values(lpips_models, loaded.rgb, rgb),
+                    **lpips_values(lpips_models, loaded.rgb, rgb), **tool_values(tools, loaded.rgb, rgb),
                     "encode_s": encode_s, "decode_s": decode_s,
                 }  # fmt: skip
                 points.append(point)

@@ -1,6 +1,8 @@
 import csv
 import json
 import math
+import re
+import shutil
 import warnings
 
 import numpy as np
@@ -165,6 +167,42 @@ def test_evaluate_sweeps_an_encode_option_from_its_flag(tmp_path):
         ("avif-q20", "quality=20"), ("avif-q80", "quality=80")]
 
 
+@pytest.mark.skipif(not shutil.which("butteraugli_main"), reason="butteraugli_main missing (libjxl-devtools)")
+def test_evaluate_measures_butteraugli_when_asked(tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(_photo_like(48, 64, 0)).save(folder / "a.png")
+    out = tmp_path / "out"
+    assert main(["--images", str(folder), "--out", str(out), "--codecs", "avif", "webp", "--qualities", "10,40,90",
+                 "--no-lpips", "--metrics", "psnr,butteraugli", "--anchor", "avif", "--gallery-crop", "32"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert all(p["butteraugli"] > p["butteraugli_p3"] > 0 and p["ssimulacra"] is None for p in results["points"])
+    assert results["config"]["tool_metrics"] == ["butteraugli"] and (out / "rd_butteraugli_p3.png").exists()
+    (bd,) = results["bd_rate"]
+    assert math.isfinite(bd["bd_rate_butteraugli_p3"]) and "Butteraugli-3n" in (out / "bd_rate.md").read_text()
+    assert "Butteraugli-3n ratio" in (out / "vs_anchor.md").read_text()
+    assert "Butt-3n" in capsys.readouterr().out
+
+
+def test_held_out_evaluates_only_what_training_never_reads_and_resize_max_downscales(tmp_path):
+    from model.training.data import held_out
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    names = [f"photo{i:02d}.png" for i in range(12)]
+    for i, name in enumerate(names):
+        Image.fromarray(_photo_like(40, 60, i)).save(folder / name)
+    expected = {n for n in names if held_out(n, 4)}
+    assert 0 < len(expected) < len(names)  # the hash splits this set: the test can fail either way
+    out = tmp_path / "out"
+    assert main(["--images", str(folder), "--out", str(out), "--codecs", "jpeg-q50", "--no-lpips",
+                 "--held-out", "4", "--resize-max", "30", "--gallery-crop", "16"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {p["image"] for p in results["points"]} == expected
+    assert all((p["height"], p["width"]) == (20, 30) for p in results["points"])
+    assert results["config"]["held_out"] == 4 and results["config"]["resize_max"] == 30
+
+
 def test_images_come_from_a_folder_or_from_shards():
     from jobs.compress import DEFAULT_INPUT
     from model.evaluation.inputs import load_images
@@ -257,6 +295,55 @@ def test_cdc_avif_curve_per_decode_setting_against_avif(tmp_path, zero_cdc_avif,
     assert (out / "bd_rate.md").read_text().count("| curve | PSNR |") == 2
     with Image.open(out / "gallery.png") as g:  # two images, each a row: original + the two curves asked for
         assert g.size == (3 * (240 + 6), 2 * (32 + 16 * 3 + 4 + 6))
+
+
+def test_frontier_puts_each_cdc_avif_over_avif_at_its_own_effort(tmp_path, zero_cdc_avif):
+    import PIL.AvifImagePlugin
+
+    out = tmp_path / "out"
+    assert main(["--frontier", "--images", str(_image_folder(tmp_path, 1, 48, 64)), "--out", str(out),
+                 "--codecs", "cdc-avif-zero", "--weights-dir", str(zero_cdc_avif.parent), "--qualities", "20,60",
+                 "--jxl-qualities", "30,80", "--no-lpips", "--gallery-crop", "16"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    efforts = ("fast", "medium", "best")
+    curves = {f"{name} {e}" for name in ("avif", "cdc-avif-zero") for e in efforts}
+    assert {p["curve"] for p in results["points"]} == curves | {"jxl e7"}
+    points = {(p["curve"], re.search(r"quality=(\d+)", p["encode"]).group(1)): p for p in results["points"]}
+    for effort in efforts:  # the zero head returns its base's pixels: the same AVIF settings as "avif EFFORT"
+        for q in ("20", "60"):
+            ours, avif = points[f"cdc-avif-zero {effort}", q], points[f"avif {effort}", q]
+            assert ours["psnr"] == avif["psnr"] and ours["bytes"] < avif["bytes"]
+    assert points["avif best", "20"]["psnr"] != points["avif fast", "20"]["psnr"]  # the efforts differ
+    with (out / "frontier.csv").open() as f:
+        rows = {r["curve"]: r for r in csv.DictReader(f)}
+    assert set(rows) == curves | {"jxl e7"} and float(rows["avif fast"]["bd_vs_default"]) == 0
+    assert all(float(rows[f"cdc-avif-zero {e}"]["bd_vs_own"]) < 0 for e in efforts)  # same PSNR, fewer bytes
+    assert all(float(r["encode_s_mp"]) > 0 and float(r["decode_s_mp"]) > 0 for r in rows.values())
+    assert (out / "frontier.png").stat().st_size > 0 and "--frontier" in (out / "frontier.md").read_text()
+    assert results["config"]["frontier"]["codec_threads"] == 1 and PIL.AvifImagePlugin.DEFAULT_MAX_THREADS == 0
+
+
+def test_frontier_times_every_codec_on_one_thread_and_restores_the_counts():
+    import PIL.AvifImagePlugin
+    import pillow_jxl.JpegXLImagePlugin
+
+    from model.codecs import pillow
+    from model.evaluation.frontier import one_thread
+
+    torch.set_num_threads(2)
+    try:
+        with one_thread():
+            assert (PIL.AvifImagePlugin.DEFAULT_MAX_THREADS, pillow_jxl.JpegXLImagePlugin.DECODE_THREADS,
+                    pillow.JXL_THREADS, torch.get_num_threads()) == (1, 1, 1, 1)
+        assert (PIL.AvifImagePlugin.DEFAULT_MAX_THREADS, pillow.JXL_THREADS, torch.get_num_threads()) == (0, -1, 2)
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_frontier_takes_only_cdc_avif_codecs(tmp_path, no_evaluation):
+    with pytest.raises(SystemExit, match="--frontier --codecs takes cdc-avif codecs.*not webp-q30"):
+        main(["--frontier", "--images", str(_image_folder(tmp_path, 1, 48, 64)), "--out", str(tmp_path / "out"),
+              "--codecs", "webp-q30", "--qualities", "20,60", "--no-lpips"])
 
 
 @pytest.fixture

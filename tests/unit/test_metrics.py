@@ -1,4 +1,5 @@
 import math
+import shutil
 import warnings
 
 import numpy as np
@@ -6,8 +7,9 @@ import pytest
 import torch
 
 from model.evaluation.bdrate import bd_rate, ms_ssim_db
-from model.evaluation.metrics import (default_lpips_path, load_lpips, lpips_column, lpips_distance,
-                                      lpips_weight_files, ms_ssim, psnr)
+from model.evaluation.metrics import (TOOL_COLUMNS, TOOL_METRICS, default_lpips_path, load_lpips, lpips_column,
+                                      lpips_distance, lpips_weight_files, ms_ssim, psnr, tool_values,
+                                      usable_tool_metrics)
 
 torch.set_num_threads(1)
 
@@ -135,3 +137,24 @@ def test_bd_rate_partial_overlap_and_decreasing_metric():
 def test_ms_ssim_db():
     assert ms_ssim_db(0.99) == pytest.approx(20.0)
     assert ms_ssim_db(1.0) == math.inf
+
+
+needs_libjxl_tools = pytest.mark.skipif(
+    not all(shutil.which(tool) for tool, _ in TOOL_METRICS.values()),
+    reason="butteraugli_main / ssimulacra_main missing (apt-get install libjxl-devtools)")
+
+
+@needs_libjxl_tools
+def test_butteraugli_and_ssimulacra_grow_with_the_distortion():
+    a = _smooth_image(64, 80)
+    assert tool_values(["butteraugli"], a, a)["butteraugli"] == 0.0
+    light, heavy = (tool_values(list(TOOL_METRICS), a, _noisy(a, s)) for s in (3, 30))
+    for column in TOOL_COLUMNS:
+        assert 0 < light[column] < heavy[column], column
+    assert math.isnan(tool_values([], a, a)["butteraugli"])  # not asked for: not measured
+
+
+def test_a_missing_tool_is_skipped_with_the_package_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no tool on PATH
+    usable, skipped = usable_tool_metrics(["butteraugli"])
+    assert usable == [] and "butteraugli_main not found" in skipped[0] and "libjxl-devtools" in skipped[0]
