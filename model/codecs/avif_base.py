@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..codec import Option
+
 SUBSAMPLINGS = ("4:2:0", "4:4:4")
 TUNES = ("default", "psnr", "ssim")  # "default": no tune passed, libavif/libaom choose
 
@@ -68,6 +70,23 @@ EFFORTS = {
     "best": BaseSettings(2, "4:4:4", "psnr"),
 }
 DEFAULT_SETTINGS = EFFORTS["fast"]
+
+# The encode options of every codec with an AVIF base layer (cdc-avif, and AVIF itself), one meaning
+SETTINGS_OPTIONS = (
+    Option("effort", str, "fast", "encode", "base-layer encoder preset: fast (speed 6, 4:2:0: Pillow's "
+           "default), medium (speed 4, 4:4:4, tune psnr), best (speed 2, 4:4:4, tune psnr)", choices=tuple(EFFORTS)),
+    Option("speed", int, None, "encode", "AVIF encoder speed 0 (slowest) .. 10 (default: the effort's)", min=0, max=10),
+    Option("subsampling", str, None, "encode", "AVIF chroma subsampling (default: the effort's)", choices=SUBSAMPLINGS),
+    Option("tune", str, None, "encode", "libaom tune (default: the effort's)", choices=TUNES),
+)
+
+
+def base_settings(effort: str, speed: int | None = None, subsampling: str | None = None,
+                  tune: str | None = None) -> BaseSettings:
+    """The effort's encoder settings, with any given one replacing the effort's."""
+    preset = EFFORTS[effort]
+    return BaseSettings(preset.speed if speed is None else speed, subsampling or preset.subsampling,
+                        tune or preset.tune)
 
 
 def encode_base(rgb: np.ndarray, quality: int, settings: BaseSettings = DEFAULT_SETTINGS) -> bytes:

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .avif_base import DEFAULT_SETTINGS, EFFORTS, SUBSAMPLINGS, TUNES, BaseSettings, decode_base, encode_base
+from .avif_base import DEFAULT_SETTINGS, SETTINGS_OPTIONS, BaseSettings, base_settings, decode_base, encode_base
 from .avif_box import compact_or_full, expand
 from ..codec import Codec, Option
 from ..format import BitstreamError
@@ -64,11 +64,7 @@ SIZES = {
 
 OPTIONS = (
     Option("quality", int, 30, "encode", "AVIF quality of the base layer (higher: more bits)", min=0, max=100),
-    Option("effort", str, "fast", "encode", "base-layer encoder preset: fast (speed 6, 4:2:0: Pillow's "
-           "default), medium (speed 4, 4:4:4, tune psnr), best (speed 2, 4:4:4, tune psnr)", choices=tuple(EFFORTS)),
-    Option("speed", int, None, "encode", "AVIF encoder speed 0 (slowest) .. 10 (default: the effort's)", min=0, max=10),
-    Option("subsampling", str, None, "encode", "AVIF chroma subsampling (default: the effort's)", choices=SUBSAMPLINGS),
-    Option("tune", str, None, "encode", "libaom tune (default: the effort's)", choices=TUNES),
+    *SETTINGS_OPTIONS,
     Option("target_psnr", float, None, "encode", "per image, the smallest base quality whose restored image "
            "reaches this PSNR in dB (the decoder runs in the encoder; replaces quality)", min=0.0),
     Option("max_bpp", float, None, "encode", "per image, the largest base quality whose bitstream fits "
@@ -215,14 +211,6 @@ class Base(NamedTuple):
     settings: BaseSettings
     rgb: np.ndarray
     crc: int
-
-
-def base_settings(effort: str, speed: int | None = None, subsampling: str | None = None,
-                  tune: str | None = None) -> BaseSettings:
-    """The effort's encoder settings, with any given one replacing the effort's."""
-    preset = EFFORTS[effort]
-    return BaseSettings(preset.speed if speed is None else speed, subsampling or preset.subsampling,
-                        tune or preset.tune)
 
 
 def base_payload(rgb: np.ndarray, quality: int, settings: BaseSettings = DEFAULT_SETTINGS) -> bytes:

@@ -20,9 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..codec import Codec, Option
-from .avif_base import DEFAULT_SETTINGS, EFFORTS, TUNES, BaseSettings
-from .cdc_avif import OPTIONS as CDC_AVIF_OPTIONS
-from .cdc_avif import base_settings
+from .avif_base import DEFAULT_SETTINGS, EFFORTS, SETTINGS_OPTIONS, TUNES, BaseSettings, base_settings
 from ..format import BitstreamError
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 
@@ -30,8 +28,8 @@ FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "jxl": "JXL"}
 # avif-qN, avif-best-qN (a name), avif-s2-444-psnr-qN (a bitstream's id at settings no effort has)
 NAME = re.compile(r"^(jpeg|webp|avif|jxl)(?:-(fast|medium|best|s\d{1,2}-(?:420|444)-[a-z]+))?-q(\d{1,3})$")
 OPTIONS = (Option("quality", int, 75, "encode", "Pillow quality, 0 (smallest) to 100", min=0, max=100),)
-BASE_OPTIONS = ("effort", "speed", "subsampling", "tune")  # cdc-avif's base-layer options, same meaning
-AVIF_OPTIONS = OPTIONS + tuple(o for o in CDC_AVIF_OPTIONS if o.name in BASE_OPTIONS)
+BASE_OPTIONS = tuple(o.name for o in SETTINGS_OPTIONS)  # effort first, then the settings it presets
+AVIF_OPTIONS = OPTIONS + SETTINGS_OPTIONS
 JXL_EFFORT = 7  # libjxl's default; 1 (fastest) .. 10
 JXL_THREADS = -1  # libjxl encoder threads, -1: every core (the frontier measures at 1)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codecs.cdc_avif import base_settings
+from ..codecs.avif_base import base_settings
 from .inputs import load_images
 from .metrics import psnr
 
