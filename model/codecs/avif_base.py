@@ -98,11 +98,6 @@ def encode_base(rgb: np.ndarray, quality: int, settings: BaseSettings = DEFAULT_
     return buf.getvalue()
 
 
-def save_kwargs(quality: int, settings: BaseSettings = DEFAULT_SETTINGS) -> dict:
-    """Pillow's AVIF encoder settings: the base layer's, and the avif-qN reference's."""
-    return settings.save_kwargs(quality)
-
-
 def decode_base(data: bytes) -> np.ndarray:
     """AVIF file bytes -> uint8 H x W x 3."""
     with Image.open(io.BytesIO(data)) as img:

@@ -261,7 +261,7 @@ def _family(conditional: bool) -> Family:
     return Family(name=FAMILIES[conditional], load=load, parse=parse, options=family_options(conditional),
                   loads_cards_of=("cdc-avif",), listing=listing,
                   examples=(f"{prefix}WEIGHTS-q30" if conditional else f"{prefix}WEIGHTS",),
-                  description=f"DiffC: progressive reverse-channel coding with the cdc-avif network")
+                  description="DiffC: progressive reverse-channel coding with the cdc-avif network")
 
 
 AVIF_FAMILY, FAMILY = _family(True), _family(False)  # diffc-avif before diffc: see model/codecs/__init__.py
