@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--crop", type=int, default=d.crop)
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--lr-decay-steps", type=int, default=d.lr_decay_steps,
+                   help="the last N of --steps lower the learning rate to --final-lr (half a cosine; 0: constant)")
+    p.add_argument("--final-lr", type=float, default=d.final_lr, help="the learning rate at the last step")
     p.add_argument("--ema", type=float, default=d.ema)
     p.add_argument("--clip", type=float, default=d.clip, help="gradient-norm clip")
     p.add_argument("--time-budget-min", type=float, default=None, help="stop after this wall time")

@@ -20,6 +20,10 @@ class TrainConfig:
     batch_size: int = 8
     crop: int = 128
     lr: float = 1e-4
+    # the last lr_decay_steps before ``steps`` lower the rate to final_lr (half a cosine); 0: constant.
+    # Set on every step, so a resumed run follows the schedule whatever rate its optimiser state saved.
+    lr_decay_steps: int = 0
+    final_lr: float = 0.0
     aux_lr: float = 1e-3
     ema: float = 0.999
     clip: float = 1.0

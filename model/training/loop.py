@@ -30,6 +30,16 @@ def _optimisers(model, cfg: TrainConfig):
     return torch.optim.Adam(main, lr=cfg.lr), torch.optim.Adam(aux, lr=cfg.aux_lr) if aux else None
 
 
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The rate of optimiser step ``step``: ``lr``, then half a cosine down to ``final_lr`` over the
+    last ``lr_decay_steps`` steps (a constant rate leaves the weights noisy around the optimum)."""
+    start = cfg.steps - cfg.lr_decay_steps
+    if cfg.lr_decay_steps <= 0 or step < start:
+        return cfg.lr
+    done = min(1.0, (step - start) / cfg.lr_decay_steps)
+    return cfg.final_lr + (cfg.lr - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * done))
+
+
 def _avif_pairs(cfg: TrainConfig, seed: int):
     cache = build_pair_cache(cfg.data, Path(cfg.data_cache or Path(cfg.out) / "pairs"), **cfg.data_options,
                              max_scale=cfg.max_scale, holdout_every=cfg.holdout_every)
@@ -95,6 +105,8 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         lmbda = cfg.lmbda_warmup if (cfg.lmbda_warmup is not None and step < cfg.warmup_steps) else cfg.lmbda
         parts = net(*batch, lmbda=lmbda, rho=cfg.rho, perceptual=perceptual,
                     final_step_fraction=cfg.final_step_fraction, **cfg.loss_options)
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, step)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -111,7 +123,7 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
             for be, bm in zip(ema.buffers(), model.buffers()):
                 be.copy_(bm)
         step += 1
-        figures = {k: float(v) for k, v in parts.items()}
+        figures = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in parts.items()}
         if "bpp" in figures:  # the latent codecs: mse is the image's
             figures["psnr_est"] = -10 * math.log10(max(figures["mse"], 1e-10))
         bar.update(1)

@@ -43,6 +43,27 @@ def test_train_resume_export(photo_folder, tmp_path, config, capsys):
     assert codec.decode(blobs, **codec.select_options("decode", {"steps": 2}))[0].size == (30, 20)
 
 
+def test_learning_rate_decays_over_the_last_steps_and_a_resumed_run_follows_it(photo_folder, tmp_path):
+    from model.training import TrainConfig
+    from model.training.loop import learning_rate
+
+    cfg = TrainConfig(steps=100, lr=1e-3, lr_decay_steps=40, final_lr=1e-5)
+    rates = [learning_rate(cfg, s) for s in range(101)]
+    assert rates[0] == rates[60] == 1e-3 and rates[100] == pytest.approx(1e-5)
+    assert rates[80] == pytest.approx((1e-3 + 1e-5) / 2)  # half way down the half cosine
+    assert all(a >= b for a, b in zip(rates[60:], rates[61:]))
+    assert learning_rate(TrainConfig(steps=100, lr=1e-3), 99) == 1e-3  # no decay asked: constant
+
+    out = tmp_path / "run"
+    args = ["--config", "cdc-tiny", "--data", str(photo_folder), "--out", str(out), "--batch-size", "2",
+            "--crop", "64", "--workers", "0", "--checkpoint-every", "2", "--lr", "1e-3"]
+    assert train_main(args + ["--steps", "2"]) == 0  # constant rate: the checkpoint's optimiser says 1e-3
+    assert train_main(args + ["--steps", "4", "--lr-decay-steps", "2", "--final-lr", "1e-5"]) == 0
+    saved = torch.load(out / "ckpt" / "optim.pt", weights_only=True)["opt"]["param_groups"][0]["lr"]
+    assert saved == pytest.approx(learning_rate(TrainConfig(steps=4, lr=1e-3, lr_decay_steps=2, final_lr=1e-5), 3))
+    assert saved < 0.6e-3  # the last of 4 steps is half way down a 2-step decay
+
+
 def test_kodak_refused_as_training_data(tmp_path, capsys):
     assert train_main(["--data", "../shared/data/kodak", "--out", str(tmp_path)]) == 2
     assert "evaluation set" in capsys.readouterr().err
