@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folders searched for weights by name before model/weights/ (work in progress: "
                    "DIR/cdc-avif-x.safetensors makes cdc-avif-x-q{10,20} valid names)")
     p.add_argument("--limit", type=int, help="use only the first N images (quick runs)")
+    p.add_argument("--spread", action="store_true",
+                   help="with --limit: N images evenly spaced over the sorted names, not the first N")
     p.add_argument("--held-out", type=int, metavar="N",
                    help="only the files of --images that training with --holdout-every N never reads "
                    "(1 in N by a hash of the name; model.training.data.held_out)")
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.codecs and not args.frontier:
         raise SystemExit("--codecs: name the codecs to evaluate, e.g. 'webp-q{10,30}' cdc-avif-mse")
     names = (args.codecs or ["cdc-avif-mse"]) if args.frontier else codec_names(args.codecs, args.qualities)
-    images = load_images(args.images, args.limit, held_out_filter(args), args.resize_max)
+    images = load_images(args.images, args.limit, held_out_filter(args), args.resize_max, args.spread)
     gallery_names = args.gallery_image or [images[0][0]]
     missing = sorted(set(gallery_names) - {name for name, _ in images})
     if missing:

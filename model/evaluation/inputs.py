@@ -22,8 +22,10 @@ from ..images import IMAGE_EXTENSIONS, LoadedImage, is_image_name, load_image
 
 
 def load_images(source: str | Path, limit: int | None = None, select: Callable[[str], bool] | None = None,
-                resize_max: int | None = None) -> list[tuple[str, LoadedImage]]:
-    """(name, image) pairs, sorted by name, of the names ``select`` keeps; the first ``limit`` of them when given."""
+                resize_max: int | None = None, spread: bool = False) -> list[tuple[str, LoadedImage]]:
+    """(name, image) pairs, sorted by name, of the names ``select`` keeps; the first ``limit`` of them
+    when given, or with ``spread`` ``limit`` names evenly spaced over the sorted list (a folder sorted by
+    source, e.g. bsds_* before inet_*, then gives a sample of each)."""
     source = str(source)
     if is_shard_spec(source):
         storage = Storage.from_env()
@@ -42,6 +44,8 @@ def load_images(source: str | Path, limit: int | None = None, select: Callable[[
         if not kept:
             raise SystemExit(f"none of the {len(named)} images in {source} is selected (the held-out slice is empty)")
         named = kept
+    if limit and spread and len(named) > limit:
+        named = [named[i * len(named) // limit] for i in range(limit)]
     named = named[:limit] if limit else named
     images = [(name, load_image(data if isinstance(data, bytes) else data.read_bytes())) for name, data in named]
     return [(name, downscaled(im, resize_max) if resize_max else im) for name, im in images]

@@ -212,6 +212,17 @@ def test_images_come_from_a_folder_or_from_shards():
     assert all(im.rgb.ndim == 3 for _, im in images)
 
 
+def test_spread_samples_limit_images_evenly_over_the_sorted_names(tmp_path):
+    from model.evaluation.inputs import load_images
+
+    for prefix in ("a", "b"):  # two sources, sorted one after the other
+        for i in range(6):
+            Image.fromarray(_photo_like(8, 8, i)).save(tmp_path / f"{prefix}{i}.png")
+    assert [n for n, _ in load_images(tmp_path, 4)] == ["a0.png", "a1.png", "a2.png", "a3.png"]
+    assert [n for n, _ in load_images(tmp_path, 4, spread=True)] == ["a0.png", "a3.png", "b0.png", "b3.png"]
+    assert len(load_images(tmp_path, 40, spread=True)) == 12
+
+
 def test_help_mentions_brace_expansion():
     assert "webp-q{10,30,50}" in build_parser().format_help()
 
