@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
 
-from .avif_base import DEFAULT_SETTINGS, SETTINGS_OPTIONS, BaseSettings, base_settings, decode_base, encode_base
+from .avif_base import DEFAULT_SETTINGS, EFFORTS, SETTINGS_OPTIONS, BaseSettings, base_settings, decode_base, encode_base
 from .avif_box import compact_or_full, expand
 from ..codec import Codec, Option
 from ..format import BitstreamError
@@ -62,9 +62,13 @@ SIZES = {
                                     base_dropout=0.0, settings_features=3),
 }
 
+# cdc-avif's effort defaults to its weights card's default_effort (the effort its network was measured
+# best at against AVIF), else fast
+EFFORT_OPTION = replace(SETTINGS_OPTIONS[0],
+                        help=SETTINGS_OPTIONS[0].help + " (default: the weights card's default_effort, else fast)")
 OPTIONS = (
     Option("quality", int, 30, "encode", "AVIF quality of the base layer (higher: more bits)", min=0, max=100),
-    *SETTINGS_OPTIONS,
+    EFFORT_OPTION, *SETTINGS_OPTIONS[1:],
     Option("target_psnr", float, None, "encode", "per image, the smallest base quality whose restored image "
            "reaches this PSNR in dB (the decoder runs in the encoder; replaces quality)", min=0.0),
     Option("max_bpp", float, None, "encode", "per image, the largest base quality whose bitstream fits "
@@ -85,14 +89,17 @@ class AvifDiffusionCodec(Codec):
     options = OPTIONS
 
     def __init__(self, model, name: str, sha256: str, device: str = "cpu", default_steps: int = 1,
-                 batch_pixels: int = 4 * 768 * 512, tile: int = 1024, overlap: int = 128):
+                 default_effort: str = "fast", batch_pixels: int = 4 * 768 * 512, tile: int = 1024, overlap: int = 128):
         import torch
 
         self.model = model.eval().to(device, memory_format=torch.channels_last)
         self.name, self.sha256, self.device = name, sha256, torch.device(device)
         # images above tile x tile pixels are restored in overlapping tiles: bounded memory
         self.batch_pixels, self.tile, self.overlap = batch_pixels, tile, overlap
-        self.presets = {"steps": default_steps}
+        if default_effort not in EFFORTS:
+            raise ValueError(f"{name}: default_effort {default_effort!r} is none of {', '.join(EFFORTS)}")
+        # only a card's own effort becomes a preset: fast is the option's declared default
+        self.presets = {"steps": default_steps, **({} if default_effort == "fast" else {"effort": default_effort})}
 
     @property
     def codec_id(self) -> str:
@@ -293,7 +300,8 @@ def parse(name: str) -> ParsedName | None:
 def load(request: CodecRequest) -> AvifDiffusionCodec:
     w = request.weights
     return AvifDiffusionCodec(request.network(), w.card.get("name", w.name), w.sha256, request.device,
-                              default_steps=w.card.get("default_steps", DEFAULT_STEPS))
+                              default_steps=w.card.get("default_steps", DEFAULT_STEPS),
+                              default_effort=w.card.get("default_effort", "fast"))
 
 
 def listing(weights) -> list[CodecInfo]:

@@ -41,6 +41,27 @@ def test_each_effort_codes_its_settings_and_decodes_to_that_avif():
     assert unpack(c.encode([img], quality=25, effort="best")[0]).strings[0][:4] == bytes([SETTINGS_TAG, 25, 2, 3])
 
 
+def test_the_weights_card_sets_the_default_effort(tmp_path):
+    import json
+
+    from model import load_codec
+    from model.nn.weights_file import save_weights
+
+    img = photo(64, 64)
+    model = AvifRestorationModel(CONFIGS["cdc-avif-tiny"])
+    save_weights(model, tmp_path / "cdc-avif-t.safetensors", {"name": "cdc-avif-t", "default_effort": "medium",
+                                                             "steps_trained": 0, "default_steps": 1, "description": ""})
+    c = load_codec(str(tmp_path / "cdc-avif-t.safetensors"))
+    settings = lambda blob: read_base_payload(unpack(blob).strings[0], 64, 64, "test").settings
+    assert settings(c.encode([img], quality=25)[0]) == EFFORTS["medium"]  # the card's
+    assert settings(c.encode([img], quality=25, effort="fast")[0]) == EFFORTS["fast"]  # the user's wins
+    assert settings(codec().encode([img], quality=25)[0]) == EFFORTS["fast"]  # no card value: fast
+    card = json.loads((tmp_path / "cdc-avif-t.json").read_text())
+    (tmp_path / "cdc-avif-t.json").write_text(json.dumps({**card, "default_effort": "slowest"}))
+    with pytest.raises(ValueError, match="default_effort 'slowest' is none of fast, medium, best"):
+        load_codec(str(tmp_path / "cdc-avif-t.safetensors"))
+
+
 def test_single_settings_replace_the_efforts():
     img, c = photo(64, 64), codec()
     base = read_base_payload(unpack(c.encode([img], quality=40, effort="best", speed=9, tune="ssim")[0]).strings[0],
