@@ -22,6 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from model import named_sizes
+from model.codecs.avif_base import EFFORTS
 from model.weights import WEIGHTS_DIR
 from model.training import TrainConfig, export, train
 
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(jobs/evaluate.py --held-out N); 0 reads all")
     p.add_argument("--default-steps", type=int, default=None,
                    help="decoding steps the exported card sets as default (default 8; cdc-avif 1)")
+    p.add_argument("--default-effort", choices=tuple(EFFORTS), default=None,
+                   help="cdc-avif: the base-layer effort the exported card sets as default (default fast)")
     p.add_argument("--export", metavar="NAME", help="write EMA weights as model/weights/NAME.safetensors")
     p.add_argument("--weights-dir", default=str(WEIGHTS_DIR), help="where --export writes")
     p.add_argument("--num-workers", type=int, default=0, help="Ray Train workers (0: train in-process)")
@@ -118,7 +121,7 @@ def main(argv=None) -> int:
     result = _ray_train(cfg, args.num_workers, args.use_gpu) if args.num_workers else train(cfg)
     print("done: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
     if args.export:
-        card = {} if args.default_steps is None else {"default_steps": args.default_steps}
+        card = {k: v for k in ("default_steps", "default_effort") if (v := getattr(args, k)) is not None}
         path = export(cfg, args.export, Path(args.weights_dir), extra_card=card)
         print(f"exported {path}")
     return 0
