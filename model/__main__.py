@@ -67,8 +67,12 @@ def run(args) -> str:
     if args.command == "info":
         data = _read(args.input)
         c = unpack(data)
+        try:  # the settings the bitstream records (cdc-avif: what rate control chose); needs its codec
+            recorded = "".join(f"  {k} {v}" for k, v in load_codec_for_id(c.codec_id).describe(data).items())
+        except Exception as exc:  # no weights here: the header alone
+            recorded = f"  (settings not read: {exc})"
         return (f"codec {c.codec_id}  size {c.width}x{c.height}  mode {c.mode}  bytes {len(data)}  "
-                f"bpp {bits_per_pixel(data, c.height, c.width):.4f}")
+                f"bpp {bits_per_pixel(data, c.height, c.width):.4f}{recorded}")
     if args.command == "truncate":
         shorter = truncate(_read(args.input), step=args.step, bpp=args.bpp)
         args.output.write_bytes(shorter)

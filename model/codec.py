@@ -161,6 +161,12 @@ class Codec(ABC):
                 f"{self.max_pixels} (an edited or hostile header; raise max_pixels to allow it)")
         return c
 
+    def describe(self, blob: bytes) -> dict[str, str]:
+        """The encode settings a bitstream records beyond its codec id, as text (cdc-avif: the base
+        layer's quality and encoder settings, which rate control chooses per image); {} where the id
+        says it all. Reads headers only: no decode."""
+        return {}
+
     def codec_id_for(self, encode_options: dict[str, Any]) -> str:
         """The id written into bitstreams encoded with these options (the same for all, by default)."""
         return self.codec_id

@@ -62,6 +62,7 @@ class Item:
     error: str | None = None
     blob: bytes | None = None
     encode_ms: float | None = None
+    encode_settings: dict[str, str] = field(default_factory=dict)  # ``Codec.describe`` of its bitstream
 
     def nbytes(self) -> int:
         """What this item holds in memory: its members, its decoded pixels, and a little bookkeeping."""
@@ -102,6 +103,7 @@ def encode_batch(codec, items: list[Item], policy: Policy = Policy()) -> None:
         if error:
             item.error = f"encode failed: {error}"
         else:
+            item.encode_settings = codec.describe(blob)
             item.kept = after_coding(item.kept, blob, info_bytes(item), item.data, policy)
 
 
@@ -144,6 +146,7 @@ def to_row(item: Item, shard_url: str, codec_id: str) -> dict:
         "orig_sha256": sha256(item.data) if item.member else None,
         "bpp": bits_per_pixel(blob, height, width) if blob is not None and width else None,
         "encode_ms": item.encode_ms if item.error is None else None,
+        "encode_settings": list(item.encode_settings.items()) if coded and kept.stored_as == CODEC else [],
         "error": item.error,
         "metadata": [(ext, data) for ext, data in item.sample.members.items() if ext != item.member],
     }

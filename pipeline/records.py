@@ -34,7 +34,9 @@ import pyarrow as pa
 from .storage import Storage, join
 
 RECORD_VERSION = 1
-ROW_VERSION = 2  # 2: stored_as, stored_because, image_info (``keeping``); a version-1 row is a codec or error row
+# 2: stored_as, stored_because, image_info (``keeping``); a version-1 row is a codec or error row
+# 3: encode_settings (``Codec.describe``: what rate control chose per image)
+ROW_VERSION = 3
 ROW_VERSION_KEY = b"diffarc.row_version"
 
 PARQUET_SUFFIX = ".parquet"
@@ -65,6 +67,8 @@ ROW_SCHEMA = pa.schema(
         pa.field("orig_sha256", pa.string()),
         pa.field("bpp", pa.float64()),  # whole bitstream (header included) over width*height
         pa.field("encode_ms", pa.float32()),  # the batch's encode time over its size
+        # a coded row's encode settings as its bitstream records them (cdc-avif: quality, effort, speed...)
+        pa.field("encode_settings", pa.map_(pa.string(), pa.string())),
         pa.field("error", pa.string()),  # null when the row is fine
         pa.field("metadata", pa.map_(pa.string(), pa.binary())),  # other sample members by extension
     ],

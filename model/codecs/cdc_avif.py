@@ -153,6 +153,15 @@ class AvifDiffusionCodec(Codec):
             top = top if q is None else q
         return RateChoice(top, payload(top), met, len(payloads), psnrs.get(top))
 
+    def describe(self, blob: bytes) -> dict[str, str]:
+        c = self.parse(blob)
+        if len(c.strings) != 1:
+            raise BitstreamError(f"{self.name} bitstream must hold one string, has {len(c.strings)}")
+        quality, settings, _ = base_head(c.strings[0], self.name)
+        effort = next((e for e, s in EFFORTS.items() if s == settings), None)
+        return {"quality": str(quality), **({"effort": effort} if effort else {}), "speed": str(settings.speed),
+                "subsampling": settings.subsampling, "tune": settings.tune}
+
     def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float):
         import torch
 
@@ -227,8 +236,8 @@ def base_payload(rgb: np.ndarray, quality: int, settings: BaseSettings = DEFAULT
     return head + compact_or_full(encode_base(rgb, quality, settings), rgb.shape[1], rgb.shape[0])
 
 
-def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> Base:
-    """The ``Base`` of a ``base_payload`` string."""
+def base_head(payload: bytes, owner: str) -> tuple[int, BaseSettings, bytes]:
+    """(quality, settings, AVIF bytes) of a ``base_payload`` string: its head read, nothing decoded."""
     settings, quality_at, head = DEFAULT_SETTINGS, 0, 1  # [quality][AVIF]
     if payload[:1] == bytes([SETTINGS_TAG]):  # [tag][quality][settings: 2 bytes][AVIF]
         quality_at, head = 1, 4
@@ -241,6 +250,12 @@ def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> Ba
     quality, avif = payload[quality_at], payload[head:]
     if quality > 100:
         raise BitstreamError(f"{owner}: quality byte {quality} is not 0..100")
+    return quality, settings, avif
+
+
+def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> Base:
+    """The ``Base`` of a ``base_payload`` string."""
+    quality, settings, avif = base_head(payload, owner)
     try:
         base = decode_base(expand(avif, width, height))
     except Exception as exc:

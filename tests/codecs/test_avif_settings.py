@@ -106,6 +106,11 @@ def test_rate_control_meets_the_target_with_the_least_quality():
     assert choice.probes <= 9  # bisection, not a scan of 101 qualities
     blob = c.encode([img], target_psnr=target)[0]
     assert psnr(img, np.asarray(c.decode([blob])[0])) >= target
+    # the bitstream says what was chosen (the pipeline's encode_settings column, `python -m model info`)
+    assert c.describe(blob) == {"quality": str(choice.quality), "effort": "fast", "speed": "6",
+                                "subsampling": "4:2:0", "tune": "default"}
+    assert c.describe(c.encode([img], quality=9, effort="best", speed=3)[0]) == {
+        "quality": "9", "speed": "3", "subsampling": "4:4:4", "tune": "psnr"}  # no effort has these settings
 
 
 def test_rate_control_caps_bytes_and_bpp():
