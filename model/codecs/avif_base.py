@@ -71,6 +71,11 @@ EFFORTS = {
 }
 DEFAULT_SETTINGS = EFFORTS["fast"]
 
+
+def effort_of(settings: BaseSettings) -> str | None:
+    """The effort whose preset these settings are; None for settings no effort has."""
+    return next((e for e, s in EFFORTS.items() if s == settings), None)
+
 # The encode options of every codec with an AVIF base layer (cdc-avif, and AVIF itself), one meaning
 SETTINGS_OPTIONS = (
     Option("effort", str, "fast", "encode", "base-layer encoder preset: fast (speed 6, 4:2:0: Pillow's "

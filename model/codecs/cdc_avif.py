@@ -20,7 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .avif_base import DEFAULT_SETTINGS, EFFORTS, SETTINGS_OPTIONS, BaseSettings, base_settings, decode_base, encode_base
+from .avif_base import (DEFAULT_SETTINGS, EFFORTS, SETTINGS_OPTIONS, BaseSettings, base_settings, decode_base,
+                        effort_of, encode_base)
 from .avif_box import compact_or_full, expand
 from ..codec import Codec, Option
 from ..format import BitstreamError
@@ -158,7 +159,7 @@ class AvifDiffusionCodec(Codec):
         if len(c.strings) != 1:
             raise BitstreamError(f"{self.name} bitstream must hold one string, has {len(c.strings)}")
         quality, settings, _ = base_head(c.strings[0], self.name)
-        effort = next((e for e, s in EFFORTS.items() if s == settings), None)
+        effort = effort_of(settings)
         return {"quality": str(quality), **({"effort": effort} if effort else {}), "speed": str(settings.speed),
                 "subsampling": settings.subsampling, "tune": settings.tune}
 

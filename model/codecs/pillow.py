@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..codec import Codec, Option
-from .avif_base import DEFAULT_SETTINGS, EFFORTS, SETTINGS_OPTIONS, TUNES, BaseSettings, base_settings
+from .avif_base import DEFAULT_SETTINGS, EFFORTS, SETTINGS_OPTIONS, TUNES, BaseSettings, base_settings, effort_of
 from ..format import BitstreamError
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 
@@ -38,8 +38,7 @@ def settings_tag(settings: BaseSettings) -> str:
     """The part of an AVIF codec id naming its encoder settings: "" for Pillow's default, the effort, or s2-444-psnr."""
     if settings == DEFAULT_SETTINGS:
         return ""
-    effort = next((e for e, s in EFFORTS.items() if s == settings), None)
-    return effort or f"s{settings.speed}-{settings.subsampling.replace(':', '')}-{settings.tune}"
+    return effort_of(settings) or f"s{settings.speed}-{settings.subsampling.replace(':', '')}-{settings.tune}"
 
 
 class PillowCodec(Codec):
