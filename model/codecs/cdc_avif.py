@@ -155,10 +155,7 @@ class AvifDiffusionCodec(Codec):
         return RateChoice(top, payload(top), met, len(payloads), psnrs.get(top))
 
     def describe(self, blob: bytes) -> dict[str, str]:
-        c = self.parse(blob)
-        if len(c.strings) != 1:
-            raise BitstreamError(f"{self.name} bitstream must hold one string, has {len(c.strings)}")
-        quality, settings, _ = base_head(c.strings[0], self.name)
+        quality, settings, _ = base_head(self._payload(self.parse(blob)), self.name)
         effort = effort_of(settings)
         return {"quality": str(quality), **({"effort": effort} if effort else {}), "speed": str(settings.speed),
                 "subsampling": settings.subsampling, "tune": settings.tune}
@@ -179,10 +176,14 @@ class AvifDiffusionCodec(Codec):
         return out
 
     def _base(self, c):
+        return read_base_payload(self._payload(c), c.height, c.width, self.name)
+
+    def _payload(self, c) -> bytes:
+        """The container's one string (quality byte + AVIF)."""
         if len(c.strings) != 1:
             raise BitstreamError(f"{self.name} bitstream must hold one string (quality byte + AVIF), "
                                  f"has {len(c.strings)} string(s) of {[len(s) for s in c.strings]} bytes")
-        return read_base_payload(c.strings[0], c.height, c.width, self.name)
+        return c.strings[0]
 
     def _restore(self, items, steps, gamma, seed, t_start, multiple) -> list[np.ndarray]:
         """Pad the bases of one batch, run the residual diffusion (in tiles when large), crop."""
