@@ -1,4 +1,4 @@
-"""Image quality metrics on 8-bit RGB: PSNR, MS-SSIM and LPIPS.
+"""Image quality metrics on 8-bit RGB: PSNR, MS-SSIM, SSIMULACRA2 and LPIPS.
 
 All take uint8 arrays of shape H x W x 3 (decoded images go through ``np.asarray(img.convert("RGB"))``).
 
@@ -133,6 +133,25 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
 
     with torch.no_grad():
         return float(_ms_ssim(_to_tensor(a), _to_tensor(b), data_range=255.0))
+
+
+def ssimulacra2(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIMULACRA2 of ``b`` against reference ``a`` (the pure-Python ``ssimulacra2`` package; 100 for
+    identical images, higher is better, about 90 visually lossless, 70 high and 50 medium quality).
+    No training loss here uses it, so it can judge fidelity and perceptual claims."""
+    import io
+
+    from PIL import Image
+    from ssimulacra2 import compute_ssimulacra2
+
+    a, b = _check_pair(a, b)
+    files = []
+    for im in (a, b):  # the package reads images through PIL.Image.open: in-memory PNGs, no temp files
+        f = io.BytesIO()
+        Image.fromarray(im).save(f, "PNG", compress_level=0)
+        f.seek(0)
+        files.append(f)
+    return float(compute_ssimulacra2(*files))
 
 
 def load_lpips(weights_path: str | Path | None = None, net: str = "alex", device: str = "cpu"):

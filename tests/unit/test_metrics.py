@@ -8,7 +8,7 @@ import torch
 
 from model.evaluation.bdrate import bd_rate, ms_ssim_db
 from model.evaluation.metrics import (TOOL_COLUMNS, TOOL_METRICS, default_lpips_path, load_lpips, lpips_column,
-                                      lpips_distance, lpips_weight_files, ms_ssim, psnr, tool_values,
+                                      lpips_distance, lpips_weight_files, ms_ssim, psnr, ssimulacra2, tool_values,
                                       usable_tool_metrics)
 
 torch.set_num_threads(1)
@@ -48,6 +48,15 @@ def test_ms_ssim_identical_is_one_and_noise_lowers_it():
     assert ms_ssim(a, a) == pytest.approx(1.0, abs=1e-5)
     light, heavy = ms_ssim(a, _noisy(a, 5)), ms_ssim(a, _noisy(a, 30))
     assert 1.0 > light > heavy > 0.0
+
+
+def test_ssimulacra2_identical_is_100_and_falls_with_the_noise():
+    a = _smooth_image()
+    assert ssimulacra2(a, a) == pytest.approx(100.0, abs=1e-6)
+    light, heavy = ssimulacra2(a, _noisy(a, 5)), ssimulacra2(a, _noisy(a, 30))
+    assert 100.0 > light > heavy
+    with pytest.raises(ValueError, match="shape"):
+        ssimulacra2(a, a[:-1])
 
 
 def test_ms_ssim_is_nan_below_minimum_size():
