@@ -158,6 +158,7 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
     finished = list(results.values()) + list(skipped.values())
     failed_rows = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "failed_rows", [])]
     compress_errors = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "compress_errors", None) or []]
+    fallbacks = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "fallbacks", None) or []]
     manifest = DecompressManifest(
         **manifest_base("decompress", argv, started, time.perf_counter() - t0, res),
         input=redact(args.input), output=redact(args.output),
@@ -171,6 +172,7 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
         failures=[{"shard": redact(s), "error": e} for s, e in failures.items()],
         failed_rows=failed_rows[:MANIFEST_FAILED_ROWS],
         compress_errors=compress_errors[:MANIFEST_FAILED_ROWS],
+        fallbacks=fallbacks[:MANIFEST_FAILED_ROWS],
     )
     manifest.audit = work.conclude([archive_name(r.shard) for r in finished], args.output, storage)
     if manifest.audit is not None:
@@ -178,6 +180,10 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
     written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; output {redact(args.output)}")
     report_compress_errors(compress_errors)
+    if fallbacks:
+        print(f"{len(fallbacks)} image members were written under another name than their own (listed as fallbacks in "
+              f"each shard's NAME{DECODED_SUFFIX} and in _manifest.json), e.g. {fallbacks[0]['key']!r}: "
+              f"{fallbacks[0]['why']}", file=sys.stderr)
     report_rows(failed_rows, args.allow_errors)
     failed = report_failures(failures, lease) or (0 if written else 1)
     return failed or (1 if failed_rows and not args.allow_errors else 0)

@@ -291,6 +291,7 @@ class DecompressManifest(JobManifest):
     codec_ids: dict[str, int] = field(default_factory=dict)  # shards per codec id
     failed_rows: list[dict] = field(default_factory=list)  # {shard, key, error}, the first 1000
     compress_errors: list[dict] = field(default_factory=list)  # {shard, key, error}: error rows of the archive, the first 1000
+    fallbacks: list[dict] = field(default_factory=list)  # {shard, key, member, why}: images written under another name, the first 1000
     audit: dict | None = None  # an audit's summary (``audit``)
 
 
