@@ -234,8 +234,9 @@ def file_facts(data: bytes) -> FileFacts:
         if img.format in ("PNG", "GIF"):
             img.load()  # text chunks (a comment) after the (first) image's data are read only now
         info, dropped = read_image_info(img, oriented=orientation != 1, data=data)
-        end = seg.image_end(data, img.format)
-        return FileFacts(format=img.format, mode=img.mode, size=img.size, frames=getattr(img, "n_frames", 1),
+        frames = getattr(img, "n_frames", 1)
+        end = seg.image_end(data, img.format) if frames == 1 else None  # an MPO's other images are its frames
+        return FileFacts(format=img.format, mode=img.mode, size=img.size, frames=frames,
                          bits=bits, alpha=_has_alpha(img), orientation=orientation, image_info=info,
                          trailing=len(data) - end if end is not None else 0, dropped=tuple(dropped))
 

@@ -58,8 +58,8 @@ def segment_payload(segment: bytes) -> bytes:
 
 
 def with_jpeg_segments(written: bytes, segments: list[bytes]) -> bytes:
-    """``written`` (a JPEG Pillow wrote) with its APP0 replaced by the APP0 segments in ``segments`` and
-    the others placed after its own APPn segments, before the tables."""
+    """``written`` (a JPEG Pillow wrote) with the APP0 segments of ``segments`` first, then its own APP1
+    and APP2 (EXIF, XMP, ICC), then the other ``segments`` in their order, then its tables and scan."""
     if not segments or not written.startswith(SOI):
         return written
     own = [(m, s, e) for m, s, e in _jpeg_markers(written)]
@@ -69,8 +69,8 @@ def with_jpeg_segments(written: bytes, segments: list[bytes]) -> bytes:
         if not _is_meta(marker):
             break
         head_end = end
-        if marker != 0xE0:  # Pillow's JFIF header gives way to the original's (or to none)
-            kept.append(written[start:end])
+        if marker in (0xE1, 0xE2):  # what it was asked to write (EXIF, XMP, ICC); its JFIF header and a
+            kept.append(written[start:end])  # comment from the image's info give way to the original's
     app0 = [s for s in segments if segment_marker(s) == 0xE0]
     rest = [s for s in segments if segment_marker(s) != 0xE0]
     return SOI + b"".join(app0 + kept + rest) + written[head_end:]
@@ -166,9 +166,9 @@ def _jpeg_end(data: bytes) -> int | None:
     return None
 
 
-def reset_orientation(exif: bytes) -> bytes:
-    """``exif`` (with or without the ``Exif\\0\\0`` prefix) with IFD0's orientation set to 1 in place;
-    unchanged when it has none or does not parse."""
+def reset_orientation(exif: bytes, value: int = 1) -> bytes:
+    """``exif`` (with or without the ``Exif\\0\\0`` prefix) with IFD0's orientation set to ``value`` (1:
+    as stored) in place; unchanged when it has none or does not parse."""
     base = len(EXIF_PREFIX) if exif.startswith(EXIF_PREFIX) else 0
     order = exif[base:base + 2]
     if order not in (b"II", b"MM") or len(exif) < base + 8:
@@ -185,7 +185,7 @@ def reset_orientation(exif: bytes) -> bytes:
             return exif
         tag, kind, n = struct.unpack(e + "HHI", exif[entry:entry + 8])
         if tag == ORIENTATION and kind == 3 and n == 1:  # SHORT, one value, stored in the entry
-            return exif[:entry + 8] + struct.pack(e + "H", 1) + exif[entry + 10:]
+            return exif[:entry + 8] + struct.pack(e + "H", value) + exif[entry + 10:]
     return exif
 
 

@@ -5,6 +5,7 @@ sRGB and every JPEG segment kind in one file. ``samples()`` is one shard's worth
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from keep_corpus import XMP, exif
@@ -51,6 +52,15 @@ def every_segment_jpeg() -> bytes:
     return with_jpeg_segments(base, [s for s in own if s[1] == 0xE0] + [iptc, com, app5])
 
 
+def rotated_camera_jpeg() -> bytes:
+    """A camera JPEG (EXIF with a thumbnail and maker data) whose EXIF says orientation 6, set in place."""
+    from model.segments import reset_orientation
+
+    data = real_files()["flower.jpg"]
+    exif_block = Image.open(io.BytesIO(data)).info["exif"]
+    return data.replace(exif_block, reset_orientation(exif_block, 6))
+
+
 def samples() -> list[tuple[str, dict[str, bytes]]]:
     """(key, members) of one shard: the real files under their own extensions, then the built cases."""
     real = real_files()
@@ -68,6 +78,7 @@ def samples() -> list[tuple[str, dict[str, bytes]]]:
         ("srgb", {"png": srgb_png()}),
         ("every-segment", {"jpg": every_segment_jpeg()}),
         ("motion-photo", {"jpg": jpg + MOTION_VIDEO}),  # data after the image
+        ("rotated-thumbnail", {"jpg": rotated_camera_jpeg()}),
         ("avif-xmp", {"avif": image_bytes(photo(96, 64, seed=29), "AVIF", quality=98, xmp=XMP)}),
     ]
     return out
