@@ -12,8 +12,9 @@ Kept, by name (the names are the keys of an archive row's ``image_info``):
   same way: they travel with the pixels (in ``png:chunks``).
 - ``xmp``: the XMP packet (JPEG, WebP, AVIF, TIFF, PNG's ``XML:com.adobe.xmp`` text chunk, kept once).
 - ``text:KEYWORD``: each other PNG text chunk (tEXt, zTXt, iTXt), UTF-8.
-- ``jpeg:segments``: a JPEG's other APPn and COM segments, raw and in order (JFIF density, IPTC APP13,
-  comments, extended XMP, maker segments); written back in that order around the named ones.
+- ``jpeg:segments``: a JPEG's APPn and COM segments in order: raw (JFIF density, IPTC APP13, comments,
+  extended XMP, maker segments), or a placeholder (marker and signature) for a named one above, so
+  that the restored file has every segment in the original's order.
 - ``png:chunks``: a PNG's other ancillary chunks, raw and in order (gAMA, cHRM, sRGB, pHYs, bKGD, sBIT,
   tIME, private safe-to-copy chunks); a palette's bKGD is turned into the colour it names.
 - ``comment``: a GIF's comment. ``tiff:tags``: a TIFF's descriptive tags and resolution (JSON).
@@ -46,7 +47,7 @@ RAW_EXIF_KEYS = ("Raw profile type exif", "Raw profile type APP1")  # ImageMagic
 XMP_ORIENTATION = (r'tiff:Orientation="([0-9])"', r"<tiff:Orientation>([0-9])</tiff:Orientation>")  # Pillow's
 JPEG_RESTORE_QUALITY = 95  # a JPEG restored from decoded pixels is written at this quality, 4:4:4
 ALPHA_MODES = frozenset({"RGBA", "LA", "La", "RGBa", "PA"})
-XMP_APP1, ICC_APP2, MPF_APP2 = b"http://ns.adobe.com/xap/1.0/\x00", b"ICC_PROFILE\x00", b"MPF\x00"
+MPF_APP2 = b"MPF\x00"
 PNG_NAMED = {"IHDR", "PLTE", "IDAT", "IEND", "tEXt", "zTXt", "iTXt", "iCCP", "eXIf", "tRNS", "acTL", "fcTL", "fdAT"}
 PNG_KEPT = {"gAMA", "cHRM", "sRGB", "cICP", "mDCV", "cLLI", "pHYs", "sPLT", "tIME", "oFFs", "pCAL", "sCAL", "sTER"}
 PNG_COLOUR_TYPES = {"L": 0, "RGB": 2, "LA": 4, "RGBA": 6}
@@ -100,19 +101,23 @@ def _xmp_without_orientation(xmp: str) -> str:
     return xmp
 
 
-def _jpeg_info(data: bytes, img: Image.Image, info: dict[str, bytes], dropped: list[str]) -> None:
-    kept, named = [], set()
+def _jpeg_info(data: bytes, img: Image.Image, oriented: bool, info: dict[str, bytes], dropped: list[str]) -> None:
+    """Every APPn and COM segment in order: raw, or a placeholder where a named one (``exif``, ``xmp``,
+    ``icc_profile``) is written back by Pillow."""
+    kept, placed = [], set()
     transform = 0 if restored_png_mode(img) == "L" else 1  # what Pillow's writer codes: grey, or YCbCr
     for s in seg.jpeg_segments(data):
         marker, payload = seg.segment_marker(s), seg.segment_payload(s)
         name = ("exif" if marker == 0xE1 and payload.startswith(seg.EXIF_PREFIX) else
-                "xmp" if marker == 0xE1 and payload.startswith(XMP_APP1) else None)
-        if name and name in info and name not in named:
-            named.add(name)  # the first one is ``exif`` or ``xmp``; another is kept raw below
-            continue
-        if marker == 0xE2 and payload.startswith(ICC_APP2):
-            continue  # ``icc_profile``
-        if marker == 0xE2 and payload.startswith(MPF_APP2):
+                "xmp" if marker == 0xE1 and payload.startswith(seg.XMP_SIGNATURE) else
+                "icc_profile" if marker == 0xE2 and payload.startswith(seg.ICC_SIGNATURE) else None)
+        if name in info and (name not in placed or name == "icc_profile"):
+            if name not in placed:  # a second EXIF or XMP is kept raw; ICC chunks are one profile
+                kept.append(seg.placeholder(s))
+            if name == "exif":  # this segment's own block (Pillow joins a second EXIF segment to the first)
+                info["exif"] = seg.reset_orientation(payload) if oriented else payload
+            placed.add(name)
+        elif marker == 0xE2 and payload.startswith(MPF_APP2):
             dropped.append("APP2 MPF (an MPO's index of images: offsets into the original file)")
         elif marker == 0xEE and payload.startswith(b"Adobe") and payload[11:12] != bytes([transform]):
             dropped.append("APP14 Adobe (names the original coding's colour transform, not the restored file's)")
@@ -212,7 +217,7 @@ def read_image_info(img: Image.Image, oriented: bool, data: bytes = b"") -> tupl
             value = _raw_exif_text(value)
         info[TEXT + key] = value.encode()
     if img.format in ("JPEG", "MPO"):
-        _jpeg_info(data, img, info, dropped)
+        _jpeg_info(data, img, oriented, info, dropped)
     elif img.format == "PNG":
         _png_info(data, img, info, dropped)
     elif img.format == "TIFF":

@@ -5,7 +5,8 @@ orientation reset in place.
 - ``jpeg_segments`` / ``png_chunks``: the raw segments or chunks of a file, in order, framing included
   (a JPEG segment is ``FF xx`` + length + payload; a PNG chunk length + type + data + CRC), so a list
   of them joined is self-delimiting and is written back as it was read.
-- ``with_jpeg_segments`` / ``with_png_chunks``: a file Pillow wrote, with those segments spliced in.
+- ``with_jpeg_segments`` / ``with_png_chunks``: a file Pillow wrote, with those segments spliced in
+  (for JPEG in the original's order, a ``placeholder`` keeping the place of what Pillow writes itself).
 - ``image_end``: the offset where a JPEG's EOI or a PNG's IEND ends; bytes after it are not the image.
 - ``reset_orientation``: an EXIF block with its orientation tag set to 1, every other byte as it was
   (thumbnail, maker notes and their offsets included, which rewriting the block would break).
@@ -19,6 +20,8 @@ import zlib
 SOI, EOI, SOS = b"\xff\xd8", 0xD9, 0xDA
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXIF_PREFIX = b"Exif\x00\x00"
+XMP_SIGNATURE, ICC_SIGNATURE = b"http://ns.adobe.com/xap/1.0/\x00", b"ICC_PROFILE\x00"
+NAMED_SIGNATURES = (EXIF_PREFIX, XMP_SIGNATURE, ICC_SIGNATURE)  # the APP1/APP2 payloads Pillow writes by name
 ORIENTATION = 0x0112
 
 
@@ -57,23 +60,39 @@ def segment_payload(segment: bytes) -> bytes:
     return segment[4:]
 
 
+def placeholder(segment: bytes) -> bytes:
+    """A segment Pillow writes from ``image_info`` (EXIF, XMP, ICC) reduced to its marker and signature:
+    it keeps the place of those segments among the others."""
+    payload = segment_payload(segment)
+    sig = next(p for p in NAMED_SIGNATURES if payload.startswith(p))
+    return segment[:2] + struct.pack(">H", 2 + len(sig)) + sig
+
+
+def _placeholder_of(segment: bytes) -> bytes | None:
+    payload = segment_payload(segment)
+    return payload if payload in NAMED_SIGNATURES else None
+
+
 def with_jpeg_segments(written: bytes, segments: list[bytes]) -> bytes:
-    """``written`` (a JPEG Pillow wrote) with the APP0 segments of ``segments`` first, then its own APP1
-    and APP2 (EXIF, XMP, ICC), then the other ``segments`` in their order, then its tables and scan."""
+    """``written`` (a JPEG Pillow wrote) with its metadata segments replaced by ``segments`` in their
+    order, each placeholder standing for what Pillow wrote of that kind (all its ICC chunks for one)."""
     if not segments or not written.startswith(SOI):
         return written
-    own = [(m, s, e) for m, s, e in _jpeg_markers(written)]
-    head_end = 2
-    kept: list[bytes] = []
-    for marker, start, end in own:
+    head_end, own = 2, {}
+    for marker, start, end in _jpeg_markers(written):
         if not _is_meta(marker):
             break
         head_end = end
-        if marker in (0xE1, 0xE2):  # what it was asked to write (EXIF, XMP, ICC); its JFIF header and a
-            kept.append(written[start:end])  # comment from the image's info give way to the original's
-    app0 = [s for s in segments if segment_marker(s) == 0xE0]
-    rest = [s for s in segments if segment_marker(s) != 0xE0]
-    return SOI + b"".join(app0 + kept + rest) + written[head_end:]
+        segment = written[start:end]
+        sig = next((p for p in NAMED_SIGNATURES if segment_payload(segment).startswith(p)), None)
+        if sig is not None:  # its JFIF header and a comment from the image's info give way to the original's
+            own.setdefault(sig, []).append(segment)
+    out = []
+    for segment in segments:
+        sig = _placeholder_of(segment)
+        out += own.pop(sig, []) if sig is not None else [segment]
+    out += [s for kind in own.values() for s in kind]  # written, but the original had none of it: after the rest
+    return SOI + b"".join(out) + written[head_end:]
 
 
 def _png_walk(data: bytes):
