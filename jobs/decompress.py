@@ -8,7 +8,9 @@
 Decoding writes NAME.tar per archive file (the samples as they came: same keys, in a safe form, same
 member names; README: What the archive keeps) or NAME/KEY.png (decoded pixels; kept files and the
 other members beside them as KEY.EXT), each committed in one piece, then NAME.decoded.json (the
-shard's marker: rows, failed rows, the archive's error rows, original keys of renamed ones). Rerunning skips shards decoded
+shard's marker: rows, failed rows, the archive's error rows, original keys of renamed ones, image
+members written under another name: a PNG beside one its format's writer refused). One row never
+fails its shard. Rerunning skips shards decoded
 before from the same archive bytes with the same settings. --audit decodes against the original
 shards, writes NAME.audit.parquet (per image PSNR, MS-SSIM, bpp) and its marker NAME.audited.json per
 shard without keeping decoded images (a rerun audits only the shards not audited before from the same
