@@ -94,7 +94,8 @@ def written_format(row: dict, as_png: bool) -> str:
     """The format decoded pixels are written in: the content's (module docstring), not the name's."""
     if as_png or stored_as(row) == LOSSLESS:
         return "PNG"
-    return ORIGINAL_FORMATS.get(row.get("orig_format") or "") or PIXEL_FORMATS.get(row["member"].rsplit(".", 1)[-1].lower(), "PNG")
+    by_name = PIXEL_FORMATS.get(row["member"].rsplit(".", 1)[-1].lower(), "PNG")  # rows that do not record the format
+    return ORIGINAL_FORMATS.get(row.get("orig_format") or "") or by_name
 
 
 def free_name(name: str, taken: set[str]) -> str:

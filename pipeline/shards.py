@@ -4,8 +4,8 @@ A shard is a tar file; a sample is the run of consecutive members sharing a key 
 to the first dot of its last component, WebDataset's rule): ``0001.jpg``, ``0001.json`` -> key
 ``0001`` with members ``jpg`` and ``json``. A member whose name the sample already holds (``x.jpg``
 twice in a row) starts a sample of its own with the same key and says so (``Sample.note``): no
-member is lost, and decoding names the second one apart (``names.UniqueNames``). Shards are streamed (``tarfile`` stream mode over an
-fsspec file), never downloaded whole. A truncated shard yields what it holds and says where it broke.
+member is lost, and decoding names the second one apart (``names.UniqueNames``). Shards are streamed
+(``tarfile`` stream mode over an fsspec file), never downloaded whole. A truncated shard yields what it holds and says where it broke.
 """
 
 from __future__ import annotations

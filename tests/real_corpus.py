@@ -83,7 +83,3 @@ def samples() -> list[tuple[str, dict[str, bytes]]]:
     ]
     return out
 
-
-def rotated_png_pixels() -> Image.Image:
-    """The pixels of ``raw_profile_png`` as stored (before orientation)."""
-    return photo(48, 32, seed=21)
