@@ -54,7 +54,8 @@ PNG_COLOUR_TYPES = {"L": 0, "RGB": 2, "LA": 4, "RGBA": 6}
 SBIT_BYTES = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # by colour type; a palette's are of its RGB entries
 TIFF_KEPT = {269, 270, 271, 272, 282, 283, 285, 296, 305, 306, 315, 316, 33432}  # names, dates, resolution
 TIFF_STRUCTURE = {254, 255, 256, 257, 258, 259, 262, 266, 273, 274, 277, 278, 279, 284, 317, 320, 322, 323, 324,
-                  325, 338, 339, 340, 341, 530, 531, 532, 700, 34665, 34675, 34853}  # layout, or read by name
+                  325, 338, 339, 340, 341, 530, 531, 532}  # the layout of the pixels
+TIFF_NAMED = {700: "xmp", 34675: "icc_profile"}  # tags Pillow reads by name (where it does)
 WRITES = {"JPEG": {"exif", "icc_profile", "xmp", JPEG_SEGMENTS}, "PNG": {"exif", "icc_profile", "xmp", PNG_CHUNKS},
           "WEBP": {"exif", "icc_profile", "xmp"}, "AVIF": {"exif", "icc_profile", "xmp"},
           "TIFF": {"exif", "icc_profile", "xmp", TIFF_TAGS}, "GIF": {COMMENT}}
@@ -175,12 +176,14 @@ def _background(chunk: bytes, img: Image.Image, depth: int, colour_type: int, re
 
 
 def _tiff_info(img: Image.Image, info: dict[str, bytes], dropped: list[str]) -> None:
+    """Descriptive tags and resolution (JSON); every other tag that is not layout or read by name is named
+    as dropped (an EXIF or GPS IFD, IPTC, private tags)."""
     tags = getattr(img, "tag_v2", None) or {}
     kept = {}
     for tag, value in tags.items():
         if tag in TIFF_KEPT:
             kept[str(tag)] = float(value) if tag in (282, 283) else value
-        elif tag not in TIFF_STRUCTURE:
+        elif tag not in TIFF_STRUCTURE and TIFF_NAMED.get(tag) not in info:
             dropped.append(f"TIFF tag {TiffTags.lookup(tag).name} ({tag}: not carried)")
     if kept:
         info[TIFF_TAGS] = json.dumps(kept, default=str).encode()
@@ -266,12 +269,13 @@ def save_kwargs(fmt: str, image_info: dict[str, bytes]) -> dict:
                 else:
                     chunks.add_text(key, value)
             kwargs["pnginfo"] = chunks
-    elif "xmp" in image_info and fmt in ("JPEG", "WEBP", "AVIF", "TIFF"):
+    elif "xmp" in image_info and fmt in ("JPEG", "WEBP", "AVIF"):
         kwargs["xmp"] = image_info["xmp"]
     if fmt == "GIF" and COMMENT in image_info:
         kwargs["comment"] = image_info[COMMENT]
-    if fmt == "TIFF" and TIFF_TAGS in image_info:
-        kwargs["tiffinfo"] = {int(k): v for k, v in json.loads(image_info[TIFF_TAGS]).items()}
+    if fmt == "TIFF" and (TIFF_TAGS in image_info or "xmp" in image_info):
+        tags = {int(k): v for k, v in json.loads(image_info.get(TIFF_TAGS, b"{}")).items()}
+        kwargs["tiffinfo"] = {**tags, **({700: image_info["xmp"]} if "xmp" in image_info else {})}  # XMP is tag 700
     return kwargs
 
 

@@ -61,6 +61,15 @@ def rotated_camera_jpeg() -> bytes:
     return data.replace(exif_block, reset_orientation(exif_block, 6))
 
 
+def tagged_tiff() -> bytes:
+    """A TIFF with a description, a resolution, XMP (tag 700) and IPTC (tag 33723, which is not carried)."""
+    from PIL import TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[270], tags[282], tags[283], tags[296], tags[700], tags[33723] = "a description", 300.0, 300.0, 2, XMP, b"iptc"
+    return image_bytes(photo(64, 48, seed=30), "TIFF", tiffinfo=tags)
+
+
 def samples() -> list[tuple[str, dict[str, bytes]]]:
     """(key, members) of one shard: the real files under their own extensions, then the built cases."""
     real = real_files()
@@ -79,6 +88,7 @@ def samples() -> list[tuple[str, dict[str, bytes]]]:
         ("every-segment", {"jpg": every_segment_jpeg()}),
         ("motion-photo", {"jpg": jpg + MOTION_VIDEO}),  # data after the image
         ("rotated-thumbnail", {"jpg": rotated_camera_jpeg()}),
+        ("tiff-tags", {"tif": tagged_tiff()}),
         ("avif-xmp", {"avif": image_bytes(photo(96, 64, seed=29), "AVIF", quality=98, xmp=XMP)}),
     ]
     return out

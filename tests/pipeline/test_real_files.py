@@ -130,6 +130,10 @@ def test_real_files_come_back_by_default_and_losslessly(ray_local, tmp_path):
     assert opened(back["hopper-gif"]["gif"]).info["comment"] == opened(given["hopper-gif"]["gif"]).info["comment"]
     tif = "hopper_float_dpi_2-tif"
     assert opened(back[tif]["tif"]).info["dpi"] == opened(given[tif]["tif"]).info["dpi"]
+    tagged, tags_were = opened(back["tiff-tags"]["tif"]), opened(given["tiff-tags"]["tif"])
+    assert (tagged.info["xmp"], tagged.info["dpi"], tagged.tag_v2[270]) == \
+        (tags_were.info["xmp"], (300.0, 300.0), "a description")
+    assert rows["tiff-tags"]["notes"] == ["not kept: TIFF tag IptcNaaInfo (33723: not carried)"]
     assert opened(back["avif-xmp"]["avif"]).info["xmp"] == opened(given["avif-xmp"]["avif"]).info["xmp"]
     assert "hIST" in " ".join(rows["ch1n3p04-png"]["notes"] or []) or rows["ch1n3p04-png"]["stored_as"] == "original"
 
