@@ -8,7 +8,9 @@
 Decoding writes NAME.tar per archive file (the samples as they came: same keys, in a safe form, same
 member names; README: What the archive keeps) or NAME/KEY.png (decoded pixels; kept files and the
 other members beside them as KEY.EXT), each committed in one piece, then NAME.decoded.json (the
-shard's marker: rows, failed rows, the archive's error rows, original keys of renamed ones). Rerunning skips shards decoded
+shard's marker: rows, failed rows, the archive's error rows, original keys of renamed ones, image
+members written under another name: a PNG beside one its format's writer refused). One row never
+fails its shard. Rerunning skips shards decoded
 before from the same archive bytes with the same settings. --audit decodes against the original
 shards, writes NAME.audit.parquet (per image PSNR, MS-SSIM, bpp) and its marker NAME.audited.json per
 shard without keeping decoded images (a rerun audits only the shards not audited before from the same
@@ -158,6 +160,7 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
     finished = list(results.values()) + list(skipped.values())
     failed_rows = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "failed_rows", [])]
     compress_errors = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "compress_errors", None) or []]
+    fallbacks = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "fallbacks", None) or []]
     manifest = DecompressManifest(
         **manifest_base("decompress", argv, started, time.perf_counter() - t0, res),
         input=redact(args.input), output=redact(args.output),
@@ -171,6 +174,7 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
         failures=[{"shard": redact(s), "error": e} for s, e in failures.items()],
         failed_rows=failed_rows[:MANIFEST_FAILED_ROWS],
         compress_errors=compress_errors[:MANIFEST_FAILED_ROWS],
+        fallbacks=fallbacks[:MANIFEST_FAILED_ROWS],
     )
     manifest.audit = work.conclude([archive_name(r.shard) for r in finished], args.output, storage)
     if manifest.audit is not None:
@@ -178,6 +182,10 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
     written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; output {redact(args.output)}")
     report_compress_errors(compress_errors)
+    if fallbacks:
+        print(f"{len(fallbacks)} image members were written under another name than their own (listed as fallbacks in "
+              f"each shard's NAME{DECODED_SUFFIX} and in _manifest.json), e.g. {fallbacks[0]['key']!r}: "
+              f"{fallbacks[0]['why']}", file=sys.stderr)
     report_rows(failed_rows, args.allow_errors)
     failed = report_failures(failures, lease) or (0 if written else 1)
     return failed or (1 if failed_rows and not args.allow_errors else 0)
