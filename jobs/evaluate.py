@@ -99,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"LPIPS networks to measure, of {','.join(LPIPS_NETS)} (default: each whose weights exist)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     p.add_argument("--metrics", type=_str_list, default=["psnr", "ms_ssim", "lpips"],
-                   help=f"metrics to measure: psnr, ms_ssim (always), lpips, and libjxl's {', '.join(TOOL_METRICS)} "
-                   "(about 1 s per point each at 768x512), e.g. psnr,ms_ssim,lpips,butteraugli")
+                   help=f"metrics to measure: psnr, ms_ssim (always), lpips, and the judges {', '.join(TOOL_METRICS)} "
+                   "(libjxl's tools, and the ssimulacra2 package; about 1 s per point each at 768x512), "
+                   "e.g. psnr,ms_ssim,lpips,butteraugli,ssimulacra2")
     p.add_argument("--anchor", nargs="+", default=["webp"],
                    help="curve(s) the BD-rates and vs_anchor tables compare with, e.g. avif; with several, "
                    "a table each (avif 'cdc-avif-base steps=1 gamma=0' separates the network's gain)")

@@ -8,19 +8,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .metrics import LPIPS_COLUMNS, LPIPS_NETS, PERCEPTUAL_NAMES, TOOL_NAMES
+from .metrics import LPIPS_COLUMNS, LPIPS_NETS, PERCEPTUAL_COLUMNS, PERCEPTUAL_NAMES, TOOL_NAMES
 
 AXIS_LABELS = {
     "psnr": "PSNR (dB, 8-bit RGB)",
     "ms_ssim": "MS-SSIM",
-    **{c: f"{name} (lower is better)" for c, name in PERCEPTUAL_NAMES.items()},
+    **{c: f"{name} (lower is better)" for c, name in PERCEPTUAL_NAMES.items() if c in PERCEPTUAL_COLUMNS},
     "butteraugli": "Butteraugli max-norm (lower is better)",
     "butteraugli_p3": "Butteraugli 3-norm (lower is better)",
+    "ssimulacra2": "SSIMULACRA2 (higher is better)",
 }
 
 
 BD_HEADS = {"psnr": "PSNR", "ms_ssim": "MS-SSIM", **{c: name[:8] for c, name in PERCEPTUAL_NAMES.items()},
-            "butteraugli": "Butt-max", "butteraugli_p3": "Butt-3n", "ssimulacra": "SSIMULA"}  # fit 9 columns
+            "butteraugli": "Butt-max", "butteraugli_p3": "Butt-3n", "ssimulacra": "SSIMULA",
+            "ssimulacra2": "SSIM2"}  # fit 9 columns
 
 
 def _measured_heads(bd_rows: list[dict]) -> dict[str, str]:
