@@ -135,13 +135,13 @@ def archive(args, argv: list[str], storage, shards: list[str], codec, resolved: 
     started, t0 = now(), time.perf_counter()
     with ray_session():
         res = resources_from(args, "encode", runs_network(codec, "encode"))
-        results, failures, display = run_workers(
+        results, failures, display, placement = run_workers(
             "compress",
             lambda board: CompressWorker.options(**res.options()).remote(resolved, settings, res, storage, board),
             todo, lambda actor, shard: actor.compress.remote(shard, args.output),
             res, total=len(shards), skipped=len(skipped), progress=not args.no_progress, on_event=on_event)
     manifest = CompressManifest(
-        **manifest_base("compress", argv, started, time.perf_counter() - t0, res),
+        **manifest_base("compress", argv, started, time.perf_counter() - t0, res, placement),
         codec=args.codec,
         codec_id=codec.codec_id,
         weights_hash=split_codec_id(codec.codec_id)[1],

@@ -156,7 +156,7 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
     with ray_session():
         # the sandbox takes up to 2 x batch x --decode-timeout to make a hanging image an error row
         res = resources_from(args, "decode", network, batch_deadline_s=2 * args.decode_timeout * args.batch_size)
-        results, failures, display = run_workers(
+        results, failures, display, placement = run_workers(
             work.job,
             lambda board: DecodeWorker.options(**res.options()).remote(settings, res, storage, board),
             todo, call, res, total=len(parquets), skipped=len(skipped),
@@ -165,7 +165,7 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
     failed_rows = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "failed_rows", [])]
     compress_errors = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "compress_errors", None) or []]
     manifest = DecompressManifest(
-        **manifest_base("decompress", argv, started, time.perf_counter() - t0, res),
+        **manifest_base("decompress", argv, started, time.perf_counter() - t0, res, placement),
         input=redact(args.input), output=redact(args.output),
         decode={**with_defaults(settings.options, family_options("decode")), **agreed(options_used),
                 "batch_size": args.batch_size},

@@ -127,6 +127,10 @@ class _Worker:
     def pid(self) -> int:
         return os.getpid()
 
+    def node(self) -> str:
+        """The id of the node this actor runs on (the job reports where its workers went)."""
+        return ray.get_runtime_context().get_node_id()
+
 
 @ray.remote
 class CompressWorker(_Worker):

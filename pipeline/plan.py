@@ -96,7 +96,7 @@ def plan_workers(nodes: list[Node], stage: str, network: bool, overrides: Overri
         idle = len(nodes) - len(gpu_nodes)
         why = (f"the {stage} {runs}: a worker per {cpus:g} CPU of the GPU nodes, sharing their GPUs"
                + (f"; {idle} CPU-only node(s) take no part in it" if idle else ""))
-    actors = max(1, min(fits, overrides.actors) if overrides.actors else fits)
-    if overrides.actors:
-        why += f"; --actors {overrides.actors}"
+    actors = overrides.actors or max(1, fits)
+    if overrides.actors:  # more than fit now: an autoscaling cluster adds nodes for them (infra/)
+        why += f"; --actors {overrides.actors}" + (f" (the cluster holds {fits} now)" if actors > fits else "")
     return Plan(actors, cpus, round(gpus, 4), why)

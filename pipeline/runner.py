@@ -169,17 +169,40 @@ def run_workers(job: str, make_actor: Callable[[object], object], items: list, c
     board_name = f"diffarc-progress-{uuid.uuid4().hex[:12]}"
     board = ProgressBoard.options(name=board_name, scheduling_strategy=on_this_node()).remote()
     actors: list = []
+    where: list = []  # each worker's node id, asked first thing (calls to an actor run in order)
+
+    def make():
+        actor = make_actor(board_name)
+        where.append(actor.node.remote())
+        return actor
+
     try:
-        results, failures = run_pool(lambda: make_actor(board_name), res.pool_size(len(items)), items, call, board,
+        results, failures = run_pool(make, res.pool_size(len(items)), items, call, board,
                                      display, on_event, retries=res.task_retries, stall_s=res.stall_s, created=actors)
+        placement = placed(where)
     finally:
         display.close()
         for a in actors + [board]:
             ray.kill(a)
-    return results, failures, display
+    return results, failures, display, placement
 
 
-def manifest_base(job: str, argv: list[str], started: str, seconds: float, res: Resources) -> dict:
+def placed(refs: list, timeout_s: float = 10.0) -> dict[str, int]:
+    """Workers started per node id (what the plan became on the cluster), from their ``node()`` answers;
+    a worker lost before it answered is not counted."""
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    nodes: dict[str, int] = {}
+    for ref in ready:
+        try:
+            node = ray.get(ref)
+        except ray.exceptions.RayError:
+            continue
+        nodes[node] = nodes.get(node, 0) + 1
+    return nodes
+
+
+def manifest_base(job: str, argv: list[str], started: str, seconds: float, res: Resources,
+                  placement: dict[str, int] | None = None) -> dict:
     """The fields of ``records.JobManifest`` that every job fills alike (URLs redacted, nothing
     from the environment)."""
     return {
@@ -189,7 +212,8 @@ def manifest_base(job: str, argv: list[str], started: str, seconds: float, res: 
         "finished": now(),
         "seconds": round(seconds, 3),
         "versions": package_versions(),
-        "resources": {k: v for k, v in asdict(res).items() if k != "env"},  # env: paths of this machine
+        # env: paths of this machine; placement: live workers per node id at the end
+        "resources": {**{k: v for k, v in asdict(res).items() if k != "env"}, "placement": placement or {}},
     }
 
 

@@ -9,6 +9,7 @@ against AVIF fast (Pillow's defaults) on PSNR and on SSIMULACRA2, applied to AVI
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -101,14 +102,14 @@ def billion(images: float, mp_per_image: float, encode: EncodeFigures, decode: D
     enc_nodes = enc_cpu_s / 3600 / hours / prices.cpus_per_node
     gb = avif_fast_gb_per_mp * mp * (1 + encode.bd_ssimulacra2 / 100)
     dec_cpu_s, dec_gpu_s = decode.around_s_mp * mp, decode.gpu_s_mp(prices) * mp
-    # a GPU node is limited by its CPUs or its GPUs, whichever finishes last
-    dec_node_s = max(dec_cpu_s / prices.cpus_per_node, dec_gpu_s / prices.gpus_per_node)
+    # as few GPUs per node as keep up with its CPUs (up to gpus_per_node); the node is as slow as the slower
+    gpus = min(prices.gpus_per_node, max(1, math.ceil(prices.cpus_per_node * dec_gpu_s / dec_cpu_s)))
+    dec_node_s = max(dec_cpu_s / prices.cpus_per_node, dec_gpu_s / gpus)
     return {"images": images, "megapixels": mp, "encode_cpu_hours": enc_cpu_s / 3600,
             "encode_nodes": enc_nodes, "hours": hours,
             "encode_dollars": dollars(enc_cpu_s, prices=prices)["compute"],
             "tb_stored": gb / 1e3, "storage_dollars_month": gb * prices.storage_gb_month,
             "storage_dollars": dollars(gb_stored=gb, prices=prices)["storage"],
-            "decode_gpu_nodes": dec_node_s / 3600 / hours,
-            "decode_dollars": dollars(dec_node_s * prices.cpus_per_node,
-                                      dec_node_s * prices.gpus_per_node, prices=prices)["compute"],
+            "decode_gpu_nodes": dec_node_s / 3600 / hours, "decode_gpus_per_node": gpus,
+            "decode_dollars": dollars(dec_node_s * prices.cpus_per_node, dec_node_s * gpus, prices=prices)["compute"],
             "decode_cpu_only_dollars": dollars(decode.cpu_s_mp * mp, prices=prices)["compute"]}
