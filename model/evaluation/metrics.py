@@ -14,7 +14,7 @@ Butteraugli and SSIMULACRA (``TOOL_METRICS``) come from libjxl's tools (Debian's
 ``butteraugli_main``, ``ssimulacra_main``), run on temporary PNG files. No training loss here uses
 them, so they judge perceptual claims; ``usable_tool_metrics`` skips a metric whose tool is missing
 with a message naming the package. Lower is better for both. SSIMULACRA2 (``ssimulacra2``, measured
-with them as metric ``ssimulacra2``) is a score: higher is better.
+with them as metric ``ssimulacra2``, ``SCORE_NAMES``) is a score: higher is better.
 """
 
 from __future__ import annotations
@@ -51,16 +51,16 @@ LPIPS_COLUMNS = tuple(lpips_column(n) for n in LPIPS_NETS)
 LPIPS_NAMES = {lpips_column(n): f"LPIPS-{n}" for n in LPIPS_NETS}  # column -> label in tables and plots
 
 
-# metric -> (tool, result columns); butteraugli: the max-norm distance and the 3-norm (an average);
-# ssimulacra2 runs in this process (the ``ssimulacra2`` package: no tool).
+# metric -> (tool, result columns); butteraugli: the max-norm distance and the 3-norm (an average)
 TOOL_METRICS = {"butteraugli": ("butteraugli_main", ("butteraugli", "butteraugli_p3")),
-                "ssimulacra": ("ssimulacra_main", ("ssimulacra",)),
-                "ssimulacra2": (None, ("ssimulacra2",))}
+                "ssimulacra": ("ssimulacra_main", ("ssimulacra",))}
 TOOL_COLUMNS = tuple(c for _, cols in TOOL_METRICS.values() for c in cols)
-TOOL_NAMES = {"butteraugli": "Butteraugli", "butteraugli_p3": "Butteraugli-3n", "ssimulacra": "SSIMULACRA",
-              "ssimulacra2": "SSIMULACRA2"}
-HIGHER_IS_BETTER = ("ssimulacra2",)  # a score, not a distance: BD-rate takes it as it is, never as a ratio
-PERCEPTUAL_COLUMNS = (*LPIPS_COLUMNS, *(c for c in TOOL_COLUMNS if c not in HIGHER_IS_BETTER))  # distances: ratios
+TOOL_NAMES = {"butteraugli": "Butteraugli", "butteraugli_p3": "Butteraugli-3n", "ssimulacra": "SSIMULACRA"}
+PERCEPTUAL_COLUMNS = (*LPIPS_COLUMNS, *TOOL_COLUMNS)  # lower is better: compared as ratios
+# Judges measured in this process, asked for like the tools (--metrics): scores, higher is better, so
+# never compared as ratios; BD-rate takes any monotonic axis as it is.
+SCORE_NAMES = {"ssimulacra2": "SSIMULACRA2"}
+SCORE_COLUMNS = tuple(SCORE_NAMES)
 PERCEPTUAL_NAMES = {**LPIPS_NAMES, **TOOL_NAMES}
 
 
@@ -68,7 +68,7 @@ def usable_tool_metrics(names) -> tuple[list[str], list[str]]:
     """(the ``TOOL_METRICS`` of ``names`` whose tool is on PATH, a message for each that is not)."""
     usable, skipped = [], []
     for name in names:
-        if TOOL_METRICS[name][0] is None or shutil.which(TOOL_METRICS[name][0]):
+        if name in SCORE_NAMES or shutil.which(TOOL_METRICS[name][0]):
             usable.append(name)
         else:
             skipped.append(f"{name} skipped: {TOOL_METRICS[name][0]} not found "
@@ -77,11 +77,12 @@ def usable_tool_metrics(names) -> tuple[list[str], list[str]]:
 
 
 def tool_values(names, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Every ``TOOL_COLUMNS`` column: measured for the metrics in ``names`` (reference ``a``), else NaN."""
-    out = dict.fromkeys(TOOL_COLUMNS, math.nan)
+    """Every ``TOOL_COLUMNS`` and ``SCORE_COLUMNS`` column: measured for the metrics in ``names``
+    (reference ``a``), else NaN."""
+    out = dict.fromkeys((*TOOL_COLUMNS, *SCORE_COLUMNS), math.nan)
     if "ssimulacra2" in names:
         out["ssimulacra2"] = ssimulacra2(a, b)
-    names = [n for n in names if TOOL_METRICS[n][0] is not None]
+    names = [n for n in names if n in TOOL_METRICS]
     if not names:
         return out
     from PIL import Image
