@@ -1,7 +1,7 @@
 """Realism against fidelity: AVIF, the MSE decoder and a prior under a grid of decodes, judged by
 patch KID (``realism``), PSNR, SSIMULACRA2 and Butteraugli at AVIF's own bits.
 
-    python -m model.evaluation.realism_grid --prior /work/prior/cdc-avif-m-prior.safetensors \\
+    python jobs/realism.py --prior /work/prior/cdc-avif-m-prior.safetensors \\
         --heldout ../shared/data/train --kodak ../shared/data/kodak --out results/realism
 
 Per image (the held-out slice of ``--heldout``, 1 file in ``--heldout-every`` by name hash, spread
@@ -14,7 +14,8 @@ together, per curve and quality; the other columns are means over images. Decode
 seconds of this one-thread process (``time.process_time``), so the machine's load does not enter.
 
 Each image's points and patch features are kept in ``--out``/images/ as it is done, so a rerun
-resumes (``--report-only`` rebuilds the tables from them). Writes ``realism.md`` (the table and the
+resumes under the same weights and settings (``run.json``; ``--fresh`` starts over;
+``--report-only`` rebuilds the tables from them). Writes ``realism.md`` (the table and the
 musts checked per decode setting), ``points.csv`` and ``realism.png`` (KID and PSNR against bpp).
 """
 
@@ -29,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 from ..registry import load_codec
-from .inputs import load_images
 from .metrics import psnr, ssimulacra2, tool_values, usable_tool_metrics
 from .realism import SqueezeFeatures, kid, patches
 
@@ -50,7 +50,7 @@ def _pairs(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m model.evaluation.realism_grid", description=__doc__,
+    p = argparse.ArgumentParser(prog="realism.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prior", required=True, help="the prior: a cdc-avif name or .safetensors path")
     p.add_argument("--mse", default="cdc-avif-m-mse", help="the MSE decoder (decoded at 1 step, γ 0)")
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-squeeze", help="path to lpips_squeeze.pth (default ../shared/data/perceptual/)")
     p.add_argument("--out", type=Path, default=Path("results/realism"))
     p.add_argument("--report-only", action="store_true", help="only rebuild the report from --out/images/")
+    p.add_argument("--fresh", action="store_true", help="forget the images kept in --out/images/ and start over")
     return p
 
 
@@ -112,7 +113,7 @@ def evaluate_image(name: str, rgb: np.ndarray, codecs: dict, args, features, too
         avif = codecs["avif"].encode([rgb], quality=q, effort=args.effort)[0]
         measure("avif", q, avif, lambda: codecs["avif"].decode([avif])[0])
         mse = codecs["mse"].encode([rgb], quality=q, effort=args.effort)[0]
-        measure("cdc-avif-m-mse", q, mse, lambda: codecs["mse"].decode([mse], steps=1, gamma=0.0)[0])
+        measure(codecs["mse"].name, q, mse, lambda: codecs["mse"].decode([mse], steps=1, gamma=0.0)[0])
         prior = codecs["prior"].encode([rgb], quality=q, effort=args.effort)[0]
         for s in decode_settings(args):
             measure(curve_label("prior", s), q, prior,
@@ -120,7 +121,8 @@ def evaluate_image(name: str, rgb: np.ndarray, codecs: dict, args, features, too
     return points, feats
 
 
-def run(args) -> None:
+def run(args, images: list | None = None) -> None:
+    """Evaluate ``images`` ((name, LoadedImage) pairs; those kept in --out are not done again), then report."""
     import torch
 
     torch.set_num_threads(1)
@@ -134,8 +136,8 @@ def run(args) -> None:
         codecs = {"avif": load_codec("avif-q30", weights_dir=args.weights_dir),
                   "mse": load_codec(args.mse, weights_dir=args.weights_dir),
                   "prior": load_codec(args.prior, weights_dir=args.weights_dir)}
+        check_same_run(folder, args, codecs)
         features = SqueezeFeatures(args.lpips_squeeze)
-        images = chosen_images(args)
         for i, (name, loaded) in enumerate(images):
             stem = folder / Path(name).stem
             if stem.with_suffix(".json").exists():
@@ -149,20 +151,26 @@ def run(args) -> None:
     write_report(args)
 
 
-def chosen_images(args) -> list:
-    from ..training.data import held_out
-
-    images = load_images(args.heldout, args.heldout_limit, lambda n: held_out(n, args.heldout_every),
-                         args.resize_max, spread=True)
-    if args.kodak:
-        images += load_images(args.kodak, args.kodak_limit, resize_max=args.resize_max)
-    return images
+def check_same_run(folder: Path, args, codecs: dict) -> None:
+    """Resume only the same run: the weights and every setting a point depends on are kept in
+    ``run.json``; images kept under other ones are refused (``--fresh`` starts over)."""
+    run_file = folder / "run.json"
+    this = {"codecs": {k: c.codec_id for k, c in codecs.items()}, "qualities": args.qualities,
+            "effort": args.effort, "settings": decode_settings(args), "resize_max": args.resize_max,
+            "seed": args.seed, "metrics": args.metric_list}
+    if args.fresh:
+        for path in [*folder.glob("*.json"), *folder.glob("*.npz")]:
+            path.unlink()
+    if run_file.exists() and json.loads(run_file.read_text()) != this:
+        raise SystemExit(f"{folder} holds images evaluated with other weights or settings "
+                         f"({run_file.read_text()}): pass --fresh to start over, or another --out")
+    run_file.write_text(json.dumps(this))
 
 
 def summarise(folder: Path) -> tuple[list[dict], list[dict]]:
     """(one row per (curve, quality): means over images and KID over all their patches; every point)."""
     points, feats = [], {}
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(p for p in folder.glob("*.json") if p.name != "run.json"):
         points += json.loads(path.read_text())
         with np.load(path.with_suffix(".npz")) as f:
             for key in f.files:
@@ -184,23 +192,29 @@ def summarise(folder: Path) -> tuple[list[dict], list[dict]]:
     return rows, points
 
 
-def musts(rows: list[dict]) -> list[dict]:
-    """Per prior setting: at how many qualities (bpp in BPP_SPAN) it meets the issue's musts."""
+def musts(rows: list[dict], mse: str) -> list[dict]:
+    """Per prior setting: at how many qualities (bpp in BPP_SPAN) it meets the issue's musts against
+    AVIF and the MSE decoder (curve ``mse``) at the same quality."""
     by = {(r["curve"], r["quality"]): r for r in rows}
     out = []
     for curve in dict.fromkeys(r["curve"] for r in rows if r["curve"].startswith("prior")):
         met, detail = 0, []
         for q in sorted({r["quality"] for r in rows}):
-            mine, avif, mse = by.get((curve, q)), by.get(("avif", q)), by.get(("cdc-avif-m-mse", q))
-            if not (mine and avif and mse) or not BPP_SPAN[0] <= mine["bpp"] <= BPP_SPAN[1]:
+            mine, avif, ref = by.get((curve, q)), by.get(("avif", q)), by.get((mse, q))
+            if not (mine and avif and ref) or not BPP_SPAN[0] <= mine["bpp"] <= BPP_SPAN[1]:
                 continue
-            ok = (mine["kid"] <= KID_RATIO * avif["kid"] and mine["kid"] <= KID_RATIO * mse["kid"]
+            ok = (mine["kid"] <= KID_RATIO * avif["kid"] and mine["kid"] <= KID_RATIO * ref["kid"]
                   and mine["psnr"] >= avif["psnr"] - PSNR_DROP)
             met += ok
-            detail.append(f"q{q}: KID/AVIF {mine['kid'] / avif['kid']:.2f}, KID/MSE {mine['kid'] / mse['kid']:.2f}, "
+            detail.append(f"q{q}: KID/AVIF {mine['kid'] / avif['kid']:.2f}, KID/MSE {mine['kid'] / ref['kid']:.2f}, "
                           f"ΔPSNR {mine['psnr'] - avif['psnr']:+.2f} dB{' ✓' if ok else ''}")
         out.append({"curve": curve, "rates_met": met, "passes": met >= MIN_RATES, "detail": "; ".join(detail)})
     return out
+
+
+def mse_curve(rows: list[dict]) -> str:
+    """The MSE decoder's curve: the one neither AVIF nor the prior's (it is named after its weights)."""
+    return next(r["curve"] for r in rows if r["curve"] != "avif" and not r["curve"].startswith("prior"))
 
 
 def write_report(args) -> None:
@@ -219,7 +233,8 @@ def write_report(args) -> None:
     table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |"
               for r in sorted(rows, key=lambda r: (r["quality"], r["curve"]))]
-    verdicts = musts(rows)
+    mse = mse_curve(rows)
+    verdicts = musts(rows, mse)
     verdict = ["| prior setting | rates meeting the musts | per quality |", "|---|---|---|"]
     verdict += [f"| {v['curve']} | {v['rates_met']}{' (passes)' if v['passes'] else ''} | {v['detail']} |"
                 for v in sorted(verdicts, key=lambda v: -v["rates_met"])]
@@ -228,7 +243,7 @@ def write_report(args) -> None:
             "KID: patch KID on SqueezeNet 1.1 (x 1, lower is better; mean over 100 subsets, kid_std their spread); "
             "ssimulacra2 higher is better; butteraugli (max-norm) and butteraugli_p3 lower is better; "
             "decode_s_per_mp: CPU seconds per megapixel on one thread.", "", *table, "",
-            f"## The musts: KID ≤ {KID_RATIO}x AVIF's and cdc-avif-m-mse's, PSNR ≥ AVIF − {PSNR_DROP} dB, "
+            f"## The musts: KID ≤ {KID_RATIO}x AVIF's and {mse}'s, PSNR ≥ AVIF − {PSNR_DROP} dB, "
             f"at ≥ {MIN_RATES} rates in {BPP_SPAN[0]}-{BPP_SPAN[1]} bpp", "", *verdict, "",
             "Images: " + ", ".join(images), ""]
     (args.out / "realism.md").write_text("\n".join(text))
@@ -260,11 +275,3 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def main(argv=None) -> None:
-    run(build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()
