@@ -65,8 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--effort", default="medium", help="AVIF effort of every curve (default medium)")
     p.add_argument("--steps", type=_ints, default=[1, 2, 4, 8])
     p.add_argument("--gammas", type=_floats, default=[0.0, 0.5, 0.8, 1.0])
-    p.add_argument("--ancestral", type=_pairs, default=[(4, 0.8), (4, 1.0), (8, 0.8), (8, 1.0)],
-                   help="steps:gamma pairs also decoded with eta 1 (default 4:0.8,4:1,8:0.8,8:1; '' none)")
+    # from t = 1 the first ancestral step keeps nothing of r_N (sigma = sqrt(1 - alpha_bar)), so gamma
+    # does not matter to it: one gamma per step count
+    p.add_argument("--ancestral", type=_pairs, default=[(2, 1.0), (4, 1.0), (8, 1.0)],
+                   help="steps:gamma pairs also decoded with eta 1 (default 2:1,4:1,8:1; '' none)")
     p.add_argument("--metrics", default="ssimulacra2,butteraugli",
                    help="besides PSNR and KID: ssimulacra2, butteraugli (comma-separated; '' for none)")
     p.add_argument("--seed", type=int, default=0, help="decoding noise seed")
