@@ -56,7 +56,7 @@ def subject_sheet(rgb: np.ndarray, x: int, y: int, size: int, codecs: dict, sett
     h, w = rgb.shape[:2]
     x, y = min(x, w - size), min(y, h - size)
     crop = lambda a: a[y:y + size, x:x + size]  # noqa: E731
-    label = f"prior steps={setting['steps']} γ={setting['gamma']:g}{' ancestral' if setting['eta'] else ''}"
+    label = f"prior steps={setting['steps']} gamma={setting['gamma']:g}{' ancestral' if setting['eta'] else ''}"
     rows = []
     for q in qualities:
         cells = [tile(crop(rgb), "original")]

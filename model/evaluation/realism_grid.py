@@ -13,7 +13,7 @@ AVIF's bits (each bpp is the real container's). KID is over the 128x128 patches 
 together, per curve and quality; the other columns are means over images. Decode seconds are CPU
 seconds of this one-thread process (``time.process_time``), so the machine's load does not enter.
 
-Each image's points and patch features are kept in ``--out``/images/ as it is done, so a rerun
+Each (image, quality)'s points and patch features are kept in ``--out``/images/ when done, so a rerun
 resumes under the same weights and settings (``run.json``; ``--fresh`` starts over;
 ``--report-only`` rebuilds the tables from them). Writes ``realism.md`` (the table and the
 musts checked per decode setting), ``points.csv`` and ``realism.png`` (KID and PSNR against bpp).
@@ -92,8 +92,9 @@ def curve_label(kind: str, setting: dict | None = None) -> str:
     return f"{kind} steps={setting['steps']} γ={setting['gamma']:g}{eta}"
 
 
-def evaluate_image(name: str, rgb: np.ndarray, codecs: dict, args, features, tools) -> tuple[list[dict], dict]:
-    """(points, curve|quality -> patch features) of one image; key 'original' holds its own."""
+def evaluate_image(name: str, rgb: np.ndarray, q: int, codecs: dict, args, features, tools) -> tuple[list[dict], dict]:
+    """(points, curve|quality -> patch features) of one image at AVIF quality ``q``; key 'original'
+    holds the original's."""
     feats = {"original": features(patches(rgb))}
     points = []
     h, w = rgb.shape[:2]
@@ -111,15 +112,14 @@ def evaluate_image(name: str, rgb: np.ndarray, codecs: dict, args, features, too
         points.append(point)
         feats[f"{curve}|{quality}"] = features(patches(out))
 
-    for q in args.qualities:
-        avif = codecs["avif"].encode([rgb], quality=q, effort=args.effort)[0]
-        measure("avif", q, avif, lambda: codecs["avif"].decode([avif])[0])
-        mse = codecs["mse"].encode([rgb], quality=q, effort=args.effort)[0]
-        measure(codecs["mse"].name, q, mse, lambda: codecs["mse"].decode([mse], steps=1, gamma=0.0)[0])
-        prior = codecs["prior"].encode([rgb], quality=q, effort=args.effort)[0]
-        for s in decode_settings(args):
-            measure(curve_label("prior", s), q, prior,
-                    lambda: codecs["prior"].decode([prior], seed=args.seed, t_start=1.0, **s)[0])
+    avif = codecs["avif"].encode([rgb], quality=q, effort=args.effort)[0]
+    measure("avif", q, avif, lambda: codecs["avif"].decode([avif])[0])
+    mse = codecs["mse"].encode([rgb], quality=q, effort=args.effort)[0]
+    measure(codecs["mse"].name, q, mse, lambda: codecs["mse"].decode([mse], steps=1, gamma=0.0)[0])
+    prior = codecs["prior"].encode([rgb], quality=q, effort=args.effort)[0]
+    for s in decode_settings(args):
+        measure(curve_label("prior", s), q, prior,
+                lambda: codecs["prior"].decode([prior], seed=args.seed, t_start=1.0, **s)[0])
     return points, feats
 
 
@@ -141,24 +141,25 @@ def run(args, images: list | None = None) -> None:
         check_same_run(folder, args, codecs)
         features = SqueezeFeatures(args.lpips_squeeze)
         for i, (name, loaded) in enumerate(images):
-            stem = folder / Path(name).stem
-            if stem.with_suffix(".json").exists():
-                continue
-            t0 = time.perf_counter()
-            points, feats = evaluate_image(name, loaded.rgb, codecs, args, features, tools)
-            np.savez(stem.with_suffix(".npz"), **feats)
-            stem.with_suffix(".json").write_text(json.dumps(points))  # written last: marks the image done
-            print(f"[{i + 1}/{len(images)}] {name}: {len(points)} points in {time.perf_counter() - t0:.0f} s",
-                  flush=True)
+            for q in args.qualities:
+                stem = folder / f"{Path(name).stem}-q{q}"
+                if stem.with_suffix(".json").exists():
+                    continue
+                t0 = time.perf_counter()
+                points, feats = evaluate_image(name, loaded.rgb, q, codecs, args, features, tools)
+                np.savez(stem.with_suffix(".npz"), **feats)
+                stem.with_suffix(".json").write_text(json.dumps(points))  # written last: marks it done
+                print(f"[{i + 1}/{len(images)}] {name} q{q}: {len(points)} points in "
+                      f"{time.perf_counter() - t0:.0f} s", flush=True)
     write_report(args)
 
 
 def check_same_run(folder: Path, args, codecs: dict) -> None:
     """Resume only the same run: the weights and every setting a point depends on are kept in
-    ``run.json``; images kept under other ones are refused (``--fresh`` starts over)."""
+    ``run.json``; images kept under other ones are refused (``--fresh`` starts over). Other
+    qualities are the same run: each (image, quality) is kept apart."""
     run_file = folder / "run.json"
-    this = {"codecs": {k: c.codec_id for k, c in codecs.items()}, "qualities": args.qualities,
-            "effort": args.effort, "settings": decode_settings(args), "resize_max": args.resize_max,
+    this = {"codecs": {k: c.codec_id for k, c in codecs.items()}, "effort": args.effort, "settings": decode_settings(args), "resize_max": args.resize_max,
             "seed": args.seed, "metrics": args.metric_list}
     if args.fresh:
         for path in [*folder.glob("*.json"), *folder.glob("*.npz")]:
@@ -171,18 +172,20 @@ def check_same_run(folder: Path, args, codecs: dict) -> None:
 
 def summarise(folder: Path) -> tuple[list[dict], list[dict]]:
     """(one row per (curve, quality): means over images and KID over all their patches; every point)."""
-    points, feats = [], {}
+    points, feats, originals = [], {}, {}
     for path in sorted(p for p in folder.glob("*.json") if p.name != "run.json"):
-        points += json.loads(path.read_text())
+        mine = json.loads(path.read_text())
+        points += mine
         with np.load(path.with_suffix(".npz")) as f:
-            for key in f.files:
+            for q in {p["quality"] for p in mine}:  # KID at q: against the originals evaluated at q
+                originals.setdefault(q, []).append(f["original"])
+            for key in (k for k in f.files if k != "original"):
                 feats.setdefault(key, []).append(f[key])
-    real = np.concatenate(feats.pop("original"))
     rows = []
     for key, parts in feats.items():
         curve, quality = key.rsplit("|", 1)
         mine = [p for p in points if p["curve"] == curve and p["quality"] == int(quality)]
-        score = kid(real, np.concatenate(parts))
+        score = kid(np.concatenate(originals[int(quality)]), np.concatenate(parts))
         row = {"curve": curve, "quality": int(quality), "images": len(mine)}
         for col in ("bpp", "psnr", "ssimulacra2", "butteraugli", "butteraugli_p3"):
             values = [p[col] for p in mine if col in p]
