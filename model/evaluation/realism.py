@@ -10,7 +10,7 @@ KID on it judges realism claims; it is not what any decoder was optimised for.
 
 KID (Binkowski et al. 2018) is the unbiased MMD² between the two feature sets under the cubic
 polynomial kernel k(x, y) = (x.y / d + 1)³, averaged over ``subsets`` random subsets of
-``subset_size`` patches of each set, reported with its standard deviation over the subsets.
+``subset_size`` patches of each set (at most half of either), reported with its standard deviation over the subsets.
 Identical sets give about 0 (the unbiased estimate may be slightly negative); blur, noise or a
 pattern that the originals do not have raise it. Lower is better. It compares distributions, so
 it rewards plausible texture even where it is not the original's.
@@ -93,11 +93,12 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 
 def kid(real: np.ndarray, fake: np.ndarray, subsets: int = SUBSETS, subset_size: int = SUBSET_SIZE,
         seed: int = 0) -> Kid:
-    """KID between two feature sets: mean and spread of the unbiased MMD² over random subsets
-    (``subset_size`` capped by the smaller set; at least 2 features per set)."""
-    n = min(len(real), len(fake), subset_size)
+    """KID between two feature sets: mean and spread of the unbiased MMD² over random subsets of
+    ``subset_size``, capped at half the smaller set so that subsets differ and the spread means
+    something (at least 4 features per set)."""
+    n = min(len(real) // 2, len(fake) // 2, subset_size)
     if n < 2:
-        raise ValueError(f"KID needs at least 2 patches per set, got {len(real)} and {len(fake)} "
+        raise ValueError(f"KID needs at least 4 patches per set, got {len(real)} and {len(fake)} "
                          f"(images smaller than {PATCH} px give none)")
     rng = np.random.default_rng(seed)
     values = [mmd2_unbiased(real[rng.choice(len(real), n, replace=False)],
