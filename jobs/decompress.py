@@ -3,6 +3,7 @@
     python jobs/decompress.py                                  # out/archive -> out/decoded/*.tar
     python jobs/decompress.py --input s3://bucket/archive/ --output s3://bucket/decoded/ \\
         --steps 8 --gamma 0.8 --seed 0 [--shards 'shard-00001*'] [--keys keys.txt] [--format png]
+    python jobs/decompress.py --preset realism                 # decode options a weights card names
     python jobs/decompress.py --audit 's3://bucket/corpus/shard-{000000..000999}.tar' --output out/audit
 
 Decoding writes NAME.tar per archive file (the samples as they came: same keys, in a safe form, same
@@ -80,6 +81,9 @@ def build_parser(prog: str = "decompress.py", description: str = __doc__.split("
                         f"error row (default {Limits.seconds_per_image:g})")
     p.add_argument("--allow-errors", action="store_true",
                    help="exit 0 even when rows were not decoded (they are still reported and listed)")
+    p.add_argument("--preset", default=None,
+                   help="decode options the weights card of every codec in the archive names, e.g. realism "
+                        "(decode option flags given beside it win; they and the preset's values are recorded)")
     add_option_flags(p.add_argument_group("decode options (each codec takes those its family declares)"),
                      family_options("decode"))
     add_common_args(p, default_batch=8)
@@ -115,6 +119,11 @@ def run(args: argparse.Namespace, argv: list[str], on_event=None) -> int:
                     "\n  install the matching weights (or pass --weights-dir / --weights-url), or leave these shards out "
                     "with --shards")
     options = given_options(args, family_options("decode"))
+    if args.preset:
+        try:
+            options = {**preset_options(codecs, args.preset), **options}  # explicit: in the resume fingerprint
+        except ValueError as exc:
+            return fail(str(exc))
     network = any(runs_network(c, "decode", c.select_options("decode", options)) for c in codecs.values())
     if args.plan_for:
         return print_plan_for(args, "decode", network)
@@ -171,7 +180,7 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
         **manifest_base("decompress", argv, started, time.perf_counter() - t0, res, placement),
         input=redact(args.input), output=redact(args.output),
         decode={**with_defaults(settings.options, family_options("decode")), **agreed(options_used),
-                "batch_size": args.batch_size},
+                "batch_size": args.batch_size, **({"preset": args.preset} if args.preset else {})},
         codec_options=options_used,
         codec_ids=dict(Counter(s.codec_id for s in shards.values())),
         counts={"shards": len(parquets), "done": len(results), "skipped": len(skipped), "failed": len(failures),
@@ -206,6 +215,25 @@ def report_compress_errors(rows: list[dict]) -> None:
               f"NAME{DECODED_SUFFIX} and in _manifest.json):", file=sys.stderr)
         for row in rows[:10]:
             print(f"  {row['shard']} {row['key']!r}: {row['error']}", file=sys.stderr)
+
+
+def preset_options(codecs: dict, preset: str) -> dict:
+    """The decode options that the weights cards of every codec of the archive name ``preset``;
+    refused where a card lacks it (the message lists each card's presets) or two cards disagree."""
+    named, refusals = {}, []
+    for codec_id, codec in sorted(codecs.items()):
+        try:
+            named[codec_id] = codec.preset_options(preset)
+        except ValueError as exc:
+            refusals.append(str(exc))
+    if refusals:
+        raise ValueError(f"--preset {preset}: " + "; ".join(refusals) +
+                         " (leave those shards out with --shards, or give the decode options as flags)")
+    if len({repr(sorted(v.items())) for v in named.values()}) > 1:
+        raise ValueError(f"--preset {preset} means different options for the codecs of this archive ("
+                         + "; ".join(f"{cid}: {opts}" for cid, opts in named.items())
+                         + "): decode their shards separately with --shards")
+    return next(iter(named.values()))
 
 
 def agreed(options_used: dict[str, dict]) -> dict:

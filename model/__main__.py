@@ -1,7 +1,7 @@
 """Single-file command line; exits non-zero with a one-line reason on bad input.
 
     python -m model encode IN.png OUT.cdc --codec cdc-s-q2 [--quality 40 ...]
-    python -m model decode IN.cdc OUT.png [--steps 8] [--gamma 0.8] [--seed 0]
+    python -m model decode IN.cdc OUT.png [--steps 8] [--gamma 0.8] [--seed 0] [--preset realism]
 
 Encode and decode flags are the options the registered codec families declare; each codec
 accepts only its own.
@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--codec", default=None,
                      help="weights to decode with (default: the registered ones the bitstream names)")
     dec.add_argument("--device", default="cpu")
+    dec.add_argument("--preset", default=None,
+                     help="decode options the weights card names, e.g. realism (flags given beside it win)")
     add_option_flags(dec.add_argument_group("decode options (per codec family)"), family_options("decode"))
     info = sub.add_parser("info", help="print a bitstream's header")
     info.add_argument("input", type=Path)
@@ -94,7 +96,7 @@ def run(args) -> str:
     else:
         codec = load_codec_for_id(unpack(data).codec_id, device=args.device)
     t0 = time.perf_counter()
-    image = codec.decode([data], **given_options(args, family_options("decode")))[0]
+    image = codec.decode([data], preset=args.preset, **given_options(args, family_options("decode")))[0]
     try:
         image.save(args.output)
     except (OSError, ValueError) as exc:

@@ -12,6 +12,12 @@ CLI, the jobs and the evaluation build their flags and sweeps from these declara
 codec does not declare is refused with the list of the ones it does; ``None`` means "the default",
 which is the declaration's unless the codec instance has its own (a name preset such as
 ``avif-q40``, or a card's ``default_steps``).
+
+A weights card may name decode presets, sets of decode options a user asks for by name::
+
+    "decode_presets": {"realism": {"steps": 4, "gamma": 0.8, "eta": 1.0}}
+
+    images = codec.decode(blobs, preset="realism")               # options given beside it win
 """
 
 from __future__ import annotations
@@ -77,6 +83,11 @@ def declared(options: Iterable[Option], side: Side | None = None) -> dict[str, O
     return {o.name: o for o in options if side is None or o.side == side}
 
 
+def setting_text(options: dict[str, Any]) -> str:
+    """``{"steps": 4, "gamma": 0.8}`` -> ``steps 4, gamma 0.8``."""
+    return ", ".join(f"{k} {v}" for k, v in options.items())
+
+
 class Codec(ABC):
     """Base class: subclasses declare ``options`` and implement ``_encode_rgb`` and ``_decode_containers``."""
 
@@ -88,6 +99,8 @@ class Codec(ABC):
     options: tuple[Option, ...] = ()
     #: this instance's defaults where they differ from the declaration (name presets, card values)
     presets: dict[str, Any] = {}
+    #: named sets of decode options (a weights card's ``decode_presets``), asked for by ``preset=``
+    decode_presets: dict[str, dict[str, Any]] = {}
     #: decode refuses headers above this many pixels, before allocating anything for them
     max_pixels: int = DEFAULT_MAX_PIXELS
 
@@ -108,11 +121,30 @@ class Codec(ABC):
         self.presets = {**self.presets, **checked}
         return self
 
-    def resolve_options(self, side: Side, given: dict[str, Any]) -> dict[str, Any]:
-        """Every declared option of ``side``: the given value, else this instance's default."""
+    def with_decode_presets(self, presets: dict[str, dict[str, Any]]) -> "Codec":
+        """Name sets of decode options (checked against the declaration); returns the codec."""
+        if not isinstance(presets, dict) or not all(isinstance(v, dict) for v in presets.values()):
+            raise OptionError(f"{self.name}: decode presets must map names to option sets, e.g. "
+                              '{"realism": {"steps": 4, "gamma": 0.8}}, got ' + repr(presets))
+        checked = {name: self._check("decode", values) for name, values in presets.items()}
+        self.decode_presets = {**self.decode_presets, **checked}
+        return self
+
+    def preset_options(self, preset: str) -> dict[str, Any]:
+        """The decode options of the preset called ``preset``; an unknown name is refused with the list."""
+        if preset not in self.decode_presets:
+            names = ", ".join(f"{n} ({setting_text(v)})" for n, v in self.decode_presets.items())
+            raise OptionError(f"{self.name} has no decode preset {preset!r} "
+                              f"({'its weights card names ' + names if names else 'its weights card names none'})")
+        return dict(self.decode_presets[preset])
+
+    def resolve_options(self, side: Side, given: dict[str, Any], preset: str | None = None) -> dict[str, Any]:
+        """Every declared option of ``side``: the given value, else the ``preset``'s (decode side), else
+        this instance's default."""
         checked = self._check(side, given)
+        named = self.preset_options(preset) if preset is not None else {}
         return {
-            name: checked[name] if checked.get(name) is not None else self.presets.get(name, opt.default)
+            name: checked[name] if checked.get(name) is not None else named.get(name, self.presets.get(name, opt.default))
             for name, opt in declared(self.options, side).items()
         }
 
@@ -141,8 +173,8 @@ class Codec(ABC):
             for im, s in zip(loaded, strings)
         ]
 
-    def decode(self, blobs: Sequence[bytes], **options) -> list[Image.Image]:
-        opts = self.resolve_options("decode", options)
+    def decode(self, blobs: Sequence[bytes], preset: str | None = None, **options) -> list[Image.Image]:
+        opts = self.resolve_options("decode", options, preset)
         containers = [self.parse(b) for b in blobs]
         rgbs = self._decode_containers(containers, **opts)
         return [from_rgb8(rgb, c.mode) for rgb, c in zip(rgbs, containers)]

@@ -364,4 +364,12 @@ def _claiming_family(weights: Weights) -> Family:
 def _finish(fam: Family, request: CodecRequest) -> Codec:
     if request.weights is not None:
         fam.check_card(request.weights)
-    return fam.load(request).with_presets(**request.presets)
+    codec = fam.load(request).with_presets(**request.presets)
+    weights = request.weights
+    # a card's decode presets are its own family's options (DiffC also loads cdc-avif cards)
+    if weights is not None and weights.family == fam.name and "decode_presets" in weights.card:
+        try:
+            codec.with_decode_presets(weights.card["decode_presets"])
+        except ValueError as exc:
+            raise WeightsError(f"{weights.path.with_suffix('.json')}: decode_presets: {exc}") from None
+    return codec

@@ -7,8 +7,9 @@ base's quality and, for networks trained on several, its encoder settings (``eff
 for any settings but Pillow's default, a tag and two settings bytes) and the AVIF file with its box
 headers stripped (``avif_box``: rebuilt at decode, 277 bytes saved), so the bits are AVIF's, less
 its headers, plus the container. Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
-from r_N = gamma * noise (gamma 0 and 1 step: the distortion end; more steps and gamma > 0 add
-texture). An untrained (zero-head) network returns the AVIF base exactly.
+from r_N = gamma * noise (gamma 0 and 1 step: the distortion end; over a prior trained at every noise
+level, more steps and gamma > 0 draw texture), deterministic or, with ``eta`` 1, ancestral. An
+untrained (zero-head) network returns the AVIF base exactly.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ OPTIONS = (
     Option("seed", int, 0, "decode", "seed of the start noise when gamma > 0"),
     Option("t_start", float, 1.0, "decode", "noise level where sampling starts (below 1: start late)",
            min=0.001, max=1.0),
+    Option("eta", float, 0.0, "decode", "sampler: 0 deterministic DDIM, 1 ancestral (fresh noise at every step, "
+           "seeded like gamma's)", min=0.0, max=1.0),
 )
 
 
@@ -160,7 +163,7 @@ class AvifDiffusionCodec(Codec):
         return {"quality": str(quality), **({"effort": effort} if effort else {}), "speed": str(settings.speed),
                 "subsampling": settings.subsampling, "tune": settings.tune}
 
-    def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float):
+    def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float, eta: float):
         import torch
 
         from ..nn.tiling import batches_by_shape
@@ -170,7 +173,7 @@ class AvifDiffusionCodec(Codec):
         multiple = self.model.pad_multiple
         with torch.inference_mode():
             for _, idxs in batches_by_shape([b.rgb.shape[:2] for b in bases], multiple, self.batch_pixels):
-                x = self._restore([bases[i] for i in idxs], steps, gamma, seed, t_start, multiple)
+                x = self._restore([bases[i] for i in idxs], steps, gamma, seed, t_start, multiple, eta)
                 for k, i in enumerate(idxs):
                     out[i] = x[k]
         return out
@@ -185,7 +188,7 @@ class AvifDiffusionCodec(Codec):
                                  f"has {len(c.strings)} string(s) of {[len(s) for s in c.strings]} bytes")
         return c.strings[0]
 
-    def _restore(self, items, steps, gamma, seed, t_start, multiple) -> list[np.ndarray]:
+    def _restore(self, items, steps, gamma, seed, t_start, multiple, eta=0.0) -> list[np.ndarray]:
         """Pad the bases of one batch, run the residual diffusion (in tiles when large), crop."""
         import torch
         import torch.nn.functional as F
@@ -203,19 +206,23 @@ class AvifDiffusionCodec(Codec):
         r_start = torch.stack([_noise((3, hp, wp), seed, b.crc) for b in items]) * noise_sd
         x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
                       r_start.to(self.device, memory_format=torch.channels_last), steps, t_start,
-                      settings.to(self.device))
+                      settings.to(self.device), eta, seed, [b.crc for b in items])
         x = ((x + 1) * 127.5).clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         return [x[k, :h, :w] for k, (h, w) in enumerate(sizes)]
 
-    def _run(self, base, quality, r_start, steps, t_start, settings):
-        """The restored batch, whole or tile by tile (overlaps blended): bounded memory."""
+    def _run(self, base, quality, r_start, steps, t_start, settings, eta=0.0, seed=0, crcs=()):
+        """The restored batch, whole or tile by tile (overlaps blended): bounded memory. The ancestral
+        sampler's step noise is drawn per tile (seeded by its corner), so overlaps blend two draws."""
         from ..nn.tiling import blended
 
         _, _, h, w = base.shape
         if h * w <= self.tile**2:
-            return self.model.restore(base, quality, r_start, steps, t_start, settings)
+            return self.model.restore(base, quality, r_start, steps, t_start, settings, eta,
+                                      _step_noise(seed, crcs, 0, 0, h, w, self.device))
         return blended(lambda rows, cols, *_: self.model.restore(
-            base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start, settings),
+            base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start, settings, eta,
+            _step_noise(seed, crcs, rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start,
+                        self.device)),
             base.shape, self.tile, self.overlap)
 
 
@@ -305,6 +312,18 @@ def _noise(shape, seed: int, crc: int):
     from ..nn.diffusion import image_generator
 
     return torch.randn(shape, generator=image_generator(seed, crc))
+
+
+def _step_noise(seed: int, crcs, top: int, left: int, h: int, w: int, device):
+    """The ancestral sampler's noise at step i for a batch (or one tile of it): one draw per image,
+    seeded by (seed, AVIF bytes, step, tile corner), so independent of batching."""
+    import torch
+
+    def draw(i: int):
+        salts = [zlib.crc32(f"{crc}:{i}:{top}:{left}".encode()) for crc in crcs]
+        return torch.stack([_noise((3, h, w), seed, salt) for salt in salts]).to(device)
+
+    return draw
 
 
 def parse(name: str) -> ParsedName | None:

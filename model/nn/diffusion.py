@@ -71,16 +71,25 @@ def ddim_sample(
     cfg: DiffusionConfig,
     t_start: float = 1.0,
     clip: float | None = 1.0,
+    eta: float = 0.0,
+    step_noise: Callable[[int], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Deterministic DDIM from x_N = x_start at t = ``t_start`` down to t = 0.
+    """DDIM from x_N = x_start at t = ``t_start`` down to t = 0; deterministic at ``eta`` 0.
 
     ``t_start`` < 1 starts late (the AVIF codec starts from the base, a partly restored image);
     ``clip`` bounds each x0 prediction (images: 1; a scaled residual: its own range, or None).
+    ``eta`` 1 is the ancestral (DDPM-like) sampler: step i adds fresh noise ``step_noise(i)``
+    (unit Gaussian, x's shape) with DDIM's sigma (Song et al. 2021, eq. 16), so detail is drawn at
+    every scale rather than only from x_N; eta 0 never calls it (the same bits as before).
     """
     if not 1 <= steps <= cfg.train_steps:
         raise ValueError(f"steps must be 1..{cfg.train_steps}, got {steps}")
     if not 0.0 < t_start <= 1.0:
         raise ValueError(f"t_start must be in (0, 1], got {t_start}")
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    if eta > 0 and step_noise is None:
+        raise ValueError("eta > 0 needs step_noise (the source of each step's fresh noise)")
     x = x_start
     b = x.shape[0]
     times = torch.linspace(t_start, 0.0, steps + 1)
@@ -94,5 +103,9 @@ def ddim_sample(
             break
         ab, ab_next = alpha_bar(t, cfg), alpha_bar(t_next, cfg)
         eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
-        x = ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
+        if eta == 0:
+            x = ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
+            continue
+        sigma = eta * ((1 - ab_next) / (1 - ab) * (1 - ab / ab_next)).sqrt()
+        x = ab_next.sqrt() * x0 + (1 - ab_next - sigma**2).clamp(min=0).sqrt() * eps + sigma * step_noise(i).to(x)
     return x0

@@ -88,11 +88,13 @@ class AvifRestorationModel(nn.Module):
         return 2 ** len(self.cfg.widths)
 
     @torch.no_grad()
-    def restore(self, base, quality, r_start, steps: int, t_start: float = 1.0, settings=None):
-        """base + the residual DDIM decodes from ``r_start`` at ``t_start`` (images in [-1, 1])."""
+    def restore(self, base, quality, r_start, steps: int, t_start: float = 1.0, settings=None, eta: float = 0.0,
+                step_noise=None):
+        """base + the residual DDIM decodes from ``r_start`` at ``t_start`` (images in [-1, 1]);
+        ``eta`` > 0 adds ``step_noise(i)`` at each step (``ddim_sample``)."""
         has_base = torch.ones(base.shape[0], device=base.device)
         r0 = ddim_sample(lambda r_t, t: self.denoiser(r_t, base, t, quality, has_base, settings), r_start, steps,
-                         self.cfg.diffusion, t_start=t_start, clip=None)
+                         self.cfg.diffusion, t_start=t_start, clip=None, eta=eta, step_noise=step_noise)
         return base + r0 / self.cfg.residual_scale
 
     def forward(self, x, base, quality, settings=None, lmbda=None, rho: float = 0.0, perceptual=None,

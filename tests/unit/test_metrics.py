@@ -185,3 +185,33 @@ def test_ssimulacra2_is_a_judge_metric_and_a_bd_rate_axis():
                     "test": [{**r, **dict.fromkeys(("lpips", "lpips_squeeze", "butteraugli", "butteraugli_p3",
                                                      "ssimulacra"), math.nan)} for r in test]}, "ref")[0]
     assert row["bd_rate_ssimulacra2"] == pytest.approx(-10.0, abs=1e-6)
+
+
+def test_patches_tile_the_image_without_overlap():
+    from model.evaluation.realism import patches
+
+    img = np.arange(300 * 260 * 3, dtype=np.int64).reshape(300, 260, 3).astype(np.uint8)
+    p = patches(img, 128)
+    assert p.shape == (4, 128, 128, 3)  # 2 x 2 whole patches; the ragged edge is left out
+    assert np.array_equal(p[1], img[:128, 128:256]) and np.array_equal(p[2], img[128:256, :128])
+
+
+def test_kid_on_squeezenet_is_near_zero_for_one_set_and_rises_with_blur_and_noise():
+    from scipy.ndimage import gaussian_filter
+
+    from model.evaluation.realism import SqueezeFeatures, default_squeeze_path, kid, patches
+
+    if default_squeeze_path() is None:
+        pytest.skip("../shared/data/perceptual/lpips_squeeze.pth absent (fresh clone)")
+    originals = np.concatenate([patches(_smooth_image(256, 512, seed=s)) for s in range(4)])  # 32 patches
+    blurred = np.stack([gaussian_filter(p, (2, 2, 0)) for p in originals])
+    noisy = _noisy(originals, 20)
+    features = SqueezeFeatures()
+    real = features(originals)
+    same = kid(real, features(originals), subsets=20, subset_size=16)
+    blur, noise = (kid(real, features(x), subsets=20, subset_size=16) for x in (blurred, noisy))
+    assert abs(same.mean) < 0.05 and same.patches == 32
+    assert blur.mean > 0.2 and blur.mean > 5 * blur.std
+    assert noise.mean > 0.2 and noise.mean > 5 * noise.std
+    with pytest.raises(ValueError, match="at least 4 patches"):
+        kid(real[:3], real)
