@@ -8,7 +8,15 @@ Two families, one module (they differ only in the prior's condition):
 - ``diffc-<weights>``: no base; the network's base-dropout mode (has_base 0, base zeros, scale 1)
   is an unconditional prior over the image r = x.
 
-Both load weights whose card family is ``cdc-avif``. The encoder draws r_T at t = 1 from the shared
+Both load only weights whose card family is ``cdc-avif`` and whose card says they are a prior
+(``model.weights.objective_card``): objective ``diffusion`` (trained over every noise level), and for
+``diffc-<weights>`` base dropout too; a restoration network (trained at t = 1 only) predicts nothing
+useful at the intermediate levels DiffC codes, and is refused (bitstreams it wrote before cards said
+so still decode: ``load_codec_for_id`` loads it). A name without weights (``diffc-avif``,
+``diffc-avif-q40``, ``diffc``) means the shipped prior, ``DEFAULT_PRIOR``; its codec id names the
+weights (``diffc-avif-cdc-avif-m-prior@...``), so archives keep decoding when the default moves on.
+
+The encoder draws r_T at t = 1 from the shared
 generator, then communicates r at each level of a coarse schedule (model/diffc/schedule.py), one
 container string per step (model/diffc/stream.py), through RCC (model/rcc). Any prefix of the steps
 decodes: the decoder rebuilds r at the last step it has, bit for bit, and denoises it (probability
@@ -38,8 +46,9 @@ from ..diffc.schedule import ScheduleConfig
 from ..format import BitstreamError, Container, pack
 from ..images import as_loaded
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
-from ..weights import make_codec_id
+from ..weights import DIFFUSION, Weights, WeightsError, make_codec_id
 
+DEFAULT_PRIOR = "cdc-avif-m-prior"  # the shipped prior (cdc-avif-m over every noise level, base dropout 0.1)
 DEFAULT_DENOISE_STEPS = 1  # the posterior mean E[r_0 | r_t]: best PSNR at every prefix measured (results/diffc)
 # The first coded level: where the prior's prediction starts to beat the base (diffc-avif; measured on
 # cdc-avif-mse, results/diffc), or the image's coarse structure (diffc, whose domain is the image).
@@ -236,32 +245,63 @@ def family_options(conditional: bool) -> tuple[Option, ...]:
 
 
 # ----- registration ---------------------------------------------------------------------------
+def is_prior(weights: Weights, conditional: bool) -> bool:
+    """Whether a DiffC family may code against these weights: a diffusion objective, and for the
+    unconditional family base dropout too (its card says so; model.weights.objective_card)."""
+    if weights.family != "cdc-avif":
+        return False
+    return weights.objective == DIFFUSION if conditional else weights.unconditional_prior
+
+
+def not_a_prior(weights: Weights, conditional: bool) -> WeightsError:
+    settings = weights.card.get("objective_settings", {})
+    what = ("its card states no training objective" if weights.objective is None else
+            f"its card's objective is '{weights.objective}' ({settings})")
+    need = "a diffusion prior (objective 'diffusion')" + ("" if conditional else " with base dropout > 0")
+    return WeightsError(
+        f"{FAMILIES[conditional]}: weights '{weights.name}' ({weights.path}) are not {need}: {what}. "
+        f"DiffC codes the levels between t = 1 and t = 0, which a restoration network (trained at t = 1 "
+        f"only) never saw. Use the shipped prior: '{FAMILIES[conditional]}' (= "
+        f"{FAMILIES[conditional]}-{DEFAULT_PRIOR}), or weights exported from a run over every noise level "
+        f"(jobs/train.py --final-step-fraction below 1{'' if conditional else ', --base-dropout above 0'})")
+
+
 def _family(conditional: bool) -> Family:
     prefix = FAMILIES[conditional] + "-"
-    pattern = re.compile(rf"^{prefix}(.+?)(?:-q(\d{{1,3}}))?$" if conditional else rf"^{prefix}(.+)$")
+    quality = r"(?:-q(?P<quality>\d{1,3}))?" if conditional else ""
+    default = re.compile(rf"^{FAMILIES[conditional]}{quality}$")  # no weights named: the shipped prior
+    named = re.compile(rf"^{prefix}(?P<weights>.+?){quality}$")
 
     def parse(name: str) -> ParsedName | None:
-        m = pattern.match(name)
-        if not m:
+        m = default.match(name) or named.match(name)
+        if m is None:
             return None
-        return ParsedName(m.group(1), {"quality": int(m.group(2))} if conditional and m.group(2) else {})
+        found = m.groupdict()
+        return ParsedName(found.get("weights", DEFAULT_PRIOR),
+                          {"quality": int(found["quality"])} if found.get("quality") else {})
 
     def load(request: CodecRequest) -> DiffCCodec:
         w = request.weights
+        if not is_prior(w, conditional) and request.short_hash is None:  # archived bitstreams still decode
+            raise not_a_prior(w, conditional)
         return DiffCCodec(request.network(), prefix + w.name, w.sha256, conditional, request.device)
 
     def listing(weights) -> list[CodecInfo]:
-        """One pattern row (no path: the weights file is cdc-avif's, listed under that family)."""
-        names = ", ".join(w.name for w in weights if w.family == "cdc-avif") or "none installed"
+        """Pattern rows (no path: the weights files are cdc-avif's, listed under that family)."""
+        priors = [w.name for w in weights if is_prior(w, conditional)]
         what = "over the AVIF base, progressive" if conditional else "unconditional prior, progressive"
         suffix = "[-qN]" if conditional else ""
-        return [CodecInfo(f"{prefix}WEIGHTS{suffix}", FAMILIES[conditional],
-                          f"DiffC {what}; WEIGHTS: cdc-avif weights ({names})")]
+        shipped = "" if DEFAULT_PRIOR in priors else " (not installed)"
+        return [CodecInfo(f"{FAMILIES[conditional]}{suffix}", FAMILIES[conditional],
+                          f"DiffC {what} over the shipped prior {DEFAULT_PRIOR}{shipped}"),
+                CodecInfo(f"{prefix}WEIGHTS{suffix}", FAMILIES[conditional],
+                          f"DiffC {what}; WEIGHTS: a cdc-avif prior ({', '.join(priors) or 'none installed'}; "
+                          f"restoration networks are not priors)")]
 
     return Family(name=FAMILIES[conditional], load=load, parse=parse, options=family_options(conditional),
                   loads_cards_of=("cdc-avif",), listing=listing,
                   examples=(f"{prefix}WEIGHTS-q30" if conditional else f"{prefix}WEIGHTS",),
-                  description="DiffC: progressive reverse-channel coding with the cdc-avif network")
+                  description="DiffC: progressive reverse-channel coding over a cdc-avif diffusion prior")
 
 
 AVIF_FAMILY, FAMILY = _family(True), _family(False)  # diffc-avif before diffc: see model/codecs/__init__.py
