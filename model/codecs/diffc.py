@@ -293,7 +293,7 @@ def _family(conditional: bool) -> Family:
         suffix = "[-qN]" if conditional else ""
         shipped = "" if DEFAULT_PRIOR in priors else " (not installed)"
         return [CodecInfo(f"{FAMILIES[conditional]}{suffix}", FAMILIES[conditional],
-                          f"DiffC {what} over the shipped prior {DEFAULT_PRIOR}{shipped}"),
+                          f"DiffC {what}, with the shipped prior {DEFAULT_PRIOR}{shipped}"),
                 CodecInfo(f"{prefix}WEIGHTS{suffix}", FAMILIES[conditional],
                           f"DiffC {what}; WEIGHTS: a cdc-avif prior ({', '.join(priors) or 'none installed'}; "
                           f"restoration networks are not priors)")]

@@ -131,10 +131,14 @@ def bitstream_prefixes(codec, name: str, rgb: np.ndarray, encode: dict) -> dict:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     steps = len(unpack(blob).strings) - len(unpack(truncate(blob, step=0)).strings)
     prefixes = [truncate(blob, step=k) for k in range(steps + 1)]
-    decoded = [np.asarray(codec.decode([b])[0].convert("RGB")) for b in prefixes]
+    decoded, decode_cpu = [], []
+    for prefix in prefixes:
+        cpu = time.process_time()
+        decoded.append(np.asarray(codec.decode([prefix])[0].convert("RGB")))
+        decode_cpu.append(time.process_time() - cpu)
     psnrs = [psnr(rgb, d) for d in decoded]
-    return {"image": name, "bitstream": codec.name + "".join(f"-q{v}" for v in encode.values()),
-            "encode_s": wall, "encode_cpu_s": cpu, "bpp": [bits_per_pixel(b, *rgb.shape[:2]) for b in prefixes],
+    return {"image": name, "bitstream": codec.name + (f"-q{encode['quality']}" if "quality" in encode else ""),
+            "encode_s": wall, "encode_cpu_s": cpu, "decode_cpu_s": decode_cpu[-1], "bpp": [bits_per_pixel(b, *rgb.shape[:2]) for b in prefixes],
             "psnr": psnrs, "psnr_rises": all(b > a for a, b in zip(psnrs, psnrs[1:]))}
 
 
@@ -157,7 +161,8 @@ def musts(args) -> dict:
             for codec, encode in bitstreams:
                 rows.append(bitstream_prefixes(codec, name, rgb, encode))
                 r = rows[-1]
-                print(f"{name} {r['bitstream']}: {r['encode_s']:.1f} s ({r['encode_cpu_s']:.1f} s CPU), "
+                print(f"{name} {r['bitstream']}: encode {r['encode_s']:.1f} s ({r['encode_cpu_s']:.1f} s CPU), "
+                      f"decode {r['decode_cpu_s']:.1f} s CPU, "
                       f"bpp {' '.join(f'{b:.3f}' for b in r['bpp'])}, "
                       f"PSNR {' '.join(f'{v:.2f}' for v in r['psnr'])}, rises: {r['psnr_rises']}", flush=True)
             for ref in references:
@@ -177,6 +182,7 @@ def musts(args) -> dict:
                         "max_encode_s": max(r["encode_s"] for r in mine),
                         "mean_encode_cpu_s": float(np.mean([r["encode_cpu_s"] for r in mine])),
                         "max_encode_cpu_s": max(r["encode_cpu_s"] for r in mine),
+                        "mean_decode_cpu_s": float(np.mean([r["decode_cpu_s"] for r in mine])),
                         "bd_rate_psnr_vs_avif_fast": bd_rate(ref_bpp, ref_psnr, bpp, psnrs)})
     result = {"images": [n for n, _ in crops], "held_out_every": args.held_out, "crop": args.crop,
               "weights": args.weights, "threads": args.threads, "load_average": os.getloadavg(),
@@ -190,12 +196,13 @@ def musts(args) -> dict:
 
 def musts_table(result: dict) -> str:
     lines = ["| bitstream | mean bpp at prefixes | mean PSNR dB | PSNR rises (every crop) | encode s: mean / max "
-             "(CPU mean / max) | BD-rate vs AVIF fast (PSNR) |", "|---|---|---|---|---|---|"]
+             "(CPU mean / max) | decode CPU s | BD-rate vs AVIF fast (PSNR) |", "|---|---|---|---|---|---|---|"]
     for s in result["summary"]:
         lines.append(f"| {s['bitstream']} | {', '.join(f'{b:.3f}' for b in s['mean_bpp'])} | "
                      f"{', '.join(f'{v:.2f}' for v in s['mean_psnr'])} | {s['psnr_rises_in_all']} | "
                      f"{s['mean_encode_s']:.1f} / {s['max_encode_s']:.1f} ({s['mean_encode_cpu_s']:.1f} / "
-                     f"{s['max_encode_cpu_s']:.1f}) | {s['bd_rate_psnr_vs_avif_fast']:+.1f} % |")
+                     f"{s['max_encode_cpu_s']:.1f}) | {s['mean_decode_cpu_s']:.1f} | "
+                     f"{s['bd_rate_psnr_vs_avif_fast']:+.1f} % |")
     ref = result["avif_fast"]
     lines.append(f"\nAVIF (fast) q{', q'.join(map(str, ref['quality']))}: bpp "
                  f"{', '.join(f'{b:.3f}' for b in ref['bpp'])}; PSNR {', '.join(f'{v:.2f}' for v in ref['psnr'])}")
