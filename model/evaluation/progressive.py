@@ -35,6 +35,7 @@ from ..format import bits_per_pixel, unpack
 from ..images import held_out
 from ..registry import load_codec
 from ..threads import fixed_threads
+from ..weights import WeightsResolver
 from .inputs import load_images
 from .bdrate import bd_rate
 from .metrics import DEFAULT_PERCEPTUAL_DIR, load_lpips, lpips_weight_files, ms_ssim, psnr
@@ -133,9 +134,9 @@ def bitstream_prefixes(codec, name: str, rgb: np.ndarray, encode: dict) -> dict:
     prefixes = [truncate(blob, step=k) for k in range(steps + 1)]
     decoded, decode_cpu = [], []
     for prefix in prefixes:
-        cpu = time.process_time()
+        t0 = time.process_time()
         decoded.append(np.asarray(codec.decode([prefix])[0].convert("RGB")))
-        decode_cpu.append(time.process_time() - cpu)
+        decode_cpu.append(time.process_time() - t0)
     psnrs = [psnr(rgb, d) for d in decoded]
     return {"image": name, "bitstream": codec.name + (f"-q{encode['quality']}" if "quality" in encode else ""),
             "encode_s": wall, "encode_cpu_s": cpu, "decode_cpu_s": decode_cpu[-1], "bpp": [bits_per_pixel(b, *rgb.shape[:2]) for b in prefixes],
@@ -151,9 +152,10 @@ def mean_curve(rows: list[dict]) -> tuple[list[float], list[float]]:
 def musts(args) -> dict:
     crops = held_out_crops(args.images, args.held_out, args.count, args.crop)
     kw = {"weights_dir": args.weights_dir}
-    bitstreams = [(load_codec(f"diffc-avif-{args.weights}", **kw), {"quality": q})
+    options = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.encode)}
+    bitstreams = [(load_codec(f"diffc-avif-{args.weights}", **kw), {"quality": q, **options})
                   for q in [int(q) for q in args.qualities.split(",")]]
-    bitstreams += [(load_codec(f"diffc-{args.weights}", **kw), {})] if args.unconditional else []
+    bitstreams += [(load_codec(f"diffc-{args.weights}", **kw), options)] if args.unconditional else []
     references = [load_codec(f"avif-q{q}") for q in args.reference_qualities.split(",")]
     rows, avif = [], []
     with fixed_threads(args.threads):
@@ -184,8 +186,11 @@ def musts(args) -> dict:
                         "max_encode_cpu_s": max(r["encode_cpu_s"] for r in mine),
                         "mean_decode_cpu_s": float(np.mean([r["decode_cpu_s"] for r in mine])),
                         "bd_rate_psnr_vs_avif_fast": bd_rate(ref_bpp, ref_psnr, bpp, psnrs)})
+    card = WeightsResolver.from_env(args.weights_dir).find(args.weights).card
     result = {"images": [n for n, _ in crops], "held_out_every": args.held_out, "crop": args.crop,
-              "weights": args.weights, "threads": args.threads, "load_average": os.getloadavg(),
+              "weights": args.weights, "codec_ids": sorted({c.codec_id for c, _ in bitstreams}),
+              "weights_steps_trained": card.get("steps_trained"), "encode": options, "threads": args.threads,
+              "load_average": os.getloadavg(),
               "avif_fast": {"quality": [r.presets["quality"] for r in references], "bpp": ref_bpp, "psnr": ref_psnr},
               "summary": summary, "bitstreams": rows}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -229,6 +234,8 @@ def main(argv=None) -> None:
     p.add_argument("--held-out", type=int, default=10, help="--musts: the held-out slice of --images "
                    "(training's --holdout-every; 0: every image)")
     p.add_argument("--count", type=int, default=4, help="--musts: crops")
+    p.add_argument("--encode", nargs="*", default=[], metavar="OPTION=VALUE",
+                   help="--musts: encode options other than the defaults, e.g. levels=3 final_log_snr=3.0 cap_bits=9")
     p.add_argument("--unconditional", action=argparse.BooleanOptionalAction, default=True,
                    help="--musts: also the unconditional diffc bitstream")
     args = p.parse_args(argv)
