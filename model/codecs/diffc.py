@@ -259,12 +259,15 @@ def is_prior(weights: Weights, conditional: bool) -> bool:
 def not_a_prior(weights: Weights, conditional: bool) -> WeightsError:
     settings = weights.card.get("objective_settings", {})
     what = ("its card states no training objective" if weights.objective is None else
-            f"its card's objective is '{weights.objective}' ({settings})")
+            f"its card's objective is '{weights.objective}'" + (f" ({settings})" if settings else ""))
     need = "a diffusion prior (objective 'diffusion')" + ("" if conditional else " with base dropout > 0")
+    why = ("The unconditional family codes the image without a base, which a network trained without base "
+           "dropout never saw"
+           if weights.objective == DIFFUSION else "DiffC codes the levels between t = 1 and t = 0, which a "
+           "restoration network (trained at t = 1 only) never saw")
     return WeightsError(
         f"{FAMILIES[conditional]}: weights '{weights.name}' ({weights.path}) are not {need}: {what}. "
-        f"DiffC codes the levels between t = 1 and t = 0, which a restoration network (trained at t = 1 "
-        f"only) never saw. Use the shipped prior: '{FAMILIES[conditional]}' (= "
+        f"{why}. Use the shipped prior: '{FAMILIES[conditional]}' (= "
         f"{FAMILIES[conditional]}-{DEFAULT_PRIOR}), or weights exported from a run over every noise level "
         f"(jobs/train.py --final-step-fraction below 1{'' if conditional else ', --base-dropout above 0'})")
 
