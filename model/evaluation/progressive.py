@@ -14,7 +14,7 @@ PSNR rise at each?), the encode time (wall and CPU seconds), and the BD-rate aga
 base layer's effort (fast), on PSNR::
 
     OMP_NUM_THREADS=1 python -m model.evaluation.progressive --musts --weights-dir /work/prior \
-        --images ../shared/data/train --held-out 10 --out results/diffc/musts
+        --images ../shared/data/train --held-out 10 --qualities 40 --out results/diffc/musts
 """
 
 from __future__ import annotations
