@@ -1,17 +1,20 @@
-"""Pipeline efficiency: bare codec encode vs the full compress job, and decode-job throughput.
+"""Pipeline throughput, side by side in one run: the compress and decompress jobs against the bare codec
+in a process pool and against the peer a user would write with Ray Data.
 
-    python jobs/benchmark_pipeline.py                          # compress's default codec if shipped, else webp-q75
-    python jobs/benchmark_pipeline.py --codec webp-q75 --images 64 --size 512x384
-    python jobs/benchmark_pipeline.py --random-init cdc-avif-s # a config's speed before weights exist
+    python jobs/benchmark_pipeline.py --photos ../shared/data/train --images 1000 --shards 8 --json out.json
+    python jobs/benchmark_pipeline.py --images 48 --shards 2           # a quick check (synthetic photos)
 
-On the same images (synthetic photos packed into shards, or --input SHARDS):
-  bare encode    codec.encode on preloaded images, batch by batch, one replica with all --cpus
-  compress job   jobs/compress.py with one actor holding --cpus: wall time, and steady state
-                 (the shards' own seconds, i.e. without actor start-up)
-  efficiency     compress-job images/s over bare images/s (steady state; the wall figure too);
-                 bare is timed before and after the job and averaged, against load drift
-  decode job     jobs/decompress.py at each --decode-steps, wall and steady state
-Ray start-up is not timed. Figures are printed and, with --json, written to a file.
+On the same shards (photos downscaled to --side px, JPEG, packed in --shards WebDataset shards):
+  compress   the job at the default codec and its default options, all CPUs, planned as it plans itself;
+             bare: the same AVIF encode (``avif_base.encode_base`` at the codec's resolved settings) of each
+             image read from the shards, in a process pool of one process per CPU, no Ray;
+             peer: Ray Data, ``read_webdataset`` -> ``map_batches`` (the same encode) -> ``write_parquet``
+             (bare runs before and after the job and the peer: the ratios use the mean, against load drift)
+  decompress the job to WebDataset and to PNG from the job's archive; bare: each archived bitstream through
+             ``codec.decode`` (AVIF decode + the network, one torch thread per process) and the output's encode
+             (the restored JPEG for WebDataset, PNG for PNG) in a process pool, no Ray
+Every figure is wall time from the call to the last output, Ray already started (its start-up is
+not timed; the jobs' actor start-up and codec loading are). One run of each; print, and --json.
 """
 
 from __future__ import annotations
@@ -23,132 +26,181 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import ray
 from PIL import Image
 
 from jobs import compress, decompress
 from jobs.make_shards import pack
 from jobs.synthetic import synthetic_photo
-from model import IMAGE_EXTENSIONS, list_codecs, load_codec, load_image
+from model import IMAGE_EXTENSIONS, load_codec, load_image
+from model.codecs.avif_base import base_settings, encode_base
+from pipeline.restore import FORMAT_OPTIONS, PIXEL_FORMATS
 from pipeline.shards import Sample, ShardReader, expand_inputs
 from pipeline.storage import Storage
+
+QUALITY = 30  # the compress job's default (cdc-avif's quality option)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmark_pipeline.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--codec", default=None, help="codec name or .safetensors path, at its own options (default "
-                                                  f"{compress.DEFAULT_CODEC}, quality 30, if shipped, else webp-q75)")
-    p.add_argument("--random-init", default=None, metavar="CONFIG",
-                   help="benchmark a randomly initialised model of this config (cdc-avif-s, hyperprior-s...) instead")
-    p.add_argument("--input", default=None, help="shards to use (default: synthetic photos)")
-    p.add_argument("--images", type=int, default=48, help="synthetic images (default 48)")
-    p.add_argument("--size", default="512x384", help="synthetic image size WxH (default 512x384)")
-    p.add_argument("--shards", type=int, default=2, help="synthetic shards (default 2; per-shard fixed costs weigh on small shards)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per codec call (default 8)")
-    p.add_argument("--cpus", type=int, default=None, help="CPUs for the codec replica (default: all)")
-    p.add_argument("--decode-steps", type=int, nargs="*", default=[1, 8], help="decode steps to time (default 1 8)")
+    p.add_argument("--photos", default=None, help="folder of photos to shard (default: synthetic photos)")
+    p.add_argument("--input", default=None, help="or shards to use as they are")
+    p.add_argument("--images", type=int, default=48, help="photos to take, the first by name (default 48)")
+    p.add_argument("--side", type=int, default=512, help="downscale photos to at most this many px (default 512)")
+    p.add_argument("--shards", type=int, default=2, help="shards to pack them in (default 2)")
+    p.add_argument("--codec", default=compress.DEFAULT_CODEC, help=f"codec (default {compress.DEFAULT_CODEC})")
+    p.add_argument("--cpus", type=int, default=None, help="CPUs for every side (default: all)")
+    p.add_argument("--skip-decompress", action="store_true", help="compress only")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     return p
 
 
-def default_codec() -> str:
-    """The compress job's default codec (at its own quality, 30) where its weights are here."""
-    names = {c.name for c in list_codecs()}
-    return compress.DEFAULT_CODEC if compress.DEFAULT_CODEC in names else "webp-q75"
-
-
-def random_init_weights(config: str, folder: Path) -> str:
-    """Save a random-init model of ``config`` as weights: same compute as trained weights."""
-    from model import random_codec
-    from model.nn.weights_file import save_weights  # writing weights: the benchmark only, never the pipeline
-
-    path = folder / f"{config}-random.safetensors"
-    save_weights(random_codec(config).model, path, {"name": f"{config}-random"})
-    return str(path)
-
-
-def synthetic_shards(folder: Path, n_images: int, size: str, n_shards: int) -> str:
-    w, h = (int(v) for v in size.lower().split("x"))
+def make_shards(folder: Path, photos: str | None, n_images: int, side: int, n_shards: int) -> str:
     rng = np.random.default_rng(0)
+    files = sorted(p for p in Path(photos).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n_images] \
+        if photos else [None] * n_images
     samples = []
-    for i in range(n_images):
-        img = Image.fromarray(synthetic_photo(rng, h, w))
+    for i, path in enumerate(files):
+        img = Image.open(path).convert("RGB") if path else Image.fromarray(synthetic_photo(rng, side * 3 // 4, side))
+        img.thumbnail((side, side), Image.Resampling.LANCZOS)
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=90)
-        samples.append(Sample(f"bench{i:05d}", {"jpg": buf.getvalue(), "txt": b"benchmark"}))
+        samples.append(Sample(f"img{i:06d}", {"jpg": buf.getvalue()}))
     pack(samples, str(folder), n_shards, "shard-", Storage())
     return str(folder)
 
 
-def bare_encode(codec_name: str, shards: list[str], batch_size: int, threads: int) -> dict:
-    images = [load_image(s.members[m]) for url in shards for s in ShardReader(url, Storage())
-              if (m := s.image_member(IMAGE_EXTENSIONS))]
-    codec = load_codec(codec_name)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-    codec.encode(images[:batch_size])  # warm-up
+# ----- bare: a process pool, no Ray ---------------------------------------------------------------
+def _one_thread() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _bare_encode_shard(url: str, quality: int, settings) -> int:
+    n = 0
+    for sample in ShardReader(url, Storage()):
+        member = sample.image_member(IMAGE_EXTENSIONS)
+        if member:
+            encode_base(load_image(sample.members[member]).rgb, quality, settings)
+            n += 1
+    return n
+
+
+_CODEC = None
+
+
+def _bare_decode_file(path: str, codec_name: str, fmt: str) -> int:
+    global _CODEC
+    if _CODEC is None:
+        _one_thread()
+        _CODEC = load_codec(codec_name)
+    n = 0
+    for row in pq.read_table(path, columns=["bitstream", "stored_as", "member"]).to_pylist():
+        if row["stored_as"] != "codec":
+            continue
+        image = _CODEC.decode([row["bitstream"]])[0]
+        target = "PNG" if fmt == "png" else PIXEL_FORMATS.get(row["member"], "PNG")
+        image.save(io.BytesIO(), format=target, **FORMAT_OPTIONS.get(target, {}))
+        n += 1
+    return n
+
+
+def bare(fn, items: list, cpus: int, *args) -> dict:
     t0 = time.perf_counter()
-    for i in range(0, len(images), batch_size):
-        codec.encode(images[i : i + batch_size])
+    with ProcessPoolExecutor(cpus) as pool:
+        n = sum(pool.map(fn, items, *([a] * len(items) for a in args)))
     seconds = time.perf_counter() - t0
-    return {"images": len(images), "seconds": seconds, "images_per_s": len(images) / seconds}
+    return {"images": n, "seconds": seconds, "images_per_s": n / seconds}
 
 
-def timed_job(main, argv: list[str], manifest_path: Path) -> dict:
+# ----- the Ray Data peer --------------------------------------------------------------------------
+def ray_data_peer(shards: list[str], out: Path, quality: int, settings, cpus: int) -> dict:
+    import ray.data
+
+    def encode(batch: dict) -> dict:
+        return {"key": batch["__key__"],
+                "avif": np.array([encode_base(np.asarray(im), quality, settings) for im in batch["jpg"]],
+                                 dtype=object)}
+
+    t0 = time.perf_counter()
+    ds = ray.data.read_webdataset(shards).map_batches(encode, batch_size=16, num_cpus=1)
+    ds.write_parquet(str(out))
+    seconds = time.perf_counter() - t0
+    n = pq.read_table(str(out), columns=["key"]).num_rows
+    return {"images": n, "seconds": seconds, "images_per_s": n / seconds}
+
+
+# ----- the jobs -----------------------------------------------------------------------------------
+def job(main, argv: list[str], manifest: Path) -> dict:
     t0 = time.perf_counter()
     rc = main([*argv, "--no-progress"])
-    wall = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
     if rc != 0:
         raise SystemExit(f"benchmark job failed (exit {rc}): {argv}")
-    manifest = json.loads(manifest_path.read_text())
-    rows, steady = manifest["counts"]["rows"], manifest["timings"]["shard_seconds"]
-    return {"images": rows, "wall_s": wall, "images_per_s_wall": rows / wall,
-            "steady_s": steady, "images_per_s": rows / steady}
+    counts = json.loads(manifest.read_text())["counts"]
+    n = counts.get("ok", counts["rows"] - counts.get("errors", 0))
+    return {"images": n, "seconds": seconds, "images_per_s": n / seconds}
+
+
+def line(name: str, fig: dict, ref: dict | None = None, peer: dict | None = None) -> str:
+    text = f"{name:<28}{fig['images_per_s']:8.2f} img/s  ({fig['images']} images in {fig['seconds']:.1f}s)"
+    if ref:
+        text += f"  {fig['images_per_s'] / ref['images_per_s']:.2f}x bare"
+    if peer:
+        text += f", {fig['images_per_s'] / peer['images_per_s']:.2f}x Ray Data"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cpus = args.cpus or max(1, os.cpu_count() or 1)
+    cpus = args.cpus or os.cpu_count() or 1
+    codec = load_codec(args.codec).with_presets(quality=QUALITY) if args.codec.startswith("cdc-avif") \
+        else load_codec(args.codec)
+    options = codec.resolve_options("encode", {})
+    settings = base_settings(options.get("effort") or "fast", options.get("speed"), options.get("subsampling"),
+                             options.get("tune"))
+    figures: dict = {"codec": codec.codec_id, "options": {k: v for k, v in options.items() if v is not None},
+                     "cpus": cpus}
     with tempfile.TemporaryDirectory(prefix="diffarc-bench-") as tmp:
         tmp = Path(tmp)
-        codec = random_init_weights(args.random_init, tmp) if args.random_init else (args.codec or default_codec())
-        source = args.input or synthetic_shards(tmp / "shards", args.images, args.size, args.shards)
+        source = args.input or make_shards(tmp / "shards", args.photos, args.images, args.side, args.shards)
         shards = expand_inputs(source, Storage())
-        print(f"codec {codec}; {len(shards)} shards; batch {args.batch_size}; {cpus} CPUs for one replica", flush=True)
-
-        bare = bare_encode(codec, shards, args.batch_size, cpus)
-        print(f"bare encode:   {bare['images_per_s']:8.2f} img/s  ({bare['images']} images in {bare['seconds']:.2f}s)", flush=True)
-
+        print(f"{codec.codec_id} {figures['options']}; {len(shards)} shards; {cpus} CPUs", flush=True)
         ray.init(num_cpus=cpus, include_dashboard=False, configure_logging=False)
-        common = ["--actors", "1", "--cpus-per-actor", str(cpus), "--batch-size", str(args.batch_size)]
-        job = timed_job(compress.main, ["--input", source, "--output", str(tmp / "archive"), "--codec", codec, *common],
-                        tmp / "archive" / "_manifest.json")
-        # Bare again after the job: on a shared machine the load drifts; compare with the mean.
-        again = bare_encode(codec, shards, args.batch_size, cpus)
-        print(f"bare encode:   {again['images_per_s']:8.2f} img/s  (again, after the job)", flush=True)
-        bare = {**bare, "images_per_s_after": again["images_per_s"],
-                "images_per_s_mean": (bare["images_per_s"] + again["images_per_s"]) / 2}
-        efficiency = job["images_per_s"] / bare["images_per_s_mean"]
-        print(f"compress job:  {job['images_per_s']:8.2f} img/s steady, {job['images_per_s_wall']:.2f} img/s wall "
-              f"(incl. actor start-up, {job['wall_s']:.1f}s)", flush=True)
-        print(f"efficiency:    {efficiency:8.3f} steady (job / mean bare), "
-              f"{job['images_per_s_wall'] / bare['images_per_s_mean']:.3f} wall")
-        decode = {}
-        for steps in args.decode_steps:
-            out = tmp / f"decoded-{steps}"
-            weights = ["--weights-dir", str(tmp)] if args.random_init else []
-            decode[steps] = timed_job(decompress.main, ["--input", str(tmp / "archive"), "--output", str(out),
-                                                        "--steps", str(steps), *weights, *common], out / "_manifest.json")
-            print(f"decode job, steps {steps}: {decode[steps]['images_per_s']:8.2f} img/s steady, "
-                  f"{decode[steps]['images_per_s_wall']:.2f} img/s wall", flush=True)
-        ray.shutdown()
-    figures = {"codec": codec, "cpus": cpus, "batch_size": args.batch_size, "bare_encode": bare, "compress_job": job,
-               "efficiency_steady": efficiency, "efficiency_wall": job["images_per_s_wall"] / bare["images_per_s_mean"],
-               "decode_job": {str(k): v for k, v in decode.items()}}
+        try:
+            c = figures["compress"] = {}
+            c["bare"] = bare(_bare_encode_shard, shards, cpus, QUALITY, settings)
+            print(line("compress, bare pool", c["bare"]), flush=True)
+            c["job"] = job(compress.main, ["--input", source, "--output", str(tmp / "archive"), "--codec", args.codec,
+                                           "--quality", str(QUALITY)], tmp / "archive" / "_manifest.json")
+            c["peer"] = ray_data_peer(shards, tmp / "peer", QUALITY, settings, cpus)
+            # bare again: on a shared machine the load drifts; the ratios take the mean of both
+            again = bare(_bare_encode_shard, shards, cpus, QUALITY, settings)
+            print(line("compress, bare pool again", again), flush=True)
+            c["bare"] = {**c["bare"], "images_per_s_after": again["images_per_s"],
+                         "images_per_s": (c["bare"]["images_per_s"] + again["images_per_s"]) / 2}
+            print(line("compress, Ray Data peer", c["peer"], c["bare"]), flush=True)
+            print(line("compress job", c["job"], c["bare"], c["peer"]), flush=True)
+            if not args.skip_decompress:
+                d = figures["decompress"] = {}
+                files = sorted(str(p) for p in (tmp / "archive").glob("*.parquet"))
+                for fmt in ("webdataset", "png"):
+                    d[f"bare_{fmt}"] = bare(_bare_decode_file, files, cpus, args.codec, fmt)
+                    print(line(f"decompress {fmt}, bare pool", d[f"bare_{fmt}"]), flush=True)
+                    out = tmp / f"decoded-{fmt}"
+                    d[f"job_{fmt}"] = job(decompress.main, ["--input", str(tmp / "archive"), "--output", str(out),
+                                                            "--format", fmt], out / "_manifest.json")
+                    print(line(f"decompress job, {fmt}", d[f"job_{fmt}"], d[f"bare_{fmt}"]), flush=True)
+        finally:
+            ray.shutdown()
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0

@@ -2,7 +2,8 @@
 
     python jobs/compress.py                                   # the example corpus -> out/archive
     python jobs/compress.py --input 's3://bucket/corpus/shard-{000000..000999}.tar' \\
-        --output s3://bucket/archive/ --codec cdc-avif-mse [--quality 30] [--actors N] [--gpus-per-actor 1] [--overwrite]
+        --output s3://bucket/archive/ --codec cdc-avif-m-mse [--quality 30] [--actors N] [--overwrite]
+    python jobs/compress.py --plan-for 96:8                    # the workers it would start there, and why
     ray job submit --working-dir . -- python jobs/compress.py ...   # the same, on a cluster
 
 Per shard the output holds NAME.parquet and NAME.stats.json (written last: the completion marker);
@@ -19,7 +20,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from model import load_codec, split_codec_id
+from model import load_codec, runs_network, split_codec_id
+from model.evaluation.pricing import run_estimate
 from model.options import add_option_flags, family_options, given_options
 from pipeline.actors import CompressWorker, ResolvedCodec
 from pipeline.archive import RowGroups, find_completed, now, tally
@@ -27,7 +29,8 @@ from pipeline.encoding import JOB_MAX_PIXELS, EncodeSettings
 from pipeline.lease import LeaseHeld
 from pipeline.keeping import Policy, describe_paths
 from pipeline.records import MANIFEST, CompressManifest
-from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, ray_session,
+from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, print_plan_for,
+                             ray_session,
                              report_failures,
                              resources_from, run_workers, storage_from, weights_from, write_manifest)
 from pipeline.shards import expand_inputs, shard_name
@@ -37,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = str(REPO / "examples" / "corpus")
 
 
-DEFAULT_CODEC = "cdc-avif-m-mse"  # AVIF base layer (effort medium: its card) + diffusion decoder; rate by --quality
+DEFAULT_CODEC = "cdc-avif-m-mse"  # AVIF base layer (effort fast: its card) + diffusion decoder; rate by --quality
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -96,10 +99,12 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     absolute_paths(args, "input", "output")
     storage = storage_from(args)
     try:
-        shards = expand_inputs(args.input, storage)
         codec_options = given_options(args, family_options("encode"))
         # here first: a bad name or option fails now, with the list of known ones
         codec = load_codec(args.codec, resolver=weights_from(args)).with_presets(**codec_options)
+        if args.plan_for:
+            return print_plan_for(args, "encode", runs_network(codec, "encode"))
+        shards = expand_inputs(args.input, storage)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         return fail(str(exc).strip("'\""))
     settings = EncodeSettings(batch_size=args.batch_size, max_pixels=args.max_pixels,
@@ -129,14 +134,14 @@ def archive(args, argv: list[str], storage, shards: list[str], codec, resolved: 
     todo = [s for n, s in names.items() if n not in skipped]
     started, t0 = now(), time.perf_counter()
     with ray_session():
-        res = resources_from(args)
-        results, failures, display = run_workers(
+        res = resources_from(args, "encode", runs_network(codec, "encode"))
+        results, failures, display, placement = run_workers(
             "compress",
             lambda board: CompressWorker.options(**res.options()).remote(resolved, settings, res, storage, board),
             todo, lambda actor, shard: actor.compress.remote(shard, args.output),
             res, total=len(shards), skipped=len(skipped), progress=not args.no_progress, on_event=on_event)
     manifest = CompressManifest(
-        **manifest_base("compress", argv, started, time.perf_counter() - t0, res),
+        **manifest_base("compress", argv, started, time.perf_counter() - t0, res, placement),
         codec=args.codec,
         codec_id=codec.codec_id,
         weights_hash=split_codec_id(codec.codec_id)[1],
@@ -152,6 +157,7 @@ def archive(args, argv: list[str], storage, shards: list[str], codec, resolved: 
     written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; manifest {redact(join(args.output, MANIFEST))}")
     print(describe_paths(manifest.paths))
+    print(run_estimate(manifest.timings["shard_seconds"], res.cpus, res.gpus, manifest.bytes["parquet"]))
     return report_failures(failures, lease) or (0 if written else 1)
 
 

@@ -8,7 +8,9 @@
 Decoding writes NAME.tar per archive file (the samples as they came: same keys, in a safe form, same
 member names; README: What the archive keeps) or NAME/KEY.png (decoded pixels; kept files and the
 other members beside them as KEY.EXT), each committed in one piece, then NAME.decoded.json (the
-shard's marker: rows, failed rows, the archive's error rows, original keys of renamed ones). Rerunning skips shards decoded
+shard's marker: rows, failed rows, the archive's error rows, original keys of renamed ones, image
+members written under another name: a PNG beside one its format's writer refused). One row never
+fails its shard. Rerunning skips shards decoded
 before from the same archive bytes with the same settings. --audit decodes against the original
 shards, writes NAME.audit.parquet (per image PSNR, MS-SSIM, bpp) and its marker NAME.audited.json per
 shard without keeping decoded images (a rerun audits only the shards not audited before from the same
@@ -29,6 +31,8 @@ import sys
 import time
 from collections import Counter
 
+from model import runs_network
+from model.evaluation.pricing import run_estimate
 from model.options import add_option_flags, family_options, given_options, with_defaults
 from pipeline.actors import DecodeWorker
 from pipeline.archive import RowGroups, archived_shards, now
@@ -37,7 +41,8 @@ from pipeline.decoding import FORMATS, DecodeSettings, Decoding, archive_name, c
 from pipeline.encoding import JOB_MAX_PIXELS
 from pipeline.lease import LeaseHeld
 from pipeline.records import DECODED_SUFFIX, MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, DecompressManifest, ShardStats
-from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, ray_session,
+from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, print_plan_for,
+                             ray_session,
                              report_failures,
                              resources_from, run_workers, storage_from, weights_from, write_manifest)
 from pipeline.child import Limits
@@ -109,10 +114,13 @@ def run(args: argparse.Namespace, argv: list[str], on_event=None) -> int:
         return fail("refusing to decode:\n  " + "\n  ".join(refusals) +
                     "\n  install the matching weights (or pass --weights-dir / --weights-url), or leave these shards out "
                     "with --shards")
+    options = given_options(args, family_options("decode"))
+    network = any(runs_network(c, "decode", c.select_options("decode", options)) for c in codecs.values())
+    if args.plan_for:
+        return print_plan_for(args, "decode", network)
     keys = None
     if args.keys:
         keys = frozenset(k.strip() for k in storage.read_bytes(args.keys).decode().splitlines() if k.strip())
-    options = given_options(args, family_options("decode"))
     limits = Limits(memory_bytes=int(args.decoder_memory_gb * 2**30), seconds_per_image=args.decode_timeout)
     settings = DecodeSettings(options=options, batch_size=args.batch_size, format=args.format, keys=keys,
                               max_pixels=args.max_pixels, weights_dir=args.weights_dir, limits=limits,
@@ -130,13 +138,13 @@ def run(args: argparse.Namespace, argv: list[str], on_event=None) -> int:
     try:
         with output_lease(args, "decompress", storage) as lease:
             return decode(args, argv, storage, shards, settings, resolved_options(codecs, options), work, lease,
-                          on_event)
+                          on_event, network)
     except LeaseHeld as exc:
         return fail(str(exc))
 
 
 def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settings: DecodeSettings,
-           options_used: dict[str, dict], work: Decoding | Auditing, lease, on_event) -> int:
+           options_used: dict[str, dict], work: Decoding | Auditing, lease, on_event, network: bool) -> int:
     """The job once it holds the output prefix: skip shards decoded (or audited) before, do the rest."""
     parquets = {n: join(args.input, n + PARQUET_SUFFIX) for n in shards}
     skipped: dict[str, dict] = {}
@@ -149,8 +157,8 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
     started, t0 = now(), time.perf_counter()
     with ray_session():
         # the sandbox takes up to 2 x batch x --decode-timeout to make a hanging image an error row
-        res = resources_from(args, batch_deadline_s=2 * args.decode_timeout * args.batch_size)
-        results, failures, display = run_workers(
+        res = resources_from(args, "decode", network, batch_deadline_s=2 * args.decode_timeout * args.batch_size)
+        results, failures, display, placement = run_workers(
             work.job,
             lambda board: DecodeWorker.options(**res.options()).remote(settings, res, storage, board),
             todo, call, res, total=len(parquets), skipped=len(skipped),
@@ -158,8 +166,9 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
     finished = list(results.values()) + list(skipped.values())
     failed_rows = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "failed_rows", [])]
     compress_errors = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "compress_errors", None) or []]
+    fallbacks = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "fallbacks", None) or []]
     manifest = DecompressManifest(
-        **manifest_base("decompress", argv, started, time.perf_counter() - t0, res),
+        **manifest_base("decompress", argv, started, time.perf_counter() - t0, res, placement),
         input=redact(args.input), output=redact(args.output),
         decode={**with_defaults(settings.options, family_options("decode")), **agreed(options_used),
                 "batch_size": args.batch_size},
@@ -171,13 +180,19 @@ def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settin
         failures=[{"shard": redact(s), "error": e} for s, e in failures.items()],
         failed_rows=failed_rows[:MANIFEST_FAILED_ROWS],
         compress_errors=compress_errors[:MANIFEST_FAILED_ROWS],
+        fallbacks=fallbacks[:MANIFEST_FAILED_ROWS],
     )
     manifest.audit = work.conclude([archive_name(r.shard) for r in finished], args.output, storage)
     if manifest.audit is not None:
         print(summary_line(manifest.audit))
     written = write_manifest(join(args.output, MANIFEST), manifest, storage)
     print(display.summary() + f"; output {redact(args.output)}")
+    print(run_estimate(manifest.timings["shard_seconds"], res.cpus, res.gpus, display.bytes_out, written="written"))
     report_compress_errors(compress_errors)
+    if fallbacks:
+        print(f"{len(fallbacks)} image members were written under another name than their own (listed as fallbacks in "
+              f"each shard's NAME{DECODED_SUFFIX} and in _manifest.json), e.g. {fallbacks[0]['key']!r}: "
+              f"{fallbacks[0]['why']}", file=sys.stderr)
     report_rows(failed_rows, args.allow_errors)
     failed = report_failures(failures, lease) or (0 if written else 1)
     return failed or (1 if failed_rows and not args.allow_errors else 0)

@@ -38,7 +38,7 @@ from model.evaluation.frontier import (BEST_ANCHOR, DEFAULT_ANCHOR, JXL_CURVE, J
                                        frontier_codecs, write_frontier)
 from model.evaluation.inputs import load_images
 from model.evaluation.anchor import vs_anchor
-from model.evaluation.metrics import (DEFAULT_PERCEPTUAL_DIR, LPIPS_NETS, TOOL_METRICS, load_lpips,
+from model.evaluation.metrics import (DEFAULT_PERCEPTUAL_DIR, LPIPS_NETS, SCORE_NAMES, TOOL_METRICS, load_lpips,
                                       lpips_weight_files, usable_tool_metrics)
 from model.evaluation.rd import METRICS, averages, bd_rates, curves
 from model.evaluation.report import center_crop, plot_rd, render_gallery, summary_table
@@ -99,8 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"LPIPS networks to measure, of {','.join(LPIPS_NETS)} (default: each whose weights exist)")
     p.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     p.add_argument("--metrics", type=_str_list, default=["psnr", "ms_ssim", "lpips"],
-                   help=f"metrics to measure: psnr, ms_ssim (always), lpips, and libjxl's {', '.join(TOOL_METRICS)} "
-                   "(about 1 s per point each at 768x512), e.g. psnr,ms_ssim,lpips,butteraugli")
+                   help=f"metrics to measure: psnr, ms_ssim (always), lpips, and the judges "
+                   f"{', '.join([*TOOL_METRICS, *SCORE_NAMES])} "
+                   "(libjxl's tools, and the ssimulacra2 package; about 1 s per point each at 768x512), "
+                   "e.g. psnr,ms_ssim,lpips,butteraugli,ssimulacra2")
     p.add_argument("--anchor", nargs="+", default=["webp"],
                    help="curve(s) the BD-rates and vs_anchor tables compare with, e.g. avif; with several, "
                    "a table each (avif 'cdc-avif-base steps=1 gamma=0' separates the network's gain)")
@@ -160,11 +162,11 @@ def open_tools(args) -> list[str]:
     """The tool metrics of ``--metrics`` to measure; a missing tool is skipped with a warning."""
     import warnings
 
-    unknown = sorted(set(args.metrics) - {"psnr", "ms_ssim", "lpips", *TOOL_METRICS})
+    unknown = sorted(set(args.metrics) - {"psnr", "ms_ssim", "lpips", *TOOL_METRICS, *SCORE_NAMES})
     if unknown:
         raise SystemExit(f"--metrics {','.join(unknown)}: unknown "
-                         f"(known: psnr, ms_ssim, lpips, {', '.join(TOOL_METRICS)})")
-    usable, skipped = usable_tool_metrics([m for m in args.metrics if m in TOOL_METRICS])
+                         f"(known: psnr, ms_ssim, lpips, {', '.join([*TOOL_METRICS, *SCORE_NAMES])})")
+    usable, skipped = usable_tool_metrics([m for m in args.metrics if m in TOOL_METRICS or m in SCORE_NAMES])
     for message in skipped:
         warnings.warn(message, stacklevel=2)
     return usable

@@ -16,7 +16,7 @@ from .evaluation.metrics import ms_ssim, psnr
 from . import codecs  # noqa: F401  (registers the built-in families)
 from .registry import (CodecInfo, CodecRequest, Family, ParsedName, build_network, codec_from_network, families,
                        get_family, list_codecs, load_codec, load_codec_for_id, load_network, named_config,
-                       named_sizes, plugin_env, random_codec, register_family)
+                       named_sizes, plugin_env, random_codec, register_family, runs_network)
 from .weights import Weights, WeightsError, WeightsResolver, make_codec_id, split_codec_id
 
 
@@ -40,6 +40,7 @@ __all__ = [
     "build_network",
     "codec_from_network",
     "families",
+    "runs_network",
     "get_family",
     "list_codecs",
     "load_codec",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 # The one list of image file extensions (shard members, folders of images): what Pillow reads here.
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "avif", "ppm", "pgm", "pnm")
+# HEIF (heic, heif) is listed so that such members are images (kept as files: Pillow cannot decode them).
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "avif", "ppm", "pgm", "pnm", "mpo",
+                    "heic", "heif")
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1")
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 DEFAULT_MAX_PIXELS = 100_000_000  # decompression-bomb cap; callers may raise it
 
@@ -43,6 +47,19 @@ class LoadedImage:
     format: str | None  # Pillow format of the original file (JPEG, PNG, ...), None for arrays
     orientation: int  # EXIF orientation that was applied (1 = none)
     frames: int  # number of frames in the original (first one is used)
+
+
+def sniff_format(data: bytes) -> str | None:
+    """``HEIF`` or ``AVIF`` from an ISO-BMFF file's ``ftyp`` brand, else None (Pillow names the others)."""
+    if data[4:8] != b"ftyp":
+        return None
+    brand = data[8:12]
+    return "AVIF" if brand in (b"avif", b"avis") else "HEIF" if brand in HEIF_BRANDS else None
+
+
+def without_reprs(text: str) -> str:
+    """Pillow's messages name the file object (``<_io.BytesIO object at 0x...>``): leave it out."""
+    return re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-fA-F]+>", "", text)
 
 
 def is_image_name(name: str) -> bool:
@@ -105,7 +122,7 @@ def load_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage
             if width * height > max_pixels:
                 raise ImageError(
                     f"image is {width}x{height} = {width * height} pixels, over the cap of "
-                    f"{max_pixels} (decompression-bomb guard; raise max_pixels to allow it)"
+                    f"{max_pixels} (decompression-bomb guard; raise the job's --max-pixels to allow it)"
                 )
             fmt = img.format
             frames = getattr(img, "n_frames", 1)
@@ -117,10 +134,12 @@ def load_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage
             rgb = to_rgb8(img)
     except (ImageError, MemoryError):  # out of memory is the machine's fault, not the file's
         raise
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"decompression bomb refused by Pillow: {exc}") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its limit, fires on open
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ImageError(f"image is {pixels.group(1) if pixels else 'more than'} pixels, over the cap of {max_pixels} "
+                         "(decompression-bomb guard; raise the job's --max-pixels to allow it)") from None
     except Exception as exc:  # Pillow raises many kinds for bad bytes; all mean "not an image"
-        reason = str(exc) or type(exc).__name__
+        reason = without_reprs(str(exc)) or type(exc).__name__
         raise ImageError(f"cannot decode image: {reason}") from None
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageError("image has zero width or height")

@@ -3,7 +3,7 @@ very same file comes back (JPEG XL's transcoding keeps the JPEG's coefficients a
 about 20 % smaller), and pixel-exact coding of 8-bit grey / RGB images with or without alpha.
 
 Modes kept exactly: ``L``, ``LA``, ``RGB``, ``RGBA`` (palette and ``1`` images become one of these,
-losing nothing). Deeper images are kept as their original files by the archive (``pipeline.keeping``).
+losing nothing; transparency in tRNS form, a palette's or a colour key on grey or RGB, becomes alpha). Deeper images are kept as their original files by the archive (``pipeline.keeping``).
 """
 
 from __future__ import annotations
@@ -37,12 +37,15 @@ def jxl_to_jpeg(jxl: bytes) -> bytes:
 
 def pixel_mode(img: Image.Image) -> str:
     """The mode ``encode_pixels`` keeps ``img`` in without losing anything (8-bit images only)."""
+    keyed = "transparency" in img.info  # tRNS: a palette's alphas, or one grey or RGB colour that is transparent
+    if img.mode in ("L", "1"):
+        return "LA" if keyed else "L"
+    if img.mode == "RGB":
+        return "RGBA" if keyed else "RGB"
     if img.mode in PIXEL_MODES:
         return img.mode
-    if img.mode == "1":
-        return "L"
     if img.mode in ("P", "PA"):
-        return "RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB"
+        return "RGBA" if img.mode == "PA" or keyed else "RGB"
     if img.mode == "La":
         return "LA"
     raise ValueError(f"mode {img.mode} cannot be kept pixel-exact as 8-bit L, LA, RGB or RGBA")

@@ -102,6 +102,18 @@ class Family:
     # tiny random weights file of the family whose cards it loads. Default: ("WEIGHTS",) for a family
     # with a network, none otherwise.
     examples: tuple[str, ...] = ()
+    # What its encode and its decode run a network for, per side: True always, False never, or the
+    # option names that make it run one when set (cdc-avif: rate control decodes to choose a quality).
+    # The jobs put a side that runs none on CPUs only, and book GPUs for one that does. None: a
+    # family with a network (its own or the cards it loads) runs it on both sides.
+    network_at: dict[str, bool | tuple[str, ...]] | None = None
+
+    def runs_network(self, side: str, options: dict[str, Any]) -> bool:
+        """Whether a codec of this family runs a network to ``side`` with these (resolved) options."""
+        if self.network_at is None:
+            return self.network is not None or bool(self.loads_cards_of)
+        when = self.network_at.get(side, False)
+        return when if isinstance(when, bool) else any(options.get(name) is not None for name in when)
 
     @property
     def card_families(self) -> tuple[str, ...]:
@@ -233,6 +245,12 @@ def get_family(name: str) -> Family:
             return fam
     raise KeyError(f"unknown codec family '{name}' (registered: {', '.join(_FAMILIES)}; plugins are "
                    f"imported from ${PLUGINS_ENV} and the '{ENTRY_POINT_GROUP}' entry points)")
+
+
+def runs_network(codec: Codec, side: str, options: dict[str, Any] | None = None) -> bool:
+    """Whether ``codec`` runs a network to ``side`` (its family's ``network_at``) with ``options``
+    (those given; the codec's presets fill the rest)."""
+    return get_family(codec.family).runs_network(side, codec.resolve_options(side, options or {}))
 
 
 def load_plugins() -> None:

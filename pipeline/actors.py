@@ -34,34 +34,34 @@ POSTED_WAIT_S = 30.0  # the most a finished shard waits for its progress events 
 class Resources:
     """Per-actor resources and the retry budget for shards whose worker process died or stalled."""
 
-    actors: int | None = None  # None: as many as the cluster holds (capped at the shard count)
+    actors: int = 1  # how many (``plan.plan_workers`` chooses; the pool starts no more than there are shards)
     cpus: float = 1.0  # per actor; also its thread count
-    gpus: float | None = None  # per actor; None: 1 when the cluster has GPUs, else 0
+    gpus: float = 0.0  # per actor: a fraction shares a GPU between actors
     task_retries: int = 3
     # Set in each actor's process: the driver's plugin codec families and where its weights come from.
     env: dict[str, str] = field(default_factory=dict)
     stall_s: float | None = None  # a shard with no progress for this long is retried elsewhere (``pool``); None: never
 
-    def resolved(self) -> "Resources":
-        if self.gpus is not None:
-            return self
-        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-        return replace(self, gpus=1.0 if has_gpu else 0.0)
-
     def options(self) -> dict:
         # SPREAD: replicas on different nodes, so losing a node loses few of them
-        return {"num_cpus": self.cpus, "num_gpus": self.gpus or 0, "scheduling_strategy": "SPREAD",
+        return {"num_cpus": self.cpus, "num_gpus": self.gpus, "scheduling_strategy": "SPREAD",
                 "max_restarts": -1, "max_task_retries": self.task_retries}
 
     def device(self) -> str:
-        return "cuda" if self.gpus else "cpu"
+        """Where this actor runs networks: CUDA when it booked a GPU and the process sees one, else the
+        CPU (a node that declares GPUs it does not have, as tests do, runs the network on its CPUs)."""
+        if not self.gpus:
+            return "cpu"
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+        print(f"warning: this actor booked {self.gpus:g} GPU but sees no CUDA device: the network runs on the CPU",
+              file=sys.stderr)
+        return "cpu"
 
     def pool_size(self, work_items: int) -> int:
-        if self.actors:
-            return max(1, min(self.actors, work_items))
-        total = ray.cluster_resources()
-        fits = total.get("GPU", 0) / self.gpus if self.gpus else total.get("CPU", 1) / max(self.cpus, 1e-9)
-        return max(1, min(int(fits), work_items))
+        return max(1, min(self.actors, work_items))
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,10 @@ class _Worker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def node(self) -> str:
+        """The id of the node this actor runs on (the job reports where its workers went)."""
+        return ray.get_runtime_context().get_node_id()
 
 
 @ray.remote

@@ -1,7 +1,8 @@
 """The audit: decode an archive shard against its original shard and measure, keeping no images.
 
 Per archive file ``NAME.audit.parquet`` (per image PSNR, MS-SSIM, bpp, whether the pixels are exact,
-the largest alpha error: ``records.AuditRow``), then
+the largest alpha error: ``records.AuditRow``; measured on the image file as decompress writes it,
+decoded from its bytes and turned as a viewer turns it), then
 its marker ``NAME.audited.json``; once every shard is done, ``audit.parquet`` over all of them and a
 summary (mean and worst 1 %) for the manifest. Decoding is the decompress job's (``decoding``); a
 rerun audits only the shards not audited before from the same archive bytes, originals and settings.
@@ -21,6 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from model import load_image, ms_ssim, psnr
+from model.images import ImageError
 from model.metadata import file_facts
 
 from .archive import now, sha256
@@ -30,7 +32,7 @@ from .markers import READ_THREADS, identity, read_markers
 from .metrics import summarize
 from .records import (AUDIT_FILE, AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, AuditedMarker, AuditRow, ShardStats,
                       audit_rows, audit_table)
-from .restore import Restored
+from .restore import Restored, image_member
 from .shards import Sample, ShardReader
 from .storage import Storage, join, redact
 
@@ -61,8 +63,24 @@ def _alpha(img) -> np.ndarray:
     return np.asarray(img.convert("RGBA").getchannel("A"), dtype=np.int16)
 
 
+def _alpha_of(data: bytes) -> bool:
+    """Whether a file has alpha in any form; False for one Pillow cannot open (HEIF: measured as bytes)."""
+    try:
+        return file_facts(data).alpha
+    except Exception:  # what it is not, this measure does not need to say
+        return False
+
+
+def written_file(row: dict, restored: Restored) -> bytes:
+    """The image member exactly as decompress writes it (``restore``): what the audit measures."""
+    member = image_member(row, restored, as_png=False, taken=set(dict(row["metadata"] or [])))
+    return member.data
+
+
 def audit_row(shard: str, row: dict, restored: Restored, original: Sample | None, settings: DecodeSettings) -> AuditRow:
-    """One row measured: against the original's pixels (``exact``, else PSNR and MS-SSIM) and alpha."""
+    """One row measured on the file decompress writes, decoded from its bytes and shown as a viewer
+    shows it (EXIF orientation applied), against the original shown the same way: ``exact`` (else
+    PSNR and MS-SSIM) and the largest alpha error (tRNS transparency counts as alpha)."""
     out = AuditRow(key=row["key"], shard=shard, codec_id=row["codec_id"], width=row["width"], height=row["height"],
                    bpp=row["bpp"], error=restored.error or restored.noted, stored_as=row.get("stored_as"))
     if out.error is not None or (restored.image is None and restored.file is None):  # no image in the sample
@@ -73,11 +91,21 @@ def audit_row(shard: str, row: dict, restored: Restored, original: Sample | None
     elif row["orig_sha256"] and sha256(data) != row["orig_sha256"]:
         out.error = "original image differs from the archived one (sha256 mismatch)"
     else:
-        a = load_image(data, max_pixels=settings.max_pixels).rgb
-        if restored.image is not None:
-            img, b = restored.image, np.asarray(restored.image.convert("RGB"), dtype=np.uint8)
-        else:  # the kept file: read as the original is
-            img, b = oriented(restored.file), load_image(restored.file, max_pixels=settings.max_pixels).rgb
+        try:
+            written = written_file(row, restored)
+        except Exception as exc:  # what decompress reports as a failed row
+            out.error = f"restored image could not be written: {exc}"
+            return out
+        if written == data:  # the file itself (and the only check for formats Pillow cannot decode: HEIF)
+            out.exact = True
+            out.alpha_max_error = 0 if _alpha_of(data) else None
+            return out
+        try:
+            a = load_image(data, max_pixels=settings.max_pixels).rgb
+            b = load_image(written, max_pixels=settings.max_pixels).rgb
+        except ImageError as exc:
+            out.error = f"written file does not decode: {exc}"
+            return out
         if a.shape != b.shape:
             out.error = f"decoded size {b.shape[1]}x{b.shape[0]} differs from original {a.shape[1]}x{a.shape[0]}"
         elif np.array_equal(a, b):
@@ -85,8 +113,9 @@ def audit_row(shard: str, row: dict, restored: Restored, original: Sample | None
         else:
             score = ms_ssim(a, b)  # NaN below 161 px on the short side: stored as null
             out.exact, out.psnr, out.ms_ssim = False, psnr(a, b), None if math.isnan(score) else score
-        if out.error is None and file_facts(data).alpha:
-            out.alpha_max_error = int(np.abs(_alpha(oriented(data)) - _alpha(img)).max())
+        if out.error is None and (file_facts(data).alpha or file_facts(written).alpha):
+            out.alpha_max_error = int(np.abs(_alpha(oriented(data)) - _alpha(oriented(written))).max())
+            out.exact = out.exact and out.alpha_max_error == 0
     return out
 
 

@@ -21,7 +21,7 @@ from .archive import RowGroups, now
 from .archive_rows import ArchiveRows, ReadRequest
 from .batches import call_batched
 from .child import Limits
-from .faults import is_infrastructure
+from .faults import is_infrastructure, is_out_of_memory
 from .encoding import JOB_MAX_PIXELS
 from .markers import Markers, read_markers
 from .names import UniqueNames, safe_ext, safe_name
@@ -108,13 +108,16 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
     so a re-encoded archive shard is decoded again. Keys become file and member names only in their
     safe form (``names.safe_name``); ``renamed`` maps those that changed back to the original keys, and
     ``failed_rows`` lists every row that was not decoded, with the reason; ``compress_errors`` the
-    archive's error rows (restored as far as they were kept: their file, their other members).
+    archive's error rows (restored as far as they were kept: their file, their other members);
+    ``fallbacks`` the image members written under another name than the row's (``restore``). One row
+    never fails the shard: what cannot be written is a failed row.
     """
     name, t0, started = archive_name(parquet_url), time.perf_counter(), now()
     marker_url = join(out_prefix, name + DECODED_SUFFIX)
     storage.remove(marker_url)  # from an earlier run: never let it vouch for what is rewritten now
     failures: list[dict] = []
     noted: list[dict] = []  # rows that were error rows at compress time: reported, restored as far as they were kept
+    fallbacks: list[dict] = []  # image members written elsewhere than the row says (``restore``)
     counts = {"decoded": 0}
     unique, renamed = UniqueNames(), {}
 
@@ -126,9 +129,17 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
                 if restored.error:
                     failures.append({"key": row["key"], "error": restored.error})
                     continue
+                try:
+                    members, fallback = sample_members(row, restored, as_png=settings.format == "png")
+                except Exception as exc:  # not even a PNG could be written (in memory): this row fails, not the shard
+                    if is_out_of_memory(exc):
+                        raise
+                    failures.append({"key": row["key"], "error": f"restored image could not be written: {exc}"})
+                    continue
                 if restored.noted:
                     noted.append({"key": row["key"], "error": restored.noted})
-                members = sample_members(row, restored, as_png=settings.format == "png")
+                if fallback:
+                    fallbacks.append({"key": row["key"], "member": row["member"], "why": fallback})
                 counts["decoded"] += 1
                 safe = unique(row["key"])
                 if safe != row["key"]:
@@ -148,7 +159,7 @@ def decode_shard(decoder: Decoder, parquet_url: str, out_prefix: str, settings: 
     marker = DecodedMarker(
         shard=parquet_url, name=name, input=source, settings=settings.fingerprint(), output=output,
         rows=counts["decoded"] + len(failures), decoded=counts["decoded"], errors=len(failures),
-        failed_rows=failures, compress_errors=noted or None, renamed=renamed, bytes_out=output["bytes"],
+        failed_rows=failures, compress_errors=noted or None, fallbacks=fallbacks or None, renamed=renamed, bytes_out=output["bytes"],
         seconds=round(time.perf_counter() - t0, 4), started=started, finished=now(), **process_records(decoder, rows_read))
     marker.write(marker_url, storage)
     return marker

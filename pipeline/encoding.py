@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from model import IMAGE_EXTENSIONS, bits_per_pixel, load_image
+from model.images import sniff_format, without_reprs
 from model.metadata import FileFacts, file_facts
 
 from .batches import call_batched
@@ -34,6 +35,8 @@ Report = Callable[[dict], None]
 ITEM_OVERHEAD = 1024  # bytes an item costs beyond its data (so even empty samples fill a batch)
 
 
+NAMED_FORMATS = {"jpg": ("JPEG", "MPO"), "jpeg": ("JPEG", "MPO"), "png": ("PNG",), "webp": ("WEBP",), "gif": ("GIF",),
+                 "tif": ("TIFF",), "tiff": ("TIFF",), "bmp": ("BMP",), "avif": ("AVIF",), "mpo": ("MPO", "JPEG")}
 JOB_MAX_PIXELS = 50_000_000  # the jobs' pixel cap: about 3 GB of CDC working memory (60 bytes/pixel)
 
 
@@ -63,6 +66,7 @@ class Item:
     blob: bytes | None = None
     encode_ms: float | None = None
     encode_settings: dict[str, str] = field(default_factory=dict)  # ``Codec.describe`` of its bitstream
+    sniffed: str | None = None  # the format its bytes say, where Pillow cannot open it (HEIF)
 
     def nbytes(self) -> int:
         """What this item holds in memory: its members, its decoded pixels, and a little bookkeeping."""
@@ -85,8 +89,25 @@ def prepare(sample: Sample, settings: EncodeSettings) -> Item:
         except Exception as exc:  # ImageError, and anything Pillow lets slip; not out of memory
             if is_infrastructure(exc):
                 raise
-            item.error = f"{member}: {exc}"
+            item.sniffed = sniff_format(item.data)
+            if item.sniffed == "HEIF":  # a format of its own, not a broken file: kept as it is
+                item.kept = Kept(ORIGINAL, "HEIF (Pillow cannot decode it: kept as the file)", item.data)
+            else:
+                item.error = f"{member}: {without_reprs(str(exc))}"
     return item
+
+
+def notes(item: Item, coded: bool) -> list[str]:
+    """What the row's reader must know (``records``: ``notes``): a repeated member name, a name that
+    says another format than the bytes, what a coded row's file carried and the row does not keep."""
+    out = [item.sample.note] if item.sample.note else []
+    named = NAMED_FORMATS.get((item.member or "").rsplit(".", 1)[-1].lower())
+    actual = item.facts.format if item.facts else item.sniffed
+    if named and actual and actual not in named:
+        out.append(f"a {actual} file named .{item.member}: kept and restored as {actual} under its own name")
+    if coded and item.facts:
+        out += [f"not kept: {d}" for d in item.facts.dropped]
+    return out
 
 
 def info_bytes(item: Item) -> int:
@@ -139,7 +160,7 @@ def to_row(item: Item, shard_url: str, codec_id: str) -> dict:
         "width": width,
         "height": height,
         "orig_mode": mode_of(item),
-        "orig_format": getattr(image, "format", None),
+        "orig_format": getattr(image, "format", None) or item.sniffed,
         "orientation": getattr(image, "orientation", None),
         "frames": getattr(image, "frames", None),
         "orig_bytes": len(item.data) if item.member else None,
@@ -148,6 +169,7 @@ def to_row(item: Item, shard_url: str, codec_id: str) -> dict:
         "encode_ms": item.encode_ms if item.error is None else None,
         "encode_settings": list(item.encode_settings.items()) if coded and kept.stored_as == CODEC else [],
         "error": item.error,
+        "notes": notes(item, coded) or None,
         "metadata": [(ext, data) for ext, data in item.sample.members.items() if ext != item.member],
     }
 

@@ -9,12 +9,18 @@ Paths (the row's ``stored_as``), and what comes back from each:
 - ``original``: the original file's bytes; the file, byte for byte.
 - ``none``: a sample without an image; its members come back as they were.
 
-Why (``stored_because``): ``policy`` (the job's mode: lossy by default, ``--lossless``), ``alpha``,
-``16-bit``, ``animation``, ``colour model MODE`` (CMYK, ...: a lossy RGB codec would convert it),
+Why (``stored_because``): ``policy`` (the job's mode: lossy by default, ``--lossless``), ``alpha``
+(an alpha channel or tRNS transparency), ``16-bit``, ``animation`` (GIF, APNG, WebP), ``multi-page`` (TIFF),
+``multi-image`` (MPO), ``data after the image`` (bytes after a JPEG's EOI or a PNG's IEND, e.g. a motion
+photo's video: only the file itself keeps them), ``HEIF`` (a format Pillow cannot decode, kept as
+the file), ``colour model MODE`` (CMYK, ...: a lossy RGB codec would convert it),
 ``too small`` (under ``min_side`` pixels: the codec's overhead dominates), ``original smaller`` (the
 coded row would not be ``margin`` smaller than the file), ``error`` (the image could not be coded:
 its bytes are kept). A flag can let 16-bit and animated inputs through the codec (``allow_8bit``,
 ``allow_first_frame``); the reason then says what was reduced.
+
+The format is read from the bytes, never from the member's name: a PNG named ``.jpg`` takes the PNG
+paths and comes back as a PNG under its own name (``restore``; the row's ``notes`` say so).
 
 A row never holds more than its original file: the lossless paths keep whichever is smaller, and a
 coded row whose bitstream plus metadata is not smaller than the file by ``margin`` keeps the file.
@@ -61,7 +67,9 @@ def forced(facts: FileFacts, policy: Policy) -> str | None:
     if policy.lossless:
         return "policy"
     if facts.frames > 1 and not policy.allow_first_frame:
-        return "animation"
+        return frames_kind(facts)
+    if facts.trailing:
+        return "data after the image"
     if facts.bits > 8 and not policy.allow_8bit:
         return "16-bit"
     if facts.alpha:
@@ -73,9 +81,15 @@ def forced(facts: FileFacts, policy: Policy) -> str | None:
     return None
 
 
+def frames_kind(facts: FileFacts) -> str:
+    """What several frames of this format are: pages of a TIFF, images of an MPO, or an animation."""
+    return {"TIFF": "multi-page", "MPO": "multi-image"}.get(facts.format or "", "animation")
+
+
 def reductions(facts: FileFacts) -> str:
     """What the codec path loses of an image that the flags let through (the reason recorded)."""
-    lost = ([f"first of {facts.frames} frames"] if facts.frames > 1 else []) + (["8 of 16 bits"] if facts.bits > 8 else [])
+    unit = {"multi-page": "pages", "multi-image": "images"}.get(frames_kind(facts), "frames")
+    lost = ([f"first of {facts.frames} {unit}"] if facts.frames > 1 else []) + (["8 of 16 bits"] if facts.bits > 8 else [])
     return "policy, " + " and ".join(lost) + " kept (flag)" if lost else "policy"
 
 
@@ -95,7 +109,7 @@ def keep_losslessly(data: bytes, facts: FileFacts, because: str) -> Kept:
         except ValueError:
             return Kept(ORIGINAL, because, data)
         return Kept(JPEG_XL, because, jxl) if len(jxl) < len(data) else Kept(ORIGINAL, because, data)
-    if facts.format == "PNG" and facts.frames == 1 and facts.bits == 8:
+    if facts.format == "PNG" and facts.frames == 1 and facts.bits == 8 and not facts.trailing:
         img = oriented(data)
         try:
             pixel_mode(img)

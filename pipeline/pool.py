@@ -93,6 +93,15 @@ class _Pool:
             actor, (item, attempt) = self.idle.pop(), self.todo.popleft()
             self.running[self.call(actor, item)] = _Run(actor, item, attempt, time.monotonic(), starting)
 
+    def release_idle(self) -> None:
+        """Nothing left to hand out: end the idle actors, so their CPUs and GPUs go to an actor Ray is
+        restarting elsewhere (its node lost: with every CPU in the plan, it would wait for them forever)."""
+        if not self.todo and not self.waiting:
+            for actor in self.idle:
+                ray.kill(actor, no_restart=True)
+            self.live -= len(self.idle)
+            self.idle = []
+
     def progressed(self, item, now: float) -> None:
         for run in self.running.values():
             if run.item == item:
@@ -158,6 +167,7 @@ def run_pool(make_actor: Callable[[], Any], size: int, items: list, call: Callab
             pool.progressed(event.get("shard"), now)
         for ref in done:
             pool.finished(ref)
+        pool.release_idle()
         if stall_s:
             pool.check_stalls(stall_s, now)
     return pool.results, pool.failures

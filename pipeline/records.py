@@ -36,7 +36,9 @@ from .storage import Storage, join
 RECORD_VERSION = 1
 # 2: stored_as, stored_because, image_info (``keeping``); a version-1 row is a codec or error row
 # 3: encode_settings (``Codec.describe``: what rate control chose per image)
-ROW_VERSION = 3
+# 4: notes (what a coded row's file carried that is not kept, a name that lied about the format, a
+#    repeated member name); decoding reads orig_format (in every version) to write the content's format
+ROW_VERSION = 4
 ROW_VERSION_KEY = b"diffarc.row_version"
 
 PARQUET_SUFFIX = ".parquet"
@@ -70,6 +72,7 @@ ROW_SCHEMA = pa.schema(
         # a coded row's encode settings as its bitstream records them (cdc-avif: quality, effort, speed...)
         pa.field("encode_settings", pa.map_(pa.string(), pa.string())),
         pa.field("error", pa.string()),  # null when the row is fine
+        pa.field("notes", pa.list_(pa.string())),  # what was not kept and why, and other facts a reader must know
         pa.field("metadata", pa.map_(pa.string(), pa.binary())),  # other sample members by extension
     ],
     metadata={ROW_VERSION_KEY: str(ROW_VERSION).encode()},
@@ -77,7 +80,7 @@ ROW_SCHEMA = pa.schema(
 BIG_COLUMNS = ("bitstream", "metadata", "image_info")  # what a row's size is made of; the others hold short values
 # What decoding and auditing read of a row (``archive_rows``): the rest is for people and future readers.
 READ_COLUMNS = ["key", "member", "codec_id", "bitstream", "width", "height", "bpp", "orig_sha256", "error", "metadata",
-                "stored_as", "stored_because", "image_info"]
+                "stored_as", "stored_because", "image_info", "orig_format"]
 KEPT_COLUMNS = ("stored_as", "stored_because", "image_info")  # absent from version-1 archives: read as null
 
 AUDIT_SCHEMA = pa.schema([
@@ -176,7 +179,7 @@ class DecodedMarker(Record):
     """``NAME.decoded.json``: one archive file decoded. Resume trusts it while ``input`` is still the archive
     file's record (its ``ShardStats.output``), ``settings`` the run's, and ``output`` the decoded files."""
 
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("compress_errors",)  # absent from records written before it
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("compress_errors", "fallbacks")  # absent from records written before them
     shard: str = ""  # the archive file's URL
     name: str = ""
     input: dict | None = None
@@ -187,6 +190,7 @@ class DecodedMarker(Record):
     errors: int = 0
     failed_rows: list[dict] = field(default_factory=list)  # {key, error}, every one
     compress_errors: list[dict] | None = None  # {key, error}: the archive's error rows, restored as kept
+    fallbacks: list[dict] | None = None  # {key, member, why}: image members written under another name (``restore``)
     renamed: dict[str, str] = field(default_factory=dict)  # safe name -> original key
     bytes_out: int = 0
     seconds: float = 0.0
@@ -287,6 +291,7 @@ class DecompressManifest(JobManifest):
     codec_ids: dict[str, int] = field(default_factory=dict)  # shards per codec id
     failed_rows: list[dict] = field(default_factory=list)  # {shard, key, error}, the first 1000
     compress_errors: list[dict] = field(default_factory=list)  # {shard, key, error}: error rows of the archive, the first 1000
+    fallbacks: list[dict] = field(default_factory=list)  # {shard, key, member, why}: images written under another name, the first 1000
     audit: dict | None = None  # an audit's summary (``audit``)
 
 

@@ -18,6 +18,7 @@ import ray
 from model import WeightsResolver, plugin_env
 
 from .actors import Resources
+from .plan import Node, Overrides, parse_nodes, plan_workers
 from .pool import on_this_node, run_pool
 from .archive import now, package_versions
 from .lease import Lease
@@ -32,10 +33,15 @@ STALL_S = 1800.0  # default --stall-timeout: far longer than any batch of a heal
 def add_common_args(p: argparse.ArgumentParser, default_batch: int) -> None:
     g = p.add_argument_group("workers")
     g.add_argument("--actors", type=int, default=None,
-                   help="codec replicas (Ray actors); default: as many as the cluster's CPUs/GPUs hold")
-    g.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs (and threads) per actor (default 1)")
+                   help="at most this many workers (Ray actors); default: as many as the plan finds room for "
+                        "(README: Running on a cluster)")
+    g.add_argument("--cpus-per-actor", type=float, default=None, help="CPUs (and threads) per worker (default 1)")
     g.add_argument("--gpus-per-actor", type=float, default=None,
-                   help="GPUs per actor; default 1 when the cluster has GPUs, else 0 (CPU)")
+                   help="GPUs per worker, a fraction shares one; default: none where the codec runs no network "
+                        "(AVIF work), else the GPU nodes' GPUs shared by a worker per CPU; 0: no GPU at all")
+    g.add_argument("--plan-for", default=None, metavar="CPUS:GPUS[,...]",
+                   help="print the plan for a cluster of these nodes (e.g. 96:8, or 16:0,16:0,96:8) and exit "
+                        "without running anything")
     g.add_argument("--batch-size", type=int, default=default_batch,
                    help=f"images per codec call (default {default_batch})")
     g.add_argument("--retries", type=int, default=3,
@@ -84,13 +90,36 @@ def weights_from(args: argparse.Namespace) -> WeightsResolver:
     return WeightsResolver.from_env(args.weights_dir, args.weights_url, endpoint_from_env(args.endpoint_url))
 
 
-def resources_from(args: argparse.Namespace, batch_deadline_s: float = 0.0) -> Resources:
-    """The workers' resources and fault budget. The default stall timeout comes on top of
-    ``batch_deadline_s``, the longest a batch may take by the job's own deadlines, which must fire first."""
+def cluster_nodes() -> list[Node]:
+    """The live nodes of the Ray cluster this process is connected to, with their CPUs and GPUs."""
+    return [Node(n["Resources"].get("CPU", 0.0), n["Resources"].get("GPU", 0.0)) for n in ray.nodes() if n["Alive"]]
+
+
+def overrides_from(args: argparse.Namespace) -> Overrides:
+    return Overrides(args.actors, args.cpus_per_actor, args.gpus_per_actor)
+
+
+def resources_from(args: argparse.Namespace, stage: str, network: bool, batch_deadline_s: float = 0.0,
+                   nodes: list[Node] | None = None) -> Resources:
+    """The workers' resources (planned on the live cluster, printed) and fault budget. The default
+    stall timeout comes on top of ``batch_deadline_s``, the longest a batch may take by the job's own
+    deadlines, which must fire first. ``nodes``: the cluster's (default: the live Ray cluster's)."""
     env = {**plugin_env(), **weights_from(args).worker_env()}
     stall_s = STALL_S + batch_deadline_s if args.stall_timeout is None else args.stall_timeout
-    return Resources(args.actors, args.cpus_per_actor, args.gpus_per_actor, args.retries, env,
-                     stall_s=stall_s or None).resolved()
+    nodes = cluster_nodes() if nodes is None else nodes
+    plan = plan_workers(nodes, stage, network, overrides_from(args))
+    print(plan.describe(stage, nodes), flush=True)
+    return Resources(plan.actors, plan.cpus, plan.gpus, args.retries, env, stall_s=stall_s or None)
+
+
+def print_plan_for(args: argparse.Namespace, stage: str, network: bool) -> int:
+    """``--plan-for``: the plan on the hypothetical cluster, printed; 0, or 2 for a bad node list."""
+    try:
+        nodes = parse_nodes(args.plan_for)
+    except ValueError as exc:
+        return fail(str(exc))
+    print(plan_workers(nodes, stage, network, overrides_from(args)).describe(stage, nodes))
+    return 0
 
 
 @contextlib.contextmanager
@@ -140,17 +169,40 @@ def run_workers(job: str, make_actor: Callable[[object], object], items: list, c
     board_name = f"diffarc-progress-{uuid.uuid4().hex[:12]}"
     board = ProgressBoard.options(name=board_name, scheduling_strategy=on_this_node()).remote()
     actors: list = []
+    where: list = []  # each worker's node id, asked first thing (calls to an actor run in order)
+
+    def make():
+        actor = make_actor(board_name)
+        where.append(actor.node.remote())
+        return actor
+
     try:
-        results, failures = run_pool(lambda: make_actor(board_name), res.pool_size(len(items)), items, call, board,
+        results, failures = run_pool(make, res.pool_size(len(items)), items, call, board,
                                      display, on_event, retries=res.task_retries, stall_s=res.stall_s, created=actors)
+        placement = placed(where)
     finally:
         display.close()
         for a in actors + [board]:
             ray.kill(a)
-    return results, failures, display
+    return results, failures, display, placement
 
 
-def manifest_base(job: str, argv: list[str], started: str, seconds: float, res: Resources) -> dict:
+def placed(refs: list, timeout_s: float = 10.0) -> dict[str, int]:
+    """Workers started per node id (what the plan became on the cluster), from their ``node()`` answers;
+    a worker lost before it answered is not counted."""
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    nodes: dict[str, int] = {}
+    for ref in ready:
+        try:
+            node = ray.get(ref)
+        except ray.exceptions.RayError:
+            continue
+        nodes[node] = nodes.get(node, 0) + 1
+    return nodes
+
+
+def manifest_base(job: str, argv: list[str], started: str, seconds: float, res: Resources,
+                  placement: dict[str, int] | None = None) -> dict:
     """The fields of ``records.JobManifest`` that every job fills alike (URLs redacted, nothing
     from the environment)."""
     return {
@@ -160,7 +212,8 @@ def manifest_base(job: str, argv: list[str], started: str, seconds: float, res: 
         "finished": now(),
         "seconds": round(seconds, 3),
         "versions": package_versions(),
-        "resources": {k: v for k, v in asdict(res).items() if k != "env"},  # env: paths of this machine
+        # env: paths of this machine; placement: live workers per node id at the end
+        "resources": {**{k: v for k, v in asdict(res).items() if k != "env"}, "placement": placement or {}},
     }
 
 

@@ -2,8 +2,10 @@
 
 A shard is a tar file; a sample is the run of consecutive members sharing a key (the member name up
 to the first dot of its last component, WebDataset's rule): ``0001.jpg``, ``0001.json`` -> key
-``0001`` with members ``jpg`` and ``json``. Shards are streamed (``tarfile`` stream mode over an
-fsspec file), never downloaded whole. A truncated shard yields what it holds and says where it broke.
+``0001`` with members ``jpg`` and ``json``. A member whose name the sample already holds (``x.jpg``
+twice in a row) starts a sample of its own with the same key and says so (``Sample.note``): no
+member is lost, and decoding names the second one apart (``names.UniqueNames``). Shards are streamed
+(``tarfile`` stream mode over an fsspec file), never downloaded whole. A truncated shard yields what it holds and says where it broke.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Sample:
     key: str
     members: dict[str, bytes] = field(default_factory=dict)  # extension -> bytes
     problem: str | None = None  # set when the tar broke inside this sample
+    note: str | None = None  # set when its first member repeats a name of the sample before it
 
     def image_member(self, exts: Iterable[str]) -> str | None:
         """The extension of the sample's image (the first member with one of ``exts``, e.g.
@@ -152,6 +155,10 @@ class ShardReader:
                 if current is not None and current.key != key:
                     yield current
                     current = None
+                if current is not None and ext in current.members:  # the same name again: a sample of its own
+                    yield current
+                    current = Sample(key, note=f"member '{member.name}' repeats a name of the sample before it: "
+                                               "kept as a sample of its own (same key)")
                 current = current or Sample(key)
                 if self.max_member_bytes is not None and member.size > self.max_member_bytes:
                     current.problem = (f"member '{member.name}' is {member.size} bytes, over the cap of "

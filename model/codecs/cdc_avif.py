@@ -352,4 +352,5 @@ def network(cfg: RestorationConfig):
 FAMILY = Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig, sizes=SIZES,
                 default_steps=DEFAULT_STEPS, training_data="avif-pairs", base_layer="avif",
                        network=network, wrap=wrap, card_fields=CARD_FIELDS, listing=listing,
+                       network_at={"encode": ("target_psnr", "max_bpp", "max_bytes"), "decode": True},
                        description="AVIF base layer + conditional diffusion decoder")

@@ -91,11 +91,11 @@ def seconds_per_megapixel(points: list[dict], curve: str, key: str) -> float:
     return sum(p[key] for p in mine) / (sum(p["height"] * p["width"] for p in mine) / 1e6)
 
 
-def _bd(rd_curves: dict, curve: str, anchor: str) -> float:
+def _bd(rd_curves: dict, curve: str, anchor: str, metric: str = "psnr") -> float:
     if anchor not in rd_curves or curve == anchor:
         return 0.0 if curve == anchor else math.nan
     (row,) = bd_rates({curve: rd_curves[curve], anchor: rd_curves[anchor]}, anchor)
-    return row["bd_rate_psnr"]
+    return row[f"bd_rate_{metric}"]
 
 
 def own_anchor(curve: str) -> str | None:
@@ -112,6 +112,9 @@ def frontier_rows(rd_curves: dict[str, list[dict]], points: list[dict], span=PSN
         row = {"curve": curve, "bd_vs_default": _bd(rd_curves, curve, DEFAULT_ANCHOR),
                "bd_vs_best": _bd(rd_curves, curve, BEST_ANCHOR),
                "bd_vs_own": _bd(rd_curves, curve, own) if own else math.nan,
+               # SSIMULACRA2 (a judge no loss uses; higher is better): NaN where it was not measured
+               "ssim2_vs_default": _bd(rd_curves, curve, DEFAULT_ANCHOR, "ssimulacra2"),
+               "ssim2_vs_own": _bd(rd_curves, curve, own, "ssimulacra2") if own else math.nan,
                "encode_s_mp": seconds_per_megapixel(points, curve, "encode_s"),
                "decode_s_mp": seconds_per_megapixel(points, curve, "decode_s")}  # fmt: skip
         diffs = [r["psnr_diff"] for r in vs_anchor({curve: rd_curves[curve], own: rd_curves[own]}, own, span)
@@ -130,17 +133,22 @@ def frontier_markdown(rows: list[dict], config: dict, span=PSNR_SPAN) -> str:
     """The frontier table, with what was measured and how."""
     head = ["curve", "BD-rate vs AVIF default", "vs AVIF best", "vs AVIF same effort",
             f"ΔPSNR vs same effort, {span[0]:g}-{span[1]:g} bpp (points)", "encode s/MP", "decode s/MP"]
+    ssim2 = any(math.isfinite(r["ssim2_vs_default"]) and r["ssim2_vs_default"] for r in rows)
+    if ssim2:
+        head[4:4] = ["SSIMULACRA2 BD-rate vs AVIF default", "SSIMULACRA2 vs AVIF same effort"]
     lines = [f"# Encode-effort frontier: {config['n_images']} images of {config['images']}", "",
-             f"BD-rate on PSNR (%, negative: fewer bits at equal PSNR). Every encoder and decoder on one thread "
+             f"BD-rate on PSNR (%, negative: fewer bits at equal PSNR), and on SSIMULACRA2 where measured. Every encoder and decoder on one thread "
              f"(libaom, libjxl, torch), timed in CPU seconds of the process. Efforts: " + "; ".join(
                  f"{e} = speed {s.speed}, {s.subsampling}, tune {s.tune}" for e, s in EFFORTS.items()) + ".", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         diff = (f"{r['psnr_diff_min']:+.2f} .. {r['psnr_diff_max']:+.2f} ({r['psnr_points']})"
                 if r["psnr_points"] else "-")
-        lines.append("| " + " | ".join([r["curve"], _fmt(r["bd_vs_default"], "+.1f"), _fmt(r["bd_vs_best"], "+.1f"),
-                                        _fmt(r["bd_vs_own"], "+.1f"), diff, _fmt(r["encode_s_mp"], ".3f"),
-                                        _fmt(r["decode_s_mp"], ".3f")]) + " |")
+        cells = [r["curve"], _fmt(r["bd_vs_default"], "+.1f"), _fmt(r["bd_vs_best"], "+.1f"),
+                 _fmt(r["bd_vs_own"], "+.1f"), diff, _fmt(r["encode_s_mp"], ".3f"), _fmt(r["decode_s_mp"], ".3f")]
+        if ssim2:
+            cells[4:4] = [_fmt(r["ssim2_vs_default"], "+.1f"), _fmt(r["ssim2_vs_own"], "+.1f")]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + ["", f"Command: `{config['command']}`", ""])
 
 

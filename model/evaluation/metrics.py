@@ -13,7 +13,8 @@ a network no training loss used is the evidence a perceptual claim needs.
 Butteraugli and SSIMULACRA (``TOOL_METRICS``) come from libjxl's tools (Debian's libjxl-devtools:
 ``butteraugli_main``, ``ssimulacra_main``), run on temporary PNG files. No training loss here uses
 them, so they judge perceptual claims; ``usable_tool_metrics`` skips a metric whose tool is missing
-with a message naming the package. Lower is better for both.
+with a message naming the package. Lower is better for both. SSIMULACRA2 (``ssimulacra2``, measured
+with them as metric ``ssimulacra2``, ``SCORE_NAMES``) is a score: higher is better.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ TOOL_METRICS = {"butteraugli": ("butteraugli_main", ("butteraugli", "butteraugli
 TOOL_COLUMNS = tuple(c for _, cols in TOOL_METRICS.values() for c in cols)
 TOOL_NAMES = {"butteraugli": "Butteraugli", "butteraugli_p3": "Butteraugli-3n", "ssimulacra": "SSIMULACRA"}
 PERCEPTUAL_COLUMNS = (*LPIPS_COLUMNS, *TOOL_COLUMNS)  # lower is better: compared as ratios
+# Judges measured in this process, asked for like the tools (--metrics): scores, higher is better, so
+# never compared as ratios; BD-rate takes any monotonic axis as it is.
+SCORE_NAMES = {"ssimulacra2": "SSIMULACRA2"}
+SCORE_COLUMNS = tuple(SCORE_NAMES)
 PERCEPTUAL_NAMES = {**LPIPS_NAMES, **TOOL_NAMES}
 
 
@@ -63,7 +68,7 @@ def usable_tool_metrics(names) -> tuple[list[str], list[str]]:
     """(the ``TOOL_METRICS`` of ``names`` whose tool is on PATH, a message for each that is not)."""
     usable, skipped = [], []
     for name in names:
-        if shutil.which(TOOL_METRICS[name][0]):
+        if name in SCORE_NAMES or shutil.which(TOOL_METRICS[name][0]):
             usable.append(name)
         else:
             skipped.append(f"{name} skipped: {TOOL_METRICS[name][0]} not found "
@@ -72,8 +77,12 @@ def usable_tool_metrics(names) -> tuple[list[str], list[str]]:
 
 
 def tool_values(names, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Every ``TOOL_COLUMNS`` column: measured for the metrics in ``names`` (reference ``a``), else NaN."""
-    out = dict.fromkeys(TOOL_COLUMNS, math.nan)
+    """Every ``TOOL_COLUMNS`` and ``SCORE_COLUMNS`` column: measured for the metrics in ``names``
+    (reference ``a``), else NaN."""
+    out = dict.fromkeys((*TOOL_COLUMNS, *SCORE_COLUMNS), math.nan)
+    if "ssimulacra2" in names:
+        out["ssimulacra2"] = ssimulacra2(a, b)
+    names = [n for n in names if n in TOOL_METRICS]
     if not names:
         return out
     from PIL import Image

@@ -12,9 +12,9 @@ import warnings
 import numpy as np
 
 from .bdrate import bd_rate, ms_ssim_db
-from .metrics import LPIPS_COLUMNS, TOOL_COLUMNS
+from .metrics import LPIPS_COLUMNS, SCORE_COLUMNS, TOOL_COLUMNS
 
-METRICS = ("psnr", "ms_ssim", *LPIPS_COLUMNS, *TOOL_COLUMNS)  # lpips is LPIPS-alex; lpips_squeeze ...; butteraugli
+METRICS = ("psnr", "ms_ssim", *LPIPS_COLUMNS, *TOOL_COLUMNS, *SCORE_COLUMNS)  # lpips is LPIPS-alex; lpips_squeeze ...; butteraugli
 SETTING_KEYS = ("codec", "curve", "family", "steps", "gamma", "encode", "decode")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .metrics import LPIPS_COLUMNS, LPIPS_NETS, PERCEPTUAL_NAMES, TOOL_NAMES
+from .metrics import LPIPS_COLUMNS, LPIPS_NETS, PERCEPTUAL_NAMES, SCORE_NAMES, TOOL_NAMES
 
 AXIS_LABELS = {
     "psnr": "PSNR (dB, 8-bit RGB)",
@@ -16,16 +16,18 @@ AXIS_LABELS = {
     **{c: f"{name} (lower is better)" for c, name in PERCEPTUAL_NAMES.items()},
     "butteraugli": "Butteraugli max-norm (lower is better)",
     "butteraugli_p3": "Butteraugli 3-norm (lower is better)",
+    "ssimulacra2": "SSIMULACRA2 (higher is better)",
 }
 
 
 BD_HEADS = {"psnr": "PSNR", "ms_ssim": "MS-SSIM", **{c: name[:8] for c, name in PERCEPTUAL_NAMES.items()},
-            "butteraugli": "Butt-max", "butteraugli_p3": "Butt-3n", "ssimulacra": "SSIMULA"}  # fit 9 columns
+            "butteraugli": "Butt-max", "butteraugli_p3": "Butt-3n", "ssimulacra": "SSIMULA",
+            "ssimulacra2": "SSIM2"}  # fit 9 columns
 
 
 def _measured_heads(bd_rows: list[dict]) -> dict[str, str]:
     """The BD_HEADS of the metrics some row has a value for (PSNR always); tool metrics are optional."""
-    return {m: h for m, h in BD_HEADS.items() if m == "psnr" or m not in TOOL_NAMES
+    return {m: h for m, h in BD_HEADS.items() if m == "psnr" or (m not in TOOL_NAMES and m not in SCORE_NAMES)
             or any(math.isfinite(b.get(f"bd_rate_{m}", math.nan)) for b in bd_rows)}
 
 
@@ -162,7 +164,7 @@ def bd_rate_markdown(bd_rows: list[dict]) -> str:
     if not bd_rows:
         return "No BD-rates: no anchor curve was evaluated.\n"
     heads = _measured_heads(bd_rows)
-    head = ["curve", *(PERCEPTUAL_NAMES.get(m, h) for m, h in heads.items())]
+    head = ["curve", *({**PERCEPTUAL_NAMES, **SCORE_NAMES}.get(m, h) for m, h in heads.items())]
     out = []
     for anchor in dict.fromkeys(b["anchor"] for b in bd_rows):
         out += [f"BD-rate against {anchor} (%, negative = fewer bits at equal quality)", "",

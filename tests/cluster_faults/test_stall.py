@@ -19,6 +19,7 @@ from shardkit import archive_rows, image_bytes, photo, plain_shards, stats, writ
 from jobs import compress, decompress
 from model import load_codec
 from pipeline.encoding import EncodeSettings, compress_shard
+from pipeline.plan import Node
 from pipeline.pool import run_pool
 from pipeline.progress import ProgressBoard, ProgressDisplay
 from pipeline.records import ShardStats
@@ -156,7 +157,7 @@ def test_progress_keeps_a_long_shard_alive_and_silence_stalls_it(ray_local):
 
 def test_stall_timeout_flag(capsys):
     def stall_s(*flags: str) -> float | None:
-        return resources_from(compress.build_parser().parse_args(["--gpus-per-actor", "0", *flags])).stall_s
+        return resources_from(compress.build_parser().parse_args(flags), "encode", False, nodes=[Node(2)]).stall_s
 
     assert stall_s() == DEFAULT_STALL_S and stall_s("--stall-timeout", "2.5") == 2.5
     assert stall_s("--stall-timeout", "0") is None  # off

@@ -42,13 +42,13 @@ def test_compress_defaults_archive_the_example_corpus(example_archive, capsys):
         assert r["error"] is None and r["bitstream"] and r["codec_id"].startswith("cdc-avif-m-mse@")
         assert r["bpp"] == pytest.approx(len(r["bitstream"]) * 8 / (r["width"] * r["height"]))
         assert set(dict(r["metadata"])) == {"txt", "json"} and r["orig_sha256"] and r["encode_ms"] > 0
-        assert dict(r["encode_settings"]) == {"quality": "30", "effort": "medium", "speed": "4",
-                                              "subsampling": "4:4:4", "tune": "psnr"}  # as its bitstream says
+        assert dict(r["encode_settings"]) == {"quality": "30", "effort": "fast", "speed": "6",
+                                              "subsampling": "4:2:0", "tune": "default"}  # as its bitstream says
     manifest = json.loads((example_archive / "_manifest.json").read_text())
     assert manifest["counts"] == {"shards": 2, "done": 2, "skipped": 0, "failed": 0, "rows": 12, "ok": 12, "errors": 0}
     assert manifest["versions"]["pyarrow"] and manifest["codec_id"].startswith("cdc-avif-m-mse@")
     # the encode options used, every one the codec declares: the codec's own defaults here
-    assert manifest["options"] == {"quality": 30, "effort": "medium", "speed": None, "subsampling": None, "tune": None,
+    assert manifest["options"] == {"quality": 30, "effort": "fast", "speed": None, "subsampling": None, "tune": None,
                                    "target_psnr": None, "max_bpp": None, "max_bytes": None}
     args = compress.build_parser().parse_args(manifest["argv"])  # the manifest's arguments parse again
     assert args.output == str(example_archive)

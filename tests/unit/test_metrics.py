@@ -167,3 +167,21 @@ def test_a_missing_tool_is_skipped_with_the_package_named(monkeypatch, tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no tool on PATH
     usable, skipped = usable_tool_metrics(["butteraugli"])
     assert usable == [] and "butteraugli_main not found" in skipped[0] and "libjxl-devtools" in skipped[0]
+
+
+def test_ssimulacra2_is_a_judge_metric_and_a_bd_rate_axis():
+    from model.evaluation.rd import bd_rates
+
+    a = _smooth_image(64, 80)
+    light, heavy = (tool_values(["ssimulacra2"], a, _noisy(a, s)) for s in (3, 30))
+    assert light["ssimulacra2"] > heavy["ssimulacra2"] and math.isnan(light["butteraugli"])  # a score: higher is better
+    assert usable_tool_metrics(["ssimulacra2"]) == (["ssimulacra2"], [])  # no tool to find
+    # a curve with the anchor's scores at 10 % fewer bits: BD-rate -10 % on that axis, whichever way it points
+    ref = [{"bpp": b, "ssimulacra2": q, **dict.fromkeys(("psnr", "ms_ssim"), q / 100)} for b, q in
+           ((0.2, 40.0), (0.4, 55.0), (0.8, 70.0))]
+    test = [{**r, "bpp": r["bpp"] * 0.9} for r in ref]
+    row = bd_rates({"ref": [{**r, **dict.fromkeys(("lpips", "lpips_squeeze", "butteraugli", "butteraugli_p3",
+                                                    "ssimulacra"), math.nan)} for r in ref],
+                    "test": [{**r, **dict.fromkeys(("lpips", "lpips_squeeze", "butteraugli", "butteraugli_p3",
+                                                     "ssimulacra"), math.nan)} for r in test]}, "ref")[0]
+    assert row["bd_rate_ssimulacra2"] == pytest.approx(-10.0, abs=1e-6)
