@@ -16,9 +16,11 @@ recorded mode, so a caller can tell.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -63,6 +65,14 @@ def without_reprs(text: str) -> str:
 def is_image_name(name: str) -> bool:
     """Whether a file name or a shard member's extension (``photo.JPG``, ``seg.png``, ``jpg``) is an image."""
     return name.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS
+
+
+def held_out(path: str, every: int) -> bool:
+    """Whether a training file belongs to the held-out slice (1 in ``every`` by a hash of its name;
+    0: none). Training never reads it, so evaluation can use it (``jobs/evaluate.py --held-out``)."""
+    if every <= 0:
+        return False
+    return int(hashlib.sha256(Path(path).name.encode()).hexdigest(), 16) % every == 0
 
 
 def restored_mode(original_mode: str) -> str:

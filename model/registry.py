@@ -55,6 +55,7 @@ class CodecRequest:
     weights: Weights | None  # the weights file the name resolved to (None for weightless families)
     resolver: WeightsResolver  # for any further files the family needs
     device: str
+    short_hash: str | None = None  # set when loading for bitstreams tagged NAME@HASH (decoding an archive)
 
     def network(self):
         """The network of ``weights``, built by the family its card names (torch is imported here)."""
@@ -346,7 +347,7 @@ def _load(name: str, device: str, resolver: WeightsResolver, short_hash: str | N
             weights = resolver.find(parsed.weights, short_hash)
             if weights is None or weights.family not in fam.card_families:
                 continue
-        return _finish(fam, CodecRequest(name, parsed.presets, weights, resolver, device))
+        return _finish(fam, CodecRequest(name, parsed.presets, weights, resolver, device, short_hash))
     known = ", ".join(i.name for i in list_codecs(resolver.dirs[0]))
     raise KeyError(f"unknown codec '{name}': not a registered name or a .safetensors path "
                    f"(known: {known}; `python -m model list` shows them; weights are looked up in "

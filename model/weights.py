@@ -1,7 +1,9 @@
 """Weights files by name, their sha256, and codec ids (``NAME@HASH``): the one place for all three.
 
 A weights file is ``NAME.safetensors`` with its card ``NAME.json`` beside it; the card's ``family``
-says which codec family loads it and its ``sha256`` is the file's. A bitstream records the codec
+says which codec family loads it and its ``sha256`` is the file's. The card is not inside the hashed
+file (that holds the tensors and the network's config), so card fields can be added without changing
+any codec id. A diffusion decoder's card says what it was trained for (``objective_card``). A bitstream records the codec
 id ``NAME@HASH`` (the first 8 hex digits of that sha256), so it is only decoded by those weights.
 
 ``WeightsResolver`` finds weights by name, in order:
@@ -57,6 +59,23 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+# ----- training objectives -------------------------------------------------------------------
+RESTORATION, DIFFUSION = "restoration", "diffusion"
+
+
+def objective_card(final_step_fraction: float, final_gammas=None, base_dropout: float | None = None) -> dict:
+    """The card fields that say what a diffusion decoder was trained for, from its run's settings.
+
+    ``objective`` is ``restoration`` when every sample sat at t = 1 (final_step_fraction 1: the
+    one-step decode from gamma * noise only), else ``diffusion`` (the rest uniform over every noise
+    level: a prior, as DiffC needs). ``objective_settings.base_dropout`` > 0: the network was also
+    trained without the base, so it is an unconditional prior too."""
+    settings = {"final_step_fraction": float(final_step_fraction),
+                **({"final_gammas": [float(g) for g in final_gammas]} if final_gammas is not None else {}),
+                **({"base_dropout": float(base_dropout)} if base_dropout is not None else {})}
+    return {"objective": RESTORATION if final_step_fraction >= 1 else DIFFUSION, "objective_settings": settings}
+
+
 # ----- weights files --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Weights:
@@ -73,6 +92,19 @@ class Weights:
     @property
     def family(self) -> str | None:
         return self.card.get("family")
+
+    @property
+    def objective(self) -> str | None:
+        """``restoration`` or ``diffusion`` (``objective_card``); None where the card does not say."""
+        return self.card.get("objective")
+
+    @property
+    def unconditional_prior(self) -> bool:
+        """Trained over every noise level and, with base dropout, without the base too (the run's base
+        dropout, else the network config's, which training uses unless told otherwise)."""
+        dropout = self.card.get("objective_settings", {}).get("base_dropout",
+                                                              self.card.get("config", {}).get("base_dropout", 0))
+        return self.objective == DIFFUSION and dropout > 0
 
     @classmethod
     def open(cls, path: Path) -> "Weights":

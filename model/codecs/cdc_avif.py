@@ -15,6 +15,7 @@ untrained (zero-head) network returns the AVIF base exactly.
 from __future__ import annotations
 
 import re
+import warnings
 import zlib
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -28,7 +29,7 @@ from ..codec import Codec, Option
 from ..format import BitstreamError
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 from ..nn.config import DiffusionConfig
-from ..weights import make_codec_id
+from ..weights import RESTORATION, make_codec_id
 
 DEFAULT_STEPS = 1  # a restoration decoder is distortion-optimal in one step
 NAME = re.compile(r"^(cdc-avif-[a-z0-9-]+?)(?:-q(\d{1,3}))?$")
@@ -93,7 +94,8 @@ class AvifDiffusionCodec(Codec):
     options = OPTIONS
 
     def __init__(self, model, name: str, sha256: str, device: str = "cpu", default_steps: int = 1,
-                 default_effort: str = "fast", batch_pixels: int = 4 * 768 * 512, tile: int = 1024, overlap: int = 128):
+                 default_effort: str = "fast", batch_pixels: int = 4 * 768 * 512, tile: int = 1024, overlap: int = 128,
+                 objective: str | None = None):
         import torch
 
         self.model = model.eval().to(device, memory_format=torch.channels_last)
@@ -104,6 +106,7 @@ class AvifDiffusionCodec(Codec):
             raise ValueError(f"{name}: default_effort {default_effort!r} is none of {', '.join(EFFORTS)}")
         # only a card's own effort becomes a preset: fast is the option's declared default
         self.presets = {"steps": default_steps, **({} if default_effort == "fast" else {"effort": default_effort})}
+        self.objective, self._warned_untrained = objective, False  # the card's (model.weights.objective_card)
 
     @property
     def codec_id(self) -> str:
@@ -168,6 +171,7 @@ class AvifDiffusionCodec(Codec):
 
         from ..nn.tiling import batches_by_shape
 
+        self._warn_if_untrained(steps, gamma, t_start)
         bases = [self._base(c) for c in containers]
         out: list = [None] * len(containers)
         multiple = self.model.pad_multiple
@@ -177,6 +181,15 @@ class AvifDiffusionCodec(Codec):
                 for k, i in enumerate(idxs):
                     out[i] = x[k]
         return out
+
+    def _warn_if_untrained(self, steps: int, gamma: float, t_start: float) -> None:
+        """Once per codec: a restoration network was trained for one step from gamma 0 at t = 1 only."""
+        if self.objective == RESTORATION and (steps > 1 or gamma > 0 or t_start < 1) and not self._warned_untrained:
+            self._warned_untrained = True
+            warnings.warn(f"{self.name} is a restoration network (its card's objective): trained for the "
+                          f"one-step decode from gamma 0 at t = 1 only; steps={steps}, gamma={gamma}, "
+                          f"t_start={t_start} cost more and add noise, not texture (use steps 1, gamma 0, or "
+                          f"weights whose card's objective is 'diffusion')", stacklevel=4)
 
     def _base(self, c):
         return read_base_payload(self._payload(c), c.height, c.width, self.name)
@@ -337,7 +350,7 @@ def load(request: CodecRequest) -> AvifDiffusionCodec:
     w = request.weights
     return AvifDiffusionCodec(request.network(), w.card.get("name", w.name), w.sha256, request.device,
                               default_steps=w.card.get("default_steps", DEFAULT_STEPS),
-                              default_effort=w.card.get("default_effort", "fast"))
+                              default_effort=w.card.get("default_effort", "fast"), objective=w.objective)
 
 
 def listing(weights) -> list[CodecInfo]:

@@ -8,7 +8,15 @@ Two families, one module (they differ only in the prior's condition):
 - ``diffc-<weights>``: no base; the network's base-dropout mode (has_base 0, base zeros, scale 1)
   is an unconditional prior over the image r = x.
 
-Both load weights whose card family is ``cdc-avif``. The encoder draws r_T at t = 1 from the shared
+Both load only weights whose card family is ``cdc-avif`` and whose card says they are a prior
+(``model.weights.objective_card``): objective ``diffusion`` (trained over every noise level), and for
+``diffc-<weights>`` base dropout too; a restoration network (trained at t = 1 only) predicts nothing
+useful at the intermediate levels DiffC codes, and is refused (bitstreams it wrote before cards said
+so still decode: ``load_codec_for_id`` loads it). A name without weights (``diffc-avif``,
+``diffc-avif-q40``, ``diffc``) means the shipped prior, ``DEFAULT_PRIOR``; its codec id names the
+weights (``diffc-avif-cdc-avif-m-prior@...``), so archives keep decoding when the default moves on.
+
+The encoder draws r_T at t = 1 from the shared
 generator, then communicates r at each level of a coarse schedule (model/diffc/schedule.py), one
 container string per step (model/diffc/stream.py), through RCC (model/rcc). Any prefix of the steps
 decodes: the decoder rebuilds r at the last step it has, bit for bit, and denoises it (probability
@@ -38,13 +46,17 @@ from ..diffc.schedule import ScheduleConfig
 from ..format import BitstreamError, Container, pack
 from ..images import as_loaded
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
-from ..weights import make_codec_id
+from ..weights import DIFFUSION, Weights, WeightsError, make_codec_id
 
+DEFAULT_PRIOR = "cdc-avif-m-prior"  # the shipped prior (cdc-avif-m over every noise level, base dropout 0.1)
 DEFAULT_DENOISE_STEPS = 1  # the posterior mean E[r_0 | r_t]: best PSNR at every prefix measured (results/diffc)
-# The first coded level: where the prior's prediction starts to beat the base (diffc-avif; measured on
-# cdc-avif-mse, results/diffc), or the image's coarse structure (diffc, whose domain is the image).
-SCHEDULES = {True: ScheduleConfig(levels=4, first_log_snr=0.0, last_log_snr=3.0),
-             False: ScheduleConfig(levels=6, first_log_snr=-2.0, last_log_snr=3.0)}
+# diffc-avif: log-SNR -1..2 of the residual, measured on cdc-avif-m-prior snapshots (results/diffc/README.md):
+# the step above 2 cost 3 bpp for 0.85 dB (BD-rate vs AVIF +110 % with it, +73 % without), starting at -1
+# rather than 0 saved 5-10 points more; 4 searches at cap_bits 10 keep the encode of a 256² crop near 15 s
+# on one core. diffc: from the image's coarse structure (its domain is the image), -2..2 in 5 searches (the
+# step from 2 to 3 cost 0.65 bpp for 1.8 dB, and a sixth search 20 % more time).
+SCHEDULES = {True: ScheduleConfig(levels=4, first_log_snr=-1.0, last_log_snr=2.0),
+             False: ScheduleConfig(levels=5, first_log_snr=-2.0, last_log_snr=2.0)}
 
 
 def encode_options(schedule: ScheduleConfig) -> tuple[Option, ...]:
@@ -71,7 +83,10 @@ DECODE_OPTIONS = (
     Option("truncate_bpp", float, None, "decode", "decode only the coded steps within this many bits per pixel",
            min=0.0),
 )
-QUALITY = declared(AVIF_OPTIONS)["quality"]
+# The base quality: 40, not cdc-avif's 30 (600-step prior snapshot, 4 held-out crops, BD-rate vs AVIF fast
+# on PSNR: q20 +85 %, q30 +58 %, q40 +41 %; DiffC's steps cost more bits per dB than AVIF's, so a stream
+# does best starting from a better base; results/diffc/README.md).
+QUALITY = replace(declared(AVIF_OPTIONS)["quality"], default=40)
 FAMILIES = {True: "diffc-avif", False: "diffc"}
 
 
@@ -236,32 +251,66 @@ def family_options(conditional: bool) -> tuple[Option, ...]:
 
 
 # ----- registration ---------------------------------------------------------------------------
+def is_prior(weights: Weights, conditional: bool) -> bool:
+    """Whether a DiffC family may code against these weights: a diffusion objective, and for the
+    unconditional family base dropout too (its card says so; model.weights.objective_card)."""
+    if weights.family != "cdc-avif":
+        return False
+    return weights.objective == DIFFUSION if conditional else weights.unconditional_prior
+
+
+def not_a_prior(weights: Weights, conditional: bool) -> WeightsError:
+    settings = weights.card.get("objective_settings", {})
+    what = ("its card states no training objective" if weights.objective is None else
+            f"its card's objective is '{weights.objective}'" + (f" ({settings})" if settings else ""))
+    need = "a diffusion prior (objective 'diffusion')" + ("" if conditional else " with base dropout > 0")
+    why = ("The unconditional family codes the image without a base, which a network trained without base "
+           "dropout never saw"
+           if weights.objective == DIFFUSION else "DiffC codes the levels between t = 1 and t = 0, which a "
+           "restoration network (trained at t = 1 only) never saw")
+    return WeightsError(
+        f"{FAMILIES[conditional]}: weights '{weights.name}' ({weights.path}) are not {need}: {what}. "
+        f"{why}. Use the shipped prior: '{FAMILIES[conditional]}' (= "
+        f"{FAMILIES[conditional]}-{DEFAULT_PRIOR}), or weights exported from a run over every noise level "
+        f"(jobs/train.py --final-step-fraction below 1{'' if conditional else ', --base-dropout above 0'})")
+
+
 def _family(conditional: bool) -> Family:
     prefix = FAMILIES[conditional] + "-"
-    pattern = re.compile(rf"^{prefix}(.+?)(?:-q(\d{{1,3}}))?$" if conditional else rf"^{prefix}(.+)$")
+    quality = r"(?:-q(?P<quality>\d{1,3}))?" if conditional else ""
+    default = re.compile(rf"^{FAMILIES[conditional]}{quality}$")  # no weights named: the shipped prior
+    named = re.compile(rf"^{prefix}(?P<weights>.+?){quality}$")
 
     def parse(name: str) -> ParsedName | None:
-        m = pattern.match(name)
-        if not m:
+        m = default.match(name) or named.match(name)
+        if m is None:
             return None
-        return ParsedName(m.group(1), {"quality": int(m.group(2))} if conditional and m.group(2) else {})
+        found = m.groupdict()
+        return ParsedName(found.get("weights", DEFAULT_PRIOR),
+                          {"quality": int(found["quality"])} if found.get("quality") else {})
 
     def load(request: CodecRequest) -> DiffCCodec:
         w = request.weights
+        if not is_prior(w, conditional) and request.short_hash is None:  # archived bitstreams still decode
+            raise not_a_prior(w, conditional)
         return DiffCCodec(request.network(), prefix + w.name, w.sha256, conditional, request.device)
 
     def listing(weights) -> list[CodecInfo]:
-        """One pattern row (no path: the weights file is cdc-avif's, listed under that family)."""
-        names = ", ".join(w.name for w in weights if w.family == "cdc-avif") or "none installed"
+        """Pattern rows (no path: the weights files are cdc-avif's, listed under that family)."""
+        priors = [w.name for w in weights if is_prior(w, conditional)]
         what = "over the AVIF base, progressive" if conditional else "unconditional prior, progressive"
         suffix = "[-qN]" if conditional else ""
-        return [CodecInfo(f"{prefix}WEIGHTS{suffix}", FAMILIES[conditional],
-                          f"DiffC {what}; WEIGHTS: cdc-avif weights ({names})")]
+        shipped = "" if DEFAULT_PRIOR in priors else " (not installed)"
+        return [CodecInfo(f"{FAMILIES[conditional]}{suffix}", FAMILIES[conditional],
+                          f"DiffC {what}, with the shipped prior {DEFAULT_PRIOR}{shipped}"),
+                CodecInfo(f"{prefix}WEIGHTS{suffix}", FAMILIES[conditional],
+                          f"DiffC {what}; WEIGHTS: a cdc-avif prior ({', '.join(priors) or 'none installed'}; "
+                          f"restoration networks are not priors)")]
 
     return Family(name=FAMILIES[conditional], load=load, parse=parse, options=family_options(conditional),
                   loads_cards_of=("cdc-avif",), listing=listing,
                   examples=(f"{prefix}WEIGHTS-q30" if conditional else f"{prefix}WEIGHTS",),
-                  description="DiffC: progressive reverse-channel coding with the cdc-avif network")
+                  description="DiffC: progressive reverse-channel coding over a cdc-avif diffusion prior")
 
 
 AVIF_FAMILY, FAMILY = _family(True), _family(False)  # diffc-avif before diffc: see model/codecs/__init__.py

@@ -119,25 +119,38 @@ def _log_times(keys: np.ndarray, indices: np.ndarray, carry: np.ndarray, cfg: RC
 
 
 def _search(u: torch.Tensor, dims: np.ndarray, keys: np.ndarray, time_keys: np.ndarray, cfg: RCCConfig) -> np.ndarray:
-    """The encoder: the PFR (or ORC) index of every chunk, batches of block_elems normals."""
-    n, width = dims.shape
+    """The encoder: the PFR (or ORC) index of every chunk. Chunks are searched in groups of one size,
+    so a halved chunk's candidates are not padded to the widest chunk's dims; each chunk's index does
+    not depend on the grouping."""
+    sizes = (dims >= 0).sum(axis=1)
+    best = np.zeros(len(dims), dtype=np.int64)
+    for width in np.unique(sizes):
+        rows = np.flatnonzero(sizes == width)
+        step = max(1, cfg.block_elems // int(width))
+        for block in (rows[r0 : r0 + step] for r0 in range(0, len(rows), step)):
+            best[block] = _search_rows(u, dims[block, :width], keys[block], time_keys[block], cfg)
+    return best
+
+
+def _search_rows(u: torch.Tensor, dims: np.ndarray, keys: np.ndarray, time_keys: np.ndarray,
+                 cfg: RCCConfig) -> np.ndarray:
+    """The best candidate of each chunk of one block (rows of ``dims`` all valid), in batches of
+    about block_elems normals."""
+    rows, width = dims.shape
     candidates = 1 << cfg.cap_bits
-    shifts = torch.where(torch.from_numpy(dims >= 0), u[torch.from_numpy(dims)], 0.0)
-    rows_per_batch = max(1, min(n, cfg.block_elems // width))
-    best = np.zeros(n, dtype=np.int64)
-    for r0 in range(0, n, rows_per_batch):
-        rows = slice(r0, min(n, r0 + rows_per_batch))
-        batch = max(1, min(candidates, cfg.block_elems // ((rows.stop - r0) * width)))
-        carry = np.zeros(rows.stop - r0)
-        best_score = torch.full((rows.stop - r0,), math.inf, dtype=torch.float64)
-        for i0 in range(0, candidates, batch):
-            indices = np.arange(i0, min(candidates, i0 + batch), dtype=np.int64)
-            eps = rng.standard_normals(keys[rows], indices[None, :], width)
-            gain = torch.bmm(eps, shifts[rows, :, None])[:, :, 0]  # log q/p up to a constant
-            low, arg = (_log_times(time_keys[rows], indices, carry, cfg) - gain).min(dim=1)
-            better = (low < best_score).numpy()
-            best_score = torch.minimum(low, best_score)
-            best[rows][better] = arg.numpy()[better] + i0
+    shifts = u[torch.from_numpy(dims)][:, :, None]
+    batch = max(1, min(candidates, cfg.block_elems // (rows * width)))
+    carry = np.zeros(rows)
+    best_score = torch.full((rows,), math.inf, dtype=torch.float64)
+    best = np.zeros(rows, dtype=np.int64)
+    for i0 in range(0, candidates, batch):
+        indices = np.arange(i0, min(candidates, i0 + batch), dtype=np.int64)
+        eps = rng.standard_normals(keys, indices[None, :], width)
+        gain = torch.bmm(eps, shifts)[:, :, 0]  # log q/p up to a constant
+        low, arg = (_log_times(time_keys, indices, carry, cfg) - gain).min(dim=1)
+        better = (low < best_score).numpy()
+        best_score = torch.minimum(low, best_score)
+        best[better] = arg.numpy()[better] + i0
     return best
 
 

@@ -14,8 +14,10 @@ PFR indices spread roughly evenly over the exponents 1..K+4 for a chunk of K bit
 within ~0.1 bit of their entropy. The decoder must finish on the encoder's start state
 x0 = 2^check_bits + pattern, so a corrupt, truncated or mis-configured payload fails with
 probability 1 - 2^-check_bits (the container's CRC is the real integrity check). A big integer
-needs no renormalisation and no frequency quantisation, so the coder is exact; each symbol costs
-O(payload bits), ~0.1 s for 1e4 chunks.
+needs no renormalisation and no frequency quantisation, so the coder is exact. The encoder pushes
+the symbols by halves (``_push``: 0.65 s for 1.5e5 symbols, a 160 kbit state, against 12 s one by
+one); the decoder pops them one at a time, each costing O(payload bits): ~0.1 s for 1e4 chunks,
+seconds for DiffC steps of 1e5 bits.
 """
 
 from __future__ import annotations
@@ -106,12 +108,46 @@ class PayloadWriter:
     def to_bytes(self, check_bits: int) -> bytes:
         """The shorter of the adaptive and the fixed-length rendering."""
         best = None
-        for fixed in (False, True):
-            x = _start_state(check_bits)
-            for start, freq, total in reversed(self._intervals(fixed)):  # rANS: last in, first out
-                x = (x // freq) * total + start + x % freq
+        for fixed in (False, True):  # rANS: last in, first out
+            x = _push(self._intervals(fixed)[::-1], _start_state(check_bits))
             best = x if best is None else min(best, x)
         return best.to_bytes((best.bit_length() + 7) // 8, "big")
+
+
+def _push(intervals: list[tuple[int, int, int]], x: int) -> int:
+    """The rANS state after pushing ``intervals`` (start, freq, total) in order onto state ``x``:
+    x <- (x // freq) * total + start + x % freq each, computed by halves. Pushing a run whose freqs
+    multiply to F and totals to T maps x + k F to its image of x plus k T, so the run's image of x is
+    its image of x mod F plus (x // F) T: a few big multiplications and divisions instead of one pass
+    over the whole state per symbol (quadratic in the payload: 37 s for one 130 kbit DiffC step)."""
+    return _push_run(_ProductTree(intervals), x)
+
+
+_LEAF = 64  # intervals pushed one by one: their state is small
+
+
+class _ProductTree:
+    """A run of intervals with the products of its freqs and totals, split in halves down to leaves."""
+
+    def __init__(self, intervals: list[tuple[int, int, int]]):
+        self.intervals = intervals
+        if len(intervals) <= _LEAF:
+            self.halves = ()
+            self.freqs = math.prod(f for _, f, _ in intervals)
+            self.totals = math.prod(t for _, _, t in intervals)
+        else:
+            self.halves = (_ProductTree(intervals[: len(intervals) // 2]), _ProductTree(intervals[len(intervals) // 2 :]))
+            self.freqs = self.halves[0].freqs * self.halves[1].freqs
+            self.totals = self.halves[0].totals * self.halves[1].totals
+
+
+def _push_run(run: _ProductTree, x: int) -> int:
+    if not run.halves:
+        for start, freq, total in run.intervals:
+            x = (x // freq) * total + start + x % freq
+        return x
+    high, x = divmod(x, run.freqs)
+    return _push_run(run.halves[1], _push_run(run.halves[0], x)) + high * run.totals
 
 
 class PayloadReader:

@@ -6,7 +6,6 @@ the same reader the archive jobs use: local paths, s3:// URLs, globs and brace p
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import random
@@ -20,7 +19,7 @@ from torch.utils.data import IterableDataset
 from pipeline.shards import ShardReader, expand_inputs, is_shard_spec
 from pipeline.storage import Storage
 
-from ..images import IMAGE_EXTENSIONS, is_image_name, to_rgb8
+from ..images import IMAGE_EXTENSIONS, held_out, is_image_name, to_rgb8
 
 
 class RandomCrops(IterableDataset):
@@ -71,14 +70,6 @@ def random_crop(photo: Image.Image, size: int, rng: random.Random, max_scale: fl
     w, h = img.size
     left, top = rng.randint(0, w - size), rng.randint(0, h - size)
     return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
-
-
-def held_out(path: str, every: int) -> bool:
-    """Whether a training file belongs to the held-out slice (1 in ``every`` by a hash of its name;
-    0: none). Training never reads it, so evaluation can use it (``jobs/evaluate.py --held-out``)."""
-    if every <= 0:
-        return False
-    return int(hashlib.sha256(Path(path).name.encode()).hexdigest(), 16) % every == 0
 
 
 def find_sources(sources: list[str], holdout_every: int = 0):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import platform
@@ -12,6 +13,7 @@ from safetensors.torch import load_file
 
 from ..nn.weights_file import save_weights
 from ..registry import get_family
+from ..weights import objective_card
 from .config import TrainConfig
 from .loop import initial_model
 
@@ -30,11 +32,24 @@ def export(cfg: TrainConfig, name: str, weights_dir: Path, extra_card: dict | No
         "data": cfg.data, "hardware": _hardware(),
         # the family's (cdc-avif restores in one step; CDC's few-step decode needs more)
         "default_steps": get_family(model.cfg.family).default_steps or 8,
+        **_objective(cfg, model),
         **(extra_card or {}),
     }
     path = Path(weights_dir) / f"{name}.safetensors"
     save_weights(model, path, card)
     return path
+
+
+def _objective(cfg: TrainConfig, model) -> dict:
+    """A diffusion decoder's training objective (``model.weights.objective_card``), from this run's
+    settings: the loss options it gave, else the network's own defaults (its config's base dropout,
+    its loss's t = 1 gammas). Networks without a diffusion (hyperprior) have none."""
+    if not hasattr(model.cfg, "diffusion"):
+        return {}
+    loss_defaults = inspect.signature(model.forward).parameters
+    gammas = cfg.loss_options.get("final_gammas", getattr(loss_defaults.get("final_gammas"), "default", None))
+    dropout = cfg.loss_options.get("base_dropout", getattr(model.cfg, "base_dropout", None))
+    return objective_card(cfg.final_step_fraction, gammas, dropout)
 
 
 def _hardware() -> str:

@@ -20,6 +20,7 @@ from model import (BitstreamError, OptionError, build_network, codec_from_networ
                    load_codec_for_id, unpack)
 from model.codec import declared
 from model.nn.weights_file import save_weights
+from model.weights import objective_card
 
 FAULT_INJECTORS = {"faulty", "stall"}  # tests/faulty_family.py: they fail on purpose
 # The cheapest encode settings where a codec declares them (DiffC's RCC search), so the suite stays quick.
@@ -28,6 +29,8 @@ CHEAP_ENCODE = {"cap_bits": 6, "levels": 2}
 SAME_PADDED = [(41, 40), (44, 40)]
 OTHER_PADDED = (70, 90)
 TILE, OVERLAP = 128, 32  # a small tile, so a 150 x 200 image takes the tiled path
+# the tiny cards say "a prior over every noise level, with base dropout", so the DiffC families load them
+PRIOR_CARD = objective_card(0.2, None, 0.1)
 
 
 def weights_name(family: str) -> str:
@@ -73,7 +76,7 @@ def weights_dir(tmp_path_factory):
         if tiny_size(fam) is not None:
             save_weights(tiny_network(fam), folder / f"{name}.safetensors",
                          {"name": name, "description": "random, for the conformance suite", "steps_trained": 0,
-                          "default_steps": 2})
+                          "default_steps": 2, **PRIOR_CARD})
     plugin_family.write_lut_weights(folder / f"{weights_name('tinylut')}.safetensors", 16)
     return folder
 

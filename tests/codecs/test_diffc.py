@@ -1,6 +1,7 @@
 """DiffC on a tiny random cdc-avif network: both families end to end, the decoder rebuilds the
 encoder's noisy states bit for bit (1 and 2 threads), the rate tracks the KL, every prefix of a
-bitstream is a valid bitstream, and bad input is refused with a BitstreamError.
+bitstream is a valid bitstream, and bad input is refused with a BitstreamError. Only weights whose
+card says they are a prior load (tiny cards here; the shipped prior is not needed).
 
 Whether PSNR rises with every prefix is a property of a trained prior (a random one predicts
 noise); results/diffc measures it with real weights. Here the mechanism is tested: the states
@@ -10,37 +11,47 @@ are exact and the size rises with every step.
 from __future__ import annotations
 
 import io
+import json
 import time
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from model import BitstreamError, build_network, load_codec, load_codec_for_id, named_config, unpack
+from model import BitstreamError, WeightsError, build_network, list_codecs, load_codec, load_codec_for_id, named_config, unpack
 from model.__main__ import main
 from model.codec import OptionError
+from model.codecs.diffc import DEFAULT_PRIOR, DiffCCodec
 from model.diffc.stream import truncate
 from model.format import Container, pack
 from model.nn.weights_file import save_weights
 from model.rcc.coding import header_bits
 from model.threads import fixed_threads
+from model.registry import load_network
+from model.weights import objective_card, sha256_file
 
 # RCC's cost per chunk above KL at the default cap_bits 10 (chunks of 6 bits, halved above 8), as
 # results/diffc/README.md states it; the index, split flags and byte rounding included.
 CHUNK_COST_BITS = 2.6
 FAST = {"cap_bits": 6}  # the smallest search: tests stay within seconds
+# what the cards of the tiny networks say they were trained for (model.weights.objective_card)
+PRIOR = objective_card(0.2, (0.0, 0.0, 0.8, 1.0), 0.1)  # every noise level, base dropout: both families
+CONDITIONAL_PRIOR = objective_card(0.2, (0.0, 0.0, 0.8, 1.0), 0.0)  # no base dropout: diffc-avif only
+RESTORATION = objective_card(1.0, (0.0,), 0.0)  # t = 1 only: neither
 
 
-def tiny_weights(folder, name: str, seed: int):
-    """A cdc-avif-tiny network with random (non-zero) weights saved as NAME in ``folder``."""
+def tiny_weights(folder, name: str, seed: int, objective: dict = PRIOR):
+    """A cdc-avif-tiny network with random (non-zero) weights saved as NAME in ``folder``, its card
+    saying it was trained with ``objective``."""
     torch.manual_seed(seed)
     model = build_network(named_config("cdc-avif-tiny"))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     save_weights(model, folder / f"{name}.safetensors", {"name": name, "description": "random, for tests",
-                                                         "steps_trained": 0, "default_steps": 1})
+                                                         "steps_trained": 0, "default_steps": 1, **objective})
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +59,8 @@ def weights_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("weights")
     tiny_weights(folder, "tiny", 0)
     tiny_weights(folder, "other", 1)
+    tiny_weights(folder, "conditional", 2, CONDITIONAL_PRIOR)
+    tiny_weights(folder, "restoration", 3, RESTORATION)
     return folder
 
 
@@ -200,3 +213,50 @@ def test_the_decompress_job_previews_an_archive_at_a_lower_rate(codec, encoded, 
     assert not np.array_equal(preview, np.asarray(codec.decode([blob])[0]))  # the preview is not the full decode
     assert len(decoded) == 2
     assert all(r.error is None and np.array_equal(np.asarray(r.image), preview) for r in decoded)
+
+
+def test_only_weights_whose_card_says_prior_load_and_list(weights_dir, tmp_path):
+    assert load_codec("diffc-avif-conditional-q30", weights_dir=weights_dir).name == "diffc-avif-conditional"
+    refusals = {"diffc-avif-restoration": "objective is 'restoration'", "diffc-restoration": "objective is 'restoration'",
+                "diffc-conditional": "with base dropout > 0"}
+    for name, phrase in refusals.items():
+        with pytest.raises(WeightsError, match=phrase) as refused:
+            load_codec(name, weights_dir=weights_dir)
+        assert name.split("-")[-1] in str(refused.value) and f"{DEFAULT_PRIOR}" in str(refused.value)
+    # bitstreams a restoration network wrote (before cards said what it is) still decode from their codec id
+    path = weights_dir / "restoration.safetensors"
+    old = DiffCCodec(load_network(path), "diffc-avif-restoration", sha256_file(path), conditional=True)
+    blob = old.encode([np.zeros((8, 8, 3), np.uint8)], stop_step=1, **FAST)[0]
+    assert load_codec_for_id(old.codec_id, weights_dir=weights_dir).decode([blob])[0].size == (8, 8)
+    rows = {row.name: row.description for row in list_codecs(weights_dir)}
+    assert "(conditional, other, tiny;" in rows["diffc-avif-WEIGHTS[-qN]"] and "(other, tiny;" in rows["diffc-WEIGHTS"]
+    assert "restoration," not in rows["diffc-avif-WEIGHTS[-qN]"] + rows["diffc-WEIGHTS"]
+    assert f"{DEFAULT_PRIOR} (not installed)" in rows["diffc-avif[-qN]"]
+    # a codec name without weights means the shipped prior; the codec id names the weights
+    tiny_weights(tmp_path, DEFAULT_PRIOR, 0)
+    shipped = load_codec("diffc-avif-q40", weights_dir=tmp_path)
+    assert shipped.name == f"diffc-avif-{DEFAULT_PRIOR}" and shipped.presets["quality"] == 40
+    assert load_codec("diffc", weights_dir=tmp_path).codec_id.startswith(f"diffc-{DEFAULT_PRIOR}@")
+    assert "(not installed)" not in {row.name: row.description for row in list_codecs(tmp_path)}["diffc"]
+    # a card that states no objective (written before cards did) is no prior either
+    card = json.loads((tmp_path / f"{DEFAULT_PRIOR}.json").read_text())
+    del card["objective"]
+    (tmp_path / f"{DEFAULT_PRIOR}.json").write_text(json.dumps(card))
+    with pytest.raises(WeightsError, match="states no training objective"):
+        load_codec("diffc-avif", weights_dir=tmp_path)
+
+
+def test_cdc_avif_says_once_when_a_restoration_network_decodes_what_it_was_not_trained_for(weights_dir, photo):
+    restoration = load_codec(weights_dir / "restoration.safetensors")  # a path: the cdc-avif family
+    blob = restoration.encode([photo])[0]
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        restoration.decode([blob])  # 1 step, gamma 0: what it was trained for
+        restoration.decode([blob], steps=2, gamma=0.8)
+        restoration.decode([blob, blob], steps=4)
+    assert [str(w.message).split(" is ")[0] for w in said] == ["restoration"]
+    assert "trained for the one-step decode from gamma 0" in str(said[0].message)
+    prior = load_codec(weights_dir / "tiny.safetensors")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prior.decode(prior.encode([photo]), steps=2, gamma=0.8)  # a prior: no warning

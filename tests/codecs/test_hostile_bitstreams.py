@@ -20,7 +20,7 @@ from shardkit import photo, plain_shards, rewrite_archive_shard
 from jobs import compress, decompress
 from model import build_network, load_codec, named_config
 from model.nn.weights_file import save_weights
-from model.weights import CARD_SUFFIX, WEIGHTS_DIR, WEIGHTS_SUFFIX
+from model.weights import CARD_SUFFIX, WEIGHTS_DIR, WEIGHTS_SUFFIX, objective_card
 
 SHIPPED = ("hyperprior-s-q2", "cdc-s-q2")
 CODECS = (*SHIPPED, "webp-q80", "jpeg-q80", "avif-q60")
@@ -42,7 +42,8 @@ def weights_dir(folder):
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)  # not the zero head: the diffusion decoder changes pixels
     save_weights(model, folder / f"cdc-avif-tiny{WEIGHTS_SUFFIX}",
-                 {"name": "cdc-avif-tiny", "description": "random, for tests", "steps_trained": 0, "default_steps": 1})
+                 {"name": "cdc-avif-tiny", "description": "random, for tests", "steps_trained": 0, "default_steps": 1,
+                  **objective_card(0.2, None, 0.1)})  # a prior: the DiffC families load it
     return folder
 
 

@@ -183,3 +183,18 @@ def test_bad_configs_are_refused():
             RCCConfig(**kwargs)
     with pytest.raises(ValueError, match="key"):
         encode_sample(torch.ones(3), torch.zeros(3), 1.0, -1)
+
+
+def test_the_payload_is_the_rans_state_pushed_one_symbol_at_a_time():
+    """The encoder pushes runs of symbols by halves (model/rcc/coding.py ``_push``); the format is the
+    state that pushing them one at a time gives, so both must agree exactly, across many leaves."""
+    from model.rcc.coding import _push
+
+    rng = np.random.default_rng(0)
+    totals = rng.choice([2, 7, 1 << 10, 4099], size=3000)
+    freqs = [int(rng.integers(1, t + 1)) for t in totals]
+    intervals = [(int(rng.integers(0, t - f + 1)), f, int(t)) for f, t in zip(freqs, totals)]
+    x = 0x1A5
+    for start, freq, total in intervals:
+        x = (x // freq) * total + start + x % freq
+    assert x.bit_length() > 3000 and _push(intervals, 0x1A5) == x

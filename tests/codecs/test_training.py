@@ -36,6 +36,8 @@ def test_train_resume_export(photo_folder, tmp_path, config, capsys):
     assert "tiny-x.safetensors" in capsys.readouterr().out
     card = json.loads((weights / "tiny-x.json").read_text())
     assert card["steps_trained"] == 5 and card["family"] == config.split("-")[0]
+    # a diffusion decoder's card says what it was trained for (half the batch at t = 1: a prior); the hyperprior has none
+    assert card.get("objective") == {"cdc-tiny": "diffusion", "hyperprior-tiny": None}[config]
     assert 1e4 <= card["wall_time_s"] < 1e4 + 600  # resumed: the checkpoint's clock went on
     codec = load_codec(str(weights / "tiny-x.safetensors"))
     assert codec.codec_id.startswith("tiny-x@")

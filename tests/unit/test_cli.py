@@ -77,7 +77,8 @@ def test_option_flags_say_what_each_family_means_and_defaults_to():
         return next(a.help for a in parser._actions if flag in a.option_strings)
 
     quality = help_of(compress.build_parser(), "--quality")
-    assert "cdc-avif, diffc-avif: AVIF quality of the base layer (higher: more bits), default 30" in quality
+    assert "cdc-avif: AVIF quality of the base layer (higher: more bits), default 30" in quality
+    assert "diffc-avif: AVIF quality of the base layer (higher: more bits), default 40" in quality
     assert "pillow: Pillow quality, 0 (smallest) to 100, default 75" in quality and "default: the codec's own" in quality
     steps = help_of(decompress.build_parser(), "--steps")
     assert steps.startswith("cdc: DDIM steps from x_N to the image (default: the weights card's default_steps, "

@@ -9,10 +9,10 @@ import pytest
 import s3fs
 from shardkit import archive_rows, plain_shards
 
-from model import (WeightsError, WeightsResolver, load_codec, load_codec_for_id, make_codec_id,
+from model import (Weights, WeightsError, WeightsResolver, load_codec, load_codec_for_id, make_codec_id,
                    random_codec, split_codec_id)
 from model.nn.weights_file import save_weights
-from model.weights import sha256_file
+from model.weights import WEIGHTS_DIR, WEIGHTS_SUFFIX, sha256_file
 
 PLUGIN = Path(__file__).resolve().parents[1] / "plugin_family.py"
 
@@ -116,3 +116,36 @@ def test_the_same_weights_always_make_the_same_file(tmp_path):
         assert codec.codec_id == f"cdc-tiny@{digest}"  # in memory, the id of the file it would be
         ids.add(digest)
     assert len(ids) == 1
+
+
+@pytest.mark.parametrize("fraction, loss, objective, gammas, dropout", [
+    (1.0, {"final_gammas": (0.0,), "base_dropout": 0.0}, "restoration", [0.0], 0.0),  # cdc-avif-m-mse's run
+    (0.2, {"base_dropout": 0.1}, "diffusion", [0.0, 0.0, 0.8, 1.0], 0.1),  # the prior's: the loss's own gammas
+    (0.5, {}, "diffusion", [0.0, 0.0, 0.8, 1.0], 0.1),  # nothing given: the config's base dropout
+])
+def test_export_writes_the_training_objective_from_the_runs_settings(tmp_path, fraction, loss, objective, gammas,
+                                                                    dropout):
+    from safetensors.torch import save_file
+
+    from model import build_network, named_config
+    from model.training import TrainConfig, export
+
+    ckpt = tmp_path / "run" / "ckpt"
+    ckpt.mkdir(parents=True)
+    save_file(build_network(named_config("cdc-avif-tiny")).state_dict(), ckpt / "ema.safetensors")
+    (ckpt / "state.json").write_text(json.dumps({"step": 3, "elapsed_s": 1.0}))
+    cfg = TrainConfig(config="cdc-avif-tiny", out=str(tmp_path / "run"), final_step_fraction=fraction,
+                      loss_options=loss)
+    weights = Weights.open(export(cfg, "x", tmp_path / "weights"))
+    assert weights.objective == objective and weights.unconditional_prior == (objective == "diffusion")
+    assert weights.card["objective_settings"] == {"final_step_fraction": fraction, "final_gammas": gammas,
+                                                  "base_dropout": dropout}
+
+
+def test_shipped_cdc_avif_cards_say_restoration_and_still_describe_their_files():
+    """The objective was added to the cards, which are not inside the hashed files: codec ids (and so
+    every archive and tests/vectors) are unchanged."""
+    for name, short_hash in (("cdc-avif-m-mse", "c3bf6b22"), ("cdc-avif-mse", "fca83766")):
+        weights = Weights.open(WEIGHTS_DIR / f"{name}{WEIGHTS_SUFFIX}")
+        assert weights.objective == "restoration" and not weights.unconditional_prior
+        assert weights.sha256 == weights.card["sha256"] and weights.sha256.startswith(short_hash)
