@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = str(REPO / "examples" / "corpus")
 
 
-DEFAULT_CODEC = "cdc-avif-m-mse"  # AVIF base layer (effort fast: its card) + diffusion decoder; rate by --quality
+DEFAULT_CODEC = "cdc-avif-mse"  # AVIF base layer at effort fast (the cost model) + the network best at fast; rate by --quality
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(

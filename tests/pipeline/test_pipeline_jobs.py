@@ -39,14 +39,14 @@ def test_compress_defaults_archive_the_example_corpus(example_archive, capsys):
     rows = archive_rows(example_archive)
     assert len(rows) == 12 and len({r["key"] for r in rows}) == 12
     for r in rows:
-        assert r["error"] is None and r["bitstream"] and r["codec_id"].startswith("cdc-avif-m-mse@")
+        assert r["error"] is None and r["bitstream"] and r["codec_id"].startswith("cdc-avif-mse@")
         assert r["bpp"] == pytest.approx(len(r["bitstream"]) * 8 / (r["width"] * r["height"]))
         assert set(dict(r["metadata"])) == {"txt", "json"} and r["orig_sha256"] and r["encode_ms"] > 0
         assert dict(r["encode_settings"]) == {"quality": "30", "effort": "fast", "speed": "6",
                                               "subsampling": "4:2:0", "tune": "default"}  # as its bitstream says
     manifest = json.loads((example_archive / "_manifest.json").read_text())
     assert manifest["counts"] == {"shards": 2, "done": 2, "skipped": 0, "failed": 0, "rows": 12, "ok": 12, "errors": 0}
-    assert manifest["versions"]["pyarrow"] and manifest["codec_id"].startswith("cdc-avif-m-mse@")
+    assert manifest["versions"]["pyarrow"] and manifest["codec_id"].startswith("cdc-avif-mse@")
     # the encode options used, every one the codec declares: the codec's own defaults here
     assert manifest["options"] == {"quality": 30, "effort": "fast", "speed": None, "subsampling": None, "tune": None,
                                    "target_psnr": None, "max_bpp": None, "max_bytes": None}
@@ -62,7 +62,7 @@ def test_rerun_skips_complete_shards_and_refuses_another_codec(example_archive, 
     assert "0 shards done, 2 skipped" in capsys.readouterr().out
     assert compress.main(["--output", str(example_archive), "--codec", "jpeg-q50", "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "already holds shards archived with codec cdc-avif-m-mse@" in err and "--overwrite" in err
+    assert "already holds shards archived with codec cdc-avif-mse@" in err and "--overwrite" in err
 
 
 def test_decompress_to_webdataset_png_and_audit(example_archive, tmp_path, capsys):
@@ -77,7 +77,7 @@ def test_decompress_to_webdataset_png_and_audit(example_archive, tmp_path, capsy
     # every family's decode option is recorded (DiffC's denoiser, ...), as the archive's codec ran it: its
     # own steps (the card's default_steps), not "the codec's default"
     [(codec_id, used)] = manifest["codec_options"].items()
-    assert codec_id.startswith("cdc-avif-m-mse@") and isinstance(used["steps"], int) and used["steps"] >= 1
+    assert codec_id.startswith("cdc-avif-mse@") and isinstance(used["steps"], int) and used["steps"] >= 1
     assert {k: manifest["decode"][k] for k in ("steps", "gamma", "seed", "batch_size")} == \
         {"steps": used["steps"], "gamma": 0.0, "seed": 0, "batch_size": 8}
     args = decompress.build_parser().parse_args(manifest["argv"])  # the recorded arguments redo this run
