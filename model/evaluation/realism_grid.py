@@ -106,10 +106,10 @@ def evaluate_image(name: str, rgb: np.ndarray, q: int, codecs: dict, args, featu
         seconds = time.process_time() - t0
         point = {"image": name, "curve": curve, "quality": quality, "bpp": len(blob) * 8 / (h * w),
                  "psnr": psnr(rgb, out), "decode_s": seconds, "height": h, "width": w}
+        if tools:  # first: tool_values fills every judge column, NaN where not measured
+            point.update(tool_values(tools, rgb, out))
         if "ssimulacra2" in args.metric_list:
             point["ssimulacra2"] = ssimulacra2(rgb, out)
-        if tools:
-            point.update(tool_values(tools, rgb, out))
         points.append(point)
         feats[f"{curve}|{quality}"] = features(patches(out))
 

@@ -4,6 +4,7 @@ musts are checked against AVIF and the MSE decoder at the same quality."""
 
 from __future__ import annotations
 
+import csv
 import pytest
 from PIL import Image
 
@@ -24,7 +25,7 @@ def test_the_grid_measures_every_curve_and_resumes(tmp_path, capsys):
     prior = tiny_weights(tmp_path)
     argv = ["--prior", str(prior), "--mse", str(prior), "--heldout", str(folder), "--heldout-every", "1",
             "--kodak", "", "--qualities", "10,30", "--effort", "fast", "--steps", "1,2", "--gammas", "0,0.8",
-            "--ancestral", "2:0.8", "--metrics", "", "--out", str(tmp_path / "out")]
+            "--ancestral", "2:0.8", "--metrics", "ssimulacra2,butteraugli", "--out", str(tmp_path / "out")]
     assert main(argv) == 0
     table = (tmp_path / "out" / "realism.md").read_text()
     curves = ["avif", "cdc-avif-p", "prior steps=1 γ=0", "prior steps=2 γ=0.8", "prior steps=2 γ=0.8 ancestral"]
@@ -33,6 +34,8 @@ def test_the_grid_measures_every_curve_and_resumes(tmp_path, capsys):
     assert (tmp_path / "out" / "realism.png").stat().st_size > 0
     points = (tmp_path / "out" / "points.csv").read_text().splitlines()
     assert len(points) == 1 + 2 * (2 + 5)  # header, qualities x (avif, mse, 5 prior settings)
+    rows = list(csv.DictReader(points))
+    assert all(0 < float(r["ssimulacra2"]) <= 100 for r in rows)  # measured beside Butteraugli, not overwritten
 
     capsys.readouterr()
     assert main(argv) == 0  # every image was done: nothing is decoded again
