@@ -67,8 +67,8 @@ def rewrite_archive_shard(folder: Path, name: str, edit) -> list[dict]:
     """Replace the rows of archive shard ``name`` by ``edit(rows)`` and re-vouch for them: the Parquet
     file is rewritten and its stats marker updated (bytes, sha256, rows), exactly as a dishonest writer
     could. Returns the new rows."""
-    from pipeline.archive import ArchiveWriter
-    from pipeline.storage import Storage
+    from pipeline.records.archive import ArchiveWriter
+    from pipeline.io.storage import Storage
 
     rows = edit(pq.read_table(folder / f"{name}.parquet").to_pylist())
     record: dict = {}

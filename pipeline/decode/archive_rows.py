@@ -34,11 +34,11 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .archive import RowGroups
-from .child import child_streams, peak_rss_bytes, recv, send, start_child, status_bytes
-from .faults import InfrastructureError, PermanentError, is_transient
-from .records import BIG_COLUMNS, KEPT_COLUMNS, READ_COLUMNS
-from .storage import Storage
+from ..records.archive import RowGroups
+from ..io.child import child_streams, peak_rss_bytes, recv, send, start_child, status_bytes
+from ..io.faults import InfrastructureError, PermanentError, is_transient
+from ..records.files import BIG_COLUMNS, KEPT_COLUMNS, READ_COLUMNS
+from ..io.storage import Storage
 
 SMALL_COLUMNS = [c for c in READ_COLUMNS if c not in BIG_COLUMNS]
 READER_SLACK_BYTES = 256 << 20  # what the child may add besides row data: S3 clients, thread arenas, Python objects
@@ -72,7 +72,7 @@ class ArchiveRows:
         self.request, self.record = request, {"peak_rss_bytes": None, "bytes_read": None}
 
     def __iter__(self) -> Iterator[list[dict]]:
-        proc = start_child("pipeline.archive_rows", ARROW_DEFAULT_MEMORY_POOL="system")
+        proc = start_child("pipeline.decode.archive_rows", ARROW_DEFAULT_MEMORY_POOL="system")
         try:
             send(proc.stdin, self.request)
             while True:

@@ -25,16 +25,16 @@ from model import load_image, ms_ssim, psnr
 from model.images import ImageError
 from model.metadata import file_facts
 
-from .archive import now, sha256
+from ..records.archive import now, sha256
 from .decoding import Decoder, DecodeSettings, archive_name, decode_rows, process_records, rows_of, settle
-from .keeping import oriented
-from .markers import READ_THREADS, identity, read_markers
+from ..encode.keeping import oriented
+from ..records.markers import READ_THREADS, identity, read_markers
 from .metrics import summarize
-from .records import (AUDIT_FILE, AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, AuditedMarker, AuditRow, ShardStats,
+from ..records.files import (AUDIT_FILE, AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, AuditedMarker, AuditRow, ShardStats,
                       audit_rows, audit_table)
 from .restore import Restored, image_member
-from .shards import Sample, ShardReader
-from .storage import Storage, join, redact
+from ..io.shards import Sample, ShardReader
+from ..io.storage import Storage, join, redact
 
 
 def original_record(url: str, storage: Storage) -> dict:

@@ -31,8 +31,8 @@ from PIL import Image
 from model.lossless import decode_pixels, jxl_to_jpeg
 from model.metadata import JPEG_RESTORE_QUALITY, save_kwargs, with_segments
 
-from .faults import is_out_of_memory
-from .keeping import CODEC, JPEG_XL, LOSSLESS, NONE, ORIGINAL
+from ..io.faults import is_out_of_memory
+from ..encode.keeping import CODEC, JPEG_XL, LOSSLESS, NONE, ORIGINAL
 
 PIXEL_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP",
                  "tif": "TIFF", "tiff": "TIFF", "avif": "AVIF", "ppm": "PPM", "pgm": "PPM", "pnm": "PPM"}

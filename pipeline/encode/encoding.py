@@ -22,14 +22,14 @@ from model import IMAGE_EXTENSIONS, bits_per_pixel, load_image
 from model.images import sniff_format, without_reprs
 from model.metadata import FileFacts, file_facts
 
-from .batches import call_batched
-from .faults import is_infrastructure
+from ..io.batches import call_batched
+from ..io.faults import is_infrastructure
 from .keeping import CODEC, LOSSLESS, NONE, ORIGINAL, Kept, Policy, after_coding, count_path, decide
-from .markers import identity
-from .archive import ArchiveWriter, RowGroups, now, sha256
-from .records import ShardStats, parquet_url, stats_url
-from .shards import Sample, ShardReader, shard_name
-from .storage import Storage
+from ..records.markers import identity
+from ..records.archive import ArchiveWriter, RowGroups, now, sha256
+from ..records.files import ShardStats, parquet_url, stats_url
+from ..io.shards import Sample, ShardReader, shard_name
+from ..io.storage import Storage
 
 Report = Callable[[dict], None]
 ITEM_OVERHEAD = 1024  # bytes an item costs beyond its data (so even empty samples fill a batch)

@@ -23,10 +23,10 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .keeping import sum_paths
+from ..encode.keeping import sum_paths
 from .markers import READ_THREADS, Markers, identity, read_markers
-from .records import BIG_COLUMNS, PARQUET_SUFFIX, ROW_SCHEMA, STATS_SUFFIX, ShardStats
-from .storage import Storage, redact
+from .files import BIG_COLUMNS, PARQUET_SUFFIX, ROW_SCHEMA, STATS_SUFFIX, ShardStats
+from ..io.storage import Storage, redact
 
 VERSIONED_PACKAGES = ("diffarc", "torch", "numpy", "pillow", "pyarrow", "ray", "fsspec", "s3fs", "webdataset")
 

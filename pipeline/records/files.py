@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from .storage import Storage, join
+from ..io.storage import Storage, join
 
 RECORD_VERSION = 1
 # 2: stored_as, stored_because, image_info (``keeping``); a version-1 row is a codec or error row

@@ -1,4 +1,4 @@
-"""Archive files that do not keep to what an honest writer writes (pipeline/archive_rows.py):
+"""Archive files that do not keep to what an honest writer writes (pipeline/decode/archive_rows.py):
 
 - a Parquet bomb (zstd over zeros: a few KB on disk, 1 GiB uncompressed) in two row groups: one error
   row per bombed row, never materialised (the reading process's peak stays near its start-up size),
@@ -26,10 +26,10 @@ from shardkit import plain_shards
 
 from jobs import compress, decompress
 from model import load_codec
-from pipeline.archive import ArchiveWriter, RowGroups, row_bytes
-from pipeline.records import BIG_COLUMNS, ROW_SCHEMA
-from pipeline.archive_rows import ArchiveRows, ReadRequest, reader_growth_bytes
-from pipeline.storage import Storage
+from pipeline.records.archive import ArchiveWriter, RowGroups, row_bytes
+from pipeline.records.files import BIG_COLUMNS, ROW_SCHEMA
+from pipeline.decode.archive_rows import ArchiveRows, ReadRequest, reader_growth_bytes
+from pipeline.io.storage import Storage
 
 MB = 1 << 20
 BOMB_ROW = 128 * MB  # zeros, one bitstream each; two rows a group, four groups: 1 GiB
@@ -47,7 +47,7 @@ def archive(ray_local, tmp_path):
 
 def vouch(folder, name: str) -> None:
     """Make shard ``name``'s stats vouch for its Parquet file as it is now (a dishonest writer could)."""
-    from pipeline.archive import sha256
+    from pipeline.records.archive import sha256
 
     data = (folder / f"{name}.parquet").read_bytes()
     marker = json.loads((folder / f"{name}.stats.json").read_text())

@@ -12,12 +12,12 @@ from shardkit import archive_rows, image_bytes, photo, write_shard
 
 from jobs import compress, decompress
 from model import load_codec
-from pipeline.archive import ArchiveWriter
-from pipeline.decoding import DecodeSettings, decode_shard, in_process
-from pipeline.encoding import EncodeSettings, encode_batch, prepare, to_row
-from pipeline.names import MAX_NAME_BYTES, safe_name
-from pipeline.shards import Sample
-from pipeline.storage import Storage
+from pipeline.records.archive import ArchiveWriter
+from pipeline.decode.decoding import DecodeSettings, decode_shard, in_process
+from pipeline.encode.encoding import EncodeSettings, encode_batch, prepare, to_row
+from pipeline.decode.names import MAX_NAME_BYTES, safe_name
+from pipeline.io.shards import Sample
+from pipeline.io.storage import Storage
 
 HOSTILE_KEYS = [
     "../../../escaped/evil",

@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 from shardkit import image_bytes, photo, write_shard
 
-from pipeline.archive import ArchiveWriter, RowGroups
-from pipeline.batches import call_batched
-from pipeline.metrics import summarize
-from pipeline.shards import ShardReader, expand_inputs, shard_name
-from pipeline.faults import PermanentError
-from pipeline.storage import Storage, redact
+from pipeline.records.archive import ArchiveWriter, RowGroups
+from pipeline.io.batches import call_batched
+from pipeline.decode.metrics import summarize
+from pipeline.io.shards import ShardReader, expand_inputs, shard_name
+from pipeline.io.faults import PermanentError
+from pipeline.io.storage import Storage, redact
 
 
 def read_all(path) -> tuple[list, ShardReader]:
@@ -139,7 +139,7 @@ def test_summarize_and_redact():
 
 def test_tar_stream_mode_matches_tarfile(tmp_path):
     """Our writer's tars read back with plain tarfile (other WebDataset tools)."""
-    from pipeline.shards import Sample, write_tar
+    from pipeline.io.shards import Sample, write_tar
 
     buf = io.BytesIO()
     write_tar(buf, [Sample("a", {"png": b"1", "txt": b"2"})])
@@ -151,7 +151,7 @@ def test_tar_stream_mode_matches_tarfile(tmp_path):
 def test_split_key_is_webdatasets_rule():
     from webdataset.tariterators import base_plus_ext
 
-    from pipeline.shards import split_key
+    from pipeline.io.shards import split_key
 
     for name in ["a/b/0001.jpg", "0001.seg.png", "x.y/z.tar.gz", "k.", "dir.v2/img.json"]:
         assert split_key(name) == base_plus_ext(name), name
