@@ -35,20 +35,20 @@ from collections import Counter
 from model import runs_network
 from model.evaluation.pricing import run_estimate
 from model.options import add_option_flags, family_options, given_options, with_defaults
-from pipeline.run.actors import DecodeWorker
-from pipeline.records.archive import RowGroups, archived_shards, now
 from pipeline.decode.audit import Auditing, summary_line
 from pipeline.decode.decoding import FORMATS, DecodeSettings, Decoding, archive_name, codecs_for, resolved_options
-from pipeline.encode.encoding import JOB_MAX_PIXELS
-from pipeline.run.lease import LeaseHeld
-from pipeline.records.files import DECODED_SUFFIX, MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, DecompressManifest, ShardStats
-from pipeline.run.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, print_plan_for,
-                             ray_session,
-                             report_failures,
-                             resources_from, run_workers, storage_from, weights_from, write_manifest)
+from pipeline.io.batches import JOB_MAX_PIXELS
 from pipeline.io.child import Limits
 from pipeline.io.shards import expand_inputs, shard_name
 from pipeline.io.storage import join, redact
+from pipeline.records.archive import RowGroups, archived_shards, now
+from pipeline.records.files import DECODED_SUFFIX, MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, DecompressManifest, ShardStats
+from pipeline.run.actors import DecodeWorker
+from pipeline.run.lease import LeaseHeld
+from pipeline.run.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, print_plan_for,
+                                 ray_session,
+                                 report_failures,
+                                 resources_from, run_workers, storage_from, weights_from, write_manifest)
 
 MANIFEST_FAILED_ROWS = 1000  # failed rows listed in the manifest; every one is in its shard's marker
 

@@ -17,19 +17,19 @@ from typing import Any, Callable, Iterator
 
 from model import load_codec_for_id
 
-from ..records.archive import RowGroups, now
-from .archive_rows import ArchiveRows, ReadRequest
-from ..io.batches import call_batched
+from ..io.batches import JOB_MAX_PIXELS, call_batched
 from ..io.child import Limits
 from ..io.faults import is_infrastructure, is_out_of_memory
-from ..encode.encoding import JOB_MAX_PIXELS
-from ..records.markers import Markers, read_markers
-from .names import UniqueNames, safe_ext, safe_name
-from .outputs import decoded_problem, write_folder
-from ..records.files import DECODED_SUFFIX, PARQUET_SUFFIX, DecodedMarker, Record, ShardStats
-from .restore import Restored, needs_codec, restore_kept, sample_members
 from ..io.shards import Sample, write_tar
 from ..io.storage import Storage, basename, join
+from ..records.archive import RowGroups, now
+from ..records.files import DECODED_SUFFIX, PARQUET_SUFFIX, DecodedMarker, Record, ShardStats
+from ..records.markers import Markers, read_markers
+from ..records.paths import Restored
+from .archive_rows import ArchiveRows, ReadRequest
+from .names import UniqueNames, safe_ext, safe_name
+from .outputs import decoded_problem, write_folder
+from .restore import needs_codec, restore_kept, sample_members
 
 FORMATS = ("webdataset", "png")
 

@@ -21,10 +21,10 @@ from model import load_codec, load_codec_for_id
 
 from ..decode.audit import audit_shard
 from ..decode.decoding import DecodeSettings, decode_shard
-from ..encode.encoding import EncodeSettings, compress_shard
-from ..records.files import AuditedMarker, DecodedMarker, ShardStats
 from ..decode.sandbox import DecoderProcess
+from ..encode.encoding import EncodeSettings, compress_shard
 from ..io.storage import Storage
+from ..records.files import AuditedMarker, DecodedMarker, ShardStats
 
 
 POSTED_WAIT_S = 30.0  # the most a finished shard waits for its progress events to reach the board

@@ -17,14 +17,14 @@ from processes import kill_session
 from shardkit import archive_rows, plain_shards
 
 from jobs import compress
-from pipeline.run.lease import LEASE, Lease, LeaseHeld
 from pipeline.io.storage import Storage
+from pipeline.run.lease import LEASE, Lease, LeaseHeld
 
 REPO = Path(__file__).resolve().parents[2]
 HOLDER = """
 import sys, time
-from pipeline.run.lease import Lease
 from pipeline.io.storage import Storage
+from pipeline.run.lease import Lease
 lease = Lease(sys.argv[1], "holder", Storage(), refresh_s=0.3).acquire()
 print("held", lease.job_id, flush=True)
 while not lease.lost:

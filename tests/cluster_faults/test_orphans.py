@@ -57,9 +57,9 @@ decoder("faulty", [pack(Container("faulty", 6, 8, "RGB", (b"HANG",)))])  # never
 
 READER_PARENT = """
 import sys
-from pipeline.records.archive import RowGroups
 from pipeline.decode.archive_rows import ArchiveRows, ReadRequest
 from pipeline.io.storage import Storage
+from pipeline.records.archive import RowGroups
 
 storage = Storage(endpoint_url=sys.argv[1], retries=0, timeout_s=600)
 list(ArchiveRows(ReadRequest("s3://stuck/a.parquet", storage, 4, None, RowGroups())))  # never returns

@@ -9,12 +9,13 @@ import pyarrow.parquet as pq
 import pytest
 from shardkit import image_bytes, photo, write_shard
 
-from pipeline.records.archive import ArchiveWriter, RowGroups
-from pipeline.io.batches import call_batched
 from pipeline.decode.metrics import summarize
-from pipeline.io.shards import ShardReader, expand_inputs, shard_name
+from pipeline.io.batches import call_batched
 from pipeline.io.faults import PermanentError
+from pipeline.io.shards import ShardReader, expand_inputs, shard_name
 from pipeline.io.storage import Storage, redact
+from pipeline.records.archive import ArchiveWriter, RowGroups
+from pipeline.records.row import Row
 
 
 def read_all(path) -> tuple[list, ShardReader]:
@@ -107,7 +108,7 @@ def test_atomic_output_leaves_nothing_behind_on_error(tmp_path):
 
 def test_archive_writer_row_groups_by_rows_and_bytes():
     def row(i, size):
-        return {"key": str(i), "shard": "s", "codec_id": "c", "bitstream": b"x" * size, "metadata": [("txt", b"t")]}
+        return Row(key=str(i), shard="s", codec_id="c", bitstream=b"x" * size, metadata=[("txt", b"t")])
 
     for limits, n, size, groups in [(RowGroups(rows=10), 25, 10, 3), (RowGroups(rows=100, bytes=1000), 10, 400, 4)]:
         buf = io.BytesIO()

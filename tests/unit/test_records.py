@@ -12,12 +12,12 @@ from string import Template
 import pytest
 from shardkit import plain_shards
 
-from pipeline.records.archive import archived_shards, find_completed
 from pipeline.decode.audit import Auditing, original_record
 from pipeline.decode.decoding import DecodeSettings, Decoding
-from pipeline.records.markers import identity
-from pipeline.records.files import AuditedMarker, DecodedMarker, DecompressManifest, ShardStats
 from pipeline.io.storage import Storage
+from pipeline.records.archive import archived_shards, find_completed
+from pipeline.records.files import AuditedMarker, DecodedMarker, DecompressManifest, ShardStats
+from pipeline.records.markers import identity
 
 # Captured from the code before ``records`` (16:11 on 2 Dec 2026, webp-q90 on two 48x32 photos); the
 # files' own figures ($...) are filled in from the files this test makes.
