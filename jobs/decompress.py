@@ -133,7 +133,8 @@ def run(args: argparse.Namespace, argv: list[str], on_event=None) -> int:
     limits = Limits(memory_bytes=int(args.decoder_memory_gb * 2**30), seconds_per_image=args.decode_timeout)
     settings = DecodeSettings(options=options, batch_size=args.batch_size, format=args.format, keys=keys,
                               max_pixels=args.max_pixels, weights_dir=args.weights_dir, limits=limits,
-                              row_groups=RowGroups(bytes=int(args.max_row_group_mb * 2**20)))
+                              row_groups=RowGroups(bytes=int(args.max_row_group_mb * 2**20)),
+                              codec_options=resolved_options(codecs, options))
     work = Decoding()
     if args.audit:
         try:
@@ -146,8 +147,7 @@ def run(args: argparse.Namespace, argv: list[str], on_event=None) -> int:
         work = Auditing(originals)
     try:
         with output_lease(args, "decompress", storage) as lease:
-            return decode(args, argv, storage, shards, settings, resolved_options(codecs, options), work, lease,
-                          on_event, network)
+            return decode(args, argv, storage, shards, settings, settings.codec_options, work, lease, on_event, network)
     except LeaseHeld as exc:
         return fail(str(exc))
 

@@ -93,7 +93,13 @@ def test_decode_and_audit_markers_of_the_old_layout_still_mark_their_shards_done
         (out / f"shard-000000.{suffix}").write_bytes(f"what the {kind} marker vouches for".encode())
         marker = template.substitute({**figures, **file_figures("out", out / f"shard-000000.{suffix}")})
         (out / f"shard-000000.{kind}.json").write_text(marker)
-        done, redo = work.finished(str(out), shards, DecodeSettings(), Storage())
+        settings = DecodeSettings()
+        done, redo = work.finished(str(out), shards, settings, Storage())
+        # written before the settings held the options each codec ran with: redone once, saying why
+        assert list(done) == [] and redo["shard-000000"].startswith(f"{kind} with other settings"), kind
+        current = {**json.loads(marker), "settings": settings.fingerprint()}  # the rest of the old layout
+        (out / f"shard-000000.{kind}.json").write_text(json.dumps(current))
+        done, redo = work.finished(str(out), shards, settings, Storage())
         assert (list(done), redo) == (["shard-000000"], {}), kind
         assert done["shard-000000"].rows == 2
     assert original_record(inputs["shard-000000"], Storage()) == done["shard-000000"].original
