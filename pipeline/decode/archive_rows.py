@@ -38,10 +38,9 @@ from ..io.child import child_streams, peak_rss_bytes, recv, send, start_child, s
 from ..io.faults import InfrastructureError, PermanentError, is_transient
 from ..io.storage import Storage
 from ..records.archive import RowGroups
-from ..records.row import BIG_COLUMNS, KEPT_COLUMNS, READ_COLUMNS
+from ..records.row import BIG_COLUMNS, KEPT_COLUMNS, MAP_COLUMNS, READ_COLUMNS
 
 SMALL_COLUMNS = [c for c in READ_COLUMNS if c not in BIG_COLUMNS]
-MAP_COLUMNS = [c for c in BIG_COLUMNS if c != "bitstream"]  # maps of names to bytes (``records.row``)
 NOT_READ = {c: None for c in BIG_COLUMNS}  # a refused row's big columns
 READER_SLACK_BYTES = 256 << 20  # what the child may add besides row data: S3 clients, thread arenas, Python objects
 READ_COPIES = 6  # a group's bytes held at once, at most: compressed, a page, Arrow's batch, Python's, the pickle
@@ -174,9 +173,12 @@ def _claims(group) -> tuple[int, int]:
 def _row_sizes(batch) -> np.ndarray:
     """Each row's bitstream plus metadata names and contents, in bytes (``Row.nbytes``), from
     Arrow's buffers: nothing is converted."""
-    sizes = pc.fill_null(pc.binary_length(batch.column("bitstream")), 0).to_numpy().astype(np.int64)
-    for name in MAP_COLUMNS:
+    sizes = np.zeros(batch.num_rows, np.int64)
+    for name in BIG_COLUMNS:
         if name not in batch.schema.names:
+            continue
+        if name not in MAP_COLUMNS:  # bytes
+            sizes = sizes + pc.fill_null(pc.binary_length(batch.column(name)), 0).to_numpy().astype(np.int64)
             continue
         meta = batch.column(name)
         items = (pc.fill_null(pc.binary_length(meta.keys), 0).to_numpy().astype(np.int64)

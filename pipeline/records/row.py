@@ -81,6 +81,7 @@ ROW_FIELDS = fields(Row)
 ROW_SCHEMA = pa.schema([pa.field(f.name, f.metadata["arrow"], nullable=f.metadata["nullable"]) for f in ROW_FIELDS],
                        metadata={ROW_VERSION_KEY: str(ROW_VERSION).encode()})
 BIG_COLUMNS = tuple(f.name for f in ROW_FIELDS if f.metadata["big"])  # what a row's size is made of
+MAP_COLUMNS = tuple(f.name for f in ROW_FIELDS if f.metadata["big"] and pa.types.is_map(f.metadata["arrow"]))
 # What decoding and auditing read of a row (``decode.archive_rows``): the rest is for people and future readers.
 READ_COLUMNS = [f.name for f in ROW_FIELDS if f.metadata["read"]]
 KEPT_COLUMNS = tuple(f.name for f in ROW_FIELDS if f.metadata["read"] and f.metadata["since"] > 1)  # null when absent

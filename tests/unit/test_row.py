@@ -11,7 +11,8 @@ from pipeline.decode.restore import restore_kept
 from pipeline.io.storage import Storage
 from pipeline.records.archive import ArchiveWriter, RowGroups
 from pipeline.records.paths import RESTORE, StoragePath
-from pipeline.records.row import BIG_COLUMNS, KEPT_COLUMNS, READ_COLUMNS, ROW_SCHEMA, ROW_VERSION_KEY, Row
+from pipeline.records.row import (BIG_COLUMNS, KEPT_COLUMNS, MAP_COLUMNS, READ_COLUMNS, ROW_SCHEMA, ROW_VERSION_KEY,
+                                  Row)
 
 MAP = pa.map_(pa.string(), pa.binary())
 SCHEMA_BEFORE_ROW = pa.schema(  # the literal ``records.ROW_SCHEMA`` of row version 4, before ``Row`` derived it
@@ -37,6 +38,7 @@ def test_the_derived_schema_is_the_one_archives_were_written_with():
     assert set(READ_COLUMNS) == {"key", "member", "codec_id", "bitstream", "width", "height", "bpp", "orig_sha256",
                                  "error", "metadata", "stored_as", "stored_because", "image_info", "orig_format"}
     assert BIG_COLUMNS == ("bitstream", "image_info", "metadata") and KEPT_COLUMNS == V2_COLUMNS[:3]
+    assert MAP_COLUMNS == ("image_info", "metadata")
 
 
 def test_every_storage_path_has_a_rule_or_the_codec():
