@@ -49,7 +49,10 @@ def _objective(cfg: TrainConfig, model) -> dict:
     loss_defaults = inspect.signature(model.forward).parameters
     gammas = cfg.loss_options.get("final_gammas", getattr(loss_defaults.get("final_gammas"), "default", None))
     dropout = cfg.loss_options.get("base_dropout", getattr(model.cfg, "base_dropout", None))
-    return objective_card(cfg.final_step_fraction, gammas, dropout)
+    card = objective_card(cfg.final_step_fraction, gammas, dropout)
+    if cfg.adversarial > 0:  # a realism decoder: its discriminator and LPIPS weights beside the objective
+        card["objective_settings"].update(adversarial=cfg.adversarial, rho=cfg.rho)
+    return card
 
 
 def _hardware() -> str:
