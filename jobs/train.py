@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cdc-avif: the base-layer effort the exported card sets as default (default fast)")
     p.add_argument("--export", metavar="NAME", help="write EMA weights as model/weights/NAME.safetensors")
     p.add_argument("--weights-dir", default=str(WEIGHTS_DIR), help="where --export writes")
+    p.add_argument("--precision", choices=("fp16", "int8"), default="fp16",
+                   help="how --export stores the weights: fp16, or int8 per output channel (half the bytes)")
     p.add_argument("--num-workers", type=int, default=0, help="Ray Train workers (0: train in-process)")
     p.add_argument("--use-gpu", action="store_true", help="one GPU per Ray Train worker")
     return p
@@ -130,7 +132,7 @@ def main(argv=None) -> int:
     print("done: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
     if args.export:
         card = {k: v for k in ("default_steps", "default_effort") if (v := getattr(args, k)) is not None}
-        path = export(cfg, args.export, Path(args.weights_dir), extra_card=card)
+        path = export(cfg, args.export, Path(args.weights_dir), extra_card=card, precision=args.precision)
         print(f"exported {path}")
     return 0
 

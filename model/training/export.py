@@ -18,8 +18,10 @@ from .config import TrainConfig
 from .loop import initial_model
 
 
-def export(cfg: TrainConfig, name: str, weights_dir: Path, extra_card: dict | None = None) -> Path:
-    """Write the EMA weights of a run as ``weights_dir/NAME.safetensors`` with its card."""
+def export(cfg: TrainConfig, name: str, weights_dir: Path, extra_card: dict | None = None,
+           precision: str = "fp16") -> Path:
+    """Write the EMA weights of a run as ``weights_dir/NAME.safetensors`` with its card (``precision``:
+    fp16, or int8 per output channel for half the bytes: ``model.nn.weights_file``)."""
     out = Path(cfg.out)
     state = json.loads((out / "ckpt" / "state.json").read_text())
     model = initial_model(cfg)
@@ -33,10 +35,11 @@ def export(cfg: TrainConfig, name: str, weights_dir: Path, extra_card: dict | No
         # the family's (cdc-avif restores in one step; CDC's few-step decode needs more)
         "default_steps": get_family(model.cfg.family).default_steps or 8,
         **_objective(cfg, model),
+        **({} if precision == "fp16" else {"precision": precision}),
         **(extra_card or {}),
     }
     path = Path(weights_dir) / f"{name}.safetensors"
-    save_weights(model, path, card)
+    save_weights(model, path, card, precision)
     return path
 
 
