@@ -5,8 +5,9 @@ Names: ``cdc-avif-mse`` (a weights file) takes the AVIF quality as an encode opt
 base's quality and, for networks trained on several, its encoder settings (``effort``, or
 ``speed``/``subsampling``/``tune`` one by one). The payload is one string: the quality byte (then,
 for any settings but Pillow's default, a tag and two settings bytes) and the AVIF file with its box
-headers stripped (``avif_box``: rebuilt at decode, 277 bytes saved), so the bits are AVIF's, less
-its headers, plus the container. Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
+headers stripped (``avif_box``: rebuilt at decode, 277 bytes saved; the format is ``base_layer``'s,
+which DiffC shares), so the bits are AVIF's, less its headers, plus the container. Rate control
+(``target_psnr``, ``max_bpp``, ``max_bytes``) searches the quality per image (``rate_control``). Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
 from r_N = gamma * noise (gamma 0 and 1 step: the distortion end; over a prior trained at every noise
 level, more steps and gamma > 0 draw texture), deterministic or, with ``eta`` 1, ancestral. An
 untrained (zero-head) network returns the AVIF base exactly.
@@ -18,15 +19,14 @@ import re
 import warnings
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
 
 import numpy as np
 
-from .avif_base import (DEFAULT_SETTINGS, EFFORTS, SETTINGS_OPTIONS, BaseSettings, base_settings, decode_base,
-                        effort_of, encode_base)
-from .avif_box import compact_or_full, expand
+from .avif_base import EFFORTS, SETTINGS_OPTIONS, BaseSettings, base_settings
+from .base_layer import base_head, base_payload, read_base_payload, settings_text
+from .rate_control import RateChoice, choose_quality
 from ..codec import Codec, Option
-from ..format import BitstreamError
+from ..format import BitstreamError, Container, pack
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 from ..nn.config import DiffusionConfig
 from ..weights import RESTORATION, make_codec_id
@@ -120,22 +120,13 @@ class AvifDiffusionCodec(Codec):
         return [(self.rate_controlled(rgb, settings, target_psnr, max_bpp, max_bytes).payload,) for rgb in rgbs]
 
     def rate_controlled(self, rgb: np.ndarray, settings: BaseSettings, target_psnr: float | None = None,
-                        max_bpp: float | None = None, max_bytes: int | None = None) -> "RateChoice":
-        """The base quality that meets the targets, found by bisection over quality 0..100.
-
-        Bytes and restored PSNR both rise with quality (AVIF's rate control is monotone up to a few
-        bytes), so the cap is the largest quality that fits and the target the smallest one that
-        reaches it below the cap; each probe is one AVIF encode, and for ``target_psnr`` one restore
-        at the model's default steps. Too tight a cap gives quality 0; an unreachable target, the cap's
-        (or 100): ``RateChoice.met`` says which.
-        """
-        from ..format import Container, pack
-
+                        max_bpp: float | None = None, max_bytes: int | None = None) -> RateChoice:
+        """The base quality that meets the targets (``rate_control``); ``target_psnr`` is measured on the
+        image restored at the model's default steps."""
         h, w = rgb.shape[:2]
         # the container around the payload, for the longest mode name Pillow gives (exact bound)
         overhead = len(pack(Container(self.codec_id, h, w, "I;16B", (b"",))))
         caps = [c for c in (max_bytes, None if max_bpp is None else int(max_bpp * h * w / 8)) if c is not None]
-        cap = min(caps) - overhead if caps else None
         payloads, psnrs = {}, {}
 
         def payload(q):
@@ -151,20 +142,12 @@ class AvifDiffusionCodec(Codec):
                 psnrs[q] = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
             return psnrs[q]
 
-        top = 100 if cap is None else _last_true(lambda q: len(payload(q)) <= cap, 0, 100)
-        top = 0 if top is None else top
-        met = cap is None or len(payload(top)) <= cap
-        if target_psnr is not None:
-            q = _first_true(lambda q: psnr(q) >= target_psnr, 0, top)
-            met = met and q is not None
-            top = top if q is None else q
-        return RateChoice(top, payload(top), met, len(payloads), psnrs.get(top))
+        quality, met = choose_quality(payload, psnr, min(caps) - overhead if caps else None, target_psnr)
+        return RateChoice(quality, payload(quality), met, len(payloads), psnrs.get(quality))
 
     def describe(self, blob: bytes) -> dict[str, str]:
         quality, settings, _ = base_head(self._payload(self.parse(blob)), self.name)
-        effort = effort_of(settings)
-        return {"quality": str(quality), **({"effort": effort} if effort else {}), "speed": str(settings.speed),
-                "subsampling": settings.subsampling, "tune": settings.tune}
+        return settings_text(quality, settings)
 
     def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float, eta: float):
         import torch
@@ -237,85 +220,6 @@ class AvifDiffusionCodec(Codec):
             _step_noise(seed, crcs, rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start,
                         self.device)),
             base.shape, self.tile, self.overlap)
-
-
-SETTINGS_TAG = 0xF1  # a first byte above 100 (no quality): settings follow; Pillow's default has none
-
-
-class Base(NamedTuple):
-    """A decoded base layer: what the network is told, the pixels, and the seed of its noise."""
-
-    quality: int
-    settings: BaseSettings
-    rgb: np.ndarray
-    crc: int
-
-
-def base_payload(rgb: np.ndarray, quality: int, settings: BaseSettings = DEFAULT_SETTINGS) -> bytes:
-    """The base layer's string: the quality byte (with settings where not the default) and the AVIF
-    file with its box headers stripped."""
-    head = bytes([quality]) if settings == DEFAULT_SETTINGS else bytes([SETTINGS_TAG, quality]) + settings.to_bytes()
-    return head + compact_or_full(encode_base(rgb, quality, settings), rgb.shape[1], rgb.shape[0])
-
-
-def base_head(payload: bytes, owner: str) -> tuple[int, BaseSettings, bytes]:
-    """(quality, settings, AVIF bytes) of a ``base_payload`` string: its head read, nothing decoded."""
-    settings, quality_at, head = DEFAULT_SETTINGS, 0, 1  # [quality][AVIF]
-    if payload[:1] == bytes([SETTINGS_TAG]):  # [tag][quality][settings: 2 bytes][AVIF]
-        quality_at, head = 1, 4
-        try:
-            settings = BaseSettings.from_bytes(payload[2:4])
-        except (ValueError, IndexError) as exc:
-            raise BitstreamError(f"{owner}: base layer settings bytes {payload[2:4].hex()} are invalid: {exc}") from None
-    if len(payload) < head + 1:
-        raise BitstreamError(f"{owner}: the base layer string (quality byte + AVIF) has {len(payload)} bytes")
-    quality, avif = payload[quality_at], payload[head:]
-    if quality > 100:
-        raise BitstreamError(f"{owner}: quality byte {quality} is not 0..100")
-    return quality, settings, avif
-
-
-def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> Base:
-    """The ``Base`` of a ``base_payload`` string."""
-    quality, settings, avif = base_head(payload, owner)
-    try:
-        base = decode_base(expand(avif, width, height))
-    except Exception as exc:
-        raise BitstreamError(f"{owner}: AVIF base does not decode: {exc}") from None
-    if base.shape[:2] != (height, width):
-        raise BitstreamError(f"{owner}: AVIF base is {base.shape[1]}x{base.shape[0]}, header says {width}x{height}")
-    return Base(quality, settings, base, zlib.crc32(avif))
-
-
-class RateChoice(NamedTuple):
-    """What rate control chose for one image: the quality, its payload, whether every target was met,
-    how many qualities were encoded to find it, and the restored PSNR where it was measured."""
-
-    quality: int
-    payload: bytes
-    met: bool
-    probes: int
-    psnr: float | None
-
-
-def _first_true(test, lo: int, hi: int) -> int | None:
-    """The smallest q in lo..hi with test(q), for a test that stays true once true; None if none."""
-    if not test(hi):
-        return None
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if test(mid) else (mid + 1, hi)
-    return lo
-
-
-def _last_true(test, lo: int, hi: int) -> int | None:
-    """The largest q in lo..hi with test(q), for a test that stays false once false; None if none."""
-    if not test(lo):
-        return None
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if test(mid) else (lo, mid - 1)
-    return lo
 
 
 def _noise(shape, seed: int, crc: int):

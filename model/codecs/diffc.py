@@ -39,7 +39,7 @@ from itertools import islice
 import numpy as np
 
 from .cdc_avif import OPTIONS as AVIF_OPTIONS
-from .cdc_avif import base_payload, read_base_payload
+from .base_layer import base_payload, read_base_payload
 from ..codec import Codec, Option, declared
 from ..diffc import DENOISERS
 from ..diffc.schedule import ScheduleConfig

@@ -10,7 +10,8 @@ import torch
 
 from model import BitstreamError, psnr, unpack
 from model.codecs.avif_base import EFFORTS, BaseSettings, decode_base, encode_base
-from model.codecs.cdc_avif import SETTINGS_TAG, AvifDiffusionCodec, base_payload, read_base_payload
+from model.codecs.base_layer import SETTINGS_TAG, base_payload, read_base_payload
+from model.codecs.cdc_avif import AvifDiffusionCodec
 from model.codecs.cdc_avif import SIZES as CONFIGS, RestorationConfig
 from model.nn.restoration import AvifRestorationModel
 from test_cdc_avif import photo
