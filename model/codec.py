@@ -22,9 +22,11 @@ A weights card may name decode presets, sets of decode options a user asks for b
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Sequence
+from types import MappingProxyType
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -97,10 +99,11 @@ class Codec(ABC):
     family: str
     #: the options this codec takes, encode and decode side
     options: tuple[Option, ...] = ()
-    #: this instance's defaults where they differ from the declaration (name presets, card values)
-    presets: dict[str, Any] = {}
+    #: this instance's defaults where they differ from the declaration (name presets, card values); never
+    #: changed after construction: ``with_presets`` makes a new codec
+    presets: Mapping[str, Any] = MappingProxyType({})
     #: named sets of decode options (a weights card's ``decode_presets``), asked for by ``preset=``
-    decode_presets: dict[str, dict[str, Any]] = {}
+    decode_presets: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
     #: decode refuses headers above this many pixels, before allocating anything for them
     max_pixels: int = DEFAULT_MAX_PIXELS
 
@@ -116,19 +119,32 @@ class Codec(ABC):
 
     # ----- options ---------------------------------------------------------------------------
     def with_presets(self, **presets) -> "Codec":
-        """Set this instance's defaults (checked against the declaration); returns the codec."""
-        checked = self._check(None, presets)
-        self.presets = {**self.presets, **checked}
-        return self
+        """A codec like this one with these defaults (checked against the declaration); this one is unchanged."""
+        return self._with(presets=self._merged_presets(**presets))
 
     def with_decode_presets(self, presets: dict[str, dict[str, Any]]) -> "Codec":
-        """Name sets of decode options (checked against the declaration); returns the codec."""
+        """A codec like this one that also names these sets of decode options (checked against the
+        declaration); this one is unchanged."""
         if not isinstance(presets, dict) or not all(isinstance(v, dict) for v in presets.values()):
             raise OptionError(f"{self.name}: decode presets must map names to option sets, e.g. "
                               '{"realism": {"steps": 4, "gamma": 0.8}}, got ' + repr(presets))
         checked = {name: self._check("decode", values) for name, values in presets.items()}
-        self.decode_presets = {**self.decode_presets, **checked}
-        return self
+        return self._with(decode_presets={**self.decode_presets, **checked})
+
+    def with_max_pixels(self, max_pixels: int) -> "Codec":
+        """A codec like this one whose decode refuses headers above ``max_pixels``; this one is unchanged."""
+        return self._with(max_pixels=int(max_pixels))
+
+    def _merged_presets(self, **presets) -> dict[str, Any]:
+        """This codec's presets with ``presets`` over them, checked: what a constructor or ``with_presets`` sets
+        (a new dict: codecs never share one, so none changes another's)."""
+        return {**self.presets, **self._check(None, presets)}
+
+    def _with(self, **attributes) -> "Codec":
+        """A shallow copy with ``attributes`` replaced: the copy shares the network (codecs never train it)."""
+        new = copy.copy(self)
+        new.__dict__.update(attributes)
+        return new
 
     def preset_options(self, preset: str) -> dict[str, Any]:
         """The decode options of the preset called ``preset``; an unknown name is refused with the list."""

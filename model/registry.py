@@ -370,7 +370,7 @@ def _finish(fam: Family, request: CodecRequest) -> Codec:
     # a card's decode presets are its own family's options (DiffC also loads cdc-avif cards)
     if weights is not None and weights.family == fam.name and "decode_presets" in weights.card:
         try:
-            codec.with_decode_presets(weights.card["decode_presets"])
+            codec = codec.with_decode_presets(weights.card["decode_presets"])
         except ValueError as exc:
             raise WeightsError(f"{weights.path.with_suffix('.json')}: decode_presets: {exc}") from None
     return codec

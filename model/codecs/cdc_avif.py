@@ -105,7 +105,8 @@ class AvifDiffusionCodec(Codec):
         if default_effort not in EFFORTS:
             raise ValueError(f"{name}: default_effort {default_effort!r} is none of {', '.join(EFFORTS)}")
         # only a card's own effort becomes a preset: fast is the option's declared default
-        self.presets = {"steps": default_steps, **({} if default_effort == "fast" else {"effort": default_effort})}
+        self.presets = self._merged_presets(steps=default_steps,
+                                            **({} if default_effort == "fast" else {"effort": default_effort}))
         self.objective, self._warned_untrained = objective, False  # the card's (model.weights.objective_card)
 
     @property

@@ -117,7 +117,6 @@ class DiffCCodec(Codec):
         self.conditional, self.schedule = conditional, SCHEDULES[conditional]
         self.family = FAMILIES[conditional]
         self.options = family_options(conditional)
-        self.presets = {}
 
     @property
     def codec_id(self) -> str:

@@ -120,7 +120,7 @@ class LatentCodec(Codec):
         self.options = options
         self.tile, self.overlap, self.batch_pixels = tile, overlap, batch_pixels
         if "steps" in {o.name for o in self.options}:
-            self.with_presets(steps=default_steps)
+            self.presets = self._merged_presets(steps=default_steps)
 
     @property
     def codec_id(self) -> str:

@@ -57,7 +57,7 @@ class PillowCodec(Codec):
             except ImportError:
                 raise ImportError("jxl-qN needs pillow-jxl-plugin: pip install pillow-jxl-plugin==1.3.8") from None
 
-        self.with_presets(quality=quality)
+        self.presets = self._merged_presets(quality=quality)
 
     @property
     def name(self) -> str:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from model import BitstreamError, psnr, unpack
+from model import BitstreamError, unpack
+from model.evaluation.metrics import psnr
 from model.codecs.avif_base import EFFORTS, BaseSettings, decode_base, encode_base
 from model.codecs.base_layer import SETTINGS_TAG, base_payload, read_base_payload
 from model.codecs.cdc_avif import AvifDiffusionCodec

@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from model import BitstreamError, list_codecs, load_codec, load_codec_for_id, named_config, psnr, unpack
+from model import BitstreamError, list_codecs, load_codec, load_codec_for_id, named_config, unpack
+from model.evaluation.metrics import psnr
 from model.codecs.avif_base import decode_base, encode_base
 from model.codecs.base_layer import read_base_payload
 from model.codecs.cdc_avif import AvifDiffusionCodec
