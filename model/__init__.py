@@ -11,7 +11,7 @@ Importing this package registers the built-in families (``model/codecs/__init__.
 families register through ``register_family(Family(...))`` (see ``model.registry``).
 """
 
-from .codec import Codec, Option, OptionError
+from .codec import Codec, Encoded, Option, OptionError
 from .format import BitstreamError, bits_per_pixel, unpack
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image
 from . import codecs  # noqa: F401  (registers the built-in families)
@@ -26,6 +26,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "BitstreamError",
     "Codec",
+    "Encoded",
     "CodecInfo",
     "CodecRequest",
     "Family",

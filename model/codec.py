@@ -2,6 +2,7 @@
 
     codec = load_codec("cdc-s-q2")                               # model.registry
     blobs = codec.encode(images, **encode_options)               # list[bytes], real bitstreams
+    encoded = codec.encode_chosen(images, **encode_options)      # with what the encoder chose per image
     images = codec.decode(blobs, steps=8, gamma=0.0, seed=0)     # list[PIL.Image]
 
 Images may be Pillow images, uint8 arrays (H x W or H x W x 3), ``LoadedImage`` or file bytes.
@@ -88,6 +89,15 @@ def declared(options: Iterable[Option], side: Side | None = None) -> dict[str, O
 def setting_text(options: dict[str, Any]) -> str:
     """``{"steps": 4, "gamma": 0.8}`` -> ``steps 4, gamma 0.8``."""
     return ", ".join(f"{k} {v}" for k, v in options.items())
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One image's bitstream and what its encoder chose beyond the codec id, as text (``Codec.describe``'s
+    keys: cdc-avif's rate control chooses the base quality per image); {} where the id says it all."""
+
+    bitstream: bytes
+    chosen: dict[str, str]
 
 
 class Codec(ABC):
@@ -180,13 +190,17 @@ class Codec(ABC):
 
     # ----- the contract ----------------------------------------------------------------------
     def encode(self, images: Sequence, **options) -> list[bytes]:
+        return [e.bitstream for e in self.encode_chosen(images, **options)]
+
+    def encode_chosen(self, images: Sequence, **options) -> list[Encoded]:
+        """``encode``, each bitstream with what the encoder chose for it (no bitstream is read back)."""
         opts = self.resolve_options("encode", options)
         loaded = [as_loaded(im) for im in images]
-        strings = self._encode_rgb([im.rgb for im in loaded], **opts)
+        coded = self._encode_chosen([im.rgb for im in loaded], **opts)
         codec_id = self.codec_id_for(opts)
         return [
-            pack(Container(codec_id, im.rgb.shape[0], im.rgb.shape[1], im.mode, tuple(s)))
-            for im, s in zip(loaded, strings)
+            Encoded(pack(Container(codec_id, im.rgb.shape[0], im.rgb.shape[1], im.mode, tuple(s))), chosen)
+            for im, (s, chosen) in zip(loaded, coded)
         ]
 
     def decode(self, blobs: Sequence[bytes], preset: str | None = None, **options) -> list[Image.Image]:
@@ -212,7 +226,8 @@ class Codec(ABC):
     def describe(self, blob: bytes) -> dict[str, str]:
         """The encode settings a bitstream records beyond its codec id, as text (cdc-avif: the base
         layer's quality and encoder settings, which rate control chooses per image); {} where the id
-        says it all. Reads headers only: no decode."""
+        says it all. Reads headers only: no decode. For bitstreams written before (old rows, files);
+        an encode gets the same from ``encode_chosen``."""
         return {}
 
     def codec_id_for(self, encode_options: dict[str, Any]) -> str:
@@ -226,6 +241,11 @@ class Codec(ABC):
     @abstractmethod
     def _encode_rgb(self, rgbs: list[np.ndarray], **encode_options) -> list[tuple[bytes, ...]]:
         """Payload strings for each uint8 H x W x 3 image."""
+
+    def _encode_chosen(self, rgbs: list[np.ndarray], **encode_options) -> list[tuple[tuple[bytes, ...], dict[str, str]]]:
+        """(payload strings, what was chosen) for each image: a codec that chooses per image overrides this
+        (and ``describe``, which must read the same back from the bitstream)."""
+        return [(s, {}) for s in self._encode_rgb(rgbs, **encode_options)]
 
     @abstractmethod
     def _decode_containers(self, containers: list[Container], **decode_options) -> list[np.ndarray]:

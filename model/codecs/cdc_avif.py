@@ -113,12 +113,16 @@ class AvifDiffusionCodec(Codec):
     def codec_id(self) -> str:
         return make_codec_id(self.name, self.sha256)
 
-    def _encode_rgb(self, rgbs, quality: int, effort: str, speed, subsampling, tune, target_psnr, max_bpp,
-                    max_bytes):
+    def _encode_rgb(self, rgbs, **encode_options):
+        return [strings for strings, _ in self._encode_chosen(rgbs, **encode_options)]
+
+    def _encode_chosen(self, rgbs, quality: int, effort: str, speed, subsampling, tune, target_psnr, max_bpp,
+                       max_bytes):
         settings = base_settings(effort, speed, subsampling, tune)
-        if target_psnr is None and max_bpp is None and max_bytes is None:
-            return [(base_payload(rgb, quality, settings),) for rgb in rgbs]
-        return [(self.rate_controlled(rgb, settings, target_psnr, max_bpp, max_bytes).payload,) for rgb in rgbs]
+        if target_psnr is not None or max_bpp is not None or max_bytes is not None:
+            choices = [self.rate_controlled(rgb, settings, target_psnr, max_bpp, max_bytes) for rgb in rgbs]
+            return [((c.payload,), settings_text(c.quality, settings)) for c in choices]
+        return [((base_payload(rgb, quality, settings),), settings_text(quality, settings)) for rgb in rgbs]
 
     def rate_controlled(self, rgb: np.ndarray, settings: BaseSettings, target_psnr: float | None = None,
                         max_bpp: float | None = None, max_bytes: int | None = None) -> RateChoice:

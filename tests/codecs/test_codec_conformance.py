@@ -156,6 +156,15 @@ def test_a_large_image_takes_the_tiled_path_and_batches_like_one_by_one(codec):
     np.testing.assert_array_equal(together[0], pixels(tiled.decode(blobs[:1]))[0])
 
 
+def test_the_encoder_returns_what_describe_reads_back(codec):
+    """What the compress job records per row (``encode_settings``) comes from the encoder: the same bitstreams
+    as ``encode``, and the same settings as ``describe`` reads back from them."""
+    images = [photo(12, 16), photo(9, 9, seed=1)]
+    encoded = codec.encode_chosen(images, **codec.select_options("encode", CHEAP_ENCODE))
+    assert [e.bitstream for e in encoded] == encode(codec, images)
+    assert [e.chosen for e in encoded] == [codec.describe(e.bitstream) for e in encoded]
+
+
 def test_undeclared_options_are_refused_with_the_valid_ones(codec):
     image = photo(9, 9)
     with pytest.raises(OptionError) as enc:
