@@ -8,16 +8,19 @@ The public interface, what the pipeline and the jobs import::
 Metrics live with the evaluation (``model.evaluation.metrics``: ``psnr``, ``ms_ssim``), above the codecs.
 
 Importing this package registers the built-in families (``model/codecs/__init__.py``); new codec
-families register through ``register_family(Family(...))`` (see ``model.registry``).
+families register through ``register_family(Family(...))`` (see ``model.registry``), their networks and
+benchmarks as hooks (``model.hooks``: ``Networks``, ``Evaluation``).
 """
 
 from .codec import Codec, Encoded, Option, OptionError
 from .format import BitstreamError, bits_per_pixel, unpack
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image
 from . import codecs  # noqa: F401  (registers the built-in families)
-from .registry import (CodecInfo, CodecRequest, Family, ParsedName, build_network, codec_from_network, families,
-                       get_family, list_codecs, load_codec, load_codec_for_id, load_network, named_config,
-                       named_sizes, plugin_env, random_codec, register_family, runs_network)
+from .hooks import Evaluation, Networks
+from .plugins import plugin_env
+from .registry import (CodecInfo, CodecRequest, Family, ParsedName, families, get_family, list_codecs, load_codec,
+                       load_codec_for_id, register_family, runs_network)
+from .zoo import build_network, codec_from_network, load_network, named_config, named_sizes, random_codec
 from .weights import Weights, WeightsError, WeightsResolver, make_codec_id, split_codec_id
 
 
@@ -29,9 +32,11 @@ __all__ = [
     "Encoded",
     "CodecInfo",
     "CodecRequest",
+    "Evaluation",
     "Family",
     "ImageError",
     "LoadedImage",
+    "Networks",
     "Option",
     "OptionError",
     "ParsedName",

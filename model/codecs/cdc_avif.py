@@ -27,9 +27,11 @@ from .base_layer import base_head, base_payload, read_base_payload, settings_tex
 from .rate_control import RateChoice, choose_quality
 from ..codec import Codec, Option
 from ..format import BitstreamError, Container, pack
+from ..hooks import Evaluation, Networks
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 from ..nn.config import DiffusionConfig
 from ..weights import RESTORATION, make_codec_id
+from ..zoo import load_network
 
 DEFAULT_STEPS = 1  # a restoration decoder is distortion-optimal in one step
 NAME = re.compile(r"^(cdc-avif-[a-z0-9-]+?)(?:-q(\d{1,3}))?$")
@@ -257,7 +259,7 @@ def parse(name: str) -> ParsedName | None:
 
 def load(request: CodecRequest) -> AvifDiffusionCodec:
     w = request.weights
-    return AvifDiffusionCodec(request.network(), w.card.get("name", w.name), w.sha256, request.device,
+    return AvifDiffusionCodec(load_network(w.path), w.card.get("name", w.name), w.sha256, request.device,
                               default_steps=w.card.get("default_steps", DEFAULT_STEPS),
                               default_effort=w.card.get("default_effort", "fast"), objective=w.objective)
 
@@ -277,8 +279,11 @@ def network(cfg: RestorationConfig):
     return AvifRestorationModel(cfg)
 
 
-FAMILY = Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig, sizes=SIZES,
-                default_steps=DEFAULT_STEPS, training_data="avif-pairs", base_layer="avif",
-                       network=network, wrap=wrap, card_fields=CARD_FIELDS, listing=listing,
-                       network_at={"encode": ("target_psnr", "max_bpp", "max_bytes"), "decode": True},
-                       description="AVIF base layer + conditional diffusion decoder")
+FAMILY = Family(name="cdc-avif", load=load, parse=parse, prefixes=("cdc-avif-",), options=OPTIONS,
+                card_fields=CARD_FIELDS, listing=listing,
+                network_at={"encode": ("target_psnr", "max_bpp", "max_bytes"), "decode": True},
+                # trained on (crop, its AVIF decode, quality) triples
+                networks=Networks(RestorationConfig, network, SIZES, wrap, default_steps=DEFAULT_STEPS,
+                                  training_samples="model.training.avif_pairs:pair_crops"),
+                evaluation=Evaluation(base_layer="avif"),
+                description="AVIF base layer + conditional diffusion decoder")

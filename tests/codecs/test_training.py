@@ -103,3 +103,17 @@ def test_training_crops_stream_from_webdataset_shards(photo_folder, tmp_path):
     assert len(crops) == 12 and all(c.shape == (3, 48, 48) and c.dtype == torch.float32 for c in crops)
     assert 0.0 <= min(float(c.min()) for c in crops) and max(float(c.max()) for c in crops) <= 1.0
     assert len({round(float(c.mean()), 4) for c in crops}) > 1  # different photos and positions
+
+
+def test_each_family_names_its_own_training_samples():
+    """The training loop takes a family's samples from its own hook (``Networks.training_samples``), not from a
+    table of names in the loop: cdc-avif's are AVIF pairs, the others' photo crops; a hook naming nothing says so."""
+    from model import families
+    from model.hooks import resolve
+    from model.training.avif_pairs import pair_crops
+    from model.training.data import photo_crops
+
+    hooks = {f.name: resolve(f.networks.training_samples) for f in families() if f.networks is not None}
+    assert hooks == {"cdc-avif": pair_crops, "cdc": photo_crops, "hyperprior": photo_crops}
+    with pytest.raises(ValueError, match="hook 'model.training.data:nothing' names no function"):
+        resolve("model.training.data:nothing")
