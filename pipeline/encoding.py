@@ -65,7 +65,7 @@ class Item:
     error: str | None = None
     blob: bytes | None = None
     encode_ms: float | None = None
-    encode_settings: dict[str, str] = field(default_factory=dict)  # ``Codec.describe`` of its bitstream
+    encode_settings: dict[str, str] = field(default_factory=dict)  # what its encoder chose (``Codec.encode_chosen``)
     sniffed: str | None = None  # the format its bytes say, where Pillow cannot open it (HEIF)
 
     def nbytes(self) -> int:
@@ -119,13 +119,13 @@ def encode_batch(codec, items: list[Item], policy: Policy = Policy()) -> None:
     """Encode the images of ``items`` bound for the codec in one call; isolate failures image by image;
     keep the original file where the coded row would not be smaller (``keeping.after_coding``)."""
     todo = [i for i in items if i.error is None and i.kept is not None and i.kept.stored_as == CODEC]
-    for item, (blob, error, ms) in zip(todo, call_batched(codec.encode, [i.image for i in todo])):
-        item.blob, item.encode_ms = blob, ms
+    for item, (encoded, error, ms) in zip(todo, call_batched(codec.encode_chosen, [i.image for i in todo])):
+        item.encode_ms = ms
         if error:
             item.error = f"encode failed: {error}"
         else:
-            item.encode_settings = codec.describe(blob)
-            item.kept = after_coding(item.kept, blob, info_bytes(item), item.data, policy)
+            item.blob, item.encode_settings = encoded.bitstream, encoded.chosen
+            item.kept = after_coding(item.kept, item.blob, info_bytes(item), item.data, policy)
 
 
 def stored(item: Item) -> tuple[Kept | None, bytes | None]:

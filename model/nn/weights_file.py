@@ -100,7 +100,7 @@ def released_sha256(model) -> str:
 
 def load_model(path: Path, build: Callable[[dict], torch.nn.Module]):
     """Rebuild a model from a weights file (safetensors; no pickle involved); ``build`` makes the network
-    of the stored config (``model.registry.load_network`` passes the family's builder)."""
+    of the stored config (``model.zoo.load_network`` passes the family's builder)."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as f:

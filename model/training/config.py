@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class TrainConfig:
-    config: str = "cdc-s"  # a family's named size (model.registry.named_sizes: cdc-s, cdc-avif-s, ...)
+    config: str = "cdc-s"  # a family's named size (model.zoo.named_sizes: cdc-s, cdc-avif-s, ...)
     data: list[str] = field(default_factory=list)  # image folders or WebDataset shard URLs
     out: str = "runs/cdc-s"
     lmbda: float = 0.01  # target rate weight (CDC: lmbda * bpp; hyperprior: compressai convention)

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from ..nn.weights_file import save_weights
 from ..registry import get_family
+from ..zoo import networks_of
 from ..weights import objective_card
 from .config import TrainConfig
 from .loop import initial_model
@@ -33,7 +34,7 @@ def export(cfg: TrainConfig, name: str, weights_dir: Path, extra_card: dict | No
         "wall_time_s": round(state["elapsed_s"]), "batch_size": cfg.batch_size, "crop": cfg.crop,
         "data": cfg.data, "hardware": _hardware(),
         # the family's (cdc-avif restores in one step; CDC's few-step decode needs more)
-        "default_steps": get_family(model.cfg.family).default_steps or 8,
+        "default_steps": networks_of(get_family(model.cfg.family)).default_steps or 8,
         **_objective(cfg, model),
         **({} if precision == "fp16" else {"precision": precision}),
         **(extra_card or {}),

@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ..registry import build_network, get_family, load_network, named_config
+from ..hooks import resolve
+from ..registry import get_family
+from ..zoo import build_network, load_network, named_config, networks_of
 from .adversarial import PatchDiscriminator, discriminator_loss, generator_loss
-from .avif_pairs import PairCrops, build_pair_cache
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import RandomCrops
 
 
 def _optimisers(model, cfg: TrainConfig):
@@ -42,22 +42,10 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.final_lr + (cfg.lr - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * done))
 
 
-def _avif_pairs(cfg: TrainConfig, seed: int):
-    cache = build_pair_cache(cfg.data, Path(cfg.data_cache or Path(cfg.out) / "pairs"), **cfg.data_options,
-                             max_scale=cfg.max_scale, holdout_every=cfg.holdout_every)
-    return PairCrops(cache, cfg.crop, seed)
-
-
-# The training samples a family's network takes (``Family.training_data``), as datasets of a run.
-DATASETS = {
-    "photos": lambda cfg, seed: RandomCrops(cfg.data, cfg.crop, seed, cfg.holdout_every, cfg.max_scale),
-    "avif-pairs": _avif_pairs,
-}
-
-
 def _batches(model, cfg: TrainConfig, step: int):
     """Endless training batches (tuples of tensors) of the samples the network's family trains on."""
-    dataset = DATASETS[get_family(model.cfg.family).training_data](cfg, cfg.seed + step)
+    samples = resolve(networks_of(get_family(model.cfg.family)).training_samples)  # the family's hook
+    dataset = samples(cfg, cfg.seed + step)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
     for batch in loader:

@@ -11,9 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from model import BitstreamError, list_codecs, load_codec, load_codec_for_id, named_config, psnr, unpack
+from model import BitstreamError, list_codecs, load_codec, load_codec_for_id, named_config, unpack
+from model.evaluation.metrics import psnr
 from model.codecs.avif_base import decode_base, encode_base
-from model.codecs.cdc_avif import AvifDiffusionCodec, read_base_payload
+from model.codecs.base_layer import read_base_payload
+from model.codecs.cdc_avif import AvifDiffusionCodec
 from model.nn.restoration import AvifRestorationModel
 from model.nn.weights_file import save_weights
 

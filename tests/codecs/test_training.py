@@ -136,5 +136,20 @@ def test_adversarial_run_trains_a_discriminator_resumes_it_and_says_so_on_the_ca
     plain = model(*batch, **kw)
     adv = model(*batch, critic=lambda fake, cond: generator_loss(critic, fake, cond), adversarial=0.5,
                 **{**kw, "generator": torch.Generator().manual_seed(0)})
-    assert float(adv["loss"].detach()) == pytest.approx(float(plain["loss"].detach()) + 0.5 * float(adv["adv"]), rel=1e-5)
+    expected = float(plain["loss"].detach()) + 0.5 * float(adv["adv"])
+    assert float(adv["loss"].detach()) == pytest.approx(expected, rel=1e-5)
     assert adv["fake"].shape == x.shape and not adv["fake"].requires_grad
+
+
+def test_each_family_names_its_own_training_samples():
+    """The training loop takes a family's samples from its own hook (``Networks.training_samples``), not from a
+    table of names in the loop: cdc-avif's are AVIF pairs, the others' photo crops; a hook naming nothing says so."""
+    from model import families
+    from model.hooks import resolve
+    from model.training.avif_pairs import pair_crops
+    from model.training.data import photo_crops
+
+    hooks = {f.name: resolve(f.networks.training_samples) for f in families() if f.networks is not None}
+    assert hooks == {"cdc-avif": pair_crops, "cdc": photo_crops, "hyperprior": photo_crops}
+    with pytest.raises(ValueError, match="hook 'model.training.data:nothing' names no function"):
+        resolve("model.training.data:nothing")
