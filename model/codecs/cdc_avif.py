@@ -10,7 +10,9 @@ which DiffC shares), so the bits are AVIF's, less its headers, plus the containe
 (``target_psnr``, ``max_bpp``, ``max_bytes``) searches the quality per image (``rate_control``). Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
 from r_N = gamma * noise (gamma 0 and 1 step: the distortion end; over a prior trained at every noise
 level, more steps and gamma > 0 draw texture), deterministic or, with ``eta`` 1, ancestral. An
-untrained (zero-head) network returns the AVIF base exactly.
+untrained (zero-head) network returns the AVIF base exactly. Every cdc-avif bitstream is the same
+base layer, so ``decoder`` restores it with other cdc-avif weights: ``cdc-avif-m-realism``, a one-step
+decoder trained with a patch discriminator, is the ``realism`` preset of the MSE weights' cards.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ OPTIONS = (
            min=0.001, max=1.0),
     Option("eta", float, 0.0, "decode", "sampler: 0 deterministic DDIM, 1 ancestral (fresh noise at every step, "
            "seeded like gamma's)", min=0.0, max=1.0),
+    Option("decoder", str, None, "decode", "restore with these cdc-avif weights instead of the bitstream's own "
+           "(the base layer is the same), e.g. cdc-avif-m-realism: the one-step realism decoder"),
 )
 
 
@@ -97,7 +101,7 @@ class AvifDiffusionCodec(Codec):
 
     def __init__(self, model, name: str, sha256: str, device: str = "cpu", default_steps: int = 1,
                  default_effort: str = "fast", batch_pixels: int = 4 * 768 * 512, tile: int = 1024, overlap: int = 128,
-                 objective: str | None = None):
+                 objective: str | None = None, resolver=None):
         import torch
 
         self.model = model.eval().to(device, memory_format=torch.channels_last)
@@ -110,6 +114,7 @@ class AvifDiffusionCodec(Codec):
         self.presets = self._merged_presets(steps=default_steps,
                                             **({} if default_effort == "fast" else {"effort": default_effort}))
         self.objective, self._warned_untrained = objective, False  # the card's (model.weights.objective_card)
+        self._resolver, self._decoders = resolver, {}  # other weights asked for by ``decoder``, loaded once
 
     @property
     def codec_id(self) -> str:
@@ -156,27 +161,46 @@ class AvifDiffusionCodec(Codec):
         quality, settings, _ = base_head(self._payload(self.parse(blob)), self.name)
         return settings_text(quality, settings)
 
-    def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float, eta: float):
+    def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float, eta: float,
+                           decoder: str | None = None):
         import torch
 
         from ..nn.tiling import batches_by_shape
 
-        self._warn_if_untrained(steps, gamma, t_start)
+        model, name, objective = self._decoder(decoder)
+        self._warn_if_untrained(name, objective, steps, gamma, t_start)
         bases = [self._base(c) for c in containers]
         out: list = [None] * len(containers)
-        multiple = self.model.pad_multiple
+        multiple = model.pad_multiple
         with torch.inference_mode():
             for _, idxs in batches_by_shape([b.rgb.shape[:2] for b in bases], multiple, self.batch_pixels):
-                x = self._restore([bases[i] for i in idxs], steps, gamma, seed, t_start, multiple, eta)
+                x = self._restore([bases[i] for i in idxs], steps, gamma, seed, t_start, multiple, eta, model)
                 for k, i in enumerate(idxs):
                     out[i] = x[k]
         return out
 
-    def _warn_if_untrained(self, steps: int, gamma: float, t_start: float) -> None:
+    def _decoder(self, name: str | None):
+        """(network, name, card objective) of the weights that restore: the codec's own, or ``name``'s."""
+        if name is None or name == self.name:
+            return self.model, self.name, self.objective
+        if name not in self._decoders:
+            import torch
+
+            from ..weights import WeightsResolver
+
+            weights = (self._resolver or WeightsResolver.from_env()).find(name)
+            if weights is None or weights.family != "cdc-avif":
+                found = f"a {weights.family} weights file" if weights else "not found"
+                raise ValueError(f"decoder {name!r}: {found}; it must be cdc-avif weights (python -m model list)")
+            model = load_network(weights.path).eval().to(self.device, memory_format=torch.channels_last)
+            self._decoders[name] = (model, name, weights.objective)
+        return self._decoders[name]
+
+    def _warn_if_untrained(self, name: str, objective: str | None, steps: int, gamma: float, t_start: float) -> None:
         """Once per codec: a restoration network was trained for one step from gamma 0 at t = 1 only."""
-        if self.objective == RESTORATION and (steps > 1 or gamma > 0 or t_start < 1) and not self._warned_untrained:
+        if objective == RESTORATION and (steps > 1 or gamma > 0 or t_start < 1) and not self._warned_untrained:
             self._warned_untrained = True
-            warnings.warn(f"{self.name} is a restoration network (its card's objective): trained for the "
+            warnings.warn(f"{name} is a restoration network (its card's objective): trained for the "
                           f"one-step decode from gamma 0 at t = 1 only; steps={steps}, gamma={gamma}, "
                           f"t_start={t_start} cost more and add noise, not texture (use steps 1, gamma 0, or "
                           f"weights whose card's objective is 'diffusion')", stacklevel=4)
@@ -191,8 +215,8 @@ class AvifDiffusionCodec(Codec):
                                  f"has {len(c.strings)} string(s) of {[len(s) for s in c.strings]} bytes")
         return c.strings[0]
 
-    def _restore(self, items, steps, gamma, seed, t_start, multiple, eta=0.0) -> list[np.ndarray]:
-        """Pad the bases of one batch, run the residual diffusion (in tiles when large), crop."""
+    def _restore(self, items, steps, gamma, seed, t_start, multiple, eta=0.0, model=None) -> list[np.ndarray]:
+        """Pad the bases of one batch, run ``model``'s residual diffusion (in tiles when large), crop."""
         import torch
         import torch.nn.functional as F
 
@@ -205,24 +229,26 @@ class AvifDiffusionCodec(Codec):
                             for b, (h, w) in zip(items, sizes)])
         quality = torch.tensor([float(b.quality) for b in items])
         settings = torch.tensor([b.settings.features() for b in items])
-        noise_sd = gamma * float((1 - alpha_bar(torch.tensor(t_start), self.model.cfg.diffusion)).sqrt())
+        model = model or self.model
+        noise_sd = gamma * float((1 - alpha_bar(torch.tensor(t_start), model.cfg.diffusion)).sqrt())
         r_start = torch.stack([_noise((3, hp, wp), seed, b.crc) for b in items]) * noise_sd
         x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
                       r_start.to(self.device, memory_format=torch.channels_last), steps, t_start,
-                      settings.to(self.device), eta, seed, [b.crc for b in items])
+                      settings.to(self.device), eta, seed, [b.crc for b in items], model)
         x = ((x + 1) * 127.5).clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         return [x[k, :h, :w] for k, (h, w) in enumerate(sizes)]
 
-    def _run(self, base, quality, r_start, steps, t_start, settings, eta=0.0, seed=0, crcs=()):
+    def _run(self, base, quality, r_start, steps, t_start, settings, eta=0.0, seed=0, crcs=(), model=None):
         """The restored batch, whole or tile by tile (overlaps blended): bounded memory. The ancestral
         sampler's step noise is drawn per tile (seeded by its corner), so overlaps blend two draws."""
         from ..nn.tiling import blended
 
+        model = model or self.model
         _, _, h, w = base.shape
         if h * w <= self.tile**2:
-            return self.model.restore(base, quality, r_start, steps, t_start, settings, eta,
+            return model.restore(base, quality, r_start, steps, t_start, settings, eta,
                                       _step_noise(seed, crcs, 0, 0, h, w, self.device))
-        return blended(lambda rows, cols, *_: self.model.restore(
+        return blended(lambda rows, cols, *_: model.restore(
             base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start, settings, eta,
             _step_noise(seed, crcs, rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start,
                         self.device)),
@@ -261,7 +287,8 @@ def load(request: CodecRequest) -> AvifDiffusionCodec:
     w = request.weights
     return AvifDiffusionCodec(load_network(w.path), w.card.get("name", w.name), w.sha256, request.device,
                               default_steps=w.card.get("default_steps", DEFAULT_STEPS),
-                              default_effort=w.card.get("default_effort", "fast"), objective=w.objective)
+                              default_effort=w.card.get("default_effort", "fast"), objective=w.objective,
+                              resolver=request.resolver)
 
 
 def listing(weights) -> list[CodecInfo]:
