@@ -82,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--row-group-rows", type=int, default=100, help="rows per Parquet row group (default 100)")
     p.add_argument("--row-group-mb", type=float, default=64, help="or this many MB of bitstreams; also the most one row may hold, a larger one is an error row "
                         "(default 64; decode such an archive with the same --max-row-group-mb)")
-    add_option_flags(p.add_argument_group("encode options (the codec's family must declare them)"),
-                     family_options("encode"))
     add_common_args(p, default_batch=16)
+    add_option_flags(p.add_argument_group("encode options (the codec's family must declare them)"),
+                     family_options("encode"))  # after the job's own flags (model.options: the namespace)
     return p
 
 

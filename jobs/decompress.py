@@ -84,9 +84,9 @@ def build_parser(prog: str = "decompress.py", description: str = __doc__.split("
     p.add_argument("--preset", default=None,
                    help="decode options the weights card of every codec in the archive names, e.g. realism "
                         "(decode option flags given beside it win; they and the preset's values are recorded)")
-    add_option_flags(p.add_argument_group("decode options (each codec takes those its family declares)"),
-                     family_options("decode"))
     add_common_args(p, default_batch=8)
+    add_option_flags(p.add_argument_group("decode options (each codec takes those its family declares)"),
+                     family_options("decode"))  # after the job's own flags (model.options: the namespace)
     return p
 
 

@@ -44,7 +44,7 @@ from model.evaluation.rd import METRICS, averages, bd_rates, curves
 from model.evaluation.report import center_crop, plot_rd, render_gallery, summary_table
 from model.evaluation.results import write_card_figures, write_results
 from model.evaluation.sweep import codec_names, evaluate_codec, planned_curves, repeated_variants
-from model.options import add_sweep_flags, family_options
+from model.options import add_sweep_flags, family_options, given_options
 
 SWEPT_BY_OWN_FLAGS = ("steps", "gamma", "seed")  # --steps, --gammas (lists) and --seed (fixed) below
 
@@ -91,8 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_int_list, default=[1, 2, 4, 8, 16, 32], help="diffusion decoding steps")
     p.add_argument("--gammas", type=_float_list, default=[0.0, 0.8], help="diffusion decoder noise levels γ")
     p.add_argument("--seed", type=int, default=0, help="seed for stochastic decoding")
-    add_sweep_flags(p.add_argument_group("option sweeps (each codec takes the options its family declares)"),
-                    family_options("encode") + family_options("decode"), skip=SWEPT_BY_OWN_FLAGS)
     p.add_argument("--lpips-weights", type=Path, default=DEFAULT_PERCEPTUAL_DIR,
                    help="folder of complete LPIPS state dicts lpips_NET.pth, or one file (LPIPS-alex's)")
     p.add_argument("--lpips-nets", type=_str_list,
@@ -131,13 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     p.add_argument("--write-cards", action="store_true",
                    help="record each shipped model's averages in its card (model/weights/NAME.json)")
+    add_sweep_flags(p.add_argument_group("option sweeps (each codec takes the options its family declares)"),
+                    family_options("encode") + family_options("decode"),
+                    skip=SWEPT_BY_OWN_FLAGS)  # after the job's own flags (model.options: the namespace)
     return p
 
 
 def sweep_from(args) -> dict[str, list]:
     """Option name -> values to sweep, from --steps, --gammas and the generated option flags."""
     others = family_options("encode") + family_options("decode")
-    swept = {o.name: getattr(args, o.name) for o in others if o.name not in SWEPT_BY_OWN_FLAGS}
+    swept = given_options(args, [o for o in others if o.name not in SWEPT_BY_OWN_FLAGS])
     return {"steps": args.steps, "gamma": args.gammas, **{k: v for k, v in swept.items() if v}}
 
 

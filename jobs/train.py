@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lmbda-warmup", type=float, default=None, help="rate weight during warm-up")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     p.add_argument("--rho", type=float, default=d.rho, help="LPIPS weight (CDC; the paper's 0.9)")
+    p.add_argument("--adversarial", type=float, default=d.adversarial,
+                   help="cdc-avif: weight of a patch discriminator's loss (HiFiC-style realism decoder; "
+                        "with --final-gammas 0 --final-step-fraction 1 --rho: a one-step realism decoder)")
+    p.add_argument("--critic-lr", type=float, default=d.critic_lr, help="the discriminator's learning rate")
     p.add_argument("--final-step-fraction", type=float, default=d.final_step_fraction,
                    help="CDC: share of each batch at t = 1, where deterministic decoding starts")
     p.add_argument("--lpips-weights", default=None, help="complete LPIPS state dict (.pth)")
@@ -65,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(fast,medium,best; default fast)")
     p.add_argument("--pair-size", type=int, default=None, help="cdc-avif: side of the cached pairs (default 256)")
     p.add_argument("--pairs-per-image", type=int, default=None, help="cdc-avif: cached pairs per photo (default 4)")
+    p.add_argument("--pair-qualities", type=lambda v: tuple(int(q) for q in v.split(",")), default=None,
+                   metavar="LO,HI", help="cdc-avif: AVIF qualities of the cached pairs (default 5,75; a realism "
+                                         "decoder for low rates: 1,16)")
     p.add_argument("--max-scale", type=float, default=d.max_scale,
                    help="photos are downscaled by at least 1/this before cropping, where large enough "
                         "(0.5: by 2, which removes the training JPEGs' own artefacts)")
@@ -77,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cdc-avif: the base-layer effort the exported card sets as default (default fast)")
     p.add_argument("--export", metavar="NAME", help="write EMA weights as model/weights/NAME.safetensors")
     p.add_argument("--weights-dir", default=str(WEIGHTS_DIR), help="where --export writes")
+    p.add_argument("--precision", choices=("fp16", "int8"), default="fp16",
+                   help="how --export stores the weights: fp16, or int8 per output channel (half the bytes)")
     p.add_argument("--num-workers", type=int, default=0, help="Ray Train workers (0: train in-process)")
     p.add_argument("--use-gpu", action="store_true", help="one GPU per Ray Train worker")
     return p
@@ -84,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 LOSS_OPTIONS = ("base_dropout", "final_gammas")  # cdc-avif's loss keywords (TrainConfig.loss_options)
 # cdc-avif's pair-cache keywords (TrainConfig.data_options): flag -> build_pair_cache argument
-DATA_OPTIONS = {"efforts": "efforts", "pair_size": "size", "pairs_per_image": "per_image"}
+DATA_OPTIONS = {"efforts": "efforts", "pair_size": "size", "pairs_per_image": "per_image",
+                "pair_qualities": "quality_range"}
 
 
 def _config(args) -> TrainConfig:
@@ -122,7 +132,7 @@ def main(argv=None) -> int:
     print("done: " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
     if args.export:
         card = {k: v for k in ("default_steps", "default_effort") if (v := getattr(args, k)) is not None}
-        path = export(cfg, args.export, Path(args.weights_dir), extra_card=card)
+        path = export(cfg, args.export, Path(args.weights_dir), extra_card=card, precision=args.precision)
         print(f"exported {path}")
     return 0
 

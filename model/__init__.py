@@ -3,20 +3,24 @@ bitstreams, CDC (conditional diffusion) with its hyperprior baseline, and Pillow
 
 The public interface, what the pipeline and the jobs import::
 
-    from model import load_codec, load_codec_for_id, list_codecs, BitstreamError, load_image, psnr
+    from model import load_codec, load_codec_for_id, list_codecs, BitstreamError, load_image
+
+Metrics live with the evaluation (``model.evaluation.metrics``: ``psnr``, ``ms_ssim``), above the codecs.
 
 Importing this package registers the built-in families (``model/codecs/__init__.py``); new codec
-families register through ``register_family(Family(...))`` (see ``model.registry``).
+families register through ``register_family(Family(...))`` (see ``model.registry``), their networks and
+benchmarks as hooks (``model.hooks``: ``Networks``, ``Evaluation``).
 """
 
-from .codec import Codec, Option, OptionError
+from .codec import Codec, Encoded, Option, OptionError
 from .format import BitstreamError, bits_per_pixel, unpack
 from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image
-from .evaluation.metrics import ms_ssim, psnr
 from . import codecs  # noqa: F401  (registers the built-in families)
-from .registry import (CodecInfo, CodecRequest, Family, ParsedName, build_network, codec_from_network, families,
-                       get_family, list_codecs, load_codec, load_codec_for_id, load_network, named_config,
-                       named_sizes, plugin_env, random_codec, register_family, runs_network)
+from .hooks import Evaluation, Networks
+from .plugins import plugin_env
+from .registry import (CodecInfo, CodecRequest, Family, ParsedName, families, get_family, list_codecs, load_codec,
+                       load_codec_for_id, register_family, runs_network)
+from .zoo import build_network, codec_from_network, load_network, named_config, named_sizes, random_codec
 from .weights import Weights, WeightsError, WeightsResolver, make_codec_id, split_codec_id
 
 
@@ -25,11 +29,14 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "BitstreamError",
     "Codec",
+    "Encoded",
     "CodecInfo",
     "CodecRequest",
+    "Evaluation",
     "Family",
     "ImageError",
     "LoadedImage",
+    "Networks",
     "Option",
     "OptionError",
     "ParsedName",
@@ -50,9 +57,7 @@ __all__ = [
     "make_codec_id",
     "named_config",
     "named_sizes",
-    "ms_ssim",
     "plugin_env",
-    "psnr",
     "random_codec",
     "register_family",
     "split_codec_id",

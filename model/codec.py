@@ -2,6 +2,7 @@
 
     codec = load_codec("cdc-s-q2")                               # model.registry
     blobs = codec.encode(images, **encode_options)               # list[bytes], real bitstreams
+    encoded = codec.encode_chosen(images, **encode_options)      # with what the encoder chose per image
     images = codec.decode(blobs, steps=8, gamma=0.0, seed=0)     # list[PIL.Image]
 
 Images may be Pillow images, uint8 arrays (H x W or H x W x 3), ``LoadedImage`` or file bytes.
@@ -22,9 +23,11 @@ A weights card may name decode presets, sets of decode options a user asks for b
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Sequence
+from types import MappingProxyType
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -88,6 +91,15 @@ def setting_text(options: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in options.items())
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """One image's bitstream and what its encoder chose beyond the codec id, as text (``Codec.describe``'s
+    keys: cdc-avif's rate control chooses the base quality per image); {} where the id says it all."""
+
+    bitstream: bytes
+    chosen: dict[str, str]
+
+
 class Codec(ABC):
     """Base class: subclasses declare ``options`` and implement ``_encode_rgb`` and ``_decode_containers``."""
 
@@ -97,10 +109,11 @@ class Codec(ABC):
     family: str
     #: the options this codec takes, encode and decode side
     options: tuple[Option, ...] = ()
-    #: this instance's defaults where they differ from the declaration (name presets, card values)
-    presets: dict[str, Any] = {}
+    #: this instance's defaults where they differ from the declaration (name presets, card values); never
+    #: changed after construction: ``with_presets`` makes a new codec
+    presets: Mapping[str, Any] = MappingProxyType({})
     #: named sets of decode options (a weights card's ``decode_presets``), asked for by ``preset=``
-    decode_presets: dict[str, dict[str, Any]] = {}
+    decode_presets: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
     #: decode refuses headers above this many pixels, before allocating anything for them
     max_pixels: int = DEFAULT_MAX_PIXELS
 
@@ -116,19 +129,32 @@ class Codec(ABC):
 
     # ----- options ---------------------------------------------------------------------------
     def with_presets(self, **presets) -> "Codec":
-        """Set this instance's defaults (checked against the declaration); returns the codec."""
-        checked = self._check(None, presets)
-        self.presets = {**self.presets, **checked}
-        return self
+        """A codec like this one with these defaults (checked against the declaration); this one is unchanged."""
+        return self._with(presets=self._merged_presets(**presets))
 
     def with_decode_presets(self, presets: dict[str, dict[str, Any]]) -> "Codec":
-        """Name sets of decode options (checked against the declaration); returns the codec."""
+        """A codec like this one that also names these sets of decode options (checked against the
+        declaration); this one is unchanged."""
         if not isinstance(presets, dict) or not all(isinstance(v, dict) for v in presets.values()):
             raise OptionError(f"{self.name}: decode presets must map names to option sets, e.g. "
                               '{"realism": {"steps": 4, "gamma": 0.8}}, got ' + repr(presets))
         checked = {name: self._check("decode", values) for name, values in presets.items()}
-        self.decode_presets = {**self.decode_presets, **checked}
-        return self
+        return self._with(decode_presets={**self.decode_presets, **checked})
+
+    def with_max_pixels(self, max_pixels: int) -> "Codec":
+        """A codec like this one whose decode refuses headers above ``max_pixels``; this one is unchanged."""
+        return self._with(max_pixels=int(max_pixels))
+
+    def _merged_presets(self, **presets) -> dict[str, Any]:
+        """This codec's presets with ``presets`` over them, checked: what a constructor or ``with_presets`` sets
+        (a new dict: codecs never share one, so none changes another's)."""
+        return {**self.presets, **self._check(None, presets)}
+
+    def _with(self, **attributes) -> "Codec":
+        """A shallow copy with ``attributes`` replaced: the copy shares the network (codecs never train it)."""
+        new = copy.copy(self)
+        new.__dict__.update(attributes)
+        return new
 
     def preset_options(self, preset: str) -> dict[str, Any]:
         """The decode options of the preset called ``preset``; an unknown name is refused with the list."""
@@ -164,13 +190,17 @@ class Codec(ABC):
 
     # ----- the contract ----------------------------------------------------------------------
     def encode(self, images: Sequence, **options) -> list[bytes]:
+        return [e.bitstream for e in self.encode_chosen(images, **options)]
+
+    def encode_chosen(self, images: Sequence, **options) -> list[Encoded]:
+        """``encode``, each bitstream with what the encoder chose for it (no bitstream is read back)."""
         opts = self.resolve_options("encode", options)
         loaded = [as_loaded(im) for im in images]
-        strings = self._encode_rgb([im.rgb for im in loaded], **opts)
+        coded = self._encode_chosen([im.rgb for im in loaded], **opts)
         codec_id = self.codec_id_for(opts)
         return [
-            pack(Container(codec_id, im.rgb.shape[0], im.rgb.shape[1], im.mode, tuple(s)))
-            for im, s in zip(loaded, strings)
+            Encoded(pack(Container(codec_id, im.rgb.shape[0], im.rgb.shape[1], im.mode, tuple(s))), chosen)
+            for im, (s, chosen) in zip(loaded, coded)
         ]
 
     def decode(self, blobs: Sequence[bytes], preset: str | None = None, **options) -> list[Image.Image]:
@@ -196,7 +226,8 @@ class Codec(ABC):
     def describe(self, blob: bytes) -> dict[str, str]:
         """The encode settings a bitstream records beyond its codec id, as text (cdc-avif: the base
         layer's quality and encoder settings, which rate control chooses per image); {} where the id
-        says it all. Reads headers only: no decode."""
+        says it all. Reads headers only: no decode. For bitstreams written before (old rows, files);
+        an encode gets the same from ``encode_chosen``."""
         return {}
 
     def codec_id_for(self, encode_options: dict[str, Any]) -> str:
@@ -210,6 +241,11 @@ class Codec(ABC):
     @abstractmethod
     def _encode_rgb(self, rgbs: list[np.ndarray], **encode_options) -> list[tuple[bytes, ...]]:
         """Payload strings for each uint8 H x W x 3 image."""
+
+    def _encode_chosen(self, rgbs: list[np.ndarray], **encode_options) -> list[tuple[tuple[bytes, ...], dict[str, str]]]:
+        """(payload strings, what was chosen) for each image: a codec that chooses per image overrides this
+        (and ``describe``, which must read the same back from the bitstream)."""
+        return [(s, {}) for s in self._encode_rgb(rgbs, **encode_options)]
 
     @abstractmethod
     def _decode_containers(self, containers: list[Container], **decode_options) -> list[np.ndarray]:

@@ -3,6 +3,10 @@
 Every registered family declares its options; ``family_options`` merges them by name (one
 ``--quality`` for every family that takes a quality), ``add_option_flags`` turns them into flags
 whose default is None ("the codec's own"), and ``given_options`` reads back what was set.
+
+The options live in a namespace of their own: each is read back from ``args`` under ``codec_option.NAME``
+(no job's dest looks like that), and where a job already has the flag ``--NAME`` (``--format`` of
+decompress) the option's flag is ``--codec-NAME``. A job adds the option flags after its own.
 """
 
 from __future__ import annotations
@@ -49,8 +53,22 @@ def _merged(declarations: list[tuple[Option, str]]) -> Option:
     return replace(first, default=None, help=f"{each}; default: the codec's own", choices=None, min=None, max=None)
 
 
+NAMESPACE = "codec_option."
+
+
 def flag(opt: Option) -> str:
     return "--" + opt.name.replace("_", "-")
+
+
+def dest(opt: Option) -> str:
+    """Where ``args`` holds the option's value: in the codec options' namespace, apart from the job's."""
+    return NAMESPACE + opt.name
+
+
+def _flag_in(parser, opt: Option) -> str:
+    """``--NAME``, or ``--codec-NAME`` where the job already has ``--NAME``."""
+    plain = flag(opt)
+    return "--codec-" + plain[2:] if plain in parser._option_string_actions else plain
 
 
 def _parse_bool(text: str) -> bool:
@@ -73,8 +91,8 @@ def _help(opt: Option) -> str:
 def add_option_flags(parser, options: Iterable[Option]) -> None:
     """One ``--NAME VALUE`` flag per option, default None (the codec's own default)."""
     for opt in options:
-        parser.add_argument(flag(opt), dest=opt.name, type=_scalar(opt), default=None, metavar=opt.type.__name__.upper(),
-                            help=_help(opt))
+        parser.add_argument(_flag_in(parser, opt), dest=dest(opt), type=_scalar(opt), default=None,
+                            metavar=opt.type.__name__.upper(), help=_help(opt))
 
 
 def add_sweep_flags(parser, options: Iterable[Option], skip: Iterable[str] = ()) -> None:
@@ -82,7 +100,7 @@ def add_sweep_flags(parser, options: Iterable[Option], skip: Iterable[str] = ())
     for opt in options:
         if opt.name in skip:
             continue
-        parser.add_argument(flag(opt), dest=opt.name, type=value_list(opt), default=None,
+        parser.add_argument(_flag_in(parser, opt), dest=dest(opt), type=value_list(opt), default=None,
                             metavar=f"{opt.type.__name__.upper()}[,...]", help=_help(opt) + "; a list sweeps")
 
 
@@ -99,7 +117,7 @@ def value_list(opt: Option):
 
 def given_options(args: argparse.Namespace, options: Iterable[Option]) -> dict[str, Any]:
     """The options set on the command line (not None)."""
-    return {o.name: getattr(args, o.name) for o in options if getattr(args, o.name, None) is not None}
+    return {o.name: getattr(args, dest(o)) for o in options if getattr(args, dest(o), None) is not None}
 
 
 def with_defaults(values: dict[str, Any], options: Iterable[Option]) -> dict[str, Any]:

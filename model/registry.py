@@ -1,41 +1,35 @@
 """Codec families, and codecs by name, in the manner of CompressAI's ``@register_model``.
 
-The registry is data: the families and what they declare. It imports no family. The built-in
-families are registered in one place above it (``model/codecs/__init__.py``, imported by
-``model/__init__.py``); a plugin registers its own::
+The registry is data: the families and what they declare. It imports no family and builds nothing:
+networks are ``model.zoo``'s (from each family's ``Networks`` hooks, ``model.hooks``), plugins are
+imported by ``model.plugins`` before the first look-up. The built-in families are registered in one
+place above it (``model/codecs/__init__.py``, imported by ``model/__init__.py``); a plugin registers
+its own::
 
     register_family(Family(name="pillow", load=load, parse=parse, options=OPTIONS, listing=listing))
 
-A name is offered to every family in registration order. ``parse`` turns it into the weights
-file it needs (or None) and the options the name fixes: ``avif-q40`` -> no weights, quality 40;
-``cdc-s-q2`` -> weights ``cdc-s-q2``. A weights-bearing family claims a file only when the card's
-``family`` is one it loads (``Family.card_families``), never by the name's prefix. A path to a
-``.safetensors`` file goes to the family its card names.
-
-Plugins: modules named in ``$DIFFARC_CODEC_PLUGINS`` (comma-separated module names or ``.py``
-paths) and the entry points of group ``diffarc.codecs`` are imported before the first look-up,
-in every process that looks one up (Ray workers and subprocesses too), and register themselves.
-The registry is the one piece of process-wide state: families are code, registered once per process.
+``parse`` turns a name into the weights file it needs (or None) and the options the name fixes:
+``avif-q40`` -> no weights, quality 40; ``cdc-s-q2`` -> weights ``cdc-s-q2``. Which family a name goes
+to does not depend on the order of registration: a name is offered first to the families that declare
+a prefix of it (``Family.prefixes``), the longest prefix first, then to the families whose names are
+weights files' names; a weights-bearing family claims a file only when the card's ``family`` is one
+it loads (``Family.card_families``), never by the name's prefix. A path to a ``.safetensors`` file
+goes to the family its card names. The registry is the one piece of process-wide state: families
+are code, registered once per process.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 import sys
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable
 
 from .codec import Codec, Option
 from .format import BitstreamError
-from .nn.config import dataclass_from_dict
+from .hooks import Evaluation, Networks
+from .plugins import ENTRY_POINT_GROUP, PLUGINS_ENV, load_plugins
 from .weights import Weights, WeightsError, WeightsResolver, split_codec_id
-
-PLUGINS_ENV = "DIFFARC_CODEC_PLUGINS"
-ENTRY_POINT_GROUP = "diffarc.codecs"
 
 
 @dataclass(frozen=True)
@@ -57,10 +51,6 @@ class CodecRequest:
     device: str
     short_hash: str | None = None  # set when loading for bitstreams tagged NAME@HASH (decoding an archive)
 
-    def network(self):
-        """The network of ``weights``, built by the family its card names (torch is imported here)."""
-        return load_network(self.weights.path)
-
 
 @dataclass(frozen=True)
 class CodecInfo:
@@ -79,39 +69,32 @@ def whole_name_is_weights(name: str) -> ParsedName:
 
 @dataclass(frozen=True)
 class Family:
-    """A codec family: how to parse its names, load its codecs, and what its codecs and cards hold."""
+    """A codec family's registration: how its names parse, how its codecs load, what they declare and
+    what its weights cards hold; what it trains (``networks``) and how it is evaluated (``evaluation``)
+    are its hooks, which the registry keeps and never calls."""
 
     name: str  # "pillow", "hyperprior", "cdc", ...
     load: Callable[[CodecRequest], Codec]
     parse: Callable[[str], ParsedName | None] = whole_name_is_weights
+    # The starts of the names its ``parse`` claims ("diffc-avif"); none: its names are weights files' names.
+    prefixes: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()  # what its codecs declare (flags and sweeps are built from these)
     description: str = ""
-    config: type | None = None  # config dataclass of its networks (stored in weights files and cards)
-    network: Callable[[Any], Any] | None = None  # config -> trainable network (torch.nn.Module)
-    sizes: dict[str, Any] = field(default_factory=dict)  # named configs ("cdc-s"): train --config, benchmarks
-    default_steps: int | None = None  # decoding steps when a weights card names none (export writes it)
-    # The samples its network's training loss takes after (lmbda, rho, perceptual): "photos" (crops) or
-    # "avif-pairs" (crop, AVIF decode, quality); model/training/loop.py makes them.
-    training_data: str = "photos"
-    base_layer: str | None = None  # the classical format its bitstreams build on ("avif"): benchmarks compare
     card_fields: tuple[str, ...] = ()  # fields its weights cards must hold
     loads_cards_of: tuple[str, ...] = ()  # other families whose weights it loads (DiffC: "cdc-avif")
     listing: Callable[[list[Weights]], list[CodecInfo]] | None = None  # default: one row per weights file
-    wrap: Callable[..., Codec] | None = None  # (network, name, sha256, device, **settings) -> its codec
-    # Names the codec conformance suite (tests/codecs/test_codec_conformance.py) loads; WEIGHTS stands for a
-    # tiny random weights file of the family whose cards it loads. Default: ("WEIGHTS",) for a family
-    # with a network, none otherwise.
-    examples: tuple[str, ...] = ()
     # What its encode and its decode run a network for, per side: True always, False never, or the
     # option names that make it run one when set (cdc-avif: rate control decodes to choose a quality).
     # The jobs put a side that runs none on CPUs only, and book GPUs for one that does. None: a
     # family with a network (its own or the cards it loads) runs it on both sides.
     network_at: dict[str, bool | tuple[str, ...]] | None = None
+    networks: Networks | None = None  # training hooks: its networks' config, builder, sizes, samples
+    evaluation: Evaluation = Evaluation()  # evaluation hooks: its base layer, its conformance examples
 
     def runs_network(self, side: str, options: dict[str, Any]) -> bool:
         """Whether a codec of this family runs a network to ``side`` with these (resolved) options."""
         if self.network_at is None:
-            return self.network is not None or bool(self.loads_cards_of)
+            return self.networks is not None or bool(self.loads_cards_of)
         when = self.network_at.get(side, False)
         return when if isinstance(when, bool) else any(options.get(name) is not None for name in when)
 
@@ -138,7 +121,6 @@ class Family:
 
 
 _FAMILIES: dict[str, Family] = {}
-_PLUGINS_LOADED: set[str] = set()
 
 
 def register_family(family: Family) -> Family:
@@ -156,85 +138,9 @@ def _source(family: Family) -> str:
     return getattr(module, "__file__", None) or family.load.__module__
 
 
-def codec_from_network(network, name: str, device: str = "cpu", **settings) -> Codec:
-    """The codec of an in-memory network (training, tests, benchmarks), by the family its config names;
-    its id hashes the weights as they would be saved. ``settings`` go to the codec (tile, overlap...)."""
-    from .nn.weights_file import released_sha256  # torch is imported only when a network exists
-
-    family = get_family(network.cfg.family)
-    if family.wrap is None:
-        raise ValueError(f"codec family '{family.name}' cannot wrap an in-memory network (no Family.wrap)")
-    return family.wrap(network, name, released_sha256(network), device, **settings)
-
-
-# ----- networks: config -> family -> network --------------------------------------------------
-def config_from_dict(d: dict):
-    """A network config from its stored form (``asdict``), through the config class of the family it names."""
-    return _config_of(_family_of_config(d), d)
-
-
-def _family_of_config(d: dict) -> Family:
-    try:
-        return get_family(d.get("family"))
-    except KeyError as exc:
-        raise ValueError(exc.args[0]) from None
-
-
-def _config_of(family: Family, d: dict):
-    if family.config is None:
-        raise ValueError(f"codec family '{family.name}' has no config")
-    try:
-        return dataclass_from_dict(family.config, d)
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"malformed {family.name} config: {exc}") from None
-
-
-def named_sizes() -> dict[str, Any]:
-    """Every family's named network configs (``cdc-s``, ``cdc-avif-tiny``, ...), by name."""
-    return {name: cfg for fam in families() for name, cfg in fam.sizes.items()}
-
-
-def named_config(name: str):
-    sizes = named_sizes()
-    if name not in sizes:
-        raise KeyError(f"unknown config '{name}' (known: {', '.join(sizes)})")
-    return sizes[name]
-
-
-def random_codec(config: str = "cdc-tiny", seed: int = 0, device: str = "cpu", **settings) -> Codec:
-    """A codec of a named config with random weights: tests, speed benchmarks."""
-    import torch  # imported only when a model is needed
-
-    cfg = named_config(config)
-    torch.manual_seed(seed)
-    return codec_from_network(build_network(cfg), config, device, **settings)
-
-
-def build_network(cfg):
-    """The trainable network of a config, by the family that registered it."""
-    family = get_family(cfg.family)
-    if family.network is None:
-        raise ValueError(f"codec family '{cfg.family}' has no trainable network")
-    return family.network(cfg)
-
-
-def load_network(path: Path | str):
-    """The network a weights file holds: its stored config names the family, whose config class reads
-    it and whose builder makes the network (one look-up)."""
-    from .nn.weights_file import load_model  # torch is imported only when a network is loaded
-
-    return load_model(Path(path), _network_from_dict)
-
-
-def _network_from_dict(d: dict):
-    family = _family_of_config(d)
-    if family.network is None:
-        raise ValueError(f"codec family '{family.name}' has no trainable network")
-    return family.network(_config_of(family, d))
-
-
 def families() -> list[Family]:
-    """Every registered family, built-ins first (``model/codecs/__init__.py``), after importing the plugins."""
+    """Every registered family (built-ins first, in ``model/codecs/__init__.py``'s order, which decides
+    nothing but listings), after importing the plugins (``model.plugins``)."""
     load_plugins()
     return list(_FAMILIES.values())
 
@@ -251,43 +157,6 @@ def runs_network(codec: Codec, side: str, options: dict[str, Any] | None = None)
     """Whether ``codec`` runs a network to ``side`` (its family's ``network_at``) with ``options``
     (those given; the codec's presets fill the rest)."""
     return get_family(codec.family).runs_network(side, codec.resolve_options(side, options or {}))
-
-
-def load_plugins() -> None:
-    """Import the plugin modules named in ``$DIFFARC_CODEC_PLUGINS`` and the entry points, once each."""
-    specs = [s.strip() for s in os.environ.get(PLUGINS_ENV, "").split(",") if s.strip()]
-    for spec in specs:
-        if spec not in _PLUGINS_LOADED:
-            _import_plugin(spec)
-            _PLUGINS_LOADED.add(spec)
-    if ENTRY_POINT_GROUP not in _PLUGINS_LOADED:
-        _PLUGINS_LOADED.add(ENTRY_POINT_GROUP)
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            ep.load()
-
-
-def plugin_env() -> dict[str, str]:
-    """``$DIFFARC_CODEC_PLUGINS`` with paths made absolute: what another process (a Ray worker) needs
-    in its environment to register the same plugin families; empty when there are none."""
-    specs = [s.strip() for s in os.environ.get(PLUGINS_ENV, "").split(",") if s.strip()]
-    specs = [str(Path(s).resolve()) if s.endswith(".py") else s for s in specs]
-    return {PLUGINS_ENV: ",".join(specs)} if specs else {}
-
-
-def _import_plugin(spec: str) -> None:
-    if not spec.endswith(".py"):
-        importlib.import_module(spec)
-        return
-    path = Path(spec).resolve()
-    if not path.exists():
-        raise ImportError(f"codec plugin {spec} (from ${PLUGINS_ENV}) does not exist")
-    if any(getattr(m, "__file__", None) == str(path) for m in list(sys.modules.values())):
-        return  # already imported under its module name: its families are registered
-    module_name = f"diffarc_plugin_{path.stem}"
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
-    module_spec.loader.exec_module(module)
 
 
 # ----- look-ups -------------------------------------------------------------------------------
@@ -338,7 +207,7 @@ def _load(name: str, device: str, resolver: WeightsResolver, short_hash: str | N
         weights = Weights.open(path)
         fam = _claiming_family(weights)
         return _finish(fam, CodecRequest(weights.name, {}, weights, resolver, device))
-    for fam in families():
+    for fam in offered_to(name):
         parsed = fam.parse(name)
         if parsed is None:
             continue
@@ -354,8 +223,18 @@ def _load(name: str, device: str, resolver: WeightsResolver, short_hash: str | N
                    f"{resolver.describe()})")
 
 
+def offered_to(name: str) -> list[Family]:
+    """The families a name is offered to, in turn: those declaring a prefix of it, the longest prefix first
+    (``diffc-avif-X`` is diffc-avif's before diffc's), then those whose names are weights files' names,
+    whose cards tell them apart; ties go by family name, never by the order of registration."""
+    def claim(fam: Family) -> int:
+        return max((len(p) for p in fam.prefixes if name.startswith(p)), default=-1 if fam.prefixes else 0)
+
+    return sorted((f for f in families() if claim(f) >= 0), key=lambda f: (-claim(f), f.name))
+
+
 def _claiming_family(weights: Weights) -> Family:
-    fams = families()
+    fams = sorted(families(), key=lambda f: f.name)
     for fam in [f for f in fams if f.name == weights.family] + [f for f in fams if weights.family in f.card_families]:
         return fam
     raise KeyError(f"{weights.path}: its card names family '{weights.family}', which no registered family "
@@ -370,7 +249,7 @@ def _finish(fam: Family, request: CodecRequest) -> Codec:
     # a card's decode presets are its own family's options (DiffC also loads cdc-avif cards)
     if weights is not None and weights.family == fam.name and "decode_presets" in weights.card:
         try:
-            codec.with_decode_presets(weights.card["decode_presets"])
+            codec = codec.with_decode_presets(weights.card["decode_presets"])
         except ValueError as exc:
             raise WeightsError(f"{weights.path.with_suffix('.json')}: decode_presets: {exc}") from None
     return codec

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model import Codec, CodecInfo, CodecRequest, Family, Option, ParsedName, make_codec_id, register_family
+from model import Codec, CodecInfo, CodecRequest, Evaluation, Family, Option, ParsedName, make_codec_id, register_family
 from model.format import BitstreamError
 from model.weights import sha256_file
 
@@ -66,7 +66,8 @@ def parse(name: str) -> ParsedName | None:
 
 
 register_family(Family(
-    name="tinyraw", load=lambda request: TinyRaw(), parse=parse, options=OPTIONS, examples=("tinyraw-l16",),
+    name="tinyraw", load=lambda request: TinyRaw(), parse=parse, prefixes=("tinyraw-",), options=OPTIONS,
+    evaluation=Evaluation(examples=("tinyraw-l16",)),
     listing=lambda weights: [CodecInfo("tinyraw-lN", "tinyraw", "test plugin: N-level raw pixels")],
     description="test plugin family",
 ))
@@ -115,6 +116,6 @@ def load_lut(request: CodecRequest) -> TinyLut:
     return TinyLut(request.weights.card.get("name", request.weights.name), table, request.weights.sha256)
 
 
-register_family(Family(name="tinylut", load=load_lut, card_fields=("family", "sha256"), examples=("WEIGHTS",),
+register_family(Family(name="tinylut", load=load_lut, card_fields=("family", "sha256"), evaluation=Evaluation(examples=("WEIGHTS",)),
                        description="test plugin: a weights-bearing family without torch"))
 

@@ -1,19 +1,20 @@
-"""The built-in codec families, one module each, registered here in the order names are offered to them.
+"""The built-in codec families, one module each, registered here (the order is the listings' only; which
+family a name goes to is the registry's rule, ``model.registry.offered_to``).
 
-A new family is one module here (plus the examples the conformance suite loads, ``Family.examples``)
-and one entry below, or a plugin outside the package (``$DIFFARC_CODEC_PLUGINS``, entry points
-``diffarc.codecs``; see ``model.registry``).
+A new family is one module here (its registration, its hooks: ``model.hooks``) and one entry below,
+or a plugin outside the package (``$DIFFARC_CODEC_PLUGINS``, entry points ``diffarc.codecs``; see
+``model.plugins``).
 """
 
 from ..registry import register_family
 from . import cdc, cdc_avif, diffc, hyperprior, pillow
 
 BUILT_IN = (
-    pillow.FAMILY,  # first: its names (jpeg-qN, webp-qN, avif-qN) never collide with weights files
+    pillow.FAMILY,
     hyperprior.FAMILY,
     cdc.FAMILY,
     cdc_avif.FAMILY,
-    diffc.AVIF_FAMILY,  # before diffc: "diffc-avif-X" must not be read as "diffc-" + weights "avif-X"
+    diffc.AVIF_FAMILY,
     diffc.FAMILY,
 )
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from ..codec import Option
 from ..nn.config import DiffusionConfig, LatentConfig, UNetConfig
+from ..hooks import Networks
 from ..registry import CodecRequest, Family
 from .hyperprior import CARD_FIELDS
 
@@ -73,6 +74,6 @@ def network(cfg: CDCConfig):
     return CDCModel(cfg)
 
 
-FAMILY = Family(name="cdc", load=load, options=OPTIONS, config=CDCConfig, network=network, wrap=wrap,
-                sizes=SIZES, default_steps=DEFAULT_STEPS,
-                       card_fields=CARD_FIELDS, description="conditional diffusion codec (Yang & Mandt)")
+FAMILY = Family(name="cdc", load=load, options=OPTIONS, card_fields=CARD_FIELDS,
+                networks=Networks(CDCConfig, network, SIZES, wrap, default_steps=DEFAULT_STEPS),
+                description="conditional diffusion codec (Yang & Mandt)")

@@ -5,11 +5,14 @@ Names: ``cdc-avif-mse`` (a weights file) takes the AVIF quality as an encode opt
 base's quality and, for networks trained on several, its encoder settings (``effort``, or
 ``speed``/``subsampling``/``tune`` one by one). The payload is one string: the quality byte (then,
 for any settings but Pillow's default, a tag and two settings bytes) and the AVIF file with its box
-headers stripped (``avif_box``: rebuilt at decode, 277 bytes saved), so the bits are AVIF's, less
-its headers, plus the container. Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
+headers stripped (``avif_box``: rebuilt at decode, 277 bytes saved; the format is ``base_layer``'s,
+which DiffC shares), so the bits are AVIF's, less its headers, plus the container. Rate control
+(``target_psnr``, ``max_bpp``, ``max_bytes``) searches the quality per image (``rate_control``). Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
 from r_N = gamma * noise (gamma 0 and 1 step: the distortion end; over a prior trained at every noise
 level, more steps and gamma > 0 draw texture), deterministic or, with ``eta`` 1, ancestral. An
-untrained (zero-head) network returns the AVIF base exactly.
+untrained (zero-head) network returns the AVIF base exactly. Every cdc-avif bitstream is the same
+base layer, so ``decoder`` restores it with other cdc-avif weights: ``cdc-avif-m-realism``, a one-step
+decoder trained with a patch discriminator, is the ``realism`` preset of the MSE weights' cards.
 """
 
 from __future__ import annotations
@@ -18,18 +21,19 @@ import re
 import warnings
 import zlib
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
 
 import numpy as np
 
-from .avif_base import (DEFAULT_SETTINGS, EFFORTS, SETTINGS_OPTIONS, BaseSettings, base_settings, decode_base,
-                        effort_of, encode_base)
-from .avif_box import compact_or_full, expand
+from .avif_base import EFFORTS, SETTINGS_OPTIONS, BaseSettings, base_settings
+from .base_layer import base_head, base_payload, read_base_payload, settings_text
+from .rate_control import RateChoice, choose_quality
 from ..codec import Codec, Option
-from ..format import BitstreamError
+from ..format import BitstreamError, Container, pack
+from ..hooks import Evaluation, Networks
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 from ..nn.config import DiffusionConfig
 from ..weights import RESTORATION, make_codec_id
+from ..zoo import load_network
 
 DEFAULT_STEPS = 1  # a restoration decoder is distortion-optimal in one step
 NAME = re.compile(r"^(cdc-avif-[a-z0-9-]+?)(?:-q(\d{1,3}))?$")
@@ -86,6 +90,8 @@ OPTIONS = (
            min=0.001, max=1.0),
     Option("eta", float, 0.0, "decode", "sampler: 0 deterministic DDIM, 1 ancestral (fresh noise at every step, "
            "seeded like gamma's)", min=0.0, max=1.0),
+    Option("decoder", str, None, "decode", "restore with these cdc-avif weights instead of the bitstream's own "
+           "(the base layer is the same), e.g. cdc-avif-m-realism: the one-step realism decoder"),
 )
 
 
@@ -95,7 +101,7 @@ class AvifDiffusionCodec(Codec):
 
     def __init__(self, model, name: str, sha256: str, device: str = "cpu", default_steps: int = 1,
                  default_effort: str = "fast", batch_pixels: int = 4 * 768 * 512, tile: int = 1024, overlap: int = 128,
-                 objective: str | None = None):
+                 objective: str | None = None, resolver=None):
         import torch
 
         self.model = model.eval().to(device, memory_format=torch.channels_last)
@@ -105,37 +111,34 @@ class AvifDiffusionCodec(Codec):
         if default_effort not in EFFORTS:
             raise ValueError(f"{name}: default_effort {default_effort!r} is none of {', '.join(EFFORTS)}")
         # only a card's own effort becomes a preset: fast is the option's declared default
-        self.presets = {"steps": default_steps, **({} if default_effort == "fast" else {"effort": default_effort})}
+        self.presets = self._merged_presets(steps=default_steps,
+                                            **({} if default_effort == "fast" else {"effort": default_effort}))
         self.objective, self._warned_untrained = objective, False  # the card's (model.weights.objective_card)
+        self._resolver, self._decoders = resolver, {}  # other weights asked for by ``decoder``, loaded once
 
     @property
     def codec_id(self) -> str:
         return make_codec_id(self.name, self.sha256)
 
-    def _encode_rgb(self, rgbs, quality: int, effort: str, speed, subsampling, tune, target_psnr, max_bpp,
-                    max_bytes):
+    def _encode_rgb(self, rgbs, **encode_options):
+        return [strings for strings, _ in self._encode_chosen(rgbs, **encode_options)]
+
+    def _encode_chosen(self, rgbs, quality: int, effort: str, speed, subsampling, tune, target_psnr, max_bpp,
+                       max_bytes):
         settings = base_settings(effort, speed, subsampling, tune)
-        if target_psnr is None and max_bpp is None and max_bytes is None:
-            return [(base_payload(rgb, quality, settings),) for rgb in rgbs]
-        return [(self.rate_controlled(rgb, settings, target_psnr, max_bpp, max_bytes).payload,) for rgb in rgbs]
+        if target_psnr is not None or max_bpp is not None or max_bytes is not None:
+            choices = [self.rate_controlled(rgb, settings, target_psnr, max_bpp, max_bytes) for rgb in rgbs]
+            return [((c.payload,), settings_text(c.quality, settings)) for c in choices]
+        return [((base_payload(rgb, quality, settings),), settings_text(quality, settings)) for rgb in rgbs]
 
     def rate_controlled(self, rgb: np.ndarray, settings: BaseSettings, target_psnr: float | None = None,
-                        max_bpp: float | None = None, max_bytes: int | None = None) -> "RateChoice":
-        """The base quality that meets the targets, found by bisection over quality 0..100.
-
-        Bytes and restored PSNR both rise with quality (AVIF's rate control is monotone up to a few
-        bytes), so the cap is the largest quality that fits and the target the smallest one that
-        reaches it below the cap; each probe is one AVIF encode, and for ``target_psnr`` one restore
-        at the model's default steps. Too tight a cap gives quality 0; an unreachable target, the cap's
-        (or 100): ``RateChoice.met`` says which.
-        """
-        from ..format import Container, pack
-
+                        max_bpp: float | None = None, max_bytes: int | None = None) -> RateChoice:
+        """The base quality that meets the targets (``rate_control``); ``target_psnr`` is measured on the
+        image restored at the model's default steps."""
         h, w = rgb.shape[:2]
         # the container around the payload, for the longest mode name Pillow gives (exact bound)
         overhead = len(pack(Container(self.codec_id, h, w, "I;16B", (b"",))))
         caps = [c for c in (max_bytes, None if max_bpp is None else int(max_bpp * h * w / 8)) if c is not None]
-        cap = min(caps) - overhead if caps else None
         payloads, psnrs = {}, {}
 
         def payload(q):
@@ -151,42 +154,53 @@ class AvifDiffusionCodec(Codec):
                 psnrs[q] = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
             return psnrs[q]
 
-        top = 100 if cap is None else _last_true(lambda q: len(payload(q)) <= cap, 0, 100)
-        top = 0 if top is None else top
-        met = cap is None or len(payload(top)) <= cap
-        if target_psnr is not None:
-            q = _first_true(lambda q: psnr(q) >= target_psnr, 0, top)
-            met = met and q is not None
-            top = top if q is None else q
-        return RateChoice(top, payload(top), met, len(payloads), psnrs.get(top))
+        quality, met = choose_quality(payload, psnr, min(caps) - overhead if caps else None, target_psnr)
+        return RateChoice(quality, payload(quality), met, len(payloads), psnrs.get(quality))
 
     def describe(self, blob: bytes) -> dict[str, str]:
         quality, settings, _ = base_head(self._payload(self.parse(blob)), self.name)
-        effort = effort_of(settings)
-        return {"quality": str(quality), **({"effort": effort} if effort else {}), "speed": str(settings.speed),
-                "subsampling": settings.subsampling, "tune": settings.tune}
+        return settings_text(quality, settings)
 
-    def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float, eta: float):
+    def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float, eta: float,
+                           decoder: str | None = None):
         import torch
 
         from ..nn.tiling import batches_by_shape
 
-        self._warn_if_untrained(steps, gamma, t_start)
+        model, name, objective = self._decoder(decoder)
+        self._warn_if_untrained(name, objective, steps, gamma, t_start)
         bases = [self._base(c) for c in containers]
         out: list = [None] * len(containers)
-        multiple = self.model.pad_multiple
+        multiple = model.pad_multiple
         with torch.inference_mode():
             for _, idxs in batches_by_shape([b.rgb.shape[:2] for b in bases], multiple, self.batch_pixels):
-                x = self._restore([bases[i] for i in idxs], steps, gamma, seed, t_start, multiple, eta)
+                x = self._restore([bases[i] for i in idxs], steps, gamma, seed, t_start, multiple, eta, model)
                 for k, i in enumerate(idxs):
                     out[i] = x[k]
         return out
 
-    def _warn_if_untrained(self, steps: int, gamma: float, t_start: float) -> None:
+    def _decoder(self, name: str | None):
+        """(network, name, card objective) of the weights that restore: the codec's own, or ``name``'s."""
+        if name is None or name == self.name:
+            return self.model, self.name, self.objective
+        if name not in self._decoders:
+            import torch
+
+            from ..weights import WeightsResolver
+
+            weights = (self._resolver or WeightsResolver.from_env()).find(name)
+            if weights is None or weights.family != "cdc-avif":
+                found = f"a {weights.family} weights file" if weights else "not found"
+                raise ValueError(f"decoder {name!r}: {found}; it must be cdc-avif weights (python -m model list)")
+            model = load_network(weights.path).eval().to(self.device, memory_format=torch.channels_last)
+            self._decoders[name] = (model, name, weights.objective)
+        return self._decoders[name]
+
+    def _warn_if_untrained(self, name: str, objective: str | None, steps: int, gamma: float, t_start: float) -> None:
         """Once per codec: a restoration network was trained for one step from gamma 0 at t = 1 only."""
-        if self.objective == RESTORATION and (steps > 1 or gamma > 0 or t_start < 1) and not self._warned_untrained:
+        if objective == RESTORATION and (steps > 1 or gamma > 0 or t_start < 1) and not self._warned_untrained:
             self._warned_untrained = True
-            warnings.warn(f"{self.name} is a restoration network (its card's objective): trained for the "
+            warnings.warn(f"{name} is a restoration network (its card's objective): trained for the "
                           f"one-step decode from gamma 0 at t = 1 only; steps={steps}, gamma={gamma}, "
                           f"t_start={t_start} cost more and add noise, not texture (use steps 1, gamma 0, or "
                           f"weights whose card's objective is 'diffusion')", stacklevel=4)
@@ -201,8 +215,8 @@ class AvifDiffusionCodec(Codec):
                                  f"has {len(c.strings)} string(s) of {[len(s) for s in c.strings]} bytes")
         return c.strings[0]
 
-    def _restore(self, items, steps, gamma, seed, t_start, multiple, eta=0.0) -> list[np.ndarray]:
-        """Pad the bases of one batch, run the residual diffusion (in tiles when large), crop."""
+    def _restore(self, items, steps, gamma, seed, t_start, multiple, eta=0.0, model=None) -> list[np.ndarray]:
+        """Pad the bases of one batch, run ``model``'s residual diffusion (in tiles when large), crop."""
         import torch
         import torch.nn.functional as F
 
@@ -215,107 +229,30 @@ class AvifDiffusionCodec(Codec):
                             for b, (h, w) in zip(items, sizes)])
         quality = torch.tensor([float(b.quality) for b in items])
         settings = torch.tensor([b.settings.features() for b in items])
-        noise_sd = gamma * float((1 - alpha_bar(torch.tensor(t_start), self.model.cfg.diffusion)).sqrt())
+        model = model or self.model
+        noise_sd = gamma * float((1 - alpha_bar(torch.tensor(t_start), model.cfg.diffusion)).sqrt())
         r_start = torch.stack([_noise((3, hp, wp), seed, b.crc) for b in items]) * noise_sd
         x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
                       r_start.to(self.device, memory_format=torch.channels_last), steps, t_start,
-                      settings.to(self.device), eta, seed, [b.crc for b in items])
+                      settings.to(self.device), eta, seed, [b.crc for b in items], model)
         x = ((x + 1) * 127.5).clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         return [x[k, :h, :w] for k, (h, w) in enumerate(sizes)]
 
-    def _run(self, base, quality, r_start, steps, t_start, settings, eta=0.0, seed=0, crcs=()):
+    def _run(self, base, quality, r_start, steps, t_start, settings, eta=0.0, seed=0, crcs=(), model=None):
         """The restored batch, whole or tile by tile (overlaps blended): bounded memory. The ancestral
         sampler's step noise is drawn per tile (seeded by its corner), so overlaps blend two draws."""
         from ..nn.tiling import blended
 
+        model = model or self.model
         _, _, h, w = base.shape
         if h * w <= self.tile**2:
-            return self.model.restore(base, quality, r_start, steps, t_start, settings, eta,
+            return model.restore(base, quality, r_start, steps, t_start, settings, eta,
                                       _step_noise(seed, crcs, 0, 0, h, w, self.device))
-        return blended(lambda rows, cols, *_: self.model.restore(
+        return blended(lambda rows, cols, *_: model.restore(
             base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start, settings, eta,
             _step_noise(seed, crcs, rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start,
                         self.device)),
             base.shape, self.tile, self.overlap)
-
-
-SETTINGS_TAG = 0xF1  # a first byte above 100 (no quality): settings follow; Pillow's default has none
-
-
-class Base(NamedTuple):
-    """A decoded base layer: what the network is told, the pixels, and the seed of its noise."""
-
-    quality: int
-    settings: BaseSettings
-    rgb: np.ndarray
-    crc: int
-
-
-def base_payload(rgb: np.ndarray, quality: int, settings: BaseSettings = DEFAULT_SETTINGS) -> bytes:
-    """The base layer's string: the quality byte (with settings where not the default) and the AVIF
-    file with its box headers stripped."""
-    head = bytes([quality]) if settings == DEFAULT_SETTINGS else bytes([SETTINGS_TAG, quality]) + settings.to_bytes()
-    return head + compact_or_full(encode_base(rgb, quality, settings), rgb.shape[1], rgb.shape[0])
-
-
-def base_head(payload: bytes, owner: str) -> tuple[int, BaseSettings, bytes]:
-    """(quality, settings, AVIF bytes) of a ``base_payload`` string: its head read, nothing decoded."""
-    settings, quality_at, head = DEFAULT_SETTINGS, 0, 1  # [quality][AVIF]
-    if payload[:1] == bytes([SETTINGS_TAG]):  # [tag][quality][settings: 2 bytes][AVIF]
-        quality_at, head = 1, 4
-        try:
-            settings = BaseSettings.from_bytes(payload[2:4])
-        except (ValueError, IndexError) as exc:
-            raise BitstreamError(f"{owner}: base layer settings bytes {payload[2:4].hex()} are invalid: {exc}") from None
-    if len(payload) < head + 1:
-        raise BitstreamError(f"{owner}: the base layer string (quality byte + AVIF) has {len(payload)} bytes")
-    quality, avif = payload[quality_at], payload[head:]
-    if quality > 100:
-        raise BitstreamError(f"{owner}: quality byte {quality} is not 0..100")
-    return quality, settings, avif
-
-
-def read_base_payload(payload: bytes, height: int, width: int, owner: str) -> Base:
-    """The ``Base`` of a ``base_payload`` string."""
-    quality, settings, avif = base_head(payload, owner)
-    try:
-        base = decode_base(expand(avif, width, height))
-    except Exception as exc:
-        raise BitstreamError(f"{owner}: AVIF base does not decode: {exc}") from None
-    if base.shape[:2] != (height, width):
-        raise BitstreamError(f"{owner}: AVIF base is {base.shape[1]}x{base.shape[0]}, header says {width}x{height}")
-    return Base(quality, settings, base, zlib.crc32(avif))
-
-
-class RateChoice(NamedTuple):
-    """What rate control chose for one image: the quality, its payload, whether every target was met,
-    how many qualities were encoded to find it, and the restored PSNR where it was measured."""
-
-    quality: int
-    payload: bytes
-    met: bool
-    probes: int
-    psnr: float | None
-
-
-def _first_true(test, lo: int, hi: int) -> int | None:
-    """The smallest q in lo..hi with test(q), for a test that stays true once true; None if none."""
-    if not test(hi):
-        return None
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if test(mid) else (mid + 1, hi)
-    return lo
-
-
-def _last_true(test, lo: int, hi: int) -> int | None:
-    """The largest q in lo..hi with test(q), for a test that stays false once false; None if none."""
-    if not test(lo):
-        return None
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if test(mid) else (lo, mid - 1)
-    return lo
 
 
 def _noise(shape, seed: int, crc: int):
@@ -348,9 +285,10 @@ def parse(name: str) -> ParsedName | None:
 
 def load(request: CodecRequest) -> AvifDiffusionCodec:
     w = request.weights
-    return AvifDiffusionCodec(request.network(), w.card.get("name", w.name), w.sha256, request.device,
+    return AvifDiffusionCodec(load_network(w.path), w.card.get("name", w.name), w.sha256, request.device,
                               default_steps=w.card.get("default_steps", DEFAULT_STEPS),
-                              default_effort=w.card.get("default_effort", "fast"), objective=w.objective)
+                              default_effort=w.card.get("default_effort", "fast"), objective=w.objective,
+                              resolver=request.resolver)
 
 
 def listing(weights) -> list[CodecInfo]:
@@ -368,8 +306,11 @@ def network(cfg: RestorationConfig):
     return AvifRestorationModel(cfg)
 
 
-FAMILY = Family(name="cdc-avif", load=load, parse=parse, options=OPTIONS, config=RestorationConfig, sizes=SIZES,
-                default_steps=DEFAULT_STEPS, training_data="avif-pairs", base_layer="avif",
-                       network=network, wrap=wrap, card_fields=CARD_FIELDS, listing=listing,
-                       network_at={"encode": ("target_psnr", "max_bpp", "max_bytes"), "decode": True},
-                       description="AVIF base layer + conditional diffusion decoder")
+FAMILY = Family(name="cdc-avif", load=load, parse=parse, prefixes=("cdc-avif-",), options=OPTIONS,
+                card_fields=CARD_FIELDS, listing=listing,
+                network_at={"encode": ("target_psnr", "max_bpp", "max_bytes"), "decode": True},
+                # trained on (crop, its AVIF decode, quality) triples
+                networks=Networks(RestorationConfig, network, SIZES, wrap, default_steps=DEFAULT_STEPS,
+                                  training_samples="model.training.avif_pairs:pair_crops"),
+                evaluation=Evaluation(base_layer="avif"),
+                description="AVIF base layer + conditional diffusion decoder")

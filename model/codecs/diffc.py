@@ -39,14 +39,16 @@ from itertools import islice
 import numpy as np
 
 from .cdc_avif import OPTIONS as AVIF_OPTIONS
-from .cdc_avif import base_payload, read_base_payload
+from .base_layer import base_payload, read_base_payload
 from ..codec import Codec, Option, declared
 from ..diffc import DENOISERS
 from ..diffc.schedule import ScheduleConfig
 from ..format import BitstreamError, Container, pack
 from ..images import as_loaded
+from ..hooks import Evaluation
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 from ..weights import DIFFUSION, Weights, WeightsError, make_codec_id
+from ..zoo import load_network
 
 DEFAULT_PRIOR = "cdc-avif-m-prior"  # the shipped prior (cdc-avif-m over every noise level, base dropout 0.1)
 DEFAULT_DENOISE_STEPS = 1  # the posterior mean E[r_0 | r_t]: best PSNR at every prefix measured (results/diffc)
@@ -117,7 +119,6 @@ class DiffCCodec(Codec):
         self.conditional, self.schedule = conditional, SCHEDULES[conditional]
         self.family = FAMILIES[conditional]
         self.options = family_options(conditional)
-        self.presets = {}
 
     @property
     def codec_id(self) -> str:
@@ -293,7 +294,7 @@ def _family(conditional: bool) -> Family:
         w = request.weights
         if not is_prior(w, conditional) and request.short_hash is None:  # archived bitstreams still decode
             raise not_a_prior(w, conditional)
-        return DiffCCodec(request.network(), prefix + w.name, w.sha256, conditional, request.device)
+        return DiffCCodec(load_network(w.path), prefix + w.name, w.sha256, conditional, request.device)
 
     def listing(weights) -> list[CodecInfo]:
         """Pattern rows (no path: the weights files are cdc-avif's, listed under that family)."""
@@ -307,10 +308,10 @@ def _family(conditional: bool) -> Family:
                           f"DiffC {what}; WEIGHTS: a cdc-avif prior ({', '.join(priors) or 'none installed'}; "
                           f"restoration networks are not priors)")]
 
-    return Family(name=FAMILIES[conditional], load=load, parse=parse, options=family_options(conditional),
-                  loads_cards_of=("cdc-avif",), listing=listing,
-                  examples=(f"{prefix}WEIGHTS-q30" if conditional else f"{prefix}WEIGHTS",),
+    return Family(name=FAMILIES[conditional], load=load, parse=parse, prefixes=(FAMILIES[conditional],),
+                  options=family_options(conditional), loads_cards_of=("cdc-avif",), listing=listing,
+                  evaluation=Evaluation(examples=(f"{prefix}WEIGHTS-q30" if conditional else f"{prefix}WEIGHTS",)),
                   description="DiffC: progressive reverse-channel coding over a cdc-avif diffusion prior")
 
 
-AVIF_FAMILY, FAMILY = _family(True), _family(False)  # diffc-avif before diffc: see model/codecs/__init__.py
+AVIF_FAMILY, FAMILY = _family(True), _family(False)  # diffc-avif-X: its longer prefix is asked first (registry)

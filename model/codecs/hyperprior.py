@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..nn.config import LatentConfig
+from ..hooks import Networks
 from ..registry import CodecRequest, Family
 
 CARD_FIELDS = ("name", "family", "config", "sha256")
@@ -45,5 +46,5 @@ def network(cfg: HyperpriorConfig):
     return HyperpriorModel(cfg)
 
 
-FAMILY = Family(name="hyperprior", load=load, config=HyperpriorConfig, network=network, wrap=wrap, sizes=SIZES,
-                       card_fields=CARD_FIELDS, description="Ballé 2018 scale hyperprior (the baseline)")
+FAMILY = Family(name="hyperprior", load=load, card_fields=CARD_FIELDS, networks=Networks(HyperpriorConfig, network, SIZES, wrap),
+                description="Ballé 2018 scale hyperprior (the baseline)")

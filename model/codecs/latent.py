@@ -29,6 +29,7 @@ from ..nn.diffusion import image_generator
 from ..nn.tiling import batches_by_shape, blended, interior, tiles_2d
 from ..registry import CodecRequest
 from ..weights import make_codec_id
+from ..zoo import load_network
 
 PAD_MULTIPLE = 64  # z is at 1/64 resolution
 LATENT_STRIDE = 16  # y is at 1/16 resolution
@@ -120,7 +121,7 @@ class LatentCodec(Codec):
         self.options = options
         self.tile, self.overlap, self.batch_pixels = tile, overlap, batch_pixels
         if "steps" in {o.name for o in self.options}:
-            self.with_presets(steps=default_steps)
+            self.presets = self._merged_presets(steps=default_steps)
 
     @property
     def codec_id(self) -> str:
@@ -187,5 +188,5 @@ def _start_noise(container, hp: int, wp: int, gamma: float, seed: int) -> torch.
 def load_latent_codec(request: CodecRequest, options: tuple[Option, ...] = (), default_steps: int = 8) -> LatentCodec:
     """The codec of a request's weights file; its card names it and may set ``default_steps``."""
     w = request.weights
-    return LatentCodec(request.network(), w.card.get("name", w.name), w.sha256, device=request.device,
+    return LatentCodec(load_network(w.path), w.card.get("name", w.name), w.sha256, device=request.device,
                        default_steps=w.card.get("default_steps", default_steps), options=options)

@@ -22,6 +22,7 @@ from PIL import Image
 from ..codec import Codec, Option
 from .avif_base import DEFAULT_SETTINGS, EFFORTS, SETTINGS_OPTIONS, TUNES, BaseSettings, base_settings, effort_of
 from ..format import BitstreamError
+from ..hooks import Evaluation
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 
 FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "jxl": "JXL"}
@@ -57,7 +58,7 @@ class PillowCodec(Codec):
             except ImportError:
                 raise ImportError("jxl-qN needs pillow-jxl-plugin: pip install pillow-jxl-plugin==1.3.8") from None
 
-        self.with_presets(quality=quality)
+        self.presets = self._merged_presets(quality=quality)
 
     @property
     def name(self) -> str:
@@ -146,6 +147,7 @@ def listing(_weights) -> list[CodecInfo]:
     return rows
 
 
-FAMILY = Family(name="pillow", load=load, parse=parse, options=AVIF_OPTIONS, listing=listing,
-                examples=("jpeg-q75", "webp-q60", "avif-q40", "avif-best-q40", "jxl-q60"),
+FAMILY = Family(name="pillow", load=load, parse=parse, prefixes=tuple(f"{fmt}-" for fmt in FORMATS),
+                options=AVIF_OPTIONS, listing=listing,
+                evaluation=Evaluation(examples=("jpeg-q75", "webp-q60", "avif-q40", "avif-best-q40", "jxl-q60")),
                 description="JPEG, WebP, AVIF and JPEG XL through Pillow (references)")

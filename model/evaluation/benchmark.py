@@ -24,7 +24,8 @@ import torch
 
 from pathlib import Path
 
-from ..registry import get_family, load_codec, named_sizes, random_codec
+from ..registry import get_family, load_codec
+from ..zoo import named_sizes, random_codec
 from .benchmark_avif import bench_restoration, container_overhead, restoration_codec
 from .cost import count_macs, timed
 from .inputs import load_images
@@ -72,7 +73,7 @@ def is_cdc_avif(name: str) -> bool:
     (``benchmark_avif``)."""
     sizes = named_sizes()
     family = sizes[name].family if name in sizes else load_codec(name).family
-    return get_family(family).base_layer == "avif"
+    return get_family(family).evaluation.base_layer == "avif"
 
 
 def markdown_table(rows: list[dict]) -> str:

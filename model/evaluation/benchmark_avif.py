@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from ..codecs.avif_base import decode_base, encode_base
-from ..registry import load_codec, named_sizes, random_codec
+from ..registry import load_codec
+from ..zoo import named_sizes, random_codec
 from .cost import count_macs, timed
 
 

@@ -20,7 +20,6 @@ BD-rate against AVIF default over encode seconds per megapixel, one marker per c
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from contextlib import contextmanager
@@ -61,7 +60,7 @@ def frontier_codecs(cdc_avif: list, efforts=tuple(EFFORTS)) -> list[tuple[str, o
     for effort in efforts:
         for base in [load_codec("avif-q30"), *cdc_avif]:
             label = "avif" if base.family == "pillow" else base.name
-            out.append((f"{label} {effort}", copy.copy(base).with_presets(effort=effort)))
+            out.append((f"{label} {effort}", base.with_presets(effort=effort)))
     return out
 
 

@@ -1,5 +1,5 @@
-"""Side-by-side crops for the eye: original | AVIF | cdc-avif-m-mse | the prior at one decode setting,
-at 2x zoom (nearest neighbour), one row per AVIF quality, one PNG per subject.
+"""Side-by-side crops for the eye: original | AVIF | cdc-avif-m-mse | the prior at one decode setting |
+one-step realism decoders, at 2x zoom (nearest neighbour), one row per AVIF quality, one PNG per subject.
 
     python -m model.evaluation.realism_crops --prior /work/prior/cdc-avif-m-prior.safetensors \\
         --setting 4,0.8,0 --out results/realism
@@ -51,19 +51,17 @@ def tile(rgb: np.ndarray, caption: str) -> Image.Image:
     return out
 
 
-def subject_sheet(rgb: np.ndarray, x: int, y: int, size: int, codecs: dict, setting: dict, qualities, effort: str):
-    """Rows of (original | AVIF | MSE | prior) crops, one row per quality."""
+def subject_sheet(rgb: np.ndarray, x: int, y: int, size: int, columns: list, qualities, effort: str):
+    """Rows of (original | each of ``columns``: (codec, caption, decode options)) crops, one row per quality."""
     h, w = rgb.shape[:2]
     x, y = min(x, w - size), min(y, h - size)
     crop = lambda a: a[y:y + size, x:x + size]  # noqa: E731
-    label = f"prior steps={setting['steps']} gamma={setting['gamma']:g}{' ancestral' if setting['eta'] else ''}"
     rows = []
     for q in qualities:
         cells = [tile(crop(rgb), "original")]
-        for kind, caption, options in (("avif", "AVIF", {}), ("mse", "cdc-avif-m-mse", {"steps": 1, "gamma": 0.0}),
-                                       ("prior", label, setting)):
-            blob = codecs[kind].encode([rgb], quality=q, effort=effort)[0]
-            out = np.asarray(codecs[kind].decode([blob], **options)[0].convert("RGB"))
+        for codec, caption, options in columns:
+            blob = codec.encode([rgb], quality=q, effort=effort)[0]
+            out = np.asarray(codec.decode([blob], **options)[0].convert("RGB"))
             cells.append(tile(crop(out), f"{caption}, q{q}, {len(blob) * 8 / (h * w):.3f} bpp"))
         row = Image.new("RGB", (sum(c.width for c in cells), cells[0].height), "white")
         for i, c in enumerate(cells):
@@ -80,7 +78,9 @@ def main(argv=None) -> None:
 
     p = argparse.ArgumentParser(prog="python -m model.evaluation.realism_crops", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prior", required=True, help="the prior: a cdc-avif name or .safetensors path")
+    p.add_argument("--prior", help="the prior: a cdc-avif name or .safetensors path")
+    p.add_argument("--realism", action="append", default=[], metavar="WEIGHTS",
+                   help="a one-step realism decoder, decoded at 1 step, γ 0 (repeatable)")
     p.add_argument("--setting", default="4,0.8,0", help="the prior's steps,gamma,eta (default 4,0.8,0)")
     p.add_argument("--mse", default="cdc-avif-m-mse")
     p.add_argument("--weights-dir")
@@ -92,14 +92,21 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=Path("results/realism"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    steps, gamma, eta = args.setting.split(",")
-    setting = {"steps": int(steps), "gamma": float(gamma), "eta": float(eta)}
-    codecs = {"avif": load_codec("avif-q30"), "mse": load_codec(args.mse, weights_dir=args.weights_dir),
-              "prior": load_codec(args.prior, weights_dir=args.weights_dir)}
+    one_step = {"steps": 1, "gamma": 0.0}
+    mse = load_codec(args.mse, weights_dir=args.weights_dir)
+    columns = [(load_codec("avif-q30"), "AVIF", {}), (mse, mse.name, one_step)]
+    if args.prior:
+        steps, gamma, eta = args.setting.split(",")
+        setting = {"steps": int(steps), "gamma": float(gamma), "eta": float(eta)}
+        label = f"prior steps={steps} gamma={float(gamma):g}{' ancestral' if setting['eta'] else ''}"
+        columns.append((load_codec(args.prior, weights_dir=args.weights_dir), label, setting))
+    for weights in args.realism:
+        codec = load_codec(weights, weights_dir=args.weights_dir)
+        columns.append((codec, codec.name, one_step))
     args.out.mkdir(parents=True, exist_ok=True)
     for label, path, x, y in map(parse_crop, args.crop or DEFAULT_CROPS):
         rgb = downscaled(load_image(path.read_bytes()), args.resize_max).rgb
-        sheet = subject_sheet(rgb, x, y, args.size, codecs, setting, [int(q) for q in args.qualities.split(",")],
+        sheet = subject_sheet(rgb, x, y, args.size, columns, [int(q) for q in args.qualities.split(",")],
                               args.effort)
         sheet.save(args.out / f"crops-{label}.png", optimize=True)
         print(f"crops-{label}.png from {path.name} at ({x}, {y})", flush=True)

@@ -1,5 +1,5 @@
-"""Realism against fidelity: AVIF, the MSE decoder and a prior under a grid of decodes, judged by
-patch KID (``realism``), PSNR, SSIMULACRA2 and Butteraugli at AVIF's own bits.
+"""Realism against fidelity: AVIF, the MSE decoder, a prior under a grid of decodes and one-step
+realism decoders, judged by patch KID (``realism``), PSNR, SSIMULACRA2 and Butteraugli at AVIF's own bits.
 
     python jobs/realism.py --prior /work/prior/cdc-avif-m-prior.safetensors \\
         --heldout ../shared/data/train --kodak ../shared/data/kodak --out results/realism
@@ -8,7 +8,7 @@ Per image (the held-out slice of ``--heldout``, 1 file in ``--heldout-every`` by
 over the sorted names; and the first ``--kodak-limit`` of ``--kodak``; both brought down to
 ``--resize-max``) and AVIF quality (at one ``--effort``): AVIF alone; ``--mse`` at 1 step, γ 0; and
 ``--prior`` at every ``--steps`` x ``--gammas`` (deterministic DDIM) and ``--ancestral`` pairs
-(eta 1). cdc-avif's bitstream is the AVIF file plus a few bytes, so every curve of one quality has
+(eta 1); each ``--realism`` decoder at 1 step, γ 0. cdc-avif's bitstream is the AVIF file plus a few bytes, so every curve of one quality has
 AVIF's bits (each bpp is the real container's). KID is over the 128x128 patches of every image
 together, per curve and quality; the other columns are means over images. Decode seconds are CPU
 seconds of this one-thread process (``time.process_time``), so the machine's load does not enter.
@@ -52,7 +52,10 @@ def _pairs(text):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="realism.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--prior", required=True, help="the prior: a cdc-avif name or .safetensors path")
+    p.add_argument("--prior", help="the prior: a cdc-avif name or .safetensors path, decoded at every setting")
+    p.add_argument("--realism", action="append", default=[], metavar="WEIGHTS",
+                   help="a one-step realism decoder (cdc-avif weights trained with a patch discriminator), "
+                        "decoded at 1 step, γ 0; repeatable")
     p.add_argument("--mse", default="cdc-avif-m-mse", help="the MSE decoder (decoded at 1 step, γ 0)")
     p.add_argument("--weights-dir", help="where names are looked up (default model/weights)")
     p.add_argument("--heldout", default="../shared/data/train", help="training folder: its held-out slice")
@@ -117,11 +120,20 @@ def evaluate_image(name: str, rgb: np.ndarray, q: int, codecs: dict, args, featu
     measure("avif", q, avif, lambda: codecs["avif"].decode([avif])[0])
     mse = codecs["mse"].encode([rgb], quality=q, effort=args.effort)[0]
     measure(codecs["mse"].name, q, mse, lambda: codecs["mse"].decode([mse], steps=1, gamma=0.0)[0])
-    prior = codecs["prior"].encode([rgb], quality=q, effort=args.effort)[0]
-    for s in decode_settings(args):
-        measure(curve_label("prior", s), q, prior,
-                lambda: codecs["prior"].decode([prior], seed=args.seed, t_start=1.0, **s)[0])
+    if "prior" in codecs:
+        prior = codecs["prior"].encode([rgb], quality=q, effort=args.effort)[0]
+        for s in decode_settings(args):
+            measure(curve_label("prior", s), q, prior,
+                    lambda: codecs["prior"].decode([prior], seed=args.seed, t_start=1.0, **s)[0])
+    for key in (k for k in codecs if k.startswith("realism")):
+        blob = codecs[key].encode([rgb], quality=q, effort=args.effort)[0]
+        measure(key, q, blob, lambda: codecs[key].decode([blob], steps=1, gamma=0.0)[0])
     return points, feats
+
+
+def is_candidate(curve: str) -> bool:
+    """A decode under test (the prior's settings, the realism decoders), not a reference curve."""
+    return curve.startswith(("prior", "realism"))
 
 
 def run(args, images: list | None = None) -> None:
@@ -136,9 +148,15 @@ def run(args, images: list | None = None) -> None:
         tools, skipped = usable_tool_metrics([m for m in args.metric_list if m == "butteraugli"])
         for line in skipped:
             print(line)
+        if not args.prior and not args.realism:
+            raise SystemExit("nothing to judge: give --prior, --realism or both")
         codecs = {"avif": load_codec("avif-q30", weights_dir=args.weights_dir),
-                  "mse": load_codec(args.mse, weights_dir=args.weights_dir),
-                  "prior": load_codec(args.prior, weights_dir=args.weights_dir)}
+                  "mse": load_codec(args.mse, weights_dir=args.weights_dir)}
+        if args.prior:
+            codecs["prior"] = load_codec(args.prior, weights_dir=args.weights_dir)
+        for weights in args.realism:
+            codec = load_codec(weights, weights_dir=args.weights_dir)
+            codecs[f"realism {codec.name}"] = codec
         check_same_run(folder, args, codecs)
         features = SqueezeFeatures(args.lpips_squeeze)
         for i, (name, loaded) in enumerate(images):
@@ -199,11 +217,11 @@ def summarise(folder: Path) -> tuple[list[dict], list[dict]]:
 
 
 def musts(rows: list[dict], mse: str) -> list[dict]:
-    """Per prior setting: at how many qualities (bpp in BPP_SPAN) it meets the issue's musts against
+    """Per decode under test: at how many qualities (bpp in BPP_SPAN) it meets the issue's musts against
     AVIF and the MSE decoder (curve ``mse``) at the same quality."""
     by = {(r["curve"], r["quality"]): r for r in rows}
     out = []
-    for curve in dict.fromkeys(r["curve"] for r in rows if r["curve"].startswith("prior")):
+    for curve in dict.fromkeys(r["curve"] for r in rows if is_candidate(r["curve"])):
         met, detail = 0, []
         for q in sorted({r["quality"] for r in rows}):
             mine, avif, ref = by.get((curve, q)), by.get(("avif", q)), by.get((mse, q))
@@ -219,8 +237,8 @@ def musts(rows: list[dict], mse: str) -> list[dict]:
 
 
 def mse_curve(rows: list[dict]) -> str:
-    """The MSE decoder's curve: the one neither AVIF nor the prior's (it is named after its weights)."""
-    return next(r["curve"] for r in rows if r["curve"] != "avif" and not r["curve"].startswith("prior"))
+    """The MSE decoder's curve: the one neither AVIF nor one under test (it is named after its weights)."""
+    return next(r["curve"] for r in rows if r["curve"] != "avif" and not is_candidate(r["curve"]))
 
 
 def write_report(args) -> None:
@@ -241,7 +259,7 @@ def write_report(args) -> None:
               for r in sorted(rows, key=lambda r: (r["quality"], r["curve"]))]
     mse = mse_curve(rows)
     verdicts = musts(rows, mse)
-    verdict = ["| prior setting | rates meeting the musts | per quality |", "|---|---|---|"]
+    verdict = ["| decode under test | rates meeting the musts | per quality |", "|---|---|---|"]
     verdict += [f"| {v['curve']} | {v['rates_met']}{' (passes)' if v['passes'] else ''} | {v['detail']} |"
                 for v in sorted(verdicts, key=lambda v: -v["rates_met"])]
     images = sorted({p["image"] for p in points})
@@ -269,7 +287,7 @@ def plot(rows: list[dict], path: Path) -> None:
     colours = plt.get_cmap("tab20")
     for i, curve in enumerate(curves):
         mine = sorted((r for r in rows if r["curve"] == curve), key=lambda r: r["bpp"])
-        style = dict(lw=2.2, color="k" if curve == "avif" else "tab:red", ms=5) if not curve.startswith("prior") \
+        style = dict(lw=2.2, color="k" if curve == "avif" else "tab:red", ms=5) if not is_candidate(curve) \
             else dict(lw=0.9, color=colours(i % 20), ms=3, ls="--" if "ancestral" in curve else "-")
         for ax, metric in zip(axes, ("kid", "psnr")):
             ax.plot([r["bpp"] for r in mine], [r[metric] for r in mine], marker="o", label=curve, **style)

@@ -9,7 +9,6 @@ each of those bitstreams. ``fixed`` options (a seed) are applied without being s
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import re
@@ -78,7 +77,7 @@ def repeated_variants(codecs, sweep: dict[str, list]) -> list[str]:
     seen: dict[tuple, int] = {}
     for i, codec in enumerate(codecs):
         for enc in settings(codec, "encode", sweep):
-            variant = copy.copy(codec).with_presets(**enc)
+            variant = codec.with_presets(**enc)
             resolved = variant.resolve_options("encode", {})
             key = (variant.codec_id_for(resolved), setting_label(resolved))
             seen.setdefault(key, i)
@@ -103,7 +102,7 @@ def evaluate_codec(codec, images, sweep: dict[str, list], fixed: dict[str, Any],
     ``clock`` times encode and decode (wall seconds; the frontier passes ``time.process_time``).
     Returns the points.
     """
-    variants = [copy.copy(codec).with_presets(**enc) for enc in settings(codec, "encode", sweep)]
+    variants = [codec.with_presets(**enc) for enc in settings(codec, "encode", sweep)]
     decodes = settings(codec, "decode", sweep)
     fixed_decode = codec.select_options("decode", fixed)
     points = []

@@ -2,7 +2,7 @@
 
 A family's config (its module in ``model/codecs``: ``CDCConfig``, ``HyperpriorConfig``,
 ``RestorationConfig``) fully determines its network's shapes; it is stored (as JSON) inside every
-weights file, so a ``.safetensors`` file is enough to rebuild its model (``model.registry.load_network``).
+weights file, so a ``.safetensors`` file is enough to rebuild its model (``model.zoo.load_network``).
 """
 
 from __future__ import annotations

@@ -99,15 +99,18 @@ class AvifRestorationModel(nn.Module):
 
     def forward(self, x, base, quality, settings=None, lmbda=None, rho: float = 0.0, perceptual=None,
                 final_step_fraction: float = 0.6, generator: torch.Generator | None = None,
-                base_dropout: float | None = None, final_gammas: tuple[float, ...] = FINAL_STEP_GAMMAS) -> dict:
-        """min(SNR, 5)-weighted x0 MSE over the scaled residual [+ rho * LPIPS on the images].
+                base_dropout: float | None = None, final_gammas: tuple[float, ...] = FINAL_STEP_GAMMAS,
+                critic=None, adversarial: float = 0.0) -> dict:
+        """min(SNR, 5)-weighted x0 MSE over the scaled residual [+ rho * LPIPS on the images]
+        [+ adversarial * critic(decoded, base), a patch discriminator's generator loss].
 
         ``final_step_fraction`` of the batch sits at t = 1 with r_N = gamma * noise (gamma mostly 0:
         the one-step deterministic decode that the MSE model is judged by); the rest is spread over
         t, so multi-step and stochastic decodes (and DiffC's reverse process) are trained too.
         ``base_dropout`` overrides the config's; ``final_gammas`` = (0,) trains only the
         deterministic one-step decode (a restoration network). ``settings``: B x 3 features of the
-        bases' encoder settings. ``lmbda`` is unused: the rate is the base layer's.
+        bases' encoder settings. ``lmbda`` is unused: the rate is the base layer's. With a ``critic``,
+        the parts also hold ``real``, ``fake`` and ``cond`` (detached), for the discriminator's step.
         """
         cfg, b, dev = self.cfg, x.shape[0], x.device
         uniform = lambda: torch.rand(b, generator=generator).to(dev)  # noqa: E731
@@ -142,4 +145,10 @@ class AvifRestorationModel(nn.Module):
             lp = perceptual(x_pred[keep].clamp(-1, 1), x[keep]).mean()
             parts["loss"] = mse + rho * lp
             parts["lpips"] = lp.detach()
+        if critic is not None and adversarial > 0 and has_base.any():
+            keep = has_base > 0
+            fake, cond = x_pred[keep].clamp(-1, 1), base[keep]
+            adv = critic(fake, cond)
+            parts["loss"] = parts["loss"] + adversarial * adv
+            parts.update(adv=adv.detach(), real=x[keep], fake=fake.detach(), cond=cond)
         return parts

@@ -93,3 +93,11 @@ class PairCrops(IterableDataset):
             if rng.random() < 0.5:  # mirror: both, so the base's artefacts stay those of the photo
                 x, base = x.flip(-1), base.flip(-1)
             yield x, base, torch.tensor(float(quality[i])), features[i]
+
+
+def pair_crops(cfg, seed: int) -> PairCrops:
+    """cdc-avif's training samples (its ``Networks.training_samples``): crops of the pair cache of ``cfg``
+    (a ``TrainConfig``), built first where missing."""
+    cache = build_pair_cache(cfg.data, Path(cfg.data_cache or Path(cfg.out) / "pairs"), **cfg.data_options,
+                             max_scale=cfg.max_scale, holdout_every=cfg.holdout_every)
+    return PairCrops(cache, cfg.crop, seed)

@@ -9,13 +9,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
-def save_checkpoint(out: Path, model, ema, opt, aux_opt, step: int, elapsed: float) -> None:
-    """Weights as safetensors; optimiser state through torch.save (loaded with weights_only=True)."""
+def save_checkpoint(out: Path, model, ema, opt, aux_opt, step: int, elapsed: float, critic=None,
+                    critic_opt=None) -> None:
+    """Weights as safetensors; optimiser state through torch.save (loaded with weights_only=True).
+    ``critic``: an adversarial run's discriminator, saved beside the network so a resume keeps it."""
     tmp = out / "ckpt.tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
     save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, str(tmp / "ema.safetensors"))
-    torch.save({"opt": opt.state_dict(), "aux": aux_opt.state_dict() if aux_opt else {}}, tmp / "optim.pt")
+    if critic is not None:
+        save_file({k: v.contiguous() for k, v in critic.state_dict().items()}, str(tmp / "critic.safetensors"))
+    torch.save({"opt": opt.state_dict(), "aux": aux_opt.state_dict() if aux_opt else {},
+                "critic": critic_opt.state_dict() if critic_opt else {}}, tmp / "optim.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, "elapsed_s": elapsed}))
     final = out / "ckpt"
     if final.exists():
@@ -28,7 +33,7 @@ def save_checkpoint(out: Path, model, ema, opt, aux_opt, step: int, elapsed: flo
         old.rmdir()
 
 
-def load_checkpoint(out: Path, model, ema, opt, aux_opt) -> tuple[int, float]:
+def load_checkpoint(out: Path, model, ema, opt, aux_opt, critic=None, critic_opt=None) -> tuple[int, float]:
     ckpt = out / "ckpt"
     if not (ckpt / "state.json").exists():
         return 0, 0.0
@@ -38,5 +43,8 @@ def load_checkpoint(out: Path, model, ema, opt, aux_opt) -> tuple[int, float]:
     opt.load_state_dict(optim["opt"])
     if aux_opt is not None:
         aux_opt.load_state_dict(optim["aux"])
+    if critic is not None and (ckpt / "critic.safetensors").exists():
+        critic.load_state_dict(load_file(str(ckpt / "critic.safetensors")))
+        critic_opt.load_state_dict(optim["critic"])
     state = json.loads((ckpt / "state.json").read_text())
     return state["step"], state["elapsed_s"]

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 
 @dataclass
 class TrainConfig:
-    config: str = "cdc-s"  # a family's named size (model.registry.named_sizes: cdc-s, cdc-avif-s, ...)
+    config: str = "cdc-s"  # a family's named size (model.zoo.named_sizes: cdc-s, cdc-avif-s, ...)
     data: list[str] = field(default_factory=list)  # image folders or WebDataset shard URLs
     out: str = "runs/cdc-s"
     lmbda: float = 0.01  # target rate weight (CDC: lmbda * bpp; hyperprior: compressai convention)
     lmbda_warmup: float | None = None  # smaller rate weight for the first warmup_steps
     warmup_steps: int = 0
-    rho: float = 0.0  # LPIPS weight (CDC only)
+    rho: float = 0.0  # LPIPS weight (CDC, cdc-avif)
+    adversarial: float = 0.0  # weight of a patch discriminator's generator loss (cdc-avif; training/adversarial.py)
+    critic_lr: float = 1e-4  # the discriminator's Adam rate
     final_step_fraction: float = 0.0  # diffusion codecs: share of each batch trained at t = 1
     lpips_weights: str | None = None  # default: ../shared/data/perceptual/lpips_alex.pth when present
     steps: int = 10_000

@@ -22,6 +22,12 @@ from pipeline.io.storage import Storage
 from ..images import IMAGE_EXTENSIONS, held_out, is_image_name, to_rgb8
 
 
+def photo_crops(cfg, seed: int) -> "RandomCrops":
+    """The samples of most families' training (``model.hooks.PHOTO_CROPS``): random crops of the photos
+    of ``cfg`` (a ``TrainConfig``)."""
+    return RandomCrops(cfg.data, cfg.crop, seed, cfg.holdout_every, cfg.max_scale)
+
+
 class RandomCrops(IterableDataset):
     """Endless random crops from image folders or WebDataset shards, as float tensors in [0, 1].
 

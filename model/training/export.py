@@ -13,13 +13,16 @@ from safetensors.torch import load_file
 
 from ..nn.weights_file import save_weights
 from ..registry import get_family
+from ..zoo import networks_of
 from ..weights import objective_card
 from .config import TrainConfig
 from .loop import initial_model
 
 
-def export(cfg: TrainConfig, name: str, weights_dir: Path, extra_card: dict | None = None) -> Path:
-    """Write the EMA weights of a run as ``weights_dir/NAME.safetensors`` with its card."""
+def export(cfg: TrainConfig, name: str, weights_dir: Path, extra_card: dict | None = None,
+           precision: str = "fp16") -> Path:
+    """Write the EMA weights of a run as ``weights_dir/NAME.safetensors`` with its card (``precision``:
+    fp16, or int8 per output channel for half the bytes: ``model.nn.weights_file``)."""
     out = Path(cfg.out)
     state = json.loads((out / "ckpt" / "state.json").read_text())
     model = initial_model(cfg)
@@ -31,12 +34,13 @@ def export(cfg: TrainConfig, name: str, weights_dir: Path, extra_card: dict | No
         "wall_time_s": round(state["elapsed_s"]), "batch_size": cfg.batch_size, "crop": cfg.crop,
         "data": cfg.data, "hardware": _hardware(),
         # the family's (cdc-avif restores in one step; CDC's few-step decode needs more)
-        "default_steps": get_family(model.cfg.family).default_steps or 8,
+        "default_steps": networks_of(get_family(model.cfg.family)).default_steps or 8,
         **_objective(cfg, model),
+        **({} if precision == "fp16" else {"precision": precision}),
         **(extra_card or {}),
     }
     path = Path(weights_dir) / f"{name}.safetensors"
-    save_weights(model, path, card)
+    save_weights(model, path, card, precision)
     return path
 
 
@@ -49,7 +53,10 @@ def _objective(cfg: TrainConfig, model) -> dict:
     loss_defaults = inspect.signature(model.forward).parameters
     gammas = cfg.loss_options.get("final_gammas", getattr(loss_defaults.get("final_gammas"), "default", None))
     dropout = cfg.loss_options.get("base_dropout", getattr(model.cfg, "base_dropout", None))
-    return objective_card(cfg.final_step_fraction, gammas, dropout)
+    card = objective_card(cfg.final_step_fraction, gammas, dropout)
+    if cfg.adversarial > 0:  # a realism decoder: its discriminator and LPIPS weights beside the objective
+        card["objective_settings"].update(adversarial=cfg.adversarial, rho=cfg.rho)
+    return card
 
 
 def _hardware() -> str:

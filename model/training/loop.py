@@ -11,16 +11,18 @@ import json
 import math
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from ..registry import build_network, get_family, load_network, named_config
-from .avif_pairs import PairCrops, build_pair_cache
+from ..hooks import resolve
+from ..registry import get_family
+from ..zoo import build_network, load_network, named_config, networks_of
+from .adversarial import PatchDiscriminator, discriminator_loss, generator_loss
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import RandomCrops
 
 
 def _optimisers(model, cfg: TrainConfig):
@@ -40,22 +42,10 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.final_lr + (cfg.lr - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * done))
 
 
-def _avif_pairs(cfg: TrainConfig, seed: int):
-    cache = build_pair_cache(cfg.data, Path(cfg.data_cache or Path(cfg.out) / "pairs"), **cfg.data_options,
-                             max_scale=cfg.max_scale, holdout_every=cfg.holdout_every)
-    return PairCrops(cache, cfg.crop, seed)
-
-
-# The training samples a family's network takes (``Family.training_data``), as datasets of a run.
-DATASETS = {
-    "photos": lambda cfg, seed: RandomCrops(cfg.data, cfg.crop, seed, cfg.holdout_every, cfg.max_scale),
-    "avif-pairs": _avif_pairs,
-}
-
-
 def _batches(model, cfg: TrainConfig, step: int):
     """Endless training batches (tuples of tensors) of the samples the network's family trains on."""
-    dataset = DATASETS[get_family(model.cfg.family).training_data](cfg, cfg.seed + step)
+    samples = resolve(networks_of(get_family(model.cfg.family)).training_samples)  # the family's hook
+    dataset = samples(cfg, cfg.seed + step)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
     for batch in loader:
@@ -83,7 +73,11 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    step, elapsed0 = load_checkpoint(out, model, ema, opt, aux_opt)
+    critic = critic_opt = None
+    if cfg.adversarial > 0:  # HiFiC-style: a patch discriminator conditioned on the base
+        critic = PatchDiscriminator().to(device)
+        critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999))
+    step, elapsed0 = load_checkpoint(out, model, ema, opt, aux_opt, critic, critic_opt)
     net = wrap(model) if wrap else model
 
     perceptual = None
@@ -103,8 +97,13 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         batch = [v.to(device, memory_format=torch.channels_last) if v.dim() == 4 else v.to(device)
                  for v in next(batches)]
         lmbda = cfg.lmbda_warmup if (cfg.lmbda_warmup is not None and step < cfg.warmup_steps) else cfg.lmbda
+        adversarial = {}
+        if critic is not None:
+            critic.requires_grad_(False)  # the network's step moves only the network
+            adversarial = {"critic": partial(generator_loss, critic), "adversarial": cfg.adversarial}
         parts = net(*batch, lmbda=lmbda, rho=cfg.rho, perceptual=perceptual,
-                    final_step_fraction=cfg.final_step_fraction, **cfg.loss_options)
+                    final_step_fraction=cfg.final_step_fraction, **cfg.loss_options, **adversarial)
+        pair = {k: parts.pop(k) for k in ("real", "fake", "cond") if k in parts}
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)
         opt.zero_grad(set_to_none=True)
@@ -115,6 +114,12 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
             aux_opt.zero_grad(set_to_none=True)
             model.aux_loss().backward()
             aux_opt.step()
+        if critic is not None and pair:
+            critic.requires_grad_(True)
+            critic_opt.zero_grad(set_to_none=True)
+            parts["critic"] = discriminator_loss(critic, pair["real"], pair["fake"], pair["cond"])
+            parts["critic"].backward()
+            critic_opt.step()
         # EMA warm-up: early on the average would be mostly the random initialisation
         decay = min(cfg.ema, (1 + step) / (10 + step))
         with torch.no_grad():
@@ -131,7 +136,7 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         if report and step % 50 == 0:
             report({**figures, "step": step})
         if step % cfg.checkpoint_every == 0:
-            save_checkpoint(out, model, ema, opt, aux_opt, step, elapsed0 + time.time() - start)
+            save_checkpoint(out, model, ema, opt, aux_opt, step, elapsed0 + time.time() - start, critic, critic_opt)
     bar.close()
-    save_checkpoint(out, model, ema, opt, aux_opt, step, elapsed0 + time.time() - start)
+    save_checkpoint(out, model, ema, opt, aux_opt, step, elapsed0 + time.time() - start, critic, critic_opt)
     return {**figures, "step": step, "elapsed_s": elapsed0 + time.time() - start}

@@ -21,7 +21,8 @@ from typing import Callable
 import numpy as np
 import pyarrow.parquet as pq
 
-from model import load_image, ms_ssim, psnr
+from model import load_image
+from model.evaluation.metrics import ms_ssim, psnr
 from model.images import ImageError
 from model.metadata import file_facts
 

@@ -125,8 +125,7 @@ def _serve() -> None:
     def get_codec(codec_id: str):
         if codec_id not in codecs:
             where = {"weights_dir": Path(settings.weights_dir)} if settings.weights_dir else {}
-            codecs[codec_id] = load_codec_for_id(codec_id, device=device, **where)
-            codecs[codec_id].max_pixels = settings.max_pixels
+            codecs[codec_id] = load_codec_for_id(codec_id, device=device, **where).with_max_pixels(settings.max_pixels)
             if "torch" in sys.modules:
                 sys.modules["torch"].set_num_threads(limits.threads)
         return codecs[codec_id]

@@ -66,7 +66,7 @@ class Item:
     kept: Kept | None = None  # how it is stored (``keeping``); None until decided, or for an error without a file
     error: str | None = None  # set only by ``fail``
     encode_ms: float | None = None
-    encode_settings: dict[str, str] = field(default_factory=dict)  # ``Codec.describe`` of its bitstream
+    encode_settings: dict[str, str] = field(default_factory=dict)  # what its encoder chose (``Codec.encode_chosen``)
     sniffed: str | None = None  # the format its bytes say, where Pillow cannot open it (HEIF)
 
     def nbytes(self) -> int:
@@ -126,12 +126,12 @@ def encode_batch(codec, items: list[Item], policy: Policy = Policy()) -> None:
     """Encode the images of ``items`` bound for the codec in one call; isolate failures image by image;
     keep the original file where the coded row would not be smaller (``keeping.after_coding``)."""
     todo = [i for i in items if i.kept is not None and i.kept.stored_as == StoragePath.CODEC]
-    for item, (blob, error, ms) in zip(todo, call_batched(codec.encode, [i.image for i in todo])):
+    for item, (encoded, error, ms) in zip(todo, call_batched(codec.encode_chosen, [i.image for i in todo])):
         if error:
             item.fail(f"encode failed: {error}")
         else:
-            item.encode_ms, item.encode_settings = ms, codec.describe(blob)
-            item.kept = after_coding(item.kept, blob, info_bytes(item), item.data, policy)
+            item.encode_ms, item.encode_settings = ms, encoded.chosen
+            item.kept = after_coding(item.kept, encoded.bitstream, info_bytes(item), item.data, policy)
 
 
 def mode_of(item: Item) -> str | None:

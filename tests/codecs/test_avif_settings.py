@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from model import BitstreamError, psnr, unpack
+from model import BitstreamError, unpack
+from model.evaluation.metrics import psnr
 from model.codecs.avif_base import EFFORTS, BaseSettings, decode_base, encode_base
-from model.codecs.cdc_avif import SETTINGS_TAG, AvifDiffusionCodec, base_payload, read_base_payload
+from model.codecs.base_layer import SETTINGS_TAG, base_payload, read_base_payload
+from model.codecs.cdc_avif import AvifDiffusionCodec
 from model.codecs.cdc_avif import SIZES as CONFIGS, RestorationConfig
 from model.nn.restoration import AvifRestorationModel
 from test_cdc_avif import photo
@@ -124,3 +126,20 @@ def test_rate_control_caps_bytes_and_bpp():
     # a cap below quality 0's size cannot be met, and says so
     choice = c.rate_controlled(img, EFFORTS["fast"], max_bytes=40)
     assert (choice.quality, choice.met) == (0, False)
+
+
+@pytest.mark.parametrize("options", [{"quality": 25}, {"quality": 9, "effort": "best", "speed": 3},
+                                     {"quality": 40, "effort": "medium"}, {"max_bytes": 900}, {"target_psnr": 28.0}])
+def test_the_encoder_returns_what_describe_reads_back(options):
+    """The compress job's encode_settings column comes from the encoder now (``encode_chosen``), not from
+    ``describe`` on the fresh bitstream: the same values, for fixed qualities, each effort and rate control."""
+    from model import load_codec
+
+    images, c = [photo(64, 96), photo(48, 48)], codec()
+    encoded = c.encode_chosen(images, **options)
+    assert [e.bitstream for e in encoded] == c.encode(images, **options)
+    assert [e.chosen for e in encoded] == [c.describe(e.bitstream) for e in encoded]
+    if "quality" in options:
+        assert {e.chosen["quality"] for e in encoded} == {str(options["quality"])}
+    webp = load_codec("webp-q60")
+    assert [e.chosen for e in webp.encode_chosen(images)] == [webp.describe(b) for b in webp.encode(images)] == [{}, {}]

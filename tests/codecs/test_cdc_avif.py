@@ -11,9 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from model import BitstreamError, list_codecs, load_codec, load_codec_for_id, named_config, psnr, unpack
+from model import BitstreamError, list_codecs, load_codec, load_codec_for_id, named_config, random_codec, unpack
+from model.evaluation.metrics import psnr
 from model.codecs.avif_base import decode_base, encode_base
-from model.codecs.cdc_avif import AvifDiffusionCodec, read_base_payload
+from model.codecs.base_layer import read_base_payload
+from model.codecs.cdc_avif import AvifDiffusionCodec
 from model.nn.restoration import AvifRestorationModel
 from model.nn.weights_file import save_weights
 
@@ -93,6 +95,25 @@ def test_stochastic_decode_is_reproducible(weights_dir):
     one, again, other = (np.asarray(codec.decode([blob], steps=3, gamma=0.8, seed=s)[0]) for s in (1, 1, 2))
     assert np.array_equal(one, again)
     assert not np.array_equal(one, other)
+
+
+def test_another_decoder_restores_the_same_base_layer(weights_dir):
+    """``decoder``: a cdc-avif bitstream restored by other cdc-avif weights (the realism preset's way)
+    is what those weights make of the same base; the row's own codec id is still the encoder's."""
+    a, b = (load_codec(n, weights_dir=weights_dir) for n in ("cdc-avif-a", "cdc-avif-b"))
+    img = photo()
+    blob_a, blob_b = a.encode([img], quality=15)[0], b.encode([img], quality=15)[0]
+    own, by_b = (np.asarray(a.decode([blob_a], **kw)[0]) for kw in ({}, {"decoder": "cdc-avif-b"}))
+    assert np.array_equal(by_b, np.asarray(b.decode([blob_b])[0]))
+    assert not np.array_equal(own, by_b)
+    preset = a.with_decode_presets({"realism": {"decoder": "cdc-avif-b"}})
+    assert np.array_equal(np.asarray(preset.decode([blob_a], preset="realism")[0]), by_b)
+    save_weights(random_codec("cdc-tiny").model, weights_dir / "cdc-other.safetensors",
+                 {"name": "cdc-other", "description": "test", "steps_trained": 0, "default_steps": 1})
+    for name, message in (("cdc-avif-missing", "'cdc-avif-missing': not found"),
+                          ("cdc-other", "'cdc-other': a cdc weights file")):
+        with pytest.raises(ValueError, match=message):
+            a.decode([blob_a], decoder=name)
 
 
 def test_batches_and_modes(weights_dir):

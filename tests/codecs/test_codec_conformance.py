@@ -1,9 +1,9 @@
 """The codec contract (model/codec.py), checked on every registered family: a new family passes it
 without a test of its own.
 
-Each family gives the suite codecs by ``Family.examples`` (names; WEIGHTS stands for a tiny random
+Each family gives the suite codecs by its ``Evaluation.examples`` (names; WEIGHTS stands for a tiny random
 weights file of the family whose cards it loads, made here from that family's ``NAME-tiny`` size in
-``Family.sizes``; a family with a network and such a size needs no examples).
+its ``Networks.sizes``; a family with a network and such a size needs no examples).
 The test plugins (tests/plugin_family.py) are included; the fault injectors (tests/faulty_family.py)
 fail on purpose and are not. Images are tiny so that every family runs in seconds.
 """
@@ -42,14 +42,14 @@ def conformance_families():
 
 
 def tiny_size(family):
-    return family.sizes.get(f"{family.name}-tiny") if family.network is not None else None
+    return family.networks.sizes.get(f"{family.name}-tiny") if family.networks is not None else None
 
 
 def cases() -> list[tuple[str, str]]:
     """(family, codec name) for every example of every family."""
     out = []
     for fam in conformance_families():
-        examples = fam.examples or (("WEIGHTS",) if tiny_size(fam) is not None else ())
+        examples = fam.evaluation.examples or (("WEIGHTS",) if tiny_size(fam) is not None else ())
         card_family = fam.loads_cards_of[0] if fam.loads_cards_of else fam.name
         out += [(fam.name, name.replace("WEIGHTS", weights_name(card_family))) for name in examples]
     return out
@@ -110,7 +110,7 @@ def pixels(images) -> list[np.ndarray]:
 def test_every_registered_family_is_checked():
     checked = {family for family, _ in CASES}
     missing = {f.name for f in conformance_families()} - checked
-    assert not missing, f"families without Family.examples or a network with a -tiny size: {sorted(missing)}"
+    assert not missing, f"families without Evaluation.examples or a network with a -tiny size: {sorted(missing)}"
     assert {"pillow", "hyperprior", "cdc", "cdc-avif", "diffc-avif", "diffc", "tinyraw", "tinylut"} <= checked
 
 
@@ -144,8 +144,8 @@ def test_modes_and_sizes_come_back_as_the_contract_says(codec, make, mode):
 def test_a_large_image_takes_the_tiled_path_and_batches_like_one_by_one(codec):
     network = getattr(codec, "model", None)
     family = next(f for f in families() if f.name == codec.family)
-    if family.wrap is None or network is None:
-        pytest.skip(f"family {codec.family} has no tiles to set (no Family.wrap of a network)")
+    if family.networks is None or family.networks.wrap is None or network is None:
+        pytest.skip(f"family {codec.family} has no tiles to set (no Networks.wrap of a network)")
     tiled = codec_from_network(network, codec.name, tile=TILE, overlap=OVERLAP)
     images = [photo(150, 200), photo(*SAME_PADDED[1], seed=1)]
     assert 150 * 200 > TILE**2
@@ -154,6 +154,15 @@ def test_a_large_image_takes_the_tiled_path_and_batches_like_one_by_one(codec):
     together = pixels(tiled.decode(blobs))
     assert [a.shape for a in together] == [im.shape for im in images]
     np.testing.assert_array_equal(together[0], pixels(tiled.decode(blobs[:1]))[0])
+
+
+def test_the_encoder_returns_what_describe_reads_back(codec):
+    """What the compress job records per row (``encode_settings``) comes from the encoder: the same bitstreams
+    as ``encode``, and the same settings as ``describe`` reads back from them."""
+    images = [photo(12, 16), photo(9, 9, seed=1)]
+    encoded = codec.encode_chosen(images, **codec.select_options("encode", CHEAP_ENCODE))
+    assert [e.bitstream for e in encoded] == encode(codec, images)
+    assert [e.chosen for e in encoded] == [codec.describe(e.bitstream) for e in encoded]
 
 
 def test_undeclared_options_are_refused_with_the_valid_ones(codec):

@@ -29,7 +29,7 @@ from model.format import Container, pack
 from model.nn.weights_file import save_weights
 from model.rcc.coding import header_bits
 from model.threads import fixed_threads
-from model.registry import load_network
+from model.zoo import load_network
 from model.weights import objective_card, sha256_file
 
 # RCC's cost per chunk above KL at the default cap_bits 10 (chunks of 6 bits, halved above 8), as

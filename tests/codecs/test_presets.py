@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from model import load_codec, named_config
+from model import BitstreamError, load_codec, named_config
 from model.codec import OptionError
 from model.nn.restoration import AvifRestorationModel
 from model.nn.weights_file import save_weights
@@ -130,3 +130,21 @@ def test_decompress_decodes_a_preset_and_resumes_only_under_the_same_effective_o
     path.with_suffix(".json").write_text(json.dumps({**card, "decode_presets": {"realism": {**REALISM, "steps": 3}}}))
     assert decompress.main(job + ["--preset", "realism"]) == 0
     assert json.loads((out / "_manifest.json").read_text())["counts"]["done"] == 1
+
+
+def test_presets_make_a_new_codec_and_leave_the_loaded_one_as_it_was(tmp_path):
+    codec = load_codec(str(tiny_weights(tmp_path, {"realism": REALISM})))
+    steps, names = dict(codec.presets), dict(codec.decode_presets)
+    tuned = codec.with_presets(quality=50, steps=2).with_decode_presets({"sharp": {"steps": 1}})
+    capped = codec.with_max_pixels(10)
+    assert tuned is not codec and tuned.model is codec.model  # one network, shared
+    assert dict(codec.presets) == steps and dict(codec.decode_presets) == names
+    assert tuned.presets == {**steps, "quality": 50, "steps": 2} and set(tuned.decode_presets) == {"realism", "sharp"}
+    blob = codec.encode([photo()])[0]
+    assert blob != tuned.encode([photo()])[0]  # quality 30 (the declared default) against 50
+    with pytest.raises(BitstreamError, match="over the decode cap of 10"):
+        capped.decode([blob])
+    assert codec.max_pixels > 10 and codec.decode([blob])[0].size == (96, 64)
+    with pytest.raises(OptionError):
+        codec.with_presets(temperature=1.0)
+    assert dict(codec.presets) == steps

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from model import BitstreamError, bits_per_pixel, load_codec, load_codec_for_id, unpack
-from model import OptionError, psnr
+from model import OptionError
+from model.evaluation.metrics import psnr
 
 
 def _photo_like(h=48, w=64, seed=0):

@@ -12,7 +12,7 @@ from shardkit import archive_rows, plain_shards
 
 from model import (Codec, Family, OptionError, ParsedName, get_family, list_codecs, load_codec, load_codec_for_id,
                    register_family, unpack)
-from model.registry import PLUGINS_ENV
+from model.plugins import PLUGINS_ENV
 
 PLUGIN = Path(__file__).resolve().parents[1] / "plugin_family.py"
 REPO = PLUGIN.parents[1]
@@ -145,3 +145,22 @@ def test_an_in_memory_network_becomes_its_familys_codec(config, family, cls):
     assert codec.decode([blob])[0].size == (48, 32)
     other = random_codec(config, seed=1)
     assert other.codec_id != codec.codec_id  # the id hashes the weights: other weights, other id
+
+
+def test_the_order_of_registration_decides_no_name(monkeypatch):
+    """Names go to families by their declared prefixes (longest first), then by the weights card's family:
+    the built-ins registered in reverse resolve every name alike."""
+    from model import registry
+
+    names = ["avif-q40", "jpeg-q5", "diffc-avif-q40", "diffc-avif-cdc-avif-m-prior-q30", "diffc", "cdc-avif-mse-q40",
+             "cdc-s-q2", "hyperprior-s-q2"]
+    offered = {n: [f.name for f in registry.offered_to(n)] for n in names}
+    monkeypatch.setattr(registry, "_FAMILIES", dict(reversed(list(registry._FAMILIES.items()))))
+    assert {n: [f.name for f in registry.offered_to(n)] for n in names} == offered
+    assert offered["diffc-avif-q40"][:2] == ["diffc-avif", "diffc"]  # the longer prefix first
+    # weights names go to the families without prefixes (plugins registered earlier may be among them): the
+    # card's family tells them apart
+    assert {"cdc", "hyperprior"} <= set(offered["cdc-s-q2"]) and not {"pillow", "diffc"} & set(offered["cdc-s-q2"])
+    # where the built-ins' order decided before, the same families now (the others: their cards decide)
+    assert {n: load_codec(n).family for n in ("avif-q40", "jpeg-q5", "diffc-avif-q40", "diffc")} == {
+        "avif-q40": "pillow", "jpeg-q5": "pillow", "diffc-avif-q40": "diffc-avif", "diffc": "diffc"}

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model import list_codecs, load_codec, load_codec_for_id, psnr, unpack
+from model import list_codecs, load_codec, load_codec_for_id, unpack
+from model.evaluation.metrics import psnr
 
 KODAK = Path(__file__).resolve().parents[3] / "shared" / "data" / "kodak" / "kodim23.png"
 # Floors only a trained model reaches, for a 256x256 crop at 4 steps. Random weights, and a CDC whose

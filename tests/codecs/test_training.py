@@ -103,3 +103,53 @@ def test_training_crops_stream_from_webdataset_shards(photo_folder, tmp_path):
     assert len(crops) == 12 and all(c.shape == (3, 48, 48) and c.dtype == torch.float32 for c in crops)
     assert 0.0 <= min(float(c.min()) for c in crops) and max(float(c.max()) for c in crops) <= 1.0
     assert len({round(float(c.mean()), 4) for c in crops}) > 1  # different photos and positions
+
+
+def test_adversarial_run_trains_a_discriminator_resumes_it_and_says_so_on_the_card(photo_folder, tmp_path):
+    """--adversarial: the patch discriminator's loss enters the network's, the discriminator learns,
+    is checkpointed and resumed with the run, and the exported card names the weights it was trained with."""
+    from safetensors.torch import load_file
+
+    from model.training.adversarial import PatchDiscriminator, generator_loss
+
+    out, weights = tmp_path / "run", tmp_path / "weights"
+    args = ["--config", "cdc-avif-tiny", "--data", str(photo_folder), "--out", str(out), "--batch-size", "2",
+            "--crop", "32", "--pair-size", "64", "--pairs-per-image", "1", "--workers", "0", "--checkpoint-every", "2",
+            "--final-step-fraction", "1", "--final-gammas", "0", "--base-dropout", "0", "--adversarial", "0.1",
+            "--critic-lr", "1e-2"]
+    assert train_main(args + ["--steps", "2"]) == 0
+    first = load_file(str(out / "ckpt" / "critic.safetensors"))
+    assert train_main(args + ["--steps", "4", "--export", "tiny-gan", "--weights-dir", str(weights)]) == 0
+    resumed = load_file(str(out / "ckpt" / "critic.safetensors"))
+    assert json.loads((out / "ckpt" / "state.json").read_text())["step"] == 4
+    assert any(not torch.equal(first[k], resumed[k]) for k in first)  # the discriminator went on learning
+    assert torch.load(out / "ckpt" / "optim.pt", weights_only=True)["critic"]["state"]  # its Adam state kept
+    card = json.loads((weights / "tiny-gan.json").read_text())
+    assert card["objective"] == "restoration" and card["objective_settings"]["adversarial"] == 0.1
+
+    # the generator loss enters the network's loss with its weight
+    model = build_network(named_config("cdc-avif-tiny"))
+    critic = PatchDiscriminator(width=8)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    batch = (x, x.clamp(-0.5, 0.5), torch.tensor([10.0, 20.0]), torch.zeros(2, 3))
+    kw = dict(final_step_fraction=1.0, final_gammas=(0.0,), base_dropout=0.0, generator=torch.Generator().manual_seed(0))
+    plain = model(*batch, **kw)
+    adv = model(*batch, critic=lambda fake, cond: generator_loss(critic, fake, cond), adversarial=0.5,
+                **{**kw, "generator": torch.Generator().manual_seed(0)})
+    expected = float(plain["loss"].detach()) + 0.5 * float(adv["adv"])
+    assert float(adv["loss"].detach()) == pytest.approx(expected, rel=1e-5)
+    assert adv["fake"].shape == x.shape and not adv["fake"].requires_grad
+
+
+def test_each_family_names_its_own_training_samples():
+    """The training loop takes a family's samples from its own hook (``Networks.training_samples``), not from a
+    table of names in the loop: cdc-avif's are AVIF pairs, the others' photo crops; a hook naming nothing says so."""
+    from model import families
+    from model.hooks import resolve
+    from model.training.avif_pairs import pair_crops
+    from model.training.data import photo_crops
+
+    hooks = {f.name: resolve(f.networks.training_samples) for f in families() if f.networks is not None}
+    assert hooks == {"cdc-avif": pair_crops, "cdc": photo_crops, "hyperprior": photo_crops}
+    with pytest.raises(ValueError, match="hook 'model.training.data:nothing' names no function"):
+        resolve("model.training.data:nothing")

@@ -85,3 +85,27 @@ def test_option_flags_say_what_each_family_means_and_defaults_to():
                             "else 8); cdc-avif: DDIM steps over the residual from r_N")
     assert "; diffc-avif, diffc: denoising steps after the last coded step, default 1;" in steps
     assert help_of(decompress.build_parser(), "--gamma").startswith("start-noise scale")  # one meaning: as declared
+
+
+def test_a_family_option_named_like_a_job_flag_breaks_no_parser(monkeypatch):
+    """Codec options live in a namespace of their own (model.options): a family declaring ``format`` (a
+    decompress flag) and ``batch_size`` (every job's) gets ``--codec-format`` / ``--codec-batch-size`` where
+    the job holds the plain flag, and each value lands where it belongs."""
+    from jobs import compress, decompress, evaluate
+    from model import Family, Option, registry
+    from model.__main__ import build_parser as cli_parser
+    from model.options import family_options, given_options
+
+    assert "--codec-format" not in decompress.build_parser().format_help()  # the built-ins: flags unchanged
+    clashing = (Option("format", str, "a", "encode", "test"), Option("format", str, "a", "decode", "test"),
+                Option("batch_size", int, 1, "encode", "test"))
+    monkeypatch.setitem(registry._FAMILIES, "clash", Family(name="clash", load=lambda request: None,
+                                                            prefixes=("clash-",), options=clashing))
+    args = decompress.build_parser().parse_args(["--format", "png", "--codec-format", "raw", "--steps", "2"])
+    assert args.format == "png" and given_options(args, family_options("decode")) == {"format": "raw", "steps": 2}
+    args = compress.build_parser().parse_args(["--batch-size", "4", "--codec-batch-size", "3", "--format", "b"])
+    assert args.batch_size == 4 and given_options(args, family_options("encode")) == {"batch_size": 3, "format": "b"}
+    args = evaluate.build_parser().parse_args(["--images", "i", "--out", "o", "--format", "a,b"])
+    assert evaluate.sweep_from(args)["format"] == ["a", "b"]
+    args = cli_parser().parse_args(["decode", "x", "y", "--format", "raw"])  # no job flag there: the plain flag
+    assert given_options(args, family_options("decode")) == {"format": "raw"}

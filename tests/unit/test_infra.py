@@ -365,8 +365,7 @@ def test_manifest_codecs_and_options_load_as_the_jobs_load_them():
         try:
             if (args.codec, weights) not in loaded:  # loading a neural codec takes a second
                 loaded[args.codec, weights] = load_codec(args.codec, weights_dir=weights)
-            codec = loaded[args.codec, weights]
-            codec.with_presets(**given_options(args, family_options("encode")))
+            codec = loaded[args.codec, weights].with_presets(**given_options(args, family_options("encode")))
         except (KeyError, ValueError) as exc:
             pytest.fail(f"{name}: {exc}")
         archive_codecs.setdefault(args.output.rstrip("/"), {})[codec.codec_id] = codec

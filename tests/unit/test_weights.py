@@ -149,3 +149,33 @@ def test_shipped_cdc_avif_cards_say_restoration_and_still_describe_their_files()
         weights = Weights.open(WEIGHTS_DIR / f"{name}{WEIGHTS_SUFFIX}")
         assert weights.objective == "restoration" and not weights.unconditional_prior
         assert weights.sha256 == weights.card["sha256"] and weights.sha256.startswith(short_hash)
+
+
+def test_int8_weights_load_exactly_as_released_in_half_the_bytes_and_fp16_files_are_unchanged(tmp_path):
+    # --precision int8: what the codec decodes with after saving is what a load gives back (the same
+    # codec id, the same images); fp16 files keep their bytes (shipped codec ids depend on them)
+    import torch
+
+    from model import load_codec, random_codec
+    from model.nn.weights_file import save_weights
+
+    fp16 = save_weights(random_codec("cdc-avif-tiny", seed=0).model, tmp_path / "a.safetensors", {"name": "a"})
+    again = save_weights(random_codec("cdc-avif-tiny", seed=0).model, tmp_path / "b.safetensors", {"name": "b"},
+                         precision="fp16")
+    assert fp16 == again and (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+
+    codec = random_codec("cdc-avif-tiny", seed=0)
+    with torch.no_grad():  # a trained-looking head, so the network changes the image
+        for p in codec.model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    card = {"name": "q", "description": "int8", "steps_trained": 0, "default_steps": 1}
+    save_weights(codec.model, tmp_path / "q.safetensors", card, precision="int8")
+    loaded = load_codec(str(tmp_path / "q.safetensors"))
+    assert (tmp_path / "q.safetensors").stat().st_size < 0.7 * (tmp_path / "a.safetensors").stat().st_size
+    rgb = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
+    in_memory = np.asarray(codec.decode(codec.encode([rgb], quality=20))[0])
+    assert np.array_equal(np.asarray(loaded.decode(loaded.encode([rgb], quality=20))[0]), in_memory)
+    for (name, a), b in zip(codec.model.state_dict().items(), loaded.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="precision 'int4'"):
+        save_weights(codec.model, tmp_path / "x.safetensors", {"name": "x"}, precision="int4")
