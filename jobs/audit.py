@@ -3,7 +3,7 @@
     python jobs/audit.py 's3://bucket/corpus/shard-{000000..000999}.tar' --input s3://bucket/archive/ \\
         --output s3://bucket/audit/ [--steps 8 --gamma 0.8 --seed 0] [--shards ...] [--keys ...]
 
-The job of ``decompress.py --audit ORIGINAL_SHARDS`` (``pipeline/audit.py``), with the original shards
+The job of ``decompress.py --audit ORIGINAL_SHARDS`` (``pipeline/decode/audit.py``), with the original shards
 as its argument and out/audit as its default output; decompress's other flags apply. Writes
 NAME.audit.parquet and NAME.audited.json per shard, then audit.parquet, and prints mean and worst
 1 %. The manifest records the decompress.py arguments it ran as. Exit status as decompress.py's.

@@ -39,9 +39,9 @@ from jobs.make_shards import pack
 from jobs.synthetic import synthetic_photo
 from model import IMAGE_EXTENSIONS, load_codec, load_image
 from model.codecs.avif_base import base_settings, encode_base
-from pipeline.restore import FORMAT_OPTIONS, PIXEL_FORMATS
-from pipeline.shards import Sample, ShardReader, expand_inputs
-from pipeline.storage import Storage
+from pipeline.decode.restore import FORMAT_OPTIONS, PIXEL_FORMATS
+from pipeline.io.shards import Sample, ShardReader, expand_inputs
+from pipeline.io.storage import Storage
 
 QUALITY = 30  # the compress job's default (cdc-avif's quality option)
 

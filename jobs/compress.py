@@ -23,18 +23,20 @@ from pathlib import Path
 from model import load_codec, runs_network, split_codec_id
 from model.evaluation.pricing import run_estimate
 from model.options import add_option_flags, family_options, given_options
-from pipeline.actors import CompressWorker, ResolvedCodec
-from pipeline.archive import RowGroups, find_completed, now, tally
-from pipeline.encoding import JOB_MAX_PIXELS, EncodeSettings
-from pipeline.lease import LeaseHeld
-from pipeline.keeping import Policy, describe_paths
-from pipeline.records import MANIFEST, CompressManifest
-from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, print_plan_for,
-                             ray_session,
-                             report_failures,
-                             resources_from, run_workers, storage_from, weights_from, write_manifest)
-from pipeline.shards import expand_inputs, shard_name
-from pipeline.storage import join, redact
+from pipeline.encode.encoding import EncodeSettings
+from pipeline.encode.keeping import Policy
+from pipeline.io.batches import JOB_MAX_PIXELS
+from pipeline.io.shards import expand_inputs, shard_name
+from pipeline.io.storage import join, redact
+from pipeline.records.archive import RowGroups, find_completed, now, tally
+from pipeline.records.files import MANIFEST, CompressManifest
+from pipeline.records.paths import describe_paths
+from pipeline.run.actors import CompressWorker, ResolvedCodec
+from pipeline.run.lease import LeaseHeld
+from pipeline.run.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, print_plan_for,
+                                 ray_session,
+                                 report_failures,
+                                 resources_from, run_workers, storage_from, weights_from, write_manifest)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = str(REPO / "examples" / "corpus")

@@ -35,20 +35,20 @@ from collections import Counter
 from model import runs_network
 from model.evaluation.pricing import run_estimate
 from model.options import add_option_flags, family_options, given_options, with_defaults
-from pipeline.actors import DecodeWorker
-from pipeline.archive import RowGroups, archived_shards, now
-from pipeline.audit import Auditing, summary_line
-from pipeline.decoding import FORMATS, DecodeSettings, Decoding, archive_name, codecs_for, resolved_options
-from pipeline.encoding import JOB_MAX_PIXELS
-from pipeline.lease import LeaseHeld
-from pipeline.records import DECODED_SUFFIX, MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, DecompressManifest, ShardStats
-from pipeline.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, print_plan_for,
-                             ray_session,
-                             report_failures,
-                             resources_from, run_workers, storage_from, weights_from, write_manifest)
-from pipeline.child import Limits
-from pipeline.shards import expand_inputs, shard_name
-from pipeline.storage import join, redact
+from pipeline.decode.audit import Auditing, summary_line
+from pipeline.decode.decoding import FORMATS, DecodeSettings, Decoding, archive_name, codecs_for, resolved_options
+from pipeline.io.batches import JOB_MAX_PIXELS
+from pipeline.io.child import Limits
+from pipeline.io.shards import expand_inputs, shard_name
+from pipeline.io.storage import join, redact
+from pipeline.records.archive import RowGroups, archived_shards, now
+from pipeline.records.files import DECODED_SUFFIX, MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, DecompressManifest, ShardStats
+from pipeline.run.actors import DecodeWorker
+from pipeline.run.lease import LeaseHeld
+from pipeline.run.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, print_plan_for,
+                                 ray_session,
+                                 report_failures,
+                                 resources_from, run_workers, storage_from, weights_from, write_manifest)
 
 MANIFEST_FAILED_ROWS = 1000  # failed rows listed in the manifest; every one is in its shard's marker
 
@@ -133,7 +133,8 @@ def run(args: argparse.Namespace, argv: list[str], on_event=None) -> int:
     limits = Limits(memory_bytes=int(args.decoder_memory_gb * 2**30), seconds_per_image=args.decode_timeout)
     settings = DecodeSettings(options=options, batch_size=args.batch_size, format=args.format, keys=keys,
                               max_pixels=args.max_pixels, weights_dir=args.weights_dir, limits=limits,
-                              row_groups=RowGroups(bytes=int(args.max_row_group_mb * 2**20)))
+                              row_groups=RowGroups(bytes=int(args.max_row_group_mb * 2**20)),
+                              codec_options=resolved_options(codecs, options))
     work = Decoding()
     if args.audit:
         try:
@@ -146,8 +147,7 @@ def run(args: argparse.Namespace, argv: list[str], on_event=None) -> int:
         work = Auditing(originals)
     try:
         with output_lease(args, "decompress", storage) as lease:
-            return decode(args, argv, storage, shards, settings, resolved_options(codecs, options), work, lease,
-                          on_event, network)
+            return decode(args, argv, storage, shards, settings, settings.codec_options, work, lease, on_event, network)
     except LeaseHeld as exc:
         return fail(str(exc))
 

@@ -177,7 +177,7 @@ def held_out_filter(args):
     """``--held-out N``: the name test of training's held-out slice (image folders only)."""
     if not args.held_out:
         return None
-    from pipeline.shards import is_shard_spec
+    from pipeline.io.shards import is_shard_spec
 
     from model.training.data import held_out
 

@@ -14,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.shards import Sample, split_key, write_tar
-from pipeline.storage import Storage, join
+from pipeline.io.shards import Sample, split_key, write_tar
+from pipeline.io.storage import Storage, join
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,7 @@ very same file comes back (JPEG XL's transcoding keeps the JPEG's coefficients a
 about 20 % smaller), and pixel-exact coding of 8-bit grey / RGB images with or without alpha.
 
 Modes kept exactly: ``L``, ``LA``, ``RGB``, ``RGBA`` (palette and ``1`` images become one of these,
-losing nothing; transparency in tRNS form, a palette's or a colour key on grey or RGB, becomes alpha). Deeper images are kept as their original files by the archive (``pipeline.keeping``).
+losing nothing; transparency in tRNS form, a palette's or a colour key on grey or RGB, becomes alpha). Deeper images are kept as their original files by the archive (``pipeline.encode.keeping``).
 """
 
 from __future__ import annotations

@@ -1,29 +1,18 @@
-"""The batch pipeline, in data-flow order:
+"""The batch pipeline, by role (ARCHITECTURE.md; each sub-package's docstring lists its modules' ideas):
 
-- ``storage``   local paths and fsspec URLs (s3://), atomic commits, retries with backoff
-- ``shards``    find WebDataset shards, stream their samples (tolerating truncation), write tars
-- ``keeping``   how each image is stored (codec, lossless JPEG XL, JPEG recompression, original file) and why
-- ``encoding``  one shard -> prefetched image decoding -> batched ``codec.encode`` -> Parquet + stats
-- ``records``   every record on disk (row schema, stats, markers, audit rows, manifests): typed, versioned
-- ``archive``   the Parquet writer, the complete shards of an archive, manifest helpers
-- ``archive_rows`` an archive file's rows, read in a child process and held to the writer's bounds
-- ``restore``   a row back into its sample: the image under its own name and format, the other members
-- ``decoding``  one archive file -> batched ``codec.decode`` -> tar or PNGs (resumable)
-- ``audit``     one archive file decoded against its original shard -> PSNR, MS-SSIM, bpp, exact, alpha (resumable)
-- ``actors``    Ray actors holding one codec replica each
-- ``pool``      the shard pool: one shard per actor, lost, lost-node and stalled workers replaced, shards retried
-- ``progress``  the live progress line and the final summary
-- ``runner``    what jobs/compress.py and jobs/decompress.py share: flags, Ray session, workers, manifest
+- ``io``       where bytes live and how work fails: ``storage`` (local, s3://, atomic commits, retries),
+               ``shards`` (WebDataset read and written), ``faults`` (input errors vs infrastructure faults),
+               ``batches`` (batched calls, out-of-memory halves them), ``child`` (child processes that die
+               with their worker). The bottom layer: training and evaluation read through it too.
+- ``records``  what is on disk: ``row`` (the typed archive row and its Arrow schema), ``paths`` (storage
+               paths and their restore rules), ``archive`` (the Parquet writer, its bounds, complete shards),
+               ``files`` (stats, markers, audit rows, manifests), ``markers`` (completion markers verified)
+- ``encode``   ``keeping`` (how each image is stored and why), ``encoding`` (one shard -> Parquet + stats)
+- ``decode``   ``archive_rows`` (rows read without trusting the file), ``sandbox`` (decoding in a child that
+               may die), ``restore`` (a row back into its sample), ``decoding`` (one archive file -> tar or
+               PNGs), ``outputs``, ``names`` (safe file names), ``audit`` and ``metrics``
+- ``run``      ``runner`` (what the jobs share), ``actors``, ``pool``, ``lease``, ``progress``, ``plan``
 
-Reliability (README: Reliability):
-
-- ``faults``    input errors (rows) vs infrastructure faults (retried, never rows); OOM halves batches
-- ``markers``   completion markers that record and verify output bytes/sha256/ETag and input identity
-- ``lease``     one job per output prefix (``_lock.json``: exclusive create, refreshed, --force)
-- ``names``     keys as safe relative file names
-- ``sandbox``   decoding in a child process that may die (crash, hang, memory cap)
-- ``child``     such a child (the decoder, the archive reader): started, spoken to, dying with its worker
-- ``outputs``   a decoded shard's tar or PNG folder committed in one piece, checked on resume
-
-The pipeline uses the codec only through the ``model`` package's public interface.
+``encode`` and ``decode`` do not import each other. The pipeline uses the codec only through the
+``model`` package's public interface.
 """

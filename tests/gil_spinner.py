@@ -1,4 +1,4 @@
-"""A child (``pipeline.child.start_child("gil_spinner")``) that holds the GIL for good once it has
+"""A child (``pipeline.io.child.start_child("gil_spinner")``) that holds the GIL for good once it has
 said "spinning", as a native decoder looping in C would (compressai's rANS decoder holds the GIL):
 its parent-watch thread never runs, so only PR_SET_PDEATHSIG can end it (tests/cluster_faults/test_orphans.py)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from pipeline.child import child_streams, send
+from pipeline.io.child import child_streams, send
 
 if __name__ == "__main__":
     _, proto_out = child_streams()

@@ -1,7 +1,7 @@
 """A small corpus, made in code, holding every kind of input the archive must keep (issue 17):
 metadata, alpha, depth, colour models, animation, tiny and over-compressed images, two images in a
 sample, a sample without an image, a broken image. ``CASES`` maps each key to its members and the
-path (``pipeline.keeping``) it takes under the default flags; None where either of two may win."""
+path (``pipeline.encode.keeping``) it takes under the default flags; None where either of two may win."""
 
 from __future__ import annotations
 

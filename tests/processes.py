@@ -13,7 +13,7 @@ from typing import Callable
 
 import psutil
 
-from pipeline.archive import now
+from pipeline.records.archive import now
 
 
 def session_processes(sid: int) -> dict[psutil.Process, str]:

@@ -67,15 +67,16 @@ def rewrite_archive_shard(folder: Path, name: str, edit) -> list[dict]:
     """Replace the rows of archive shard ``name`` by ``edit(rows)`` and re-vouch for them: the Parquet
     file is rewritten and its stats marker updated (bytes, sha256, rows), exactly as a dishonest writer
     could. Returns the new rows."""
-    from pipeline.archive import ArchiveWriter
-    from pipeline.storage import Storage
+    from pipeline.io.storage import Storage
+    from pipeline.records.archive import ArchiveWriter
+    from pipeline.records.row import Row
 
     rows = edit(pq.read_table(folder / f"{name}.parquet").to_pylist())
     record: dict = {}
     with Storage().atomic_output(str(folder / f"{name}.parquet"), record=record) as f:
         writer = ArchiveWriter(f)
         for row in rows:
-            writer.add(row)
+            writer.add(Row(**row))
         writer.close()
     marker = json.loads((folder / f"{name}.stats.json").read_text())
     marker.update(output=record, parquet_bytes=record["bytes"], rows=len(rows))

@@ -1,5 +1,5 @@
 """The images an evaluation runs on: a folder of image files, or WebDataset shards read through
-the pipeline's data layer (``pipeline.shards``: local paths, s3:// URLs, globs, brace patterns).
+the pipeline's data layer (``pipeline.io.shards``: local paths, s3:// URLs, globs, brace patterns).
 
 ``select`` picks files by name before any is read (``jobs/evaluate.py --held-out``: the slice of a
 training folder that training never reads); ``resize_max`` downscales larger images (Lanczos,
@@ -15,8 +15,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from pipeline.shards import ShardReader, expand_inputs, is_shard_spec
-from pipeline.storage import Storage
+from pipeline.io.shards import ShardReader, expand_inputs, is_shard_spec
+from pipeline.io.storage import Storage
 
 from ..images import IMAGE_EXTENSIONS, LoadedImage, is_image_name, load_image
 

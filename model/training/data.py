@@ -1,6 +1,6 @@
 """Training data: endless random crops from image folders or WebDataset shards, as float tensors.
 
-Shards are read through the pipeline's data layer (``pipeline.shards`` over ``pipeline.storage``),
+Shards are read through the pipeline's data layer (``pipeline.io.shards`` over ``pipeline.io.storage``),
 the same reader the archive jobs use: local paths, s3:// URLs, globs and brace patterns alike.
 """
 
@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset
 
-from pipeline.shards import ShardReader, expand_inputs, is_shard_spec
-from pipeline.storage import Storage
+from pipeline.io.shards import ShardReader, expand_inputs, is_shard_spec
+from pipeline.io.storage import Storage
 
 from ..images import IMAGE_EXTENSIONS, held_out, is_image_name, to_rgb8
 

@@ -19,11 +19,11 @@ from processes import MidShardKill, kill_session, session_processes
 from shardkit import archive_rows, plain_shards, stats
 
 from jobs import compress, decompress
-from pipeline.decoding import archive_name
-from pipeline.records import DECODED_SUFFIX
+from pipeline.decode.decoding import archive_name
+from pipeline.records.files import DECODED_SUFFIX
 
 REPO = Path(__file__).resolve().parents[2]
-OUR_WORKERS = ("CompressWorker", "DecodeWorker", "pipeline.sandbox")
+OUR_WORKERS = ("CompressWorker", "DecodeWorker", "pipeline.decode.sandbox")
 
 
 def kill_driver_mid_job(script: str, argv: list[str], started, timeout: float = 180) -> None:

@@ -17,14 +17,14 @@ from processes import kill_session
 from shardkit import archive_rows, plain_shards
 
 from jobs import compress
-from pipeline.lease import LEASE, Lease, LeaseHeld
-from pipeline.storage import Storage
+from pipeline.io.storage import Storage
+from pipeline.run.lease import LEASE, Lease, LeaseHeld
 
 REPO = Path(__file__).resolve().parents[2]
 HOLDER = """
 import sys, time
-from pipeline.lease import Lease
-from pipeline.storage import Storage
+from pipeline.io.storage import Storage
+from pipeline.run.lease import Lease
 lease = Lease(sys.argv[1], "holder", Storage(), refresh_s=0.3).acquire()
 print("held", lease.job_id, flush=True)
 while not lease.lost:
@@ -144,7 +144,7 @@ class _ExitsWhenCollected:
 
 def test_a_sigterm_swallowed_while_ray_starts_still_ends_the_job(monkeypatch):
     # ray.init forks; a SIGTERM handled in an at-fork callback raises SystemExit there, and Python drops it
-    from pipeline.runner import exits_kept
+    from pipeline.run.runner import exits_kept
 
     with pytest.raises(SystemExit) as caught:
         with exits_kept():

@@ -15,9 +15,9 @@ from pathlib import Path
 from PIL import Image
 from shardkit import image_bytes, photo, write_shard
 
-from pipeline.encoding import EncodeSettings, batches
-from pipeline.shards import ShardReader
-from pipeline.storage import Storage
+from pipeline.encode.encoding import EncodeSettings, batches
+from pipeline.io.shards import ShardReader
+from pipeline.io.storage import Storage
 
 REPO = Path(__file__).resolve().parents[2]
 MB = 1 << 20
@@ -35,8 +35,8 @@ def png_header_only(width: int, height: int) -> bytes:
 SHARD_SCRIPT = textwrap.dedent("""
     import json, sys
     from model import load_codec
-    from pipeline.encoding import EncodeSettings, compress_shard
-    from pipeline.storage import Storage
+    from pipeline.encode.encoding import EncodeSettings, compress_shard
+    from pipeline.io.storage import Storage
 
     def status(field):  # VmHWM is this process's own peak; ru_maxrss would carry over the parent's
         return int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith(field))) * 1024

@@ -25,8 +25,8 @@ from shardkit import archive_rows, plain_shards, stats
 
 from jobs import compress, decompress
 from model import load_codec
-from pipeline.encoding import EncodeSettings, compress_shard
-from pipeline.storage import Storage
+from pipeline.encode.encoding import EncodeSettings, compress_shard
+from pipeline.io.storage import Storage
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
@@ -165,7 +165,7 @@ def test_a_node_killed_mid_decode_loses_nothing(ray_local, corpus, two_nodes, tm
     argv = ["--input", str(archive), "--output", str(out), "--batch-size", "1", "--actors", "2", "--no-progress"]
     # Kill the node while its replica decodes a shard (through its decoding process, killed with it).
     run_killing_node("decompress.py", argv, address, env, worker,
-                     lambda cmds: "DecodeWorker.decode" in cmds and "pipeline.sandbox" in cmds)
+                     lambda cmds: "DecodeWorker.decode" in cmds and "pipeline.decode.sandbox" in cmds)
     assert decoded_keys(out) == every_key(expected)
     assert sorted(p.name.removesuffix(".decoded.json") for p in out.glob("*.decoded.json")) == sorted(expected)
     assert decompress.main(argv) == 0  # every marker and decoded tar verifies

@@ -1,11 +1,11 @@
-"""A worker's child processes die with it (pipeline/child.py): a plain process standing in for a
+"""A worker's child processes die with it (pipeline/io/child.py): a plain process standing in for a
 DecodeWorker starts the decoding process or the archive reader, which then gets stuck (a decoder
 that never returns, a store that never answers, native code that holds the GIL); the parent is
 killed with SIGKILL and the child must be gone within seconds. A child started on a thread that then
 ends lives on while its parent does, and still decodes.
 
 Not a Ray actor as the parent: Ray 2.60's raylet kills a dead worker's process group, children
-included, so such a test would pass without ``pipeline.child``; that covers neither a raylet that
+included, so such a test would pass without ``pipeline.io.child``; that covers neither a raylet that
 dies with its node nor a Ray that runs without per-worker process groups."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 from conftest import DUMMY_AWS
 from processes import kill_session, wait_gone
 
-from pipeline.child import WATCH_S
+from pipeline.io.child import WATCH_S
 
 TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
@@ -35,8 +35,8 @@ import json, sys, threading, time
 import numpy as np
 from model import load_codec
 from model.format import Container, pack
-from pipeline.decoding import DecodeSettings
-from pipeline.sandbox import DecoderProcess
+from pipeline.decode.decoding import DecodeSettings
+from pipeline.decode.sandbox import DecoderProcess
 
 decoder = DecoderProcess(DecodeSettings())
 good = load_codec("faulty").encode([np.full((6, 8, 3), 7, np.uint8)])
@@ -57,9 +57,9 @@ decoder("faulty", [pack(Container("faulty", 6, 8, "RGB", (b"HANG",)))])  # never
 
 READER_PARENT = """
 import sys
-from pipeline.archive import RowGroups
-from pipeline.archive_rows import ArchiveRows, ReadRequest
-from pipeline.storage import Storage
+from pipeline.decode.archive_rows import ArchiveRows, ReadRequest
+from pipeline.io.storage import Storage
+from pipeline.records.archive import RowGroups
 
 storage = Storage(endpoint_url=sys.argv[1], retries=0, timeout_s=600)
 list(ArchiveRows(ReadRequest("s3://stuck/a.parquet", storage, 4, None, RowGroups())))  # never returns
@@ -67,7 +67,7 @@ list(ArchiveRows(ReadRequest("s3://stuck/a.parquet", storage, 4, None, RowGroups
 
 SPINNER_PARENT = """
 import json, time
-from pipeline.child import recv, start_child
+from pipeline.io.child import recv, start_child
 child = start_child("gil_spinner")
 print(json.dumps({"child": child.pid, "said": recv(child.stdout)}), flush=True)
 time.sleep(600)
@@ -119,7 +119,7 @@ def test_a_reader_waiting_on_a_silent_store_dies_with_its_killed_worker():
         try:
             connection, _ = store.accept()  # the reader's first request: it now waits for the answer
             with connection:
-                [child] = [c for c in psutil.Process(parent.pid).children() if "pipeline.archive_rows" in c.cmdline()]
+                [child] = [c for c in psutil.Process(parent.pid).children() if "pipeline.decode.archive_rows" in c.cmdline()]
                 assert killed_parent_takes_child(parent, child) < DEATH_S
         finally:
             kill_session(parent.pid)

@@ -11,7 +11,7 @@ from processes import MidShardKill
 from shardkit import archive_rows, plain_shards, stats
 
 from jobs import compress
-from pipeline.shards import shard_name
+from pipeline.io.shards import shard_name
 
 
 def assert_exactly_once(out, expected: dict[str, list[str]]) -> None:

@@ -1,4 +1,4 @@
-"""The plan (``pipeline.plan``): CPU work on every CPU of every node with no GPU booked, networks on
+"""The plan (``pipeline.run.plan``): CPU work on every CPU of every node with no GPU booked, networks on
 the GPU nodes' CPUs sharing their GPUs, overrides obeyed; and the jobs print it for any cluster."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from jobs import compress
-from pipeline.plan import Node, Overrides, parse_nodes, plan_workers
+from pipeline.run.plan import Node, Overrides, parse_nodes, plan_workers
 
 BIG_GPU_NODE = [Node(96, 8)]
 

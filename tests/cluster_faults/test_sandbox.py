@@ -12,9 +12,9 @@ from shardkit import photo
 
 from model import load_codec
 from model.format import Container, pack
-from pipeline.decoding import DecodeSettings
-from pipeline.faults import InfrastructureError
-from pipeline.sandbox import DecoderProcess, Limits
+from pipeline.decode.decoding import DecodeSettings
+from pipeline.decode.sandbox import DecoderProcess, Limits
+from pipeline.io.faults import InfrastructureError
 
 FAULTY = Path(__file__).resolve().parents[1] / "faulty_family.py"
 

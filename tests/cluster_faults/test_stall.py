@@ -18,14 +18,14 @@ from shardkit import archive_rows, image_bytes, photo, plain_shards, stats, writ
 
 from jobs import compress, decompress
 from model import load_codec
-from pipeline.encoding import EncodeSettings, compress_shard
-from pipeline.plan import Node
-from pipeline.pool import run_pool
-from pipeline.progress import ProgressBoard, ProgressDisplay
-from pipeline.records import ShardStats
-from pipeline.runner import STALL_S as DEFAULT_STALL_S
-from pipeline.runner import resources_from
-from pipeline.storage import Storage
+from pipeline.encode.encoding import EncodeSettings, compress_shard
+from pipeline.io.storage import Storage
+from pipeline.records.files import ShardStats
+from pipeline.run.plan import Node
+from pipeline.run.pool import run_pool
+from pipeline.run.progress import ProgressBoard, ProgressDisplay
+from pipeline.run.runner import STALL_S as DEFAULT_STALL_S
+from pipeline.run.runner import resources_from
 
 FAULTY = Path(__file__).resolve().parents[1] / "faulty_family.py"
 STALL_S = 5  # short, yet far longer than a batch takes here under load (a worker's start-up is not counted)

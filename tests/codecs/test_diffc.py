@@ -201,7 +201,7 @@ def _repack(c: Container, strings) -> bytes:
 def test_the_decompress_job_previews_an_archive_at_a_lower_rate(codec, encoded, weights_dir):
     from jobs.decompress import build_parser
     from model.options import family_options, given_options
-    from pipeline.decoding import DecodeSettings, decode_rows, in_process
+    from pipeline.decode.decoding import DecodeSettings, decode_rows, in_process
 
     blob, _ = encoded
     args = build_parser().parse_args(["--truncate-step", "2", "--seed", "3"])

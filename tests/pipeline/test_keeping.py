@@ -18,11 +18,11 @@ from shardkit import archive_rows, image_bytes, photo, write_shard
 from jobs import compress, decompress
 from model.lossless import jpeg_to_jxl, jxl_to_jpeg, pixel_mode
 from model.metadata import file_facts
-from pipeline.archive import RowGroups
-from pipeline.archive_rows import ArchiveRows, ReadRequest
-from pipeline.faults import PermanentError
-from pipeline.keeping import Policy, decide
-from pipeline.storage import Storage
+from pipeline.decode.archive_rows import ArchiveRows, ReadRequest
+from pipeline.encode.keeping import Policy, decide
+from pipeline.io.faults import PermanentError
+from pipeline.io.storage import Storage
+from pipeline.records.archive import RowGroups
 
 TRAIN = next((p / "shared" / "data" / "train" for p in Path(__file__).resolve().parents if (p / "shared").is_dir()),
              Path("../shared/data/train"))  # beside the checkout

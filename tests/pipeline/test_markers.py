@@ -13,7 +13,7 @@ from faultproxy import FaultProxy
 from shardkit import archive_rows, image_bytes, photo, plain_shards, stats, write_shard
 
 from jobs import compress
-from pipeline.lease import LEASE
+from pipeline.run.lease import LEASE
 
 ARGS = ["--codec", "webp-q80", "--batch-size", "4", "--no-progress"]
 

@@ -1,4 +1,4 @@
-"""Archive files that do not keep to what an honest writer writes (pipeline/archive_rows.py):
+"""Archive files that do not keep to what an honest writer writes (pipeline/decode/archive_rows.py):
 
 - a Parquet bomb (zstd over zeros: a few KB on disk, 1 GiB uncompressed) in two row groups: one error
   row per bombed row, never materialised (the reading process's peak stays near its start-up size),
@@ -26,10 +26,10 @@ from shardkit import plain_shards
 
 from jobs import compress, decompress
 from model import load_codec
-from pipeline.archive import ArchiveWriter, RowGroups, row_bytes
-from pipeline.records import BIG_COLUMNS, ROW_SCHEMA
-from pipeline.archive_rows import ArchiveRows, ReadRequest, reader_growth_bytes
-from pipeline.storage import Storage
+from pipeline.decode.archive_rows import ArchiveRows, ReadRequest, reader_growth_bytes
+from pipeline.io.storage import Storage
+from pipeline.records.archive import ArchiveWriter, RowGroups
+from pipeline.records.row import BIG_COLUMNS, ROW_SCHEMA, Row
 
 MB = 1 << 20
 BOMB_ROW = 128 * MB  # zeros, one bitstream each; two rows a group, four groups: 1 GiB
@@ -47,7 +47,7 @@ def archive(ray_local, tmp_path):
 
 def vouch(folder, name: str) -> None:
     """Make shard ``name``'s stats vouch for its Parquet file as it is now (a dishonest writer could)."""
-    from pipeline.archive import sha256
+    from pipeline.records.archive import sha256
 
     data = (folder / f"{name}.parquet").read_bytes()
     marker = json.loads((folder / f"{name}.stats.json").read_text())
@@ -211,9 +211,9 @@ def test_honest_archives_at_the_writers_limits_are_read_whole(rows, group_bytes,
     with open(tmp_path / "a.parquet", "wb") as f:
         writer = ArchiveWriter(f, limits)
         for i, (bitstream, metadata) in enumerate(sizes):
-            row = {"key": f"k{i}", "shard": "s", "codec_id": "c", "bitstream": rng.bytes(bitstream),
-                   "metadata": [(f"m{j}", rng.bytes(n)) for j, n in enumerate(metadata)]}
-            assert row_bytes(row) <= limits.max_row_bytes()
+            row = Row(key=f"k{i}", shard="s", codec_id="c", bitstream=rng.bytes(bitstream),
+                      metadata=[(f"m{j}", rng.bytes(n)) for j, n in enumerate(metadata)])
+            assert row.nbytes() <= limits.max_row_bytes()
             writer.add(row)
             written.append(row)
         writer.close()
@@ -222,14 +222,14 @@ def test_honest_archives_at_the_writers_limits_are_read_whole(rows, group_bytes,
         assert big_claim(meta, g) <= limits.max_group_bytes()
     read = [r for rows_ in ArchiveRows(ReadRequest(str(tmp_path / "a.parquet"), Storage(), 7, None, limits))
             for r in rows_]
-    assert [r["key"] for r in read] == [r["key"] for r in written] and not any(r.get("refused") for r in read)
-    assert all(r["bitstream"] == w["bitstream"] and r["metadata"] == w["metadata"] for r, w in zip(read, written))
+    assert [r["key"] for r in read] == [r.key for r in written] and not any(r.get("refused") for r in read)
+    assert all(r["bitstream"] == w.bitstream and r["metadata"] == w.metadata for r, w in zip(read, written))
 
 
 def test_the_writer_makes_a_row_over_its_cap_an_error_row():
     limits = RowGroups(rows=10, bytes=1000)
-    row = {"key": "big", "shard": "s", "codec_id": "c", "bitstream": b"x" * 990, "metadata": [("json", b"0123456")],
-           "bpp": 1.0, "encode_ms": 1.0, "error": None}
+    row = Row(key="big", shard="s", codec_id="c", bitstream=b"x" * 990, metadata=[("json", b"0123456")], bpp=1.0,
+              encode_ms=1.0)
     buf = io.BytesIO()
     writer = ArchiveWriter(buf, limits)
     writer.add(row)
@@ -237,4 +237,4 @@ def test_the_writer_makes_a_row_over_its_cap_an_error_row():
     stored = pq.read_table(io.BytesIO(buf.getvalue())).to_pylist()[0]
     assert stored["bitstream"] is None and stored["metadata"] == [] and stored["bpp"] is None
     assert "take 1001 bytes, over the row-group cap of 1000 (raise --row-group-mb" in stored["error"]
-    assert row["error"] == stored["error"]  # in place: the caller's tally counts it as an error
+    assert row.error == stored["error"]  # in place: the caller's tally counts it as an error

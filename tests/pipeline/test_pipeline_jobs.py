@@ -14,7 +14,7 @@ from shardkit import archive_rows, plain_shards, stats
 
 from jobs import audit as audit_job
 from jobs import compress, decompress
-from pipeline.records import ROW_SCHEMA
+from pipeline.records.row import ROW_SCHEMA
 
 
 SECRET = f"s3cr3t-{secrets.token_hex(8)}"

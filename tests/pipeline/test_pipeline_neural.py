@@ -41,3 +41,36 @@ def test_tiny_neural_codec_round_trip_and_refusal(ray_local, tmp_path, capsys):
     assert [Image.open(p).size for p in pngs] == [(64, 48)] * 3
     decode = json.loads((tmp_path / "decoded" / "_manifest.json").read_text())["decode"]
     assert (decode["steps"], decode["gamma"], decode["seed"]) == (2, 0.5, 7)  # what reproduces this decode
+
+
+def test_a_changed_card_default_decodes_the_shard_again(ray_local, tmp_path, capsys):
+    """The decode marker holds the options each codec ran with, its card's defaults included."""
+    from model import random_codec
+    from model.nn.weights_file import save_weights
+
+    weights = tmp_path / "weights"
+    save_weights(random_codec("cdc-tiny").model, weights / "cdc-tiny.safetensors", {"name": "cdc-tiny",
+                                                                                   "default_steps": 1})
+    plain_shards(tmp_path / "in", n_shards=1, per_shard=2, size=(32, 32))
+    assert compress.main(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "archive"), "--codec",
+                          str(weights / "cdc-tiny.safetensors"), "--actors", "1", "--no-progress"]) == 0
+    argv = ["--input", str(tmp_path / "archive"), "--output", str(tmp_path / "decoded"), "--weights-dir", str(weights),
+            "--actors", "1", "--no-progress"]
+    assert decompress.main(argv) == 0
+    marker = json.loads((tmp_path / "decoded" / "shard-000000.decoded.json").read_text())
+    assert [o["steps"] for o in marker["settings"]["codec_options"].values()] == [1]
+    capsys.readouterr()
+    assert decompress.main(argv) == 0  # the same defaults: trusted
+    assert "again" not in capsys.readouterr().err
+
+    card = weights / "cdc-tiny.json"
+    card.write_text(json.dumps({**json.loads(card.read_text()), "default_steps": 2}))  # same weights, same codec id
+    assert decompress.main(argv) == 0
+    assert "decoding shard-000000 again: decoded with other settings" in capsys.readouterr().err
+    marker = json.loads((tmp_path / "decoded" / "shard-000000.decoded.json").read_text())
+    assert [o["steps"] for o in marker["settings"]["codec_options"].values()] == [2]
+
+    del marker["settings"]["codec_options"]  # as markers were written before they held the codecs' options
+    (tmp_path / "decoded" / "shard-000000.decoded.json").write_text(json.dumps(marker))
+    assert decompress.main(argv) == 0
+    assert "decoding shard-000000 again: decoded with other settings" in capsys.readouterr().err

@@ -112,8 +112,8 @@ def ray_head(tmp_path):
 def example_shards() -> list[str]:
     """The shards the job reads by default, which are in the repository (and so in the working dir)."""
     from jobs.compress import build_parser
-    from pipeline.shards import expand_inputs
-    from pipeline.storage import Storage
+    from pipeline.io.shards import expand_inputs
+    from pipeline.io.storage import Storage
 
     return expand_inputs(str(REPO / build_parser().get_default("input")), Storage())
 
@@ -149,8 +149,8 @@ def test_ray_job_submit_archives_the_example_corpus(ray_head, tmp_path):
     assert job["status"] == "SUCCEEDED", f"{job['status']}: {job.get('message')}\n{transcript[-3000:]}"
 
     from model.weights import make_codec_id, sha256_file
-    from pipeline.shards import ShardReader, shard_name
-    from pipeline.storage import Storage
+    from pipeline.io.shards import ShardReader, shard_name
+    from pipeline.io.storage import Storage
 
     shards = example_shards()
     archives = sorted(output.rglob("*.parquet"))

@@ -18,9 +18,9 @@ from test_keeping import opened, tar_samples
 from jobs import compress, decompress
 from model import load_codec, load_codec_for_id
 from model.segments import chunk_type, jpeg_segments, png_chunks, raw_profile, reset_orientation, segment_marker
-from pipeline.decoding import DecodeSettings, decode_shard, in_process
-from pipeline.encoding import EncodeSettings, compress_shard
-from pipeline.storage import Storage
+from pipeline.decode.decoding import DecodeSettings, decode_shard, in_process
+from pipeline.encode.encoding import EncodeSettings, compress_shard
+from pipeline.io.storage import Storage
 
 CODEC = "webp-q80"  # a fast codec: the default's diffusion decoder is not what these tests are about
 RUN = ["--actors", "1", "--no-progress"]
@@ -213,7 +213,7 @@ def test_descriptions_are_true():
     from model.images import ImageError, load_image
     from model.metadata import file_facts
     from model.segments import make_chunk, PNG_SIGNATURE
-    from pipeline.keeping import Policy, decide
+    from pipeline.encode.keeping import Policy, decide
     from real_corpus import real_files
 
     huge = PNG_SIGNATURE + make_chunk("IHDR", (100000).to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])) + \

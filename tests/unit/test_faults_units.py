@@ -11,15 +11,15 @@ import textwrap
 import pytest
 from shardkit import image_bytes, photo, write_shard
 
-from pipeline.batches import call_batched
-from pipeline.faults import InfrastructureError, is_infrastructure, is_transient
-from pipeline.shards import ShardReader
-from pipeline.storage import Storage
+from pipeline.io.batches import call_batched
+from pipeline.io.faults import InfrastructureError, is_infrastructure, is_transient
+from pipeline.io.shards import ShardReader
+from pipeline.io.storage import Storage
 
 OOM_SCRIPT = textwrap.dedent("""
     import json, resource
     import numpy as np
-    from pipeline.batches import call_batched
+    from pipeline.io.batches import call_batched
 
     MB = 1 << 20
     vm = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmSize"))) * 1024

@@ -12,12 +12,13 @@ from shardkit import archive_rows, image_bytes, photo, write_shard
 
 from jobs import compress, decompress
 from model import load_codec
-from pipeline.archive import ArchiveWriter
-from pipeline.decoding import DecodeSettings, decode_shard, in_process
-from pipeline.encoding import EncodeSettings, encode_batch, prepare, to_row
-from pipeline.names import MAX_NAME_BYTES, safe_name
-from pipeline.shards import Sample
-from pipeline.storage import Storage
+from pipeline.decode.decoding import DecodeSettings, decode_shard, in_process
+from pipeline.decode.names import MAX_NAME_BYTES, safe_name
+from pipeline.encode.encoding import EncodeSettings, encode_batch, prepare, to_row
+from pipeline.io.shards import Sample
+from pipeline.io.storage import Storage
+from pipeline.records.archive import ArchiveWriter
+from pipeline.records.row import Row
 
 HOSTILE_KEYS = [
     "../../../escaped/evil",
@@ -30,7 +31,7 @@ HOSTILE_KEYS = [
 ]
 
 
-def archived_row(codec, key: str, seed: int, metadata: dict[str, bytes]) -> dict:
+def archived_row(codec, key: str, seed: int, metadata: dict[str, bytes]) -> Row:
     """The row the compress job writes for an image under ``key`` (any key: Parquet holds it as data)."""
     data = image_bytes(photo(seed=seed), "PNG")
     item = prepare(Sample(key, {"png": data, **metadata}), EncodeSettings())

@@ -9,12 +9,13 @@ import pyarrow.parquet as pq
 import pytest
 from shardkit import image_bytes, photo, write_shard
 
-from pipeline.archive import ArchiveWriter, RowGroups
-from pipeline.batches import call_batched
-from pipeline.metrics import summarize
-from pipeline.shards import ShardReader, expand_inputs, shard_name
-from pipeline.faults import PermanentError
-from pipeline.storage import Storage, redact
+from pipeline.decode.metrics import summarize
+from pipeline.io.batches import call_batched
+from pipeline.io.faults import PermanentError
+from pipeline.io.shards import ShardReader, expand_inputs, shard_name
+from pipeline.io.storage import Storage, redact
+from pipeline.records.archive import ArchiveWriter, RowGroups
+from pipeline.records.row import Row
 
 
 def read_all(path) -> tuple[list, ShardReader]:
@@ -107,7 +108,7 @@ def test_atomic_output_leaves_nothing_behind_on_error(tmp_path):
 
 def test_archive_writer_row_groups_by_rows_and_bytes():
     def row(i, size):
-        return {"key": str(i), "shard": "s", "codec_id": "c", "bitstream": b"x" * size, "metadata": [("txt", b"t")]}
+        return Row(key=str(i), shard="s", codec_id="c", bitstream=b"x" * size, metadata=[("txt", b"t")])
 
     for limits, n, size, groups in [(RowGroups(rows=10), 25, 10, 3), (RowGroups(rows=100, bytes=1000), 10, 400, 4)]:
         buf = io.BytesIO()
@@ -139,7 +140,7 @@ def test_summarize_and_redact():
 
 def test_tar_stream_mode_matches_tarfile(tmp_path):
     """Our writer's tars read back with plain tarfile (other WebDataset tools)."""
-    from pipeline.shards import Sample, write_tar
+    from pipeline.io.shards import Sample, write_tar
 
     buf = io.BytesIO()
     write_tar(buf, [Sample("a", {"png": b"1", "txt": b"2"})])
@@ -151,7 +152,7 @@ def test_tar_stream_mode_matches_tarfile(tmp_path):
 def test_split_key_is_webdatasets_rule():
     from webdataset.tariterators import base_plus_ext
 
-    from pipeline.shards import split_key
+    from pipeline.io.shards import split_key
 
     for name in ["a/b/0001.jpg", "0001.seg.png", "x.y/z.tar.gz", "k.", "dir.v2/img.json"]:
         assert split_key(name) == base_plus_ext(name), name

@@ -1,4 +1,4 @@
-"""The on-disk records (``pipeline/records.py``): markers written before records were typed and
+"""The on-disk records (``pipeline/records/files.py``): markers written before records were typed and
 versioned still vouch for their shards, so existing archives, decodes and audits resume; a record
 from a newer version, or one that is not a record, is refused with its file named."""
 
@@ -12,12 +12,12 @@ from string import Template
 import pytest
 from shardkit import plain_shards
 
-from pipeline.archive import archived_shards, find_completed
-from pipeline.audit import Auditing, original_record
-from pipeline.decoding import DecodeSettings, Decoding
-from pipeline.markers import identity
-from pipeline.records import AuditedMarker, DecodedMarker, DecompressManifest, ShardStats
-from pipeline.storage import Storage
+from pipeline.decode.audit import Auditing, original_record
+from pipeline.decode.decoding import DecodeSettings, Decoding
+from pipeline.io.storage import Storage
+from pipeline.records.archive import archived_shards, find_completed
+from pipeline.records.files import AuditedMarker, DecodedMarker, DecompressManifest, ShardStats
+from pipeline.records.markers import identity
 
 # Captured from the code before ``records`` (16:11 on 2 Dec 2026, webp-q90 on two 48x32 photos); the
 # files' own figures ($...) are filled in from the files this test makes.
@@ -93,7 +93,13 @@ def test_decode_and_audit_markers_of_the_old_layout_still_mark_their_shards_done
         (out / f"shard-000000.{suffix}").write_bytes(f"what the {kind} marker vouches for".encode())
         marker = template.substitute({**figures, **file_figures("out", out / f"shard-000000.{suffix}")})
         (out / f"shard-000000.{kind}.json").write_text(marker)
-        done, redo = work.finished(str(out), shards, DecodeSettings(), Storage())
+        settings = DecodeSettings()
+        done, redo = work.finished(str(out), shards, settings, Storage())
+        # written before the settings held the options each codec ran with: redone once, saying why
+        assert list(done) == [] and redo["shard-000000"].startswith(f"{kind} with other settings"), kind
+        current = {**json.loads(marker), "settings": settings.fingerprint()}  # the rest of the old layout
+        (out / f"shard-000000.{kind}.json").write_text(json.dumps(current))
+        done, redo = work.finished(str(out), shards, settings, Storage())
         assert (list(done), redo) == (["shard-000000"], {}), kind
         assert done["shard-000000"].rows == 2
     assert original_record(inputs["shard-000000"], Storage()) == done["shard-000000"].original
@@ -130,7 +136,7 @@ def test_a_record_from_a_newer_version_or_not_a_record_is_named_and_its_shard_re
 
 def test_workers_load_the_codec_the_driver_resolved_and_refuse_another():
     from model import load_codec
-    from pipeline.actors import ResolvedCodec
+    from pipeline.run.actors import ResolvedCodec
 
     driver = load_codec("webp-q75").with_presets(quality=90)
     resolved = ResolvedCodec.of("webp-q75", driver, {"quality": 90})

@@ -17,14 +17,14 @@ import ray
 
 from model import WeightsResolver, plugin_env
 
+from ..io.storage import Storage, absolute, endpoint_from_env, redact
+from ..records.archive import now, package_versions
+from ..records.files import JobManifest
 from .actors import Resources
+from .lease import Lease
 from .plan import Node, Overrides, parse_nodes, plan_workers
 from .pool import on_this_node, run_pool
-from .archive import now, package_versions
-from .lease import Lease
 from .progress import ProgressBoard, ProgressDisplay
-from .records import JobManifest
-from .storage import Storage, absolute, endpoint_from_env, redact
 
 REPO = Path(__file__).resolve().parents[1]
 STALL_S = 1800.0  # default --stall-timeout: far longer than any batch of a healthy worker

@@ -31,8 +31,8 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .records import Record, RecordError
-from .storage import Storage, etag, is_local, join
+from ..io.storage import Storage, etag, is_local, join
+from .files import Record, RecordError
 
 READ_THREADS = 16
 

@@ -19,12 +19,12 @@ import ray
 
 from model import load_codec, load_codec_for_id
 
-from .audit import audit_shard
-from .decoding import DecodeSettings, decode_shard
-from .encoding import EncodeSettings, compress_shard
-from .records import AuditedMarker, DecodedMarker, ShardStats
-from .sandbox import DecoderProcess
-from .storage import Storage
+from ..decode.audit import audit_shard
+from ..decode.decoding import DecodeSettings, decode_shard
+from ..decode.sandbox import DecoderProcess
+from ..encode.encoding import EncodeSettings, compress_shard
+from ..io.storage import Storage
+from ..records.files import AuditedMarker, DecodedMarker, ShardStats
 
 
 POSTED_WAIT_S = 30.0  # the most a finished shard waits for its progress events to reach the board

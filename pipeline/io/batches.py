@@ -7,6 +7,9 @@ from typing import Callable, Sequence
 
 from .faults import is_infrastructure, is_out_of_memory, release_memory
 
+# the jobs' pixel cap (both jobs' --max-pixels): about 3 GB of CDC working memory (60 bytes/pixel)
+JOB_MAX_PIXELS = 50_000_000
+
 
 def call_batched(fn: Callable[[list], list], inputs: Sequence) -> list[tuple[object, str | None, float]]:
     """``fn`` on all ``inputs`` in one call; on an input error, input by input.

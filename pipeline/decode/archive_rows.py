@@ -34,13 +34,14 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .archive import RowGroups
-from .child import child_streams, peak_rss_bytes, recv, send, start_child, status_bytes
-from .faults import InfrastructureError, PermanentError, is_transient
-from .records import BIG_COLUMNS, KEPT_COLUMNS, READ_COLUMNS
-from .storage import Storage
+from ..io.child import child_streams, peak_rss_bytes, recv, send, start_child, status_bytes
+from ..io.faults import InfrastructureError, PermanentError, is_transient
+from ..io.storage import Storage
+from ..records.archive import RowGroups
+from ..records.row import BIG_COLUMNS, KEPT_COLUMNS, MAP_COLUMNS, READ_COLUMNS
 
 SMALL_COLUMNS = [c for c in READ_COLUMNS if c not in BIG_COLUMNS]
+NOT_READ = {c: None for c in BIG_COLUMNS}  # a refused row's big columns
 READER_SLACK_BYTES = 256 << 20  # what the child may add besides row data: S3 clients, thread arenas, Python objects
 READ_COPIES = 6  # a group's bytes held at once, at most: compressed, a page, Arrow's batch, Python's, the pickle
 FIX = "re-archive that shard (compress.py --overwrite) or leave it out (--shards)"
@@ -72,7 +73,7 @@ class ArchiveRows:
         self.request, self.record = request, {"peak_rss_bytes": None, "bytes_read": None}
 
     def __iter__(self) -> Iterator[list[dict]]:
-        proc = start_child("pipeline.archive_rows", ARROW_DEFAULT_MEMORY_POOL="system")
+        proc = start_child("pipeline.decode.archive_rows", ARROW_DEFAULT_MEMORY_POOL="system")
         try:
             send(proc.stdin, self.request)
             while True:
@@ -170,11 +171,14 @@ def _claims(group) -> tuple[int, int]:
 
 
 def _row_sizes(batch) -> np.ndarray:
-    """Each row's bitstream plus metadata names and contents, in bytes (``archive.row_bytes``), from
+    """Each row's bitstream plus metadata names and contents, in bytes (``Row.nbytes``), from
     Arrow's buffers: nothing is converted."""
-    sizes = pc.fill_null(pc.binary_length(batch.column("bitstream")), 0).to_numpy().astype(np.int64)
-    for name in ("metadata", "image_info"):
+    sizes = np.zeros(batch.num_rows, np.int64)
+    for name in BIG_COLUMNS:
         if name not in batch.schema.names:
+            continue
+        if name not in MAP_COLUMNS:  # bytes
+            sizes = sizes + pc.fill_null(pc.binary_length(batch.column(name)), 0).to_numpy().astype(np.int64)
             continue
         meta = batch.column(name)
         items = (pc.fill_null(pc.binary_length(meta.keys), 0).to_numpy().astype(np.int64)
@@ -201,24 +205,21 @@ def _group_rows(pf: pq.ParquetFile, g: int, request: ReadRequest, place: _Place)
                f"({group.num_rows} rows, per its footer), over the cap of {limits.max_group_bytes()}: not read "
                f"(raise --max-row-group-mb if the archive was written with a larger --row-group-mb)")
         for row in pf.read_row_group(g, columns=small_columns, use_threads=False).to_pylist():
-            yield {**row, **absent, "bitstream": None, "metadata": None, "image_info": None,
-                   "refused": why} if wanted(row["key"]) else None
+            yield {**row, **absent, **NOT_READ, "refused": why} if wanted(row["key"]) else None
         return
     for batch in pf.iter_batches(batch_size=request.batch_size, row_groups=[g], columns=columns, use_threads=False):
-        sizes, bitstreams, metadata = _row_sizes(batch), batch.column("bitstream"), batch.column("metadata")
-        info = batch.column("image_info") if "image_info" in names else None
+        sizes, big = _row_sizes(batch), {c: batch.column(c) for c in BIG_COLUMNS if c in names}
         for i, row in enumerate(batch.select(small_columns).to_pylist()):
             row.update(absent)
             if not wanted(row["key"]):
                 yield None
             elif sizes[i] > limits.max_row_bytes():
-                yield {**row, "bitstream": None, "metadata": None, "image_info": None,
+                yield {**row, **NOT_READ,
                        "refused": f"the row's bitstream and metadata take {sizes[i]} bytes (row group {g} of "
                                   f"{request.url}), over the per-row cap of {limits.max_row_bytes()}: not read "
                                   "(raise --max-row-group-mb if the archive was written with a larger --row-group-mb)"}
             else:
-                yield {**row, "bitstream": bitstreams[i].as_py(), "metadata": metadata[i].as_py(),
-                       "image_info": info[i].as_py() if info is not None else None}
+                yield {**row, **{c: column[i].as_py() for c, column in big.items()}}
 
 
 def read_batches(source, request: ReadRequest, place: _Place) -> Iterator[list[dict]]:

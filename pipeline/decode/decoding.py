@@ -9,6 +9,7 @@ with a fixed size, so a rerun with the same arguments reproduces a stochastic de
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import time
@@ -17,19 +18,19 @@ from typing import Any, Callable, Iterator
 
 from model import load_codec_for_id
 
-from .archive import RowGroups, now
+from ..io.batches import JOB_MAX_PIXELS, call_batched
+from ..io.child import Limits
+from ..io.faults import is_infrastructure, is_out_of_memory
+from ..io.shards import Sample, write_tar
+from ..io.storage import Storage, basename, join
+from ..records.archive import RowGroups, now
+from ..records.files import DECODED_SUFFIX, PARQUET_SUFFIX, DecodedMarker, Record, ShardStats
+from ..records.markers import Markers, read_markers
+from ..records.paths import Restored
 from .archive_rows import ArchiveRows, ReadRequest
-from .batches import call_batched
-from .child import Limits
-from .faults import is_infrastructure, is_out_of_memory
-from .encoding import JOB_MAX_PIXELS
-from .markers import Markers, read_markers
 from .names import UniqueNames, safe_ext, safe_name
 from .outputs import decoded_problem, write_folder
-from .records import DECODED_SUFFIX, PARQUET_SUFFIX, DecodedMarker, Record, ShardStats
-from .restore import Restored, needs_codec, restore_kept, sample_members
-from .shards import Sample, write_tar
-from .storage import Storage, basename, join
+from .restore import needs_codec, restore_kept, sample_members
 
 FORMATS = ("webdataset", "png")
 
@@ -44,13 +45,18 @@ class DecodeSettings:
     row_groups: RowGroups = RowGroups()  # what the archive is held to: larger row groups and rows are refused
     weights_dir: str | None = None  # where codec weights are looked up; None: model/weights
     limits: Limits = Limits()  # of the process that decodes (``sandbox``)
+    # codec id -> the decode options it runs with, its own defaults included (``resolved_options``)
+    codec_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def fingerprint(self) -> dict:
-        """What a decoded shard depends on, kept in its marker: other settings mean decoding again."""
+        """What a decoded shard depends on, kept in its marker: other settings mean decoding again. The
+        options each codec runs with are in it, so a changed default (a card's ``default_steps``) is one
+        too; a marker written before they were (no ``codec_options``) is not trusted: decoded once again."""
         keys = hashlib.sha256("\n".join(sorted(self.keys)).encode()).hexdigest() if self.keys is not None else None
         return {"options": dict(sorted(self.options.items())), "format": self.format, "keys_sha256": keys,
                 "batch_size": self.batch_size, "max_pixels": self.max_pixels,
-                "max_row_group_bytes": self.row_groups.bytes}
+                "max_row_group_bytes": self.row_groups.bytes,
+                "codec_options": json.loads(json.dumps(self.codec_options, sort_keys=True))}  # as a marker reads back
 
 
 def archive_name(parquet_url: str) -> str:

@@ -15,8 +15,8 @@ import shutil
 import uuid
 from typing import Iterable
 
-from .markers import output_problem
-from .storage import Storage, is_local, join
+from ..io.storage import Storage, is_local, join
+from ..records.markers import output_problem
 
 
 def write_folder(url: str, files: Iterable[tuple[str, bytes]], storage: Storage) -> dict:

@@ -3,7 +3,7 @@
 Resume trusts exactly these records, so they are read and written only here, and their field names
 are the JSON keys (and Parquet columns) that earlier versions wrote. Under an archive prefix::
 
-    NAME.parquet          the rows: ``ROW_SCHEMA`` (its version in the file's key-value metadata)
+    NAME.parquet          the rows: ``row.Row`` (its version in the file's key-value metadata)
     NAME.stats.json       ``ShardStats``, written last: the shard's completion marker (``markers``)
     _manifest.json        ``CompressManifest``
 
@@ -31,15 +31,9 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from .storage import Storage, join
+from ..io.storage import Storage, join
 
 RECORD_VERSION = 1
-# 2: stored_as, stored_because, image_info (``keeping``); a version-1 row is a codec or error row
-# 3: encode_settings (``Codec.describe``: what rate control chose per image)
-# 4: notes (what a coded row's file carried that is not kept, a name that lied about the format, a
-#    repeated member name); decoding reads orig_format (in every version) to write the content's format
-ROW_VERSION = 4
-ROW_VERSION_KEY = b"diffarc.row_version"
 
 PARQUET_SUFFIX = ".parquet"
 STATS_SUFFIX = ".stats.json"
@@ -48,40 +42,6 @@ AUDITED_SUFFIX = ".audited.json"
 AUDIT_TABLE_SUFFIX = ".audit.parquet"
 MANIFEST = "_manifest.json"
 AUDIT_FILE = "audit.parquet"
-
-ROW_SCHEMA = pa.schema(
-    [
-        pa.field("key", pa.string(), nullable=False),
-        pa.field("shard", pa.string(), nullable=False),  # source shard URL
-        pa.field("member", pa.string()),  # extension of the image member: jpg, png, ...
-        pa.field("codec_id", pa.string(), nullable=False),
-        pa.field("bitstream", pa.binary()),  # the kept bytes (``stored_as``); an error row's original file, or null
-        pa.field("stored_as", pa.string()),  # codec, lossless, jpeg-xl, original, none (``keeping``); null: nothing kept
-        pa.field("stored_because", pa.string()),  # policy, alpha, 16-bit, animation, too small, original smaller, ...
-        pa.field("image_info", pa.map_(pa.string(), pa.binary())),  # exif, icc_profile, xmp, text:KEY (``model.metadata``)
-        pa.field("width", pa.int32()),  # as encoded (after EXIF orientation)
-        pa.field("height", pa.int32()),
-        pa.field("orig_mode", pa.string()),  # Pillow mode of the original: RGB, L, CMYK, I;16, P...
-        pa.field("orig_format", pa.string()),  # JPEG, PNG, ...
-        pa.field("orientation", pa.int16()),  # EXIF orientation applied (1 = none)
-        pa.field("frames", pa.int32()),  # frames in the original; the first one is archived
-        pa.field("orig_bytes", pa.int64()),
-        pa.field("orig_sha256", pa.string()),
-        pa.field("bpp", pa.float64()),  # whole bitstream (header included) over width*height
-        pa.field("encode_ms", pa.float32()),  # the batch's encode time over its size
-        # a coded row's encode settings as its bitstream records them (cdc-avif: quality, effort, speed...)
-        pa.field("encode_settings", pa.map_(pa.string(), pa.string())),
-        pa.field("error", pa.string()),  # null when the row is fine
-        pa.field("notes", pa.list_(pa.string())),  # what was not kept and why, and other facts a reader must know
-        pa.field("metadata", pa.map_(pa.string(), pa.binary())),  # other sample members by extension
-    ],
-    metadata={ROW_VERSION_KEY: str(ROW_VERSION).encode()},
-)
-BIG_COLUMNS = ("bitstream", "metadata", "image_info")  # what a row's size is made of; the others hold short values
-# What decoding and auditing read of a row (``archive_rows``): the rest is for people and future readers.
-READ_COLUMNS = ["key", "member", "codec_id", "bitstream", "width", "height", "bpp", "orig_sha256", "error", "metadata",
-                "stored_as", "stored_because", "image_info", "orig_format"]
-KEPT_COLUMNS = ("stored_as", "stored_because", "image_info")  # absent from version-1 archives: read as null
 
 AUDIT_SCHEMA = pa.schema([
     ("key", pa.string()), ("shard", pa.string()), ("codec_id", pa.string()), ("width", pa.int32()),
@@ -235,7 +195,7 @@ class AuditRow:
     psnr: float | None = None
     ms_ssim: float | None = None  # None below 161 px on the short side
     error: str | None = None
-    stored_as: str | None = None  # the row's path (``keeping``)
+    stored_as: str | None = None  # the row's path (``paths.StoragePath``)
     exact: bool | None = None
     alpha_max_error: int | None = None
 

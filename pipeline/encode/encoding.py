@@ -15,29 +15,31 @@ import queue
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 from model import IMAGE_EXTENSIONS, bits_per_pixel, load_image
 from model.images import sniff_format, without_reprs
 from model.metadata import FileFacts, file_facts
 
-from .batches import call_batched
-from .faults import is_infrastructure
-from .keeping import CODEC, LOSSLESS, NONE, ORIGINAL, Kept, Policy, after_coding, count_path, decide
-from .markers import identity
-from .archive import ArchiveWriter, RowGroups, now, sha256
-from .records import ShardStats, parquet_url, stats_url
-from .shards import Sample, ShardReader, shard_name
-from .storage import Storage
+from ..io.batches import JOB_MAX_PIXELS, call_batched
+from ..io.faults import is_infrastructure
+from ..io.shards import Sample, ShardReader, shard_name
+from ..io.storage import Storage
+from ..records.archive import ArchiveWriter, RowGroups, now, sha256
+from ..records.files import ShardStats, parquet_url, stats_url
+from ..records.markers import identity
+from ..records.paths import StoragePath, count_path
+from ..records.row import Row
+from .keeping import Kept, Policy, after_coding, decide
 
 Report = Callable[[dict], None]
 ITEM_OVERHEAD = 1024  # bytes an item costs beyond its data (so even empty samples fill a batch)
+ERROR_ROWS_KEPT = 200  # error rows named in a shard's stats (all are counted)
 
 
 NAMED_FORMATS = {"jpg": ("JPEG", "MPO"), "jpeg": ("JPEG", "MPO"), "png": ("PNG",), "webp": ("WEBP",), "gif": ("GIF",),
                  "tif": ("TIFF",), "tiff": ("TIFF",), "bmp": ("BMP",), "avif": ("AVIF",), "mpo": ("MPO", "JPEG")}
-JOB_MAX_PIXELS = 50_000_000  # the jobs' pixel cap: about 3 GB of CDC working memory (60 bytes/pixel)
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,8 @@ class Item:
     data: bytes = b""
     image: object = None  # model.LoadedImage when it loaded
     facts: FileFacts | None = None  # when it loaded
-    kept: Kept | None = None  # how it is stored (``keeping``); None until decided
-    error: str | None = None
-    blob: bytes | None = None
+    kept: Kept | None = None  # how it is stored (``keeping``); None until decided, or for an error without a file
+    error: str | None = None  # set only by ``fail``
     encode_ms: float | None = None
     encode_settings: dict[str, str] = field(default_factory=dict)  # what its encoder chose (``Codec.encode_chosen``)
     sniffed: str | None = None  # the format its bytes say, where Pillow cannot open it (HEIF)
@@ -73,14 +74,20 @@ class Item:
         pixels = self.image.rgb.nbytes if self.image is not None else 0
         return sum(len(m) for m in self.sample.members.values()) + pixels + ITEM_OVERHEAD
 
+    def fail(self, error: str) -> None:
+        """Make it an error row, which keeps the sample's original image file when it has one, so it
+        comes back as it came; what it was on its way to be is dropped."""
+        self.error, self.encode_ms, self.encode_settings = error, None, {}
+        self.kept = Kept(StoragePath.ORIGINAL, "error", self.data) if self.member is not None else None
+
 
 def prepare(sample: Sample, settings: EncodeSettings) -> Item:
     member = sample.image_member(settings.image_exts)
     item = Item(sample, member, sample.members.get(member, b"") if member else b"")
     if sample.problem:
-        item.error = sample.problem
+        item.fail(sample.problem)
     elif member is None:
-        item.kept = Kept(NONE, "no image member", None)  # its members pass through
+        item.kept = Kept(StoragePath.NONE, "no image member", None)  # its members pass through
     else:
         try:
             item.image = load_image(item.data, max_pixels=settings.max_pixels)
@@ -91,14 +98,14 @@ def prepare(sample: Sample, settings: EncodeSettings) -> Item:
                 raise
             item.sniffed = sniff_format(item.data)
             if item.sniffed == "HEIF":  # a format of its own, not a broken file: kept as it is
-                item.kept = Kept(ORIGINAL, "HEIF (Pillow cannot decode it: kept as the file)", item.data)
+                item.kept = Kept(StoragePath.ORIGINAL, "HEIF (Pillow cannot decode it: kept as the file)", item.data)
             else:
-                item.error = f"{member}: {without_reprs(str(exc))}"
+                item.fail(f"{member}: {without_reprs(str(exc))}")
     return item
 
 
 def notes(item: Item, coded: bool) -> list[str]:
-    """What the row's reader must know (``records``: ``notes``): a repeated member name, a name that
+    """What the row's reader must know (``records.row``: ``notes``): a repeated member name, a name that
     says another format than the bytes, what a coded row's file carried and the row does not keep."""
     out = [item.sample.note] if item.sample.note else []
     named = NAMED_FORMATS.get((item.member or "").rsplit(".", 1)[-1].lower())
@@ -118,22 +125,13 @@ def info_bytes(item: Item) -> int:
 def encode_batch(codec, items: list[Item], policy: Policy = Policy()) -> None:
     """Encode the images of ``items`` bound for the codec in one call; isolate failures image by image;
     keep the original file where the coded row would not be smaller (``keeping.after_coding``)."""
-    todo = [i for i in items if i.error is None and i.kept is not None and i.kept.stored_as == CODEC]
+    todo = [i for i in items if i.kept is not None and i.kept.stored_as == StoragePath.CODEC]
     for item, (encoded, error, ms) in zip(todo, call_batched(codec.encode_chosen, [i.image for i in todo])):
-        item.encode_ms = ms
         if error:
-            item.error = f"encode failed: {error}"
+            item.fail(f"encode failed: {error}")
         else:
-            item.blob, item.encode_settings = encoded.bitstream, encoded.chosen
-            item.kept = after_coding(item.kept, item.blob, info_bytes(item), item.data, policy)
-
-
-def stored(item: Item) -> tuple[Kept | None, bytes | None]:
-    """How the row keeps its image and the bytes in its ``bitstream`` column: an error row keeps the
-    sample's original image file when it has one, so it comes back as it came."""
-    if item.error is not None:
-        return (Kept(ORIGINAL, "error", item.data), item.data) if item.member is not None else (None, None)
-    return item.kept, item.kept.data
+            item.encode_ms, item.encode_settings = ms, encoded.chosen
+            item.kept = after_coding(item.kept, encoded.bitstream, info_bytes(item), item.data, policy)
 
 
 def mode_of(item: Item) -> str | None:
@@ -143,35 +141,35 @@ def mode_of(item: Item) -> str | None:
     return getattr(item.image, "mode", None)
 
 
-def to_row(item: Item, shard_url: str, codec_id: str) -> dict:
-    image = item.image
-    kept, blob = stored(item)
+def to_row(item: Item, shard_url: str, codec_id: str) -> Row:
+    image, kept = item.image, item.kept
+    blob = kept.data if kept else None
     height, width = (image.rgb.shape[0], image.rgb.shape[1]) if image is not None else (None, None)
-    coded = kept is not None and kept.stored_as in (CODEC, LOSSLESS) and item.error is None
-    return {
-        "key": item.sample.key,
-        "shard": shard_url,
-        "member": item.member,
-        "codec_id": codec_id,
-        "bitstream": blob,
-        "stored_as": kept.stored_as if kept else None,
-        "stored_because": kept.because if kept else None,
-        "image_info": list(item.facts.image_info.items()) if coded and item.facts else [],
-        "width": width,
-        "height": height,
-        "orig_mode": mode_of(item),
-        "orig_format": getattr(image, "format", None) or item.sniffed,
-        "orientation": getattr(image, "orientation", None),
-        "frames": getattr(image, "frames", None),
-        "orig_bytes": len(item.data) if item.member else None,
-        "orig_sha256": sha256(item.data) if item.member else None,
-        "bpp": bits_per_pixel(blob, height, width) if blob is not None and width else None,
-        "encode_ms": item.encode_ms if item.error is None else None,
-        "encode_settings": list(item.encode_settings.items()) if coded and kept.stored_as == CODEC else [],
-        "error": item.error,
-        "notes": notes(item, coded) or None,
-        "metadata": [(ext, data) for ext, data in item.sample.members.items() if ext != item.member],
-    }
+    coded = kept is not None and kept.stored_as.pixels
+    return Row(
+        key=item.sample.key,
+        shard=shard_url,
+        member=item.member,
+        codec_id=codec_id,
+        bitstream=blob,
+        stored_as=kept.stored_as.value if kept else None,
+        stored_because=kept.because if kept else None,
+        image_info=list(item.facts.image_info.items()) if coded and item.facts else [],
+        width=width,
+        height=height,
+        orig_mode=mode_of(item),
+        orig_format=getattr(image, "format", None) or item.sniffed,
+        orientation=getattr(image, "orientation", None),
+        frames=getattr(image, "frames", None),
+        orig_bytes=len(item.data) if item.member else None,
+        orig_sha256=sha256(item.data) if item.member else None,
+        bpp=bits_per_pixel(blob, height, width) if blob is not None and width else None,
+        encode_ms=item.encode_ms,
+        encode_settings=list(item.encode_settings.items()) if coded and kept.stored_as == StoragePath.CODEC else [],
+        error=item.error,
+        notes=notes(item, coded) or None,
+        metadata=[(ext, data) for ext, data in item.sample.members.items() if ext != item.member],
+    )
 
 
 def _prefetch(batches: Iterator[list[Item]], depth: int) -> Iterator[list[Item]]:
@@ -225,27 +223,27 @@ def batches(reader: ShardReader, settings: EncodeSettings) -> Iterator[list[Item
 
 @dataclass
 class Tally:
-    rows: int = 0
-    ok: int = 0
-    image_bytes: int = 0
-    bitstream_bytes: int = 0
+    """A shard's counts as its rows are written: its ``ShardStats`` (rows, ok, errors, bytes, paths),
+    and the pixels and seconds behind its mean bpp and encode time."""
+
+    stats: ShardStats = field(default_factory=lambda: ShardStats(paths={}))
     pixels: int = 0
     encode_s: float = 0.0
-    errors: list[dict] = field(default_factory=list)
-    paths: dict[str, dict] = field(default_factory=dict)  # stored_as -> {rows, bytes, orig_bytes, because: {why: n}}
 
-    def add(self, row: dict) -> None:
-        self.rows += 1
-        self.image_bytes += row["orig_bytes"] or 0
-        count_path(self.paths, row["stored_as"] or "lost", row["stored_because"] or "error", 1,
-                   len(row["bitstream"] or b""), row["orig_bytes"] or 0)
-        if row["error"] is None:
-            self.ok += 1
-            self.bitstream_bytes += len(row["bitstream"] or b"")
-            self.pixels += (row["width"] or 0) * (row["height"] or 0)
-            self.encode_s += (row["encode_ms"] or 0) / 1000
+    def add(self, row: Row) -> None:
+        s, stored = self.stats, len(row.bitstream or b"")
+        s.rows += 1
+        s.image_bytes += row.orig_bytes or 0
+        count_path(s.paths, row.stored_as or "lost", row.stored_because or "error", 1, stored, row.orig_bytes or 0)
+        if row.error is None:
+            s.ok += 1
+            s.bitstream_bytes += stored
+            self.pixels += (row.width or 0) * (row.height or 0)
+            self.encode_s += (row.encode_ms or 0) / 1000
         else:
-            self.errors.append({"key": row["key"], "error": row["error"]})
+            s.errors += 1
+            if len(s.error_rows) < ERROR_ROWS_KEPT:
+                s.error_rows.append({"key": row.key, "error": row.error})
 
 
 def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSettings, storage: Storage,
@@ -273,26 +271,20 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
         finally:
             writer.close()
     seconds = time.perf_counter() - t0
-    stats = ShardStats(
+    stats = replace(
+        tally.stats,  # the counts
         shard=shard_url,
         name=name,
         codec_id=codec.codec_id,
-        rows=tally.rows,
-        ok=tally.ok,
-        errors=len(tally.errors),
-        error_rows=tally.errors[:200],
         truncated=reader.truncated,
         bytes_in=reader.bytes_read,
-        image_bytes=tally.image_bytes,
-        paths=tally.paths,
-        bitstream_bytes=tally.bitstream_bytes,
         parquet_bytes=output["bytes"],
         input=source,  # what markers.py checks on resume: the input unchanged, the output intact
         output=output,
-        mean_bpp=tally.bitstream_bytes * 8 / tally.pixels if tally.pixels else None,
+        mean_bpp=tally.stats.bitstream_bytes * 8 / tally.pixels if tally.pixels else None,
         seconds=round(seconds, 4),
         encode_seconds=round(tally.encode_s, 4),
-        images_per_s=round(tally.rows / seconds, 2) if seconds > 0 else None,
+        images_per_s=round(tally.stats.rows / seconds, 2) if seconds > 0 else None,
         batch_size=settings.batch_size,
         started=started,
         finished=now(),

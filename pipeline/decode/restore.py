@@ -1,7 +1,7 @@
 """A row back into the sample it came from: the image member under its own name and extension, the
 other members (sidecars, second images) as they were.
 
-What the image member holds, by the row's ``stored_as`` (``keeping``):
+What the image member holds, by the row's ``stored_as`` (``records.paths``, which holds each path's rule):
 
 - ``original``, ``jpeg-xl``: the original file, byte for byte (JPEG XL gives the JPEG back exactly);
   so does an error row that kept its file.
@@ -28,11 +28,10 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from model.lossless import decode_pixels, jxl_to_jpeg
 from model.metadata import JPEG_RESTORE_QUALITY, save_kwargs, with_segments
 
-from .faults import is_out_of_memory
-from .keeping import CODEC, JPEG_XL, LOSSLESS, NONE, ORIGINAL
+from ..io.faults import is_out_of_memory
+from ..records.paths import RESTORE, Restored, StoragePath
 
 PIXEL_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP",
                  "tif": "TIFF", "tiff": "TIFF", "avif": "AVIF", "ppm": "PPM", "pgm": "PPM", "pnm": "PPM"}
@@ -42,43 +41,29 @@ FORMAT_OPTIONS = {"JPEG": {"quality": JPEG_RESTORE_QUALITY, "subsampling": 0}, "
                   "WEBP": {"lossless": True}, "AVIF": {"quality": 95}}
 
 
-@dataclass
-class Restored:
-    """What a row gives back: ``image`` (decoded pixels) or ``file`` (the kept file's bytes), or
-    ``error`` (not restored now: fails the row); ``noted``: the row was an error row at compress
-    time (reported, not a failure)."""
-
-    image: Image.Image | None = None
-    file: bytes | None = None
-    error: str | None = None
-    noted: str | None = None
-
-
 def stored_as(row: dict) -> str | None:
     """The row's path; archives written before the column was added hold codec rows and error rows."""
-    return row.get("stored_as") or (CODEC if row["error"] is None else None)
+    return row.get("stored_as") or (StoragePath.CODEC.value if row["error"] is None else None)
 
 
 def needs_codec(row: dict) -> bool:
-    return row["error"] is None and not row.get("refused") and stored_as(row) == CODEC
+    return row["error"] is None and not row.get("refused") and stored_as(row) == StoragePath.CODEC
 
 
 def restore_kept(row: dict) -> Restored:
-    """A row that is not the codec's: its kept file, lossless pixels, or nothing."""
+    """A row that is not the codec's: its path's rule on its kept bytes (``records.paths.RESTORE``), or nothing."""
     if row.get("refused"):
         return Restored(error=row["refused"])
     noted = f"archived as an error row: {row['error']}" if row["error"] is not None else None
-    path = stored_as(row)
+    path, rule = stored_as(row), RESTORE.get(stored_as(row))
     try:
-        if path == ORIGINAL and row["bitstream"] is not None:
-            return Restored(file=row["bitstream"], noted=noted)
-        if path == JPEG_XL:
-            return Restored(file=jxl_to_jpeg(row["bitstream"]))
-        if path == LOSSLESS:
-            return Restored(image=decode_pixels(row["bitstream"]))
+        restored = rule(row["bitstream"]) if rule is not None else None
     except Exception as exc:  # BitstreamError: the row's fault
         return Restored(error=f"decode failed: {exc}")
-    if path == NONE or noted:
+    if restored is not None:
+        restored.noted = noted
+        return restored
+    if path == StoragePath.NONE or noted:
         return Restored(noted=noted)
     return Restored(error=f"row stored as {path!r} holds nothing to restore")
 
@@ -92,7 +77,7 @@ def image_file(img: Image.Image, fmt: str, image_info: dict[str, bytes]) -> byte
 
 def written_format(row: dict, as_png: bool) -> str:
     """The format decoded pixels are written in: the content's (module docstring), not the name's."""
-    if as_png or stored_as(row) == LOSSLESS:
+    if as_png or stored_as(row) == StoragePath.LOSSLESS:
         return "PNG"
     by_name = PIXEL_FORMATS.get(row["member"].rsplit(".", 1)[-1].lower(), "PNG")  # rows that do not record the format
     return ORIGINAL_FORMATS.get(row.get("orig_format") or "") or by_name

@@ -26,16 +26,16 @@ from model.evaluation.metrics import ms_ssim, psnr
 from model.images import ImageError
 from model.metadata import file_facts
 
-from .archive import now, sha256
+from ..io.shards import Sample, ShardReader
+from ..io.storage import Storage, join, redact
+from ..records.archive import now, sha256
+from ..records.files import (AUDIT_FILE, AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, AuditedMarker, AuditRow, ShardStats,
+                             audit_rows, audit_table)
+from ..records.markers import READ_THREADS, identity, read_markers
+from ..records.paths import Restored, oriented
 from .decoding import Decoder, DecodeSettings, archive_name, decode_rows, process_records, rows_of, settle
-from .keeping import oriented
-from .markers import READ_THREADS, identity, read_markers
 from .metrics import summarize
-from .records import (AUDIT_FILE, AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, AuditedMarker, AuditRow, ShardStats,
-                      audit_rows, audit_table)
-from .restore import Restored, image_member
-from .shards import Sample, ShardReader
-from .storage import Storage, join, redact
+from .restore import image_member
 
 
 def original_record(url: str, storage: Storage) -> dict:

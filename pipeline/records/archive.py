@@ -1,6 +1,6 @@
 """The archive's Parquet writer and its complete shards.
 
-Under the output prefix (``records`` defines each file)::
+Under the output prefix (``row`` and ``files`` define each file)::
 
     shard-000000.parquet      the rows, row groups of ~100 rows or a byte target
     shard-000000.stats.json   per-shard counts and timings; written last, it is the completion marker
@@ -23,10 +23,11 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .keeping import sum_paths
+from ..io.storage import Storage, redact
+from .files import PARQUET_SUFFIX, STATS_SUFFIX, ShardStats
 from .markers import READ_THREADS, Markers, identity, read_markers
-from .records import BIG_COLUMNS, PARQUET_SUFFIX, ROW_SCHEMA, STATS_SUFFIX, ShardStats
-from .storage import Storage, redact
+from .paths import sum_paths
+from .row import ROW_SCHEMA, Row
 
 VERSIONED_PACKAGES = ("diffarc", "torch", "numpy", "pillow", "pyarrow", "ray", "fsspec", "s3fs", "webdataset")
 
@@ -35,20 +36,13 @@ FRAMING_BYTES = 16 << 10  # Parquet's own bytes per row in the big columns, at m
 # headers with min/max statistics of values under 4 KiB): measured under 2 KiB
 
 
-def row_bytes(row: dict[str, Any]) -> int:
-    """The bytes of a row's big columns: its bitstream plus the names and contents of its maps (the
-    sample's other members, the image's metadata)."""
-    return len(row.get("bitstream") or b"") + sum(len(k) + len(v) for column in BIG_COLUMNS if column != "bitstream"
-                                                  for k, v in row.get(column) or [])
-
-
 @dataclass(frozen=True)
 class RowGroups:
     """How the writer cuts row groups, and so what a reader may expect of an honest archive: no row
     over ``bytes`` (the writer makes such a row an error row) and no group over ``max_group_bytes``."""
 
     rows: int = 100
-    bytes: int = 64 << 20  # a group is closed once its rows hold this many bytes (``row_bytes``)
+    bytes: int = 64 << 20  # a group is closed once its rows hold this many bytes (``Row.nbytes``)
 
     def max_row_bytes(self) -> int:
         return self.bytes
@@ -66,14 +60,13 @@ class ArchiveWriter:
         self.writer = pq.ParquetWriter(fileobj, ROW_SCHEMA, compression="zstd")
         self.limits, self.buffer, self.buffered_bytes, self.rows = row_groups, [], 0, 0
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: Row) -> None:
         """Buffer ``row``; one over the row cap becomes an error row here, in place (the caller's
         tally sees it), since readers refuse what an honest writer never writes."""
-        size = row_bytes(row)
+        size = row.nbytes()
         if size > self.limits.max_row_bytes():
-            row.update(bitstream=None, metadata=[], image_info=[], stored_as=None, bpp=None, encode_ms=None,
-                       error=f"the bitstream and metadata members take {size} bytes, over the row-group cap of "
-                             f"{self.limits.max_row_bytes()} (raise --row-group-mb, and --max-row-group-mb to decode)")
+            row.refuse(f"the bitstream and metadata members take {size} bytes, over the row-group cap of "
+                       f"{self.limits.max_row_bytes()} (raise --row-group-mb, and --max-row-group-mb to decode)")
             size = 0
         self.buffer.append(row)
         self.buffered_bytes += size
@@ -82,7 +75,7 @@ class ArchiveWriter:
 
     def flush(self) -> None:
         if self.buffer:
-            table = pa.Table.from_pylist(self.buffer, schema=ROW_SCHEMA)
+            table = pa.Table.from_pylist([row.to_dict() for row in self.buffer], schema=ROW_SCHEMA)
             self.writer.write_table(table, row_group_size=len(self.buffer))
             self.rows += len(self.buffer)
             self.buffer, self.buffered_bytes = [], 0

@@ -1,6 +1,6 @@
 """How each image is kept: the storage decision of one archive row, made before and after coding.
 
-Paths (the row's ``stored_as``), and what comes back from each:
+Paths (the row's ``stored_as``, ``records.paths.StoragePath``), and what comes back from each:
 
 - ``codec``: the job's lossy codec; decoded pixels, turned to display orientation (EXIF orientation
   tag removed), metadata (``image_info``) written back into the restored file.
@@ -28,17 +28,14 @@ coded row whose bitstream plus metadata is not smaller than the file by ``margin
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
-from typing import Iterable
-
-from PIL import Image, ImageOps
 
 from model.lossless import encode_pixels, jpeg_to_jxl, pixel_mode
 from model.metadata import FileFacts
 
-CODEC, LOSSLESS, JPEG_XL, ORIGINAL, NONE = "codec", "lossless", "jpeg-xl", "original", "none"
-PATHS = (CODEC, LOSSLESS, JPEG_XL, ORIGINAL, NONE)
+from ..records.paths import StoragePath, oriented
+
+CODEC, LOSSLESS, JPEG_XL, ORIGINAL = StoragePath.CODEC, StoragePath.LOSSLESS, StoragePath.JPEG_XL, StoragePath.ORIGINAL
 CODEC_MODES = frozenset({"RGB", "L", "P", "1"})  # what the codec takes without converting the colours
 
 
@@ -57,7 +54,7 @@ class Policy:
 class Kept:
     """A decided row's stored bytes (the ``bitstream`` column) and what it says about them."""
 
-    stored_as: str
+    stored_as: StoragePath
     because: str
     data: bytes | None  # None: the codec's bitstream, still to be made
 
@@ -91,13 +88,6 @@ def reductions(facts: FileFacts) -> str:
     unit = {"multi-page": "pages", "multi-image": "images"}.get(frames_kind(facts), "frames")
     lost = ([f"first of {facts.frames} {unit}"] if facts.frames > 1 else []) + (["8 of 16 bits"] if facts.bits > 8 else [])
     return "policy, " + " and ".join(lost) + " kept (flag)" if lost else "policy"
-
-
-def oriented(data: bytes) -> Image.Image:
-    """The first frame, turned to display orientation."""
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return ImageOps.exif_transpose(img)
 
 
 def keep_losslessly(data: bytes, facts: FileFacts, because: str) -> Kept:
@@ -136,27 +126,3 @@ def after_coding(kept: Kept, bitstream: bytes, info_bytes: int, original: bytes,
     if len(bitstream) + info_bytes >= len(original) * (1 - policy.margin):
         return Kept(ORIGINAL, "original smaller", original)
     return Kept(CODEC, kept.because, bitstream)
-
-
-def count_path(paths: dict[str, dict], stored_as: str, because: str, rows: int, stored: int, original: int) -> None:
-    """Add ``rows`` rows of one path and reason to ``paths`` (stored_as -> {rows, bytes, orig_bytes, because})."""
-    p = paths.setdefault(stored_as, {"rows": 0, "bytes": 0, "orig_bytes": 0, "because": {}})
-    p["rows"], p["bytes"], p["orig_bytes"] = p["rows"] + rows, p["bytes"] + stored, p["orig_bytes"] + original
-    p["because"][because] = p["because"].get(because, 0) + rows
-
-
-def sum_paths(each: Iterable[dict[str, dict]]) -> dict[str, dict]:
-    """The paths of several shards added up."""
-    out: dict[str, dict] = {}
-    for paths in each:
-        for stored_as, p in (paths or {}).items():
-            for i, (because, n) in enumerate(p["because"].items()):  # bytes counted once, with the first reason
-                count_path(out, stored_as, because, n, p["bytes"] if i == 0 else 0, p["orig_bytes"] if i == 0 else 0)
-    return out
-
-
-def describe_paths(paths: dict[str, dict]) -> str:
-    """One line: how many rows took each path, why, and their bytes against the originals'."""
-    return "kept: " + "; ".join(
-        f"{path} {p['rows']} rows ({', '.join(f'{why} {n}' for why, n in sorted(p['because'].items()))}), "
-        f"{p['bytes']} of {p['orig_bytes']} original bytes" for path, p in sorted(paths.items()))

@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from .storage import Storage, etag, is_local, is_s3, join, redact
+from ..io.storage import Storage, etag, is_local, is_s3, join, redact
 
 LEASE = "_lock.json"
 

@@ -15,7 +15,7 @@ import time
 import ray
 from tqdm import tqdm
 
-from .records import Record
+from ..records.files import Record
 
 
 @ray.remote(num_cpus=0)

@@ -2,7 +2,7 @@
 
 The entropy decoder is native code that trusts its input. ``model.guard`` refuses every hostile
 string we know of; a crash we do not know of must still cost one row, not the worker and its shard.
-So a decode worker never decodes in its own process: a child (``python -m pipeline.sandbox``) holds
+So a decode worker never decodes in its own process: a child (``python -m pipeline.decode.sandbox``) holds
 the codecs and decodes, with its data segment capped (``Limits.memory_bytes``, RLIMIT_DATA: an
 allocation beyond it fails as MemoryError instead of swapping the machine) and each call under a
 deadline. When the child dies (a signal, the deadline), the batch is split in halves until the
@@ -24,8 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .child import Limits, child_streams, peak_rss_bytes, recv, send, start_child
-from .faults import InfrastructureError
+from ..io.child import Limits, child_streams, peak_rss_bytes, recv, send, start_child
+from ..io.faults import InfrastructureError
 
 
 START_S = 600.0  # the most a child may take to start (a Python process and its imports)
@@ -92,7 +92,7 @@ class DecoderProcess:
         return what
 
     def _start(self) -> None:
-        self.proc = start_child("pipeline.sandbox")
+        self.proc = start_child("pipeline.decode.sandbox")
         send(self.proc.stdin, (self.settings, self.limits, self.device))
         self._reply(START_S)  # ("ready",): the calls' deadlines count from here
 
