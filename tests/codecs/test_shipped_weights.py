@@ -33,6 +33,17 @@ def test_every_family_ships_weights():
     assert {i.family for i in SHIPPED} >= {"cdc", "hyperprior", "cdc-avif"}
 
 
+def test_shipped_weights_fit_the_budget_and_every_preset_names_shipped_weights():
+    # the decode budget's bound on what ships (60 MB in all); a card's preset that names other weights
+    # (cdc-avif's ``decoder``) must name weights that ship, or the preset fails on a fresh install
+    assert sum(i.path.stat().st_size for i in SHIPPED) <= 60e6
+    names = {i.name for i in SHIPPED}
+    for info in SHIPPED:
+        presets = json.loads(info.path.with_suffix(".json").read_text()).get("decode_presets", {})
+        for preset, options in presets.items():
+            assert options.get("decoder", info.name) in names, (info.name, preset)
+
+
 @pytest.mark.parametrize("info", SHIPPED, ids=lambda i: i.name)
 def test_card_describes_its_weights(info):
     card = json.loads(info.path.with_suffix(".json").read_text())
