@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cdc-avif: weight of a patch discriminator's loss (HiFiC-style realism decoder; "
                         "with --final-gammas 0 --final-step-fraction 1 --rho: a one-step realism decoder)")
     p.add_argument("--critic-lr", type=float, default=d.critic_lr, help="the discriminator's learning rate")
+    p.add_argument("--critic-scales", type=int, default=d.critic_scales,
+                   help="with --adversarial: patch discriminators at this many scales (1, 1/2, 1/4 ...; "
+                        "3 is HiFiC's and pix2pixHD's multi-scale discriminator)")
     p.add_argument("--final-step-fraction", type=float, default=d.final_step_fraction,
                    help="CDC: share of each batch at t = 1, where deterministic decoding starts")
     p.add_argument("--lpips-weights", default=None, help="complete LPIPS state dict (.pth)")

@@ -8,6 +8,11 @@ relu7, 512 at 1/16), concatenated: 1,024 numbers. The backbone is the one inside
 No training loss here ever used SqueezeNet (the only perceptual loss trained was LPIPS-alex), so
 KID on it judges realism claims; it is not what any decoder was optimised for.
 
+A second judge, ``kid_deep``, reads only the last two stages (``DEEP_STAGES``: relu6 and relu7, 512 channels each,
+at 1/16 resolution): what the deep-feature judges of FID-style figures see (shapes,
+blotches, fur as stone) rather than edges and grain, which the shallow stage rewards. SqueezeNet is the
+only ImageNet network here that no loss touched (AlexNet is LPIPS's), so its last stages are the deep judge.
+
 KID (Binkowski et al. 2018) is the unbiased MMD² between the two feature sets under the cubic
 polynomial kernel k(x, y) = (x.y / d + 1)³, averaged over ``subsets`` random subsets of
 ``subset_size`` patches of each set (at most half of either), reported with its standard deviation over the subsets.
@@ -27,6 +32,8 @@ from .metrics import DEFAULT_PERCEPTUAL_DIR, load_lpips
 
 PATCH = 128
 STAGES = ("relu2", "relu4", "relu7")  # SqueezeNet 1.1 stages averaged into the features
+DEEP_STAGES = ("relu6", "relu7")  # its last two stages: the deep-feature judge
+JUDGES = {"kid": STAGES, "kid_deep": DEEP_STAGES}  # judge name -> the stages its features average
 SUBSETS, SUBSET_SIZE = 100, 100
 
 
@@ -64,16 +71,26 @@ class SqueezeFeatures:
         self.scaling, self.net, self.batch = lpips.scaling_layer, lpips.net, batch
 
     def __call__(self, patch_stack: np.ndarray) -> np.ndarray:
-        """N x H x W x 3 uint8 -> N x 1,024 float64 features."""
+        """N x H x W x 3 uint8 -> N x 1,024 float64 features (``STAGES``)."""
+        return self.judges(patch_stack)["kid"]
+
+    def judges(self, patch_stack: np.ndarray) -> dict[str, np.ndarray]:
+        """Each judge's features of N x H x W x 3 uint8 patches (``JUDGES``), from one pass of the network."""
         import torch
 
-        out = []
+        out: dict[str, list] = {judge: [] for judge in JUDGES}
         with torch.inference_mode():
             for i in range(0, len(patch_stack), self.batch):
                 x = torch.from_numpy(np.ascontiguousarray(patch_stack[i:i + self.batch])).permute(0, 3, 1, 2)
                 stages = self.net(self.scaling(x.float() / 127.5 - 1))._asdict()
-                out.append(torch.cat([_normalised(stages[s]).mean(dim=(2, 3)) for s in STAGES], dim=1).double().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 1024))
+                pooled = {s: _normalised(a).mean(dim=(2, 3)) for s, a in stages.items()}
+                for judge, names in JUDGES.items():
+                    out[judge].append(torch.cat([pooled[s] for s in names], dim=1).double().numpy())
+        dims = {judge: sum(CHANNELS[s] for s in names) for judge, names in JUDGES.items()}
+        return {j: np.concatenate(v) if v else np.zeros((0, dims[j])) for j, v in out.items()}
+
+
+CHANNELS = {"relu1": 64, "relu2": 128, "relu3": 256, "relu4": 384, "relu5": 384, "relu6": 512, "relu7": 512}  # SqueezeNet 1.1
 
 
 def _normalised(act):

@@ -31,9 +31,10 @@ import numpy as np
 
 from ..registry import load_codec
 from .metrics import psnr, ssimulacra2, tool_values, usable_tool_metrics
-from .realism import SqueezeFeatures, kid, patches
+from .realism import JUDGES, SqueezeFeatures, kid, patches
 
 KID_RATIO, PSNR_DROP, MIN_RATES, BPP_SPAN = 0.5, 1.5, 3, (0.08, 0.3)  # the issue's musts
+DEEP_KID_RATIO = 0.4  # issue 30: deep-feature KID against AVIF's at the same quality
 
 
 def _ints(text):
@@ -97,9 +98,9 @@ def curve_label(kind: str, setting: dict | None = None) -> str:
 
 
 def evaluate_image(name: str, rgb: np.ndarray, q: int, codecs: dict, args, features, tools) -> tuple[list[dict], dict]:
-    """(points, curve|quality -> patch features) of one image at AVIF quality ``q``; key 'original'
-    holds the original's."""
-    feats = {"original": features(patches(rgb))}
+    """(points, judge -> curve|quality -> patch features) of one image at AVIF quality ``q``; key
+    'original' holds the original's (``realism.JUDGES``: the SqueezeNet judge and the deep one)."""
+    feats = {judge: {"original": f} for judge, f in features.judges(patches(rgb)).items()}
     points = []
     h, w = rgb.shape[:2]
 
@@ -114,7 +115,8 @@ def evaluate_image(name: str, rgb: np.ndarray, q: int, codecs: dict, args, featu
         if "ssimulacra2" in args.metric_list:
             point["ssimulacra2"] = ssimulacra2(rgb, out)
         points.append(point)
-        feats[f"{curve}|{quality}"] = features(patches(out))
+        for judge, f in features.judges(patches(out)).items():
+            feats[judge][f"{curve}|{quality}"] = f
 
     avif = codecs["avif"].encode([rgb], quality=q, effort=args.effort)[0]
     measure("avif", q, avif, lambda: codecs["avif"].decode([avif])[0])
@@ -166,7 +168,8 @@ def run(args, images: list | None = None) -> None:
                     continue
                 t0 = time.perf_counter()
                 points, feats = evaluate_image(name, loaded.rgb, q, codecs, args, features, tools)
-                np.savez(stem.with_suffix(".npz"), **feats)
+                for judge, judged in feats.items():
+                    np.savez(features_path(stem.with_suffix(".json"), judge), **judged)
                 stem.with_suffix(".json").write_text(json.dumps(points))  # written last: marks it done
                 print(f"[{i + 1}/{len(images)}] {name} q{q}: {len(points)} points in "
                       f"{time.perf_counter() - t0:.0f} s", flush=True)
@@ -189,29 +192,43 @@ def check_same_run(folder: Path, args, codecs: dict) -> None:
     run_file.write_text(json.dumps(this))
 
 
+def features_path(points_path: Path, judge: str) -> Path:
+    """Where one image's patch features for ``judge`` are kept beside its points: ``NAME.npz`` for the
+    SqueezeNet judge (as before the deep judge), ``NAME.kid_deep.npz`` for the deep one."""
+    return points_path.with_suffix(".npz" if judge == "kid" else f".{judge}.npz")
+
+
 def summarise(folder: Path) -> tuple[list[dict], list[dict]]:
-    """(one row per (curve, quality): means over images and KID over all their patches; every point)."""
+    """(one row per (curve, quality): means over images and each judge's KID over all their patches, NaN
+    where an image was evaluated before that judge existed; every point)."""
     points, feats, originals = [], {}, {}
     for path in sorted(p for p in folder.glob("*.json") if p.name != "run.json"):
         mine = json.loads(path.read_text())
         points += mine
-        with np.load(path.with_suffix(".npz")) as f:
-            for q in {p["quality"] for p in mine}:  # KID at q: against the originals evaluated at q
-                originals.setdefault(q, []).append(f["original"])
-            for key in (k for k in f.files if k != "original"):
-                feats.setdefault(key, []).append(f[key])
+        for judge in JUDGES:
+            if not features_path(path, judge).exists():
+                continue
+            with np.load(features_path(path, judge)) as f:
+                for q in {p["quality"] for p in mine}:  # KID at q: against the originals evaluated at q
+                    originals.setdefault((judge, q), []).append(f["original"])
+                for key in (k for k in f.files if k != "original"):
+                    feats.setdefault(key, {}).setdefault(judge, []).append(f[key])
     rows = []
-    for key, parts in feats.items():
+    for key, judged in feats.items():
         curve, quality = key.rsplit("|", 1)
         mine = [p for p in points if p["curve"] == curve and p["quality"] == int(quality)]
-        score = kid(np.concatenate(originals[int(quality)]), np.concatenate(parts))
         row = {"curve": curve, "quality": int(quality), "images": len(mine)}
         for col in ("bpp", "psnr", "ssimulacra2", "butteraugli", "butteraugli_p3"):
             values = [p[col] for p in mine if col in p]
             row[col] = float(np.mean(values)) if values else math.nan
+        for judge in JUDGES:
+            parts = judged.get(judge, [])
+            score = kid(np.concatenate(originals[judge, int(quality)]), np.concatenate(parts)) \
+                if len(parts) == len(mine) else None  # every image judged, or no figure
+            row.update({judge: score.mean if score else math.nan, f"{judge}_std": score.std if score else math.nan})
+            row.setdefault("patches", score.patches if score else 0)
         pixels = sum(p["height"] * p["width"] for p in mine)
-        row.update(kid=score.mean, kid_std=score.std, patches=score.patches,
-                   decode_s_per_mp=sum(p["decode_s"] for p in mine) / pixels * 1e6)
+        row["decode_s_per_mp"] = sum(p["decode_s"] for p in mine) / pixels * 1e6
         rows.append(row)
     return rows, points
 
@@ -222,17 +239,22 @@ def musts(rows: list[dict], mse: str) -> list[dict]:
     by = {(r["curve"], r["quality"]): r for r in rows}
     out = []
     for curve in dict.fromkeys(r["curve"] for r in rows if is_candidate(r["curve"])):
-        met, detail = 0, []
+        met, deep_met, detail = 0, 0, []
         for q in sorted({r["quality"] for r in rows}):
             mine, avif, ref = by.get((curve, q)), by.get(("avif", q)), by.get((mse, q))
             if not (mine and avif and ref) or not BPP_SPAN[0] <= mine["bpp"] <= BPP_SPAN[1]:
                 continue
             ok = (mine["kid"] <= KID_RATIO * avif["kid"] and mine["kid"] <= KID_RATIO * ref["kid"]
                   and mine["psnr"] >= avif["psnr"] - PSNR_DROP)
-            met += ok
+            deep_ok = mine.get("kid_deep", math.nan) <= DEEP_KID_RATIO * avif.get("kid_deep", math.nan) \
+                and mine["psnr"] >= avif["psnr"] - PSNR_DROP
+            met, deep_met = met + ok, deep_met + deep_ok
+            deep = f", deep KID/AVIF {mine['kid_deep'] / avif['kid_deep']:.2f}{' ✓' if deep_ok else ''}" \
+                if not math.isnan(mine.get("kid_deep", math.nan)) else ""
             detail.append(f"q{q}: KID/AVIF {mine['kid'] / avif['kid']:.2f}, KID/MSE {mine['kid'] / ref['kid']:.2f}, "
-                          f"ΔPSNR {mine['psnr'] - avif['psnr']:+.2f} dB{' ✓' if ok else ''}")
-        out.append({"curve": curve, "rates_met": met, "passes": met >= MIN_RATES, "detail": "; ".join(detail)})
+                          f"ΔPSNR {mine['psnr'] - avif['psnr']:+.2f} dB{' ✓' if ok else ''}{deep}")
+        out.append({"curve": curve, "rates_met": met, "passes": met >= MIN_RATES, "deep_rates_met": deep_met,
+                    "deep_passes": deep_met >= MIN_RATES, "detail": "; ".join(detail)})
     return out
 
 
@@ -252,23 +274,27 @@ def write_report(args) -> None:
         writer.writeheader()
         writer.writerows(points)
     cols = ("curve", "quality", "bpp", "psnr", "ssimulacra2", "butteraugli", "butteraugli_p3", "kid", "kid_std",
-            "patches", "decode_s_per_mp")
+            "kid_deep", "kid_deep_std", "patches", "decode_s_per_mp")
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     table = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     table += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |"
               for r in sorted(rows, key=lambda r: (r["quality"], r["curve"]))]
     mse = mse_curve(rows)
     verdicts = musts(rows, mse)
-    verdict = ["| decode under test | rates meeting the musts | per quality |", "|---|---|---|"]
-    verdict += [f"| {v['curve']} | {v['rates_met']}{' (passes)' if v['passes'] else ''} | {v['detail']} |"
+    verdict = ["| decode under test | rates meeting the musts | rates meeting the deep must | per quality |",
+               "|---|---|---|---|"]
+    verdict += [f"| {v['curve']} | {v['rates_met']}{' (passes)' if v['passes'] else ''} | "
+                f"{v['deep_rates_met']}{' (passes)' if v['deep_passes'] else ''} | {v['detail']} |"
                 for v in sorted(verdicts, key=lambda v: -v["rates_met"])]
     images = sorted({p["image"] for p in points})
     text = [f"# Realism: {len(images)} images, effort and qualities as run", "",
             "KID: patch KID on SqueezeNet 1.1 (x 1, lower is better; mean over 100 subsets, kid_std their spread); "
             "ssimulacra2 higher is better; butteraugli (max-norm) and butteraugli_p3 lower is better; "
+            "kid_deep: patch KID on SqueezeNet's last two stages only (relu6, relu7: deep features). "
             "decode_s_per_mp: CPU seconds per megapixel on one thread.", "", *table, "",
             f"## The musts: KID ≤ {KID_RATIO}x AVIF's and {mse}'s, PSNR ≥ AVIF − {PSNR_DROP} dB, "
-            f"at ≥ {MIN_RATES} rates in {BPP_SPAN[0]}-{BPP_SPAN[1]} bpp", "", *verdict, "",
+            f"at ≥ {MIN_RATES} rates in {BPP_SPAN[0]}-{BPP_SPAN[1]} bpp; the deep must: deep KID ≤ "
+            f"{DEEP_KID_RATIO}x AVIF's, PSNR ≥ AVIF − {PSNR_DROP} dB", "", *verdict, "",
             "Images: " + ", ".join(images), ""]
     (args.out / "realism.md").write_text("\n".join(text))
     plot(rows, args.out / "realism.png")
@@ -282,20 +308,21 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), dpi=110)
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5), dpi=110)
     curves = list(dict.fromkeys(r["curve"] for r in rows))
     colours = plt.get_cmap("tab20")
     for i, curve in enumerate(curves):
         mine = sorted((r for r in rows if r["curve"] == curve), key=lambda r: r["bpp"])
         style = dict(lw=2.2, color="k" if curve == "avif" else "tab:red", ms=5) if not is_candidate(curve) \
             else dict(lw=0.9, color=colours(i % 20), ms=3, ls="--" if "ancestral" in curve else "-")
-        for ax, metric in zip(axes, ("kid", "psnr")):
+        for ax, metric in zip(axes, ("kid", "kid_deep", "psnr")):
             ax.plot([r["bpp"] for r in mine], [r[metric] for r in mine], marker="o", label=curve, **style)
-    for ax, label in zip(axes, ("patch KID, SqueezeNet (lower is more realistic)", "PSNR (dB)")):
+    for ax, label in zip(axes, ("patch KID, SqueezeNet (lower is more realistic)",
+                                "patch KID, SqueezeNet's last stages (deep)", "PSNR (dB)")):
         ax.set_xlabel("bits per pixel (real bitstreams)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=6, loc="lower right", ncol=2)
+    axes[2].legend(fontsize=6, loc="lower right", ncol=2)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

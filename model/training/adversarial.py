@@ -3,7 +3,8 @@
 A small patch discriminator, conditioned on what the decoder was given (the AVIF base), tells
 decoded images from originals; the decoder is trained to fool it beside its MSE and LPIPS terms, so
 it draws texture its MSE objective would average away. Non-saturating losses; spectral norm keeps
-the discriminator's gradients bounded, so no gradient penalty is needed.
+the discriminator's gradients bounded, so no gradient penalty is needed. ``MultiScaleDiscriminator`` judges the image at several scales
+(pix2pixHD, as HiFiC does): the coarser critics see blotches larger than one patch's field.
 """
 
 from __future__ import annotations
@@ -31,11 +32,39 @@ class PatchDiscriminator(nn.Module):
         return self.body(torch.cat([image, cond], dim=1))
 
 
-def discriminator_loss(critic: PatchDiscriminator, real, fake, cond) -> torch.Tensor:
-    """-log D(real) - log(1 - D(fake)); ``fake`` is detached by the caller."""
-    return F.softplus(-critic(real, cond)).mean() + F.softplus(critic(fake, cond)).mean()
+class MultiScaleDiscriminator(nn.Module):
+    """``scales`` patch discriminators, the k-th on image and condition average-pooled by 2^k: fields of
+    about 46, 92, 184 px; the logit maps of every scale, finest first."""
+
+    def __init__(self, scales: int = 3, cond_channels: int = 3, width: int = 64):
+        super().__init__()
+        self.critics = nn.ModuleList(PatchDiscriminator(cond_channels, width) for _ in range(scales))
+
+    def forward(self, image, cond) -> list[torch.Tensor]:
+        maps = []
+        for k, critic in enumerate(self.critics):
+            if k:
+                image, cond = F.avg_pool2d(image, 2), F.avg_pool2d(cond, 2)
+            maps.append(critic(image, cond))
+        return maps
 
 
-def generator_loss(critic: PatchDiscriminator, fake, cond) -> torch.Tensor:
-    """-log D(fake): the non-saturating generator loss."""
-    return F.softplus(-critic(fake, cond)).mean()
+def make_critic(scales: int) -> nn.Module:
+    """The run's discriminator: one patch discriminator (the shipped realism decoder's), or several scales."""
+    return PatchDiscriminator() if scales == 1 else MultiScaleDiscriminator(scales)
+
+
+def _mean_over_scales(logits, loss) -> torch.Tensor:
+    maps = logits if isinstance(logits, list) else [logits]
+    return sum(loss(m).mean() for m in maps) / len(maps)
+
+
+def discriminator_loss(critic: nn.Module, real, fake, cond) -> torch.Tensor:
+    """-log D(real) - log(1 - D(fake)), averaged over scales; ``fake`` is detached by the caller."""
+    return (_mean_over_scales(critic(real, cond), lambda m: F.softplus(-m))
+            + _mean_over_scales(critic(fake, cond), F.softplus))
+
+
+def generator_loss(critic: nn.Module, fake, cond) -> torch.Tensor:
+    """-log D(fake): the non-saturating generator loss, averaged over scales."""
+    return _mean_over_scales(critic(fake, cond), lambda m: F.softplus(-m))

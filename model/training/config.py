@@ -16,6 +16,7 @@ class TrainConfig:
     rho: float = 0.0  # LPIPS weight (CDC, cdc-avif)
     adversarial: float = 0.0  # weight of a patch discriminator's generator loss (cdc-avif; training/adversarial.py)
     critic_lr: float = 1e-4  # the discriminator's Adam rate
+    critic_scales: int = 1  # discriminators at 1, 1/2, 1/4 ... of the image (1: one patch discriminator)
     final_step_fraction: float = 0.0  # diffusion codecs: share of each batch trained at t = 1
     lpips_weights: str | None = None  # default: ../shared/data/perceptual/lpips_alex.pth when present
     steps: int = 10_000

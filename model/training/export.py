@@ -55,7 +55,7 @@ def _objective(cfg: TrainConfig, model) -> dict:
     dropout = cfg.loss_options.get("base_dropout", getattr(model.cfg, "base_dropout", None))
     card = objective_card(cfg.final_step_fraction, gammas, dropout)
     if cfg.adversarial > 0:  # a realism decoder: its discriminator and LPIPS weights beside the objective
-        card["objective_settings"].update(adversarial=cfg.adversarial, rho=cfg.rho)
+        card["objective_settings"].update(adversarial=cfg.adversarial, rho=cfg.rho, critic_scales=cfg.critic_scales)
     return card
 
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from ..hooks import resolve
 from ..registry import get_family
 from ..zoo import build_network, load_network, named_config, networks_of
-from .adversarial import PatchDiscriminator, discriminator_loss, generator_loss
+from .adversarial import discriminator_loss, generator_loss, make_critic
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 
@@ -75,7 +75,7 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
     critic = critic_opt = None
     if cfg.adversarial > 0:  # HiFiC-style: a patch discriminator conditioned on the base
-        critic = PatchDiscriminator().to(device)
+        critic = make_critic(cfg.critic_scales).to(device)
         critic_opt = torch.optim.Adam(critic.parameters(), lr=cfg.critic_lr, betas=(0.5, 0.999))
     step, elapsed0 = load_checkpoint(out, model, ema, opt, aux_opt, critic, critic_opt)
     net = wrap(model) if wrap else model

@@ -36,6 +36,10 @@ def test_the_grid_measures_every_curve_and_resumes(tmp_path, capsys):
     assert len(points) == 1 + 2 * (2 + 5)  # header, qualities x (avif, mse, 5 prior settings)
     rows = list(csv.DictReader(points))
     assert all(0 < float(r["ssimulacra2"]) <= 100 for r in rows)  # measured beside Butteraugli, not overwritten
+    header = next(line for line in table.splitlines() if line.startswith("| curve"))
+    assert "| kid_deep | kid_deep_std |" in header  # the deep judge measured every curve: no nan in its column
+    kid_deep = header.split(" | ").index("kid_deep")
+    assert all(line.split(" | ")[kid_deep] != "nan" for line in table.splitlines() if line.startswith("| avif |"))
 
     capsys.readouterr()
     assert main(argv) == 0  # every image was done: nothing is decoded again
@@ -57,3 +61,10 @@ def test_the_musts_compare_at_each_quality_within_the_span():
     assert verdict["prior a"]["rates_met"] == 3 and verdict["prior a"]["passes"]  # q40 is above 0.3 bpp
     assert verdict["prior b"]["rates_met"] == 2 and not verdict["prior b"]["passes"]  # 2 dB below AVIF at q10
     assert "KID/AVIF 0.25, KID/MSE 0.20, ΔPSNR -1.00 dB ✓" in verdict["prior a"]["detail"]
+    assert verdict["prior a"]["deep_rates_met"] == 0  # rows without the deep judge meet no deep must
+
+    for r in rows:  # the deep must: deep KID <= 0.4x AVIF's, PSNR >= AVIF - 1.5 dB
+        r["kid_deep"] = {"avif": 1.0, "cdc-avif-m-mse": 0.9, "prior a": 0.35, "prior b": 0.45}[r["curve"]]
+    verdict = {v["curve"]: v for v in musts(rows, "cdc-avif-m-mse")}
+    assert verdict["prior a"]["deep_rates_met"] == 3 and verdict["prior a"]["deep_passes"]
+    assert verdict["prior b"]["deep_rates_met"] == 0 and "deep KID/AVIF 0.45" in verdict["prior b"]["detail"]

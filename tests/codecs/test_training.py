@@ -141,6 +141,23 @@ def test_adversarial_run_trains_a_discriminator_resumes_it_and_says_so_on_the_ca
     assert adv["fake"].shape == x.shape and not adv["fake"].requires_grad
 
 
+def test_multiscale_discriminator_judges_coarser_scales_and_learns_from_each():
+    """--critic-scales 3: one patch discriminator per scale (1, 1/2, 1/4), each on the pooled image and
+    condition; the losses average the scales, and every scale's critic gets a gradient."""
+    from model.training.adversarial import MultiScaleDiscriminator, discriminator_loss, generator_loss, make_critic
+
+    critic = MultiScaleDiscriminator(scales=3, width=8)
+    x, cond = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    maps = critic(x, cond)
+    assert [m.shape[-1] for m in maps] == [8, 4, 2]  # 1/8 of 64, 32, 16 px
+    discriminator_loss(critic, x, x.flip(-1), cond).backward()
+    assert all(c.body[0].parametrizations.weight.original.grad.abs().sum() > 0 for c in critic.critics)
+    single = critic.critics[0]
+    assert float(generator_loss(single, x, cond)) == pytest.approx(
+        float(torch.nn.functional.softplus(-single(x, cond)).mean()))
+    assert type(make_critic(1)).__name__ == "PatchDiscriminator" and len(make_critic(2).critics) == 2
+
+
 def test_each_family_names_its_own_training_samples():
     """The training loop takes a family's samples from its own hook (``Networks.training_samples``), not from a
     table of names in the loop: cdc-avif's are AVIF pairs, the others' photo crops; a hook naming nothing says so."""
