@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..nn.psnr import psnr_from_mse
+
 MS_SSIM_MIN_SIDE = 161  # pytorch-msssim asserts short side > (win_size - 1) * 2**4
 
 
@@ -122,8 +124,7 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB over all pixels and channels, peak 255; ``inf`` for identical images."""
     a, b = _check_pair(a, b)
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return math.inf if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+    return psnr_from_mse(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
 
 
 def _to_tensor(a: np.ndarray):

@@ -1,7 +1,7 @@
 """Realism against fidelity: AVIF, the MSE decoder, a prior under a grid of decodes and one-step
 realism decoders, judged by patch KID (``realism``), PSNR, SSIMULACRA2 and Butteraugli at AVIF's own bits.
 
-    python jobs/realism.py --prior /work/prior/cdc-avif-m-prior.safetensors \\
+    python jobs/realism.py --prior cdc-avif-m-prior \\
         --heldout ../shared/data/train --kodak ../shared/data/kodak --out results/realism
 
 Per image (the held-out slice of ``--heldout``, 1 file in ``--heldout-every`` by name hash, spread
