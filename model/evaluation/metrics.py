@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..nn.psnr import psnr_from_mse
+from .extra import import_extra
 
 MS_SSIM_MIN_SIDE = 161  # pytorch-msssim asserts short side > (win_size - 1) * 2**4
 
@@ -152,7 +153,8 @@ def ssimulacra2(a: np.ndarray, b: np.ndarray) -> float:
     import io
 
     from PIL import Image
-    from ssimulacra2 import compute_ssimulacra2
+
+    compute_ssimulacra2 = import_extra("ssimulacra2").compute_ssimulacra2
 
     a, b = _check_pair(a, b)
     files = []
@@ -172,8 +174,9 @@ def load_lpips(weights_path: str | Path | None = None, net: str = "alex", device
     """
     import warnings
 
-    import lpips
     import torch
+
+    lpips = import_extra("lpips")
 
     with warnings.catch_warnings():  # lpips 0.1.4 calls torchvision with its deprecated `pretrained=`
         warnings.simplefilter("ignore", UserWarning)

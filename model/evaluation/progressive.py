@@ -39,6 +39,7 @@ from ..registry import load_codec
 from ..threads import fixed_threads
 from ..weights import WeightsResolver
 from .inputs import load_images
+from .extra import pyplot
 from .bdrate import bd_rate
 from .metrics import DEFAULT_PERCEPTUAL_DIR, load_lpips, lpips_weight_files, ms_ssim, psnr
 from .rd import METRICS, averages, curves
@@ -82,10 +83,7 @@ def prefix_points(codec, name: str, rgb: np.ndarray, encode: dict, lpips_models:
 
 
 def prefix_figure(tiles: list[tuple[dict, object]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(tiles), figsize=(2.6 * len(tiles), 3.1), dpi=110)
     for ax, (p, image) in zip(np.atleast_1d(axes), tiles):

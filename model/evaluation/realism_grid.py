@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..registry import load_codec
+from .extra import pyplot
 from .metrics import psnr, ssimulacra2, tool_values, usable_tool_metrics
 from .realism import SqueezeFeatures, kid, patches
 
@@ -277,10 +278,7 @@ def write_report(args) -> None:
 
 def plot(rows: list[dict], path: Path) -> None:
     """KID and PSNR against bpp: AVIF, the MSE decoder, and the prior's settings."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), dpi=110)
     curves = list(dict.fromkeys(r["curve"] for r in rows))
