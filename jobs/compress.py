@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-member-mb", type=float, default=EncodeSettings.max_member_bytes / 2**20,
                    help="larger tar members are not read: their sample becomes an error row "
                         f"(default {EncodeSettings.max_member_bytes / 2**20:g})")
-    k = p.add_argument_group("what is kept (README: What the archive keeps)")
+    k = p.add_argument_group("what is kept (docs/archive.md)")
     k.add_argument("--lossless", action="store_true",
                    help="keep every image losslessly: JPEGs recompressed by JPEG XL (the original file comes back byte "
                         "for byte), PNGs as JPEG XL pixels, others as their files; whichever is smaller than the file")

@@ -7,7 +7,7 @@
     python jobs/decompress.py --audit 's3://bucket/corpus/shard-{000000..000999}.tar' --output out/audit
 
 Decoding writes NAME.tar per archive file (the samples as they came: same keys, in a safe form, same
-member names; README: What the archive keeps) or NAME/KEY.png (decoded pixels; kept files and the
+member names; docs/archive.md) or NAME/KEY.png (decoded pixels; kept files and the
 other members beside them as KEY.EXT), each committed in one piece, then NAME.decoded.json (the
 shard's marker: rows, failed rows, the archive's error rows, original keys of renamed ones, image
 members written under another name: a PNG beside one its format's writer refused). One row never

@@ -1,7 +1,7 @@
 """Realism against fidelity on photos in no training set: AVIF, the MSE decoder and a prior under a
 grid of decodes (``model.evaluation.realism_grid`` says what is measured and written).
 
-    python jobs/realism.py --prior /work/prior/cdc-avif-m-prior.safetensors --out results/realism
+    python jobs/realism.py --prior model/weights/cdc-avif-m-prior.safetensors --out results/realism   # or a path
     python jobs/realism.py --prior cdc-avif-m-prior --heldout-limit 12 --kodak-limit 8 --out results/realism
 """
 

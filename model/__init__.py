@@ -5,7 +5,8 @@ The public interface, what the pipeline and the jobs import::
 
     from model import load_codec, load_codec_for_id, list_codecs, BitstreamError, load_image
 
-Metrics live with the evaluation (``model.evaluation.metrics``: ``psnr``, ``ms_ssim``), above the codecs.
+This package re-exports no metric: they live with the evaluation (``model.evaluation.metrics``: ``psnr``,
+``ms_ssim``), above the codecs (ARCHITECTURE.md: Layers).
 
 Importing this package registers the built-in families (``model/codecs/__init__.py``); new codec
 families register through ``register_family(Family(...))`` (see ``model.registry``), their networks and

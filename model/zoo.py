@@ -31,11 +31,6 @@ def codec_from_network(network, name: str, device: str = "cpu", **settings) -> C
     return wrap(network, name, released_sha256(network), device, **settings)
 
 
-def config_from_dict(d: dict):
-    """A network config from its stored form (``asdict``), through the config class of the family it names."""
-    return _config_of(_family_of_config(d), d)
-
-
 def _family_of_config(d: dict) -> Family:
     try:
         return get_family(d.get("family"))

@@ -1,9 +1,10 @@
-"""The batch pipeline, by role (ARCHITECTURE.md; each sub-package's docstring lists its modules' ideas):
+"""The batch pipeline, by role (each sub-package's docstring lists its modules' ideas; the import layers
+between them and ``model`` are described once, in ARCHITECTURE.md: Layers):
 
 - ``io``       where bytes live and how work fails: ``storage`` (local, s3://, atomic commits, retries),
                ``shards`` (WebDataset read and written), ``faults`` (input errors vs infrastructure faults),
                ``batches`` (batched calls, out-of-memory halves them), ``child`` (child processes that die
-               with their worker). The bottom layer: training and evaluation read through it too.
+               with their worker); training and evaluation read through it too.
 - ``records``  what is on disk: ``row`` (the typed archive row and its Arrow schema), ``paths`` (storage
                paths and their restore rules), ``archive`` (the Parquet writer, its bounds, complete shards),
                ``files`` (stats, markers, audit rows, manifests), ``markers`` (completion markers verified)
@@ -12,7 +13,4 @@
                may die), ``restore`` (a row back into its sample), ``decoding`` (one archive file -> tar or
                PNGs), ``outputs``, ``names`` (safe file names), ``audit`` and ``metrics``
 - ``run``      ``runner`` (what the jobs share), ``actors``, ``pool``, ``lease``, ``progress``, ``plan``
-
-``encode`` and ``decode`` do not import each other. The pipeline uses the codec only through the
-``model`` package's public interface.
 """

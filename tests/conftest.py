@@ -67,7 +67,7 @@ def s3_endpoint(ray_local):
 
 
 # Markers (pyproject.toml): ``cluster`` and ``faults`` are given here, by what a test uses, and both
-# imply ``slow``; ``pytest -m "not slow"`` is the quick loop (README: Contributor notes, Test markers).
+# imply ``slow``; ``pytest -m "not slow"`` is the quick loop (docs/contributing.md: Test markers).
 CLUSTER_FIXTURES = {"ray_local", "s3_endpoint"}  # a Ray session (the S3 server is started beside it)
 CLUSTER_MODULES = {"test_kill", "test_multinode", "test_ray_submit"}  # jobs run as processes, each starting Ray
 FAULT_MODULES = {"test_faults_s3", "test_kill", "test_lease", "test_memory_caps", "test_multinode", "test_orphans",

@@ -32,6 +32,7 @@ from ..format import BitstreamError, Container, pack
 from ..hooks import Evaluation, Networks
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 from ..nn.config import DiffusionConfig
+from ..nn.psnr import psnr_from_mse
 from ..weights import RESTORATION, make_codec_id
 from ..zoo import load_network
 
@@ -150,8 +151,7 @@ class AvifDiffusionCodec(Codec):
             if q not in psnrs:
                 base = read_base_payload(payload(q), h, w, self.name)
                 restored = self._restore([base], self.presets["steps"], 0.0, 0, 1.0, self.model.pad_multiple)[0]
-                mse = np.mean((restored.astype(np.float64) - rgb) ** 2)
-                psnrs[q] = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+                psnrs[q] = psnr_from_mse(np.mean((restored.astype(np.float64) - rgb) ** 2))
             return psnrs[q]
 
         quality, met = choose_quality(payload, psnr, min(caps) - overhead if caps else None, target_psnr)

@@ -26,6 +26,7 @@ import torch
 
 from ..rcc import RCCConfig, chunk_dims, decode_sample, encode_sample
 from ..rcc.coding import PayloadReader, PayloadWriter, header_bits
+from .extra import pyplot
 
 
 def equal_chunks(chunk_kl: float, n_chunks: int, dims_per_chunk: int, seed: int):
@@ -143,10 +144,7 @@ def coder_speed(n_chunks: int, cap_bits: int) -> dict:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     for method, marker in (("pfr", "o"), ("orc", "s")):

@@ -30,6 +30,7 @@ from ..codecs.avif_base import EFFORTS
 from ..registry import load_codec
 from ..threads import fixed_threads
 from .anchor import vs_anchor
+from .extra import pyplot
 from .rd import bd_rates
 from .sweep import evaluate_codec
 
@@ -153,11 +154,7 @@ def frontier_markdown(rows: list[dict], config: dict, span=PSNR_SPAN) -> str:
 
 def plot_frontier(rows: list[dict], path: Path, title: str) -> None:
     """BD-rate against AVIF default over encode seconds per megapixel (log), one labelled marker per curve."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig, ax = plt.subplots(figsize=(7, 5), dpi=110)

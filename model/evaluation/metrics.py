@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..nn.psnr import psnr_from_mse
+from .extra import import_extra
+
 MS_SSIM_MIN_SIDE = 161  # pytorch-msssim asserts short side > (win_size - 1) * 2**4
 
 
@@ -122,8 +125,7 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB over all pixels and channels, peak 255; ``inf`` for identical images."""
     a, b = _check_pair(a, b)
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return math.inf if mse == 0 else float(10.0 * np.log10(255.0**2 / mse))
+    return psnr_from_mse(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
 
 
 def _to_tensor(a: np.ndarray):
@@ -151,7 +153,8 @@ def ssimulacra2(a: np.ndarray, b: np.ndarray) -> float:
     import io
 
     from PIL import Image
-    from ssimulacra2 import compute_ssimulacra2
+
+    compute_ssimulacra2 = import_extra("ssimulacra2").compute_ssimulacra2
 
     a, b = _check_pair(a, b)
     files = []
@@ -171,8 +174,9 @@ def load_lpips(weights_path: str | Path | None = None, net: str = "alex", device
     """
     import warnings
 
-    import lpips
     import torch
+
+    lpips = import_extra("lpips")
 
     with warnings.catch_warnings():  # lpips 0.1.4 calls torchvision with its deprecated `pretrained=`
         warnings.simplefilter("ignore", UserWarning)

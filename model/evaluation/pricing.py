@@ -1,5 +1,5 @@
 """The cost model: what archiving and restoring images costs at stated cloud prices, from figures
-measured on this machine (README: Sizing; ``jobs/cost.py`` prints the table and measures them again).
+measured on this machine (docs/operators.md: Sizing; ``jobs/cost.py`` prints the table and measures them again).
 
 CPU seconds per megapixel are one thread's (libaom, torch), timed as in ``frontier``. GPU seconds
 per megapixel come from the network's multiply-accumulates per pixel and step over a stated GPU
@@ -44,7 +44,7 @@ def run_estimate(shard_seconds: float, cpus: float, gpus: float, bytes_written: 
     return (f"estimate: {cpu_h:.4g} CPU-hours, {gpu_h:.4g} GPU-hours held by workers, {gb:.4g} GB {written}; "
             f"${cost['compute']:.4g} compute at ${prices.cpu_hour:g}/CPU-hour and ${prices.gpu_hour:g}/GPU-hour"
             + (f", ${cost['storage']:.4g} to keep it {prices.months} months at ${prices.storage_gb_month:g}/GB-month"
-               if written == "archived" else "") + " (README: Sizing)")
+               if written == "archived" else "") + " (docs/operators.md: Sizing)")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Progressive (DiffC) bitstreams against references, on 256x256 crops: every prefix of one
 bitstream per image is an RD point, so each bitstream draws one curve.
 
-    python -m model.evaluation.progressive --weights-dir /work/notes/weights --weights cdc-avif-mse \\
+    python -m model.evaluation.progressive --weights cdc-avif-m-prior \\
         --images ../shared/data/kodak --names kodim04.png,kodim08.png --out results/diffc
+
+(``--weights-dir DIR`` looks the weights name up in DIR instead of ``model/weights``.)
 
 Writes points.csv (per image and point), averages.csv, results.json, rd_{psnr,ms_ssim,lpips,lpips_squeeze}.png and
 prefixes.png (one crop decoded from successive prefixes of one bitstream). References: ``avif-qN``
@@ -13,7 +15,7 @@ default options, nothing else: one table of bpp and PSNR at every prefix of ever
 PSNR rise at each?), the encode time (wall and CPU seconds), and the BD-rate against AVIF at the
 base layer's effort (fast), on PSNR::
 
-    OMP_NUM_THREADS=1 python -m model.evaluation.progressive --musts --weights-dir /work/prior \
+    OMP_NUM_THREADS=1 python -m model.evaluation.progressive --musts \
         --images ../shared/data/train --held-out 10 --qualities 40 --out results/diffc/musts
 """
 
@@ -37,6 +39,7 @@ from ..registry import load_codec
 from ..threads import fixed_threads
 from ..weights import WeightsResolver
 from .inputs import load_images
+from .extra import pyplot
 from .bdrate import bd_rate
 from .metrics import DEFAULT_PERCEPTUAL_DIR, load_lpips, lpips_weight_files, ms_ssim, psnr
 from .rd import METRICS, averages, curves
@@ -80,10 +83,7 @@ def prefix_points(codec, name: str, rgb: np.ndarray, encode: dict, lpips_models:
 
 
 def prefix_figure(tiles: list[tuple[dict, object]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(tiles), figsize=(2.6 * len(tiles), 3.1), dpi=110)
     for ax, (p, image) in zip(np.atleast_1d(axes), tiles):

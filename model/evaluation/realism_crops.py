@@ -1,7 +1,7 @@
 """Side-by-side crops for the eye: original | AVIF | cdc-avif-m-mse | the prior at one decode setting |
 one-step realism decoders, at 2x zoom (nearest neighbour), one row per AVIF quality, one PNG per subject.
 
-    python -m model.evaluation.realism_crops --prior /work/prior/cdc-avif-m-prior.safetensors \\
+    python -m model.evaluation.realism_crops --prior cdc-avif-m-prior \\
         --setting 4,0.8,0 --out results/realism
 
 Subjects (``--crop LABEL=PATH:X,Y``, repeatable; X, Y the top-left corner of a ``--size`` crop in

@@ -1,7 +1,7 @@
 """Realism against fidelity: AVIF, the MSE decoder, a prior under a grid of decodes and one-step
 realism decoders, judged by patch KID (``realism``), PSNR, SSIMULACRA2 and Butteraugli at AVIF's own bits.
 
-    python jobs/realism.py --prior /work/prior/cdc-avif-m-prior.safetensors \\
+    python jobs/realism.py --prior cdc-avif-m-prior \\
         --heldout ../shared/data/train --kodak ../shared/data/kodak --out results/realism
 
 Per image (the held-out slice of ``--heldout``, 1 file in ``--heldout-every`` by name hash, spread
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..registry import load_codec
+from .extra import pyplot
 from .metrics import psnr, ssimulacra2, tool_values, usable_tool_metrics
 from .realism import JUDGES, SqueezeFeatures, kid, patches
 
@@ -303,10 +304,7 @@ def write_report(args) -> None:
 
 def plot(rows: list[dict], path: Path) -> None:
     """KID and PSNR against bpp: AVIF, the MSE decoder, and the prior's settings."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.5), dpi=110)
     curves = list(dict.fromkeys(r["curve"] for r in rows))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .extra import pyplot
 from .metrics import LPIPS_COLUMNS, LPIPS_NETS, PERCEPTUAL_NAMES, SCORE_NAMES, TOOL_NAMES
 
 AXIS_LABELS = {
@@ -40,10 +41,7 @@ def center_crop(rgb: np.ndarray, side: int) -> np.ndarray:
 
 def plot_rd(rd_curves: dict[str, list[dict]], metric: str, path: Path, title: str) -> None:
     """One line per curve, bpp against ``metric``, saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
     colours = plt.get_cmap("tab10" if len(rd_curves) <= 10 else "tab20")

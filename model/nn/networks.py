@@ -7,13 +7,13 @@ x_start)`` (-> image in [0, 1]) and ``loss(x, lmbda, rho, perceptual)`` for trai
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 
 from .diffusion import ddim_sample, training_loss
 from .latent import CompressionModel, LatentCoder, analysis_transform, synthesis_transform
+from .psnr import psnr_from_mse
 from .unet import ConditionalUNet
 
 
@@ -91,5 +91,5 @@ class HyperpriorModel(_LatentModel):
         mse = F.mse_loss(x_hat, x)
         bpp = bits_per_pixel(likelihoods, x.shape[0] * x.shape[2] * x.shape[3])
         return {"loss": lmbda * 255**2 * mse + bpp, "bpp": bpp, "mse": mse.detach(),
-                "psnr": -10 * math.log10(max(mse.item(), 1e-10))}
+                "psnr": psnr_from_mse(max(mse.item(), 1e-10), peak=1.0)}
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from ..hooks import resolve
 from ..registry import get_family
+from ..nn.psnr import psnr_from_mse
 from ..zoo import build_network, load_network, named_config, networks_of
 from .adversarial import discriminator_loss, generator_loss, make_critic
 from .checkpoints import load_checkpoint, save_checkpoint
@@ -130,7 +131,7 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         step += 1
         figures = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in parts.items()}
         if "bpp" in figures:  # the latent codecs: mse is the image's
-            figures["psnr_est"] = -10 * math.log10(max(figures["mse"], 1e-10))
+            figures["psnr_est"] = psnr_from_mse(max(figures["mse"], 1e-10), peak=1.0)
         bar.update(1)
         bar.set_postfix({k: f"{v:.4g}" for k, v in figures.items() if k != "mse"})
         if report and step % 50 == 0:

@@ -1,5 +1,5 @@
-"""Summaries of audit columns (the metrics themselves are ``model.evaluation.metrics``'s PSNR and
-MS-SSIM, which ``model`` exports)."""
+"""Summaries of audit columns (the metrics themselves are ``model.evaluation.metrics``'s ``psnr`` and
+``ms_ssim``, which ``decode.audit`` imports from there)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ def add_common_args(p: argparse.ArgumentParser, default_batch: int) -> None:
     g = p.add_argument_group("workers")
     g.add_argument("--actors", type=int, default=None,
                    help="at most this many workers (Ray actors); default: as many as the plan finds room for "
-                        "(README: Running on a cluster)")
+                        "(docs/operators.md)")
     g.add_argument("--cpus-per-actor", type=float, default=None, help="CPUs (and threads) per worker (default 1)")
     g.add_argument("--gpus-per-actor", type=float, default=None,
                    help="GPUs per worker, a fraction shares one; default: none where the codec runs no network "

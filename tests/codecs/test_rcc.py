@@ -17,7 +17,7 @@ from model.rcc.coding import PayloadReader, PayloadWriter, header_bits
 from model.threads import fixed_threads as threads
 
 # The per-chunk cost above KL for the default config (cap_bits 12, chunk_bits 6), measured at
-# 2.45-3.0 bits from 0.1 to 1 bit of KL per dimension (model/evaluation/benchmark_rcc.py); the README states it.
+# 2.45-3.0 bits from 0.1 to 1 bit of KL per dimension (model/evaluation/benchmark_rcc.py); results/rcc/README.md states it.
 CHUNK_OVERHEAD_BITS = 2.7
 
 

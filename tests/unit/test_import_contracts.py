@@ -1,9 +1,10 @@
-"""The import layers (pyproject.toml ``[tool.importlinter]``, README: Import layers) hold, and a new back
+"""The import layers (pyproject.toml ``[tool.importlinter]``, described in ARCHITECTURE.md: Layers) hold, and a new back
 arrow or an unplaced module fails here."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,3 +57,23 @@ def test_a_back_arrow_breaks_the_contract(tmp_path):
     assert "model.nn is not allowed to import model.codecs" in result.stdout
     assert "model.nn.diffusion -> model.codecs.cdc_avif" in result.stdout
     assert "No cycles are allowed in model." in result.stdout
+
+
+def test_architecture_describes_every_layer_and_contract():
+    """ARCHITECTURE.md is the one description of the layers: it names each module of each layer, in the
+    contract's order, and every contract by its id."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    text = (REPO / "ARCHITECTURE.md").read_text()
+    assert "## Layers" in text, "ARCHITECTURE.md has no Layers section"
+    section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    layers = next(c for c in config["contracts"] if c["type"] == "layers")["layers"]
+    first_mention = []
+    for layer in layers:
+        names = [name.strip() for name in layer.replace("|", ":").split(":")]
+        missing = [name for name in names if f"`{name}`" not in section]
+        assert not missing, f"ARCHITECTURE.md (Layers) does not name {missing}, a layer of pyproject.toml"
+        first_mention.append(min(section.index(f"`{name}`") for name in names))
+    assert first_mention == sorted(first_mention), "ARCHITECTURE.md lists the layers in another order than pyproject.toml"
+    ids = [c["id"] for c in config["contracts"]]
+    unnamed = [i for i in ids if not re.search(rf"\((?:contract )?`{i}`\)", section)]
+    assert not unnamed, f"ARCHITECTURE.md (Layers) names no contract {unnamed} as (`ID`) or (contract `ID`)"

@@ -2,7 +2,7 @@
 
 Every manifest parses and has the fields its kind needs; Ray token auth comes from a Kubernetes
 secret on every Ray container; nothing secret is written down; one image everywhere; every job
-command a manifest (or the operator README) runs is accepted by that job's own argument parser.
+command a manifest (or the operators' guide, docs/operators.md) runs is accepted by that job's own argument parser.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
 DOCKERFILE = INFRA / "Dockerfile"
 README = REPO / "README.md"
-OPERATOR_SECTION = "## Running on a cluster (operators)"
+OPERATORS_GUIDE = REPO / "docs" / "operators.md"
 YAML_FILES = sorted(INFRA.glob("*.yaml"))
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 AUTH_SECRET_ENV = "RAY_AUTH_TOKEN"
@@ -83,16 +83,15 @@ def manifest_commands() -> list[tuple[str, str]]:
 
 
 def operator_section() -> str:
-    """The README's operator section ("" when it is gone: test_readme_operator_section_runs_jobs says so)."""
-    text = README.read_text() if README.exists() else ""
-    return text.split(OPERATOR_SECTION, 1)[1].split("\n## ", 1)[0] if OPERATOR_SECTION in text else ""
+    """The operators' guide ("" when it is gone: test_operators_guide_runs_jobs says so)."""
+    return OPERATORS_GUIDE.read_text() if OPERATORS_GUIDE.exists() else ""
 
 
-def readme_operator_commands() -> list[tuple[str, str]]:
+def operators_guide_commands() -> list[tuple[str, str]]:
     section = operator_section()
     blocks = re.findall(r"```(?:bash|sh|console)?\n(.*?)```", section, re.DOTALL)
     lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
-    return [(f"README: {line.strip()[:60]}", line) for line in lines if re.search(r"jobs/\w+\.py", line)]
+    return [(f"operators.md: {line.strip()[:60]}", line) for line in lines if re.search(r"jobs/\w+\.py", line)]
 
 
 def job_argv(command: str) -> tuple[str, list[str]]:
@@ -178,7 +177,7 @@ def test_every_ray_container_gets_the_token_from_a_secret(path, obj):
         assert "value" not in token and token["valueFrom"]["secretKeyRef"]["name"]
 
 
-def test_one_token_secret_for_all_manifests_the_one_the_readme_creates():
+def test_one_token_secret_for_all_manifests_the_one_the_guide_creates():
     refs = {
         (d["valueFrom"]["secretKeyRef"]["name"], d["valueFrom"]["secretKeyRef"]["key"])
         for _, obj in kube_objects()
@@ -189,7 +188,7 @@ def test_one_token_secret_for_all_manifests_the_one_the_readme_creates():
     [(secret, key)] = refs
     # a manifest naming another secret or key than operators create would start pods that cannot authenticate
     assert re.search(rf"kubectl create secret generic {re.escape(secret)} --from-literal={re.escape(key)}=",
-                     operator_section()), f"the README creates no secret {secret} with key {key}"
+                     operator_section()), f"docs/operators.md creates no secret {secret} with key {key}"
 
 
 def test_launcher_turns_on_token_auth_and_ships_the_token_file_not_the_token():
@@ -294,8 +293,8 @@ def test_dockerfile_copies_every_package_and_installs_as_the_readme_does():
     workdir = next(arg for op, arg in instructions if op == "WORKDIR")
     installs = [pip_install_target(arg) for op, arg in instructions if op == "RUN" and "pip install" in arg]
     assert len(installs) == 1
-    # The README's own install command, above the operator section (which only points back to it).
-    readme_install_text = README.read_text().split(OPERATOR_SECTION, 1)[0]
+    # The README's own install command (the operators' guide points back to it).
+    readme_install_text = README.read_text()
     readme_installs = {
         pip_install_target(line)
         for line in re.findall(r"^.*pip install .*$", readme_install_text, re.MULTILINE)
@@ -331,7 +330,7 @@ def shell_words(command: str, cwd: Path) -> list[str]:
     return out.stdout.decode().split("\0")[:-1]
 
 
-@pytest.mark.parametrize("name,command", [pytest.param(n, c, id=n) for n, c in manifest_commands() + readme_operator_commands()])
+@pytest.mark.parametrize("name,command", [pytest.param(n, c, id=n) for n, c in manifest_commands() + operators_guide_commands()])
 def test_job_command_is_accepted_by_the_jobs_own_parser(name, command, tmp_path):
     module, args = job_argv(command)
     assert shell_words(command, tmp_path) == shlex.split(command, comments=True), (
@@ -353,7 +352,7 @@ def test_manifest_codecs_and_options_load_as_the_jobs_load_them():
     from model.options import family_options, given_options
 
     archive_codecs, decode_commands, loaded = {}, [], {}
-    for name, command in manifest_commands() + readme_operator_commands():
+    for name, command in manifest_commands() + operators_guide_commands():
         module, argv = job_argv(command)
         if module not in ("compress", "decompress"):
             continue
@@ -381,5 +380,5 @@ def test_manifest_codecs_and_options_load_as_the_jobs_load_them():
             pytest.fail(f"{name}: {exc}")
 
 
-def test_readme_operator_section_runs_jobs():
-    assert readme_operator_commands(), f"README has no job commands under {OPERATOR_SECTION!r}"
+def test_operators_guide_runs_jobs():
+    assert operators_guide_commands(), f"{OPERATORS_GUIDE.relative_to(REPO)} has no job commands"

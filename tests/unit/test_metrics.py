@@ -215,3 +215,13 @@ def test_kid_on_squeezenet_is_near_zero_for_one_set_and_rises_with_blur_and_nois
     assert noise.mean > 0.2 and noise.mean > 5 * noise.std
     with pytest.raises(ValueError, match="at least 4 patches"):
         kid(real[:3], real)
+
+
+def test_psnr_from_mse_is_one_formula_for_every_peak():
+    """The codecs' rate control, training's figures and ``psnr`` share it: 8-bit and [0, 1] scales agree."""
+    from model.nn.psnr import psnr_from_mse
+
+    assert psnr_from_mse(0.0) == math.inf
+    assert psnr_from_mse(1e-4, peak=1.0) == pytest.approx(40.0, abs=1e-9)
+    assert psnr_from_mse(65.025) == pytest.approx(30.0, abs=1e-9)
+    assert psnr_from_mse(0.01 * 255**2) == pytest.approx(psnr_from_mse(0.01, peak=1.0), abs=1e-9)

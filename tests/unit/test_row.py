@@ -3,6 +3,9 @@ every storage path has its restore rule."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -11,8 +14,8 @@ from pipeline.decode.restore import restore_kept
 from pipeline.io.storage import Storage
 from pipeline.records.archive import ArchiveWriter, RowGroups
 from pipeline.records.paths import RESTORE, StoragePath
-from pipeline.records.row import (BIG_COLUMNS, KEPT_COLUMNS, MAP_COLUMNS, READ_COLUMNS, ROW_SCHEMA, ROW_VERSION_KEY,
-                                  Row)
+from pipeline.records.row import (BIG_COLUMNS, KEPT_COLUMNS, MAP_COLUMNS, READ_COLUMNS, ROW_FIELDS, ROW_SCHEMA,
+                                  ROW_VERSION_KEY, Row)
 
 MAP = pa.map_(pa.string(), pa.binary())
 SCHEMA_BEFORE_ROW = pa.schema(  # the literal ``records.ROW_SCHEMA`` of row version 4, before ``Row`` derived it
@@ -69,3 +72,14 @@ def test_the_writers_row_cap_empties_the_big_columns_and_keeps_the_reason(tmp_pa
     stored = pq.read_table(tmp_path / "a.parquet").to_pylist()[0]
     assert (stored["bitstream"], stored["image_info"], stored["metadata"], stored["stored_as"]) == (None, [], [], None)
     assert stored["stored_because"] == "policy" and "take 108 bytes" in stored["error"]
+
+
+def test_the_docs_describe_every_column():
+    """docs/archive.md's row table names each column of ``Row`` once, in order, with its read flag."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "archive.md").read_text()
+    table = page.split("## The row", 1)[1].split("\n## ", 1)[0]
+    documented = []  # (column, read) in the table's order; "`width`, `height`" is two columns
+    for cells in re.findall(r"^\| (`[^|]+`) \| [^|]+ \| (read)? ?\|", table, re.MULTILINE):
+        documented += [(name, cells[1] == "read") for name in re.findall(r"`(\w+)`", cells[0])]
+    assert documented == [(f.name, f.metadata["read"]) for f in ROW_FIELDS], \
+        "docs/archive.md's row table and pipeline/records/row.py disagree: update the table"
