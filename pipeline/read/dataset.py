@@ -110,9 +110,7 @@ class ArchiveDataset(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
-        if self._resume and num_workers != self._workers:
-            raise ValueError(f"this state was taken with {self._workers} DataLoader workers, not {num_workers}: "
-                             "resume with the same num_workers (each worker's order depends on it)")
+        self._check_workers(num_workers)
         in_process = info is None
         if in_process and self._seen is None:
             self._seen = dict(self._resume)
@@ -147,8 +145,14 @@ class ArchiveDataset(IterableDataset):
 
     # -- resume ----------------------------------------------------------------------------------
 
+    def _check_workers(self, num_workers: int) -> None:
+        if self._resume and num_workers != self._workers:
+            raise ValueError(f"this state was taken with {self._workers} DataLoader workers, not {num_workers}: "
+                             "resume with the same num_workers (each worker's order depends on it)")
+
     def _tracking(self, num_workers: int) -> None:
         """A loader starts a pass with ``num_workers`` workers (0: in-process, counted as 1)."""
+        self._check_workers(max(1, num_workers))
         self._workers, self._seen = max(1, num_workers), dict(self._resume)
 
     def _saw(self, batch) -> None:

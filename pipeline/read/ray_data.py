@@ -81,7 +81,7 @@ def read_archive(url: str, *, errors: str = "keep", batch_size: int = 8, num_gpu
     with ThreadPoolExecutor(READ_THREADS) as pool:
         present = set.intersection(*pool.map(names, paths))  # an older row version lacks some columns
     columns = [c for c in READ_COLUMNS if c in present]
-    ds = ray.data.read_parquet(paths, filesystem=PyFileSystem(FSSpecHandler(fs)), columns=columns)
+    ds = ray.data.read_parquet(paths, filesystem=PyFileSystem(FSSpecHandler(fs))).select_columns(columns)
     if num_gpus:  # actors keep the network loaded on their GPU share
         return ds.map_batches(DecodeBatch, fn_constructor_args=(archive.decoder, errors), batch_format="pyarrow",
                               batch_size=batch_size, num_gpus=num_gpus, concurrency=concurrency or 1)
