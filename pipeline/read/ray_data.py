@@ -2,7 +2,7 @@
 
 Ray Data reads the complete shards' Parquet files itself (``ray.data.read_parquet``, only the columns
 decoding needs, through the project's storage layer as a pyarrow filesystem, so ``s3://`` with an
-endpoint works), and the decode is a ``map_batches`` stage: CPU tasks, or with ``num_gpus`` (a
+endpoint works), cut into blocks of ``batch_size`` rows, and the decode is a ``map_batches`` stage: CPU tasks, or with ``num_gpus`` (a
 fraction per task) the codec's network on a GPU. Each row comes out as ``key``, ``image`` (an
 HxWx3 uint8 array, RGB) and its metadata columns. A row that gives no image is kept with an empty
 (0x0x3) image and its ``error`` set (``errors="keep"``), dropped and reported on the worker's stderr
@@ -82,6 +82,9 @@ def read_archive(url: str, *, errors: str = "keep", batch_size: int = 8, num_gpu
         present = set.intersection(*pool.map(names, paths))  # an older row version lacks some columns
     columns = [c for c in READ_COLUMNS if c in present]
     ds = ray.data.read_parquet(paths, filesystem=PyFileSystem(FSSpecHandler(fs))).select_columns(columns)
+    # blocks of one batch (streamed, no barrier): a small file is read as one block, and its decode
+    # would be one task on one CPU however many the cluster has
+    ds = ds.repartition(target_num_rows_per_block=batch_size)
     if num_gpus:  # actors keep the network loaded on their GPU share
         return ds.map_batches(DecodeBatch, fn_constructor_args=(archive.decoder, errors), batch_format="pyarrow",
                               batch_size=batch_size, num_gpus=num_gpus, concurrency=concurrency or 1)
