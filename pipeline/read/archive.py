@@ -10,6 +10,7 @@ column, and opening says so once, with the command that writes the index.
 
 from __future__ import annotations
 
+import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,9 +58,13 @@ class Archive:
                  decoder: RowDecoder):
         self.url, self.shards, self.places, self.storage, self.decoder = url, shards, places, storage, decoder
         self._files: dict[int, pq.ParquetFile] = {}
+        self._pid = os.getpid()  # open files are this process's: a forked DataLoader worker opens its own
 
     def __getstate__(self):
         return {**self.__dict__, "_files": {}}
+
+    def __repr__(self) -> str:
+        return f"Archive({redact(self.url)!r}: {len(self)} keys in {len(self.shards)} shards)"
 
     def __len__(self) -> int:
         return len(self.places)
@@ -110,6 +115,8 @@ class Archive:
         """The rows of row group ``g`` of shard ``s``: every stored column (those an older row version
         lacks read as None); a ``ValueError`` naming the shard when the file cannot be read."""
         url = self.shards[s].url
+        if os.getpid() != self._pid:
+            self._files, self._pid = {}, os.getpid()
         try:
             pf = self._files.get(s)
             if pf is None:

@@ -39,7 +39,7 @@ class DecodeBatch:
         for row in table.to_pylist():
             row = {**absent, **row}
             try:
-                image, error = np.asarray(self.decoder.image(row, "the archive").convert("RGB")), None
+                image, error = np.asarray(self.decoder.image(row, row.pop("path")).convert("RGB")), None
             except RowError as exc:
                 if self.errors == "raise":
                     raise
@@ -81,7 +81,8 @@ def read_archive(url: str, *, errors: str = "keep", batch_size: int = 8, num_gpu
     with ThreadPoolExecutor(READ_THREADS) as pool:
         present = set.intersection(*pool.map(names, paths))  # an older row version lacks some columns
     columns = [c for c in READ_COLUMNS if c in present]
-    ds = ray.data.read_parquet(paths, filesystem=PyFileSystem(FSSpecHandler(fs))).select_columns(columns)
+    ds = ray.data.read_parquet(paths, filesystem=PyFileSystem(FSSpecHandler(fs)), include_paths=True)
+    ds = ds.select_columns([*columns, "path"])  # the file, named in a failed row's error
     # blocks of one batch (streamed, no barrier): a small file is read as one block, and its decode
     # would be one task on one CPU however many the cluster has
     ds = ds.repartition(target_num_rows_per_block=batch_size)

@@ -19,7 +19,8 @@ from shardkit import archive_corpus, reading_corpus
 
 from jobs import index as index_job
 from model import load_codec
-from pipeline import RowError, open_archive
+from pipeline import ArchiveDataset, RowError, open_archive
+from pipeline.read.dataset import ArchiveLoader
 
 IMAGES = 12  # rows with an image: 14 rows less the broken image and the sample without one
 
@@ -142,6 +143,9 @@ def test_s3_through_the_storage_layer(corpus, s3_endpoint):
     archive = open_archive("s3://reading/archive", endpoint_url=s3_endpoint)
     assert len(archive) == 14 and archive["a1"]["json"] == samples["a1"]["json"]
     assert archive.image("b5").size == (64, 48)
+    # forked DataLoader workers open their own files (this process has some open now)
+    batches = list(ArchiveLoader(ArchiveDataset(archive), batch_size=4, num_workers=2))
+    assert sorted(k for b in batches for k in b["key"]) == sorted(set(samples) - {"broken", "no-image"})
 
 
 def test_import_pipeline_stays_light_and_the_public_names_resolve():
