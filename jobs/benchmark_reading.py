@@ -145,7 +145,7 @@ def one_key(url: str, keys: list[str], steps: int, **storage) -> dict:
         marks = [(time.perf_counter(), time.process_time())]
         s, g, r = archive.place(key)
         marks.append((time.perf_counter(), time.process_time()))
-        archive._files.clear()  # a cold read: the file opened, its footer and the row group fetched
+        archive.close()  # a cold read: the file opened, its footer and the row group fetched
         row = archive.read_group(s, g)[r]
         marks.append((time.perf_counter(), time.process_time()))
         archive.decoder.image(row, archive.shards[s].url)

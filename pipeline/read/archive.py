@@ -29,6 +29,7 @@ from ..records.row import BIG_COLUMNS, KEPT_COLUMNS
 from .restoring import RowDecoder, check_options
 
 FIX = "re-archive that shard (diffarc-compress --overwrite) or restore the file"
+OPEN_FILES = 16  # archive files a process keeps open (an archive may have thousands of shards)
 META_SKIPPED = set(BIG_COLUMNS) | {"shard"}  # bytes, and the source URL (which may hold credentials)
 
 
@@ -57,11 +58,16 @@ class Archive:
     def __init__(self, url: str, shards: list[Shard], places: dict[str, tuple[int, int, int]], storage: Storage,
                  decoder: RowDecoder):
         self.url, self.shards, self.places, self.storage, self.decoder = url, shards, places, storage, decoder
-        self._files: dict[int, pq.ParquetFile] = {}
+        self._files: dict[int, tuple[pq.ParquetFile, Any]] = {}  # shard -> its open file
         self._pid = os.getpid()  # open files are this process's: a forked DataLoader worker opens its own
 
     def __getstate__(self):
         return {**self.__dict__, "_files": {}}
+
+    def close(self) -> None:
+        """Close the files it holds open (a later lookup opens them again)."""
+        while self._files:
+            self._files.popitem()[1][1].close()
 
     def __repr__(self) -> str:
         return f"Archive({redact(self.url)!r}: {len(self)} keys in {len(self.shards)} shards)"
@@ -118,10 +124,14 @@ class Archive:
         if os.getpid() != self._pid:
             self._files, self._pid = {}, os.getpid()
         try:
-            pf = self._files.get(s)
+            pf, f = self._files.pop(s, (None, None))
             if pf is None:
                 fs, path = self.storage.fs(url)
-                pf = self._files[s] = pq.ParquetFile(fs.open(path, "rb"))
+                f = fs.open(path, "rb")
+                pf = pq.ParquetFile(f)
+            self._files[s] = (pf, f)  # the most recent last
+            while len(self._files) > OPEN_FILES:
+                self._files.pop(next(iter(self._files)))[1].close()
             claimed = pf.metadata.row_group(g).total_byte_size
             if claimed > RowGroups().max_group_bytes():
                 raise ValueError(f"its footer says row group {g} holds {claimed} bytes, more than any archive "

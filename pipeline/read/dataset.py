@@ -222,12 +222,9 @@ class ArchiveMapDataset(Dataset):
     def __init__(self, url: str | Archive, *, transform: Callable | None = None, **options):
         self.archive, self.transform = _archive(url, options), transform
         self.rows = [(s, g, r) for s, g, n in self.archive.units() for r in range(n)]
-        self._group: tuple[tuple[int, int], list[dict]] | None = None  # the last row group read
-
-    @property
-    def keys(self) -> list[str]:
         by_place = {place: key for key, place in self.archive.places.items()}
-        return [by_place.get(p) for p in self.rows]
+        self.keys = [by_place.get(p) for p in self.rows]  # None: a repeated key's later row (``open_archive``)
+        self._group: tuple[tuple[int, int], list[dict]] | None = None  # the last row group read
 
     def __len__(self) -> int:
         return len(self.rows)
