@@ -51,7 +51,8 @@ WORKERS, BATCH = 2, 8
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="benchmark_reading.py", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", required=True, help="folder of photos (the held-out slice is taken)")
     p.add_argument("--holdout-every", type=int, default=10, help="training's --holdout-every (default 10)")
     p.add_argument("--images", type=int, default=48, help="held-out photos to take, the first by name (default 48)")
@@ -111,8 +112,9 @@ def dataloaders(archive: str, lossless: str, shards: list[str], steps: int) -> d
     out["archive_jpeg_xl"] = timed_loader(ArchiveLoader(ds, batch_size=BATCH, num_workers=WORKERS))
     wd = wds.WebDataset(shards, shardshuffle=False, empty_check=False).decode("pil").to_tuple("__key__", "jpg") \
         .map(_webdataset_sample)
+    keys_only = lambda samples: {"key": [x["key"] for x in samples]}  # noqa: E731  (the images are made, not kept)
     out["webdataset_jpeg"] = timed_loader(torch.utils.data.DataLoader(wd, batch_size=BATCH, num_workers=WORKERS,
-                                                                      collate_fn=lambda s: {"key": [x["key"] for x in s]}))
+                                                                      collate_fn=keys_only))
     return out
 
 
@@ -211,11 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ray.shutdown()
         keys = sorted(open_archive(archive).keys())[:: max(1, args.images // args.keys)][: args.keys]
-        figures["c_one_key"] = {"local": one_key(archive, keys, args.steps), "moto_s3": on_moto(archive, keys, args.steps)}
+        figures["c_one_key"] = {"local": one_key(archive, keys, args.steps),
+                                "moto_s3": on_moto(archive, keys, args.steps)}
         for where, fig in figures["c_one_key"].items():
             print(f"(c) {where:<8} open {fig['open_ms']} ms, first image {fig['first_image_ms']} ms (codec loaded); "
                   f"per key, wall (CPU): lookup {fig['lookup_ms']} ({fig['lookup_cpu_ms']}) ms, read {fig['read_ms']} "
-                  f"({fig['read_cpu_ms']}) ms, decode {fig['decode_ms']} ({fig['decode_cpu_ms']}) ms (median of {len(keys)})",
+                  f"({fig['read_cpu_ms']}) ms, decode {fig['decode_ms']} ({fig['decode_cpu_ms']}) ms "
+                  f"(median of {len(keys)})",
                   flush=True)
     figures["load_average_at_end"] = os.getloadavg()
     if args.json:

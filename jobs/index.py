@@ -29,7 +29,8 @@ THREADS = 8
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diffarc-index", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("archive", help="archive folder or URL prefix (s3://...)")
     p.add_argument("--shards", default=None, help="only archive shards whose name matches this glob")
     p.add_argument("--overwrite", action="store_true", help="write every index again, even current ones")

@@ -172,7 +172,8 @@ def _shard(url: str, name: str, stats: ShardStats, listing: dict, storage: Stora
     except Exception as exc:
         if is_transient(exc):
             raise
-        raise ValueError(f"archive shard {redact(parquet)} cannot be read: {type(exc).__name__}: {exc}; {FIX}") from None
+        raise ValueError(f"archive shard {redact(parquet)} cannot be read: {type(exc).__name__}: {exc}; "
+                         f"{FIX}") from None
     return Shard(name, parquet, tuple(built.group_rows)), built.keys, how
 
 

@@ -2,11 +2,11 @@
 
 Ray Data reads the complete shards' Parquet files itself (``ray.data.read_parquet``, only the columns
 decoding needs, through the project's storage layer as a pyarrow filesystem, so ``s3://`` with an
-endpoint works), cut into blocks of ``batch_size`` rows, and the decode is a ``map_batches`` stage: CPU tasks, or with ``num_gpus`` (a
-fraction per task) the codec's network on a GPU. Each row comes out as ``key``, ``image`` (an
-HxWx3 uint8 array, RGB) and its metadata columns. A row that gives no image is kept with an empty
-(0x0x3) image and its ``error`` set (``errors="keep"``), dropped and reported on the worker's stderr
-(``"skip"``), or raised (``"raise"``).
+endpoint works), cut into blocks of ``batch_size`` rows, and the decode is a ``map_batches`` stage:
+CPU tasks, or with ``num_gpus`` (a fraction per actor) the codec's network on a GPU. Each row comes
+out as ``key``, ``image`` (an HxWx3 uint8 array, RGB) and its metadata columns. A row that gives no
+image is kept with an empty (0x0x3) image and its ``error`` set (``errors="keep"``), dropped and
+reported on the worker's stderr (``"skip"``), or raised (``"raise"``).
 """
 
 from __future__ import annotations
@@ -89,4 +89,5 @@ def read_archive(url: str, *, errors: str = "keep", batch_size: int = 8, num_gpu
     if num_gpus:  # actors keep the network loaded on their GPU share
         return ds.map_batches(DecodeBatch, fn_constructor_args=(archive.decoder, errors), batch_format="pyarrow",
                               batch_size=batch_size, num_gpus=num_gpus, concurrency=concurrency or 1)
-    return ds.map_batches(DecodeBatch(archive.decoder, errors), batch_format="pyarrow", batch_size=batch_size, concurrency=concurrency)
+    return ds.map_batches(DecodeBatch(archive.decoder, errors), batch_format="pyarrow", batch_size=batch_size,
+                          concurrency=concurrency)

@@ -54,7 +54,8 @@ def test_each_key_reads_back_as_archived_from_one_row_group(corpus, monkeypatch)
         assert img.size == (64, 48) and np.abs(np.asarray(img, np.float64) - original).mean() < 12  # jpeg-q60
     assert archive.meta("a3")["orig_sha256"] == hashlib.sha256(samples["a3"]["jpg"]).hexdigest()
     alpha = archive.image("alpha")  # the lossless path: the same pixels
-    assert alpha.mode == "RGBA" and np.array_equal(np.asarray(alpha), np.asarray(Image.open(io.BytesIO(samples["alpha"]["png"]))))
+    original_alpha = np.asarray(Image.open(io.BytesIO(samples["alpha"]["png"])))
+    assert alpha.mode == "RGBA" and np.array_equal(np.asarray(alpha), original_alpha)
     assert archive["no-image"] == {"__key__": "no-image", "json": samples["no-image"]["json"]}
     with pytest.raises(RowError, match="no image"):
         archive.image("no-image")

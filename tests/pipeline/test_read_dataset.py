@@ -51,8 +51,8 @@ def test_the_order_is_seeded_and_changes_with_the_epoch(archive):
     assert [s["key"] for s in ds] == first and sorted(first) == sorted(IMAGE_KEYS) and ds.skipped == 4
     ds.set_epoch(1)
     assert [s["key"] for s in ds] != first
-    assert [s["key"] for s in ArchiveDataset(archive)] == sorted(IMAGE_KEYS - {"alpha"}, key=lambda k: (k[0], int(k[1:])))[:5] + [
-        "alpha"] + [f"b{i}" for i in range(6)]  # unshuffled: stored order
+    stored = [f"a{i}" for i in range(5)] + ["alpha"] + [f"b{i}" for i in range(6)]
+    assert [s["key"] for s in ArchiveDataset(archive)] == stored  # unshuffled: stored order
 
 
 def test_resume_after_a_mid_epoch_state_gives_the_remaining_rows_only(archive):
