@@ -12,5 +12,20 @@ between them and ``model`` are described once, in ARCHITECTURE.md: Layers):
 - ``decode``   ``archive_rows`` (rows read without trusting the file), ``sandbox`` (decoding in a child that
                may die), ``restore`` (a row back into its sample), ``decoding`` (one archive file -> tar or
                PNGs), ``outputs``, ``names`` (safe file names), ``audit`` and ``metrics``
+- ``read``     reading an archive in place: ``archive`` (``open_archive``), ``restoring``, ``dataset``
+               (PyTorch), ``ray_data`` (``read_archive``); ``records.index`` is the key index they use
 - ``run``      ``runner`` (what the jobs share), ``actors``, ``pool``, ``lease``, ``progress``, ``plan``
 """
+
+# The readers, importable as ``from pipeline import open_archive, ArchiveDataset, read_archive``; loaded
+# on first use so that ``import pipeline`` stays light (no torch, Ray or codecs until asked for).
+_READERS = {"open_archive": "archive", "Archive": "archive", "ArchiveDataset": "dataset", "ArchiveLoader": "dataset",
+            "ArchiveMapDataset": "dataset", "read_archive": "ray_data", "RowError": "restoring"}
+
+
+def __getattr__(name: str):
+    if name in _READERS:
+        import importlib
+
+        return getattr(importlib.import_module(f"pipeline.read.{_READERS[name]}"), name)
+    raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -82,3 +82,36 @@ def rewrite_archive_shard(folder: Path, name: str, edit) -> list[dict]:
     marker.update(output=record, parquet_bytes=record["bytes"], rows=len(rows))
     (folder / f"{name}.stats.json").write_text(json.dumps(marker))
     return rows
+
+
+def reading_corpus(folder: Path) -> dict[str, list[tuple[str, dict[str, bytes]]]]:
+    """Two shards of tiny samples that take every reading path: JPEGs (coded, or kept as JPEG XL in a
+    ``--lossless`` archive), a PNG with alpha (lossless), a broken image (an error row that keeps its
+    file), a sample without an image; each with a .json. Written as tars under ``folder``."""
+    def jpeg(seed):
+        return image_bytes(photo(64, 48, seed=seed), "JPEG", quality=90)
+
+    shards = {
+        "shard-000000": [(f"a{i}", {"jpg": jpeg(i), "json": json.dumps({"i": i}).encode()}) for i in range(5)]
+        + [("alpha", {"png": image_bytes(photo(64, 48, seed=9, mode="RGBA"), "PNG"), "json": b"{}"}),
+           ("broken", {"jpg": b"\xff\xd8 not a jpeg", "json": b"{}"}),
+           ("no-image", {"json": b'{"only": "json"}'})],
+        "shard-000001": [(f"b{i}", {"jpg": jpeg(100 + i), "json": json.dumps({"i": i}).encode()}) for i in range(6)],
+    }
+    for name, samples in shards.items():
+        write_shard(folder / f"{name}.tar", samples)
+    return shards
+
+
+def archive_corpus(inputs: Path, out: str, codec, *, lossless: bool = False, group_rows: int = 2,
+                   storage=None) -> None:
+    """Archive every tar under ``inputs`` into ``out`` one shard at a time, as each compress worker does
+    (``encode.encoding.compress_shard``: Parquet, key index, stats marker), with row groups of ``group_rows``."""
+    from pipeline.encode.encoding import EncodeSettings, compress_shard
+    from pipeline.encode.keeping import Policy
+    from pipeline.io.storage import Storage
+    from pipeline.records.archive import RowGroups
+
+    settings = EncodeSettings(batch_size=4, row_groups=RowGroups(rows=group_rows), policy=Policy(lossless=lossless))
+    for tar in sorted(inputs.glob("*.tar")):
+        compress_shard(codec, str(tar), out, settings, storage or Storage())

@@ -25,7 +25,8 @@ from model.metadata import FileFacts, file_facts
 from ..io.batches import JOB_MAX_PIXELS, call_batched
 from ..io.faults import is_infrastructure
 from ..io.shards import Sample, ShardReader, shard_name
-from ..io.storage import Storage
+from ..io.storage import Storage, basename, join
+from ..records import index
 from ..records.archive import ArchiveWriter, RowGroups, now, sha256
 from ..records.files import ShardStats, parquet_url, stats_url
 from ..records.markers import identity
@@ -252,7 +253,9 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
     name, started, t0 = shard_name(shard_url), now(), time.perf_counter()
     out_url, marker = parquet_url(out_prefix, name), stats_url(out_prefix, name)
     storage.remove(marker)  # from an earlier run: the marker must never outlive its Parquet file
-    storage.remove_stale_temps(out_url)  # from a worker killed while writing this shard
+    index_url = join(out_prefix, index.index_name(basename(out_url)))
+    for url in (out_url, index_url):
+        storage.remove_stale_temps(url)  # from a worker killed while writing this shard
     source = identity(storage.info(shard_url))
     if source is None:
         raise FileNotFoundError(f"input shard {shard_url} does not exist")
@@ -270,6 +273,8 @@ def compress_shard(codec, shard_url: str, out_prefix: str, settings: EncodeSetti
                         "shard_bytes": source["size"], "pid": os.getpid()})
         finally:
             writer.close()
+    # the key index before the marker: a complete shard always has one (``records.index``)
+    index.write(index.ShardIndex(writer.keys, writer.group_rows, output["bytes"], output["sha256"]), index_url, storage)
     seconds = time.perf_counter() - t0
     stats = replace(
         tally.stats,  # the counts

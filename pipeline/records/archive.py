@@ -59,6 +59,8 @@ class ArchiveWriter:
     def __init__(self, fileobj: BinaryIO, row_groups: RowGroups = RowGroups()):
         self.writer = pq.ParquetWriter(fileobj, ROW_SCHEMA, compression="zstd")
         self.limits, self.buffer, self.buffered_bytes, self.rows = row_groups, [], 0, 0
+        self.keys: list[str] = []  # every row's key in stored order, and the rows of each group: the key index
+        self.group_rows: list[int] = []
 
     def add(self, row: Row) -> None:
         """Buffer ``row``; one over the row cap becomes an error row here, in place (the caller's
@@ -78,6 +80,8 @@ class ArchiveWriter:
             table = pa.Table.from_pylist([row.to_dict() for row in self.buffer], schema=ROW_SCHEMA)
             self.writer.write_table(table, row_group_size=len(self.buffer))
             self.rows += len(self.buffer)
+            self.keys += [row.key for row in self.buffer]
+            self.group_rows.append(len(self.buffer))
             self.buffer, self.buffered_bytes = [], 0
 
     def close(self) -> None:

@@ -32,8 +32,8 @@ def example_archive(ray_local, tmp_path_factory):
 
 def test_compress_defaults_archive_the_example_corpus(example_archive, capsys):
     files = sorted(p.name for p in example_archive.iterdir())
-    assert files == ["_manifest.json", "shard-000000.parquet", "shard-000000.stats.json",
-                     "shard-000001.parquet", "shard-000001.stats.json"]
+    assert files == ["_manifest.json", "shard-000000.index.arrow", "shard-000000.parquet", "shard-000000.stats.json",
+                     "shard-000001.index.arrow", "shard-000001.parquet", "shard-000001.stats.json"]
     table = pq.read_table(example_archive / "shard-000000.parquet")
     assert table.schema.equals(ROW_SCHEMA, check_metadata=False)
     rows = archive_rows(example_archive)

@@ -26,8 +26,8 @@ def test_s3_round_trip(s3_endpoint, monkeypatch, tmp_path, capsys):
             "--codec", "jpeg-q70", "--weights-url", "s3://archive/weights/", "--no-progress"]
     assert compress.main(argv) == 0
     assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("archive/run")) == [
-        "_manifest.json", "shard-000000.parquet", "shard-000000.stats.json",
-        "shard-000001.parquet", "shard-000001.stats.json"]
+        "_manifest.json", "shard-000000.index.arrow", "shard-000000.parquet", "shard-000000.stats.json",
+        "shard-000001.index.arrow", "shard-000001.parquet", "shard-000001.stats.json"]
     with fs.open("archive/run/shard-000001.parquet", "rb") as f:
         rows = pq.read_table(f).to_pylist()
     assert len(rows) == 6 and all(r["error"] is None and r["shard"].startswith("s3://corpus/") for r in rows)
