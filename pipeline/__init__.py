@@ -12,6 +12,8 @@
                may die), ``restore`` (a row back into its sample), ``decoding`` (one archive file -> tar or
                PNGs), ``outputs``, ``names`` (safe file names), ``audit`` and ``metrics``
 - ``run``      ``runner`` (what the jobs share), ``actors``, ``pool``, ``lease``, ``progress``, ``plan``
+- ``inspection`` an archive looked at in place (docs/inspecting.md): ``listing`` (its files), ``columns``
+               (small columns read in a child), ``info`` (``diffarc-info``), ``verify`` (``diffarc-verify``)
 
 ``encode`` and ``decode`` do not import each other. The pipeline uses the codec only through the
 ``model`` package's public interface.

@@ -61,6 +61,15 @@ def start_child(module: str, **env: str) -> subprocess.Popen:
                             env=env, cwd=str(REPO), bufsize=0)
 
 
+def end_child(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` if it still runs (its reader stopped listening), reap it and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    proc.stdin.close()
+    proc.stdout.close()
+
+
 def send(stream, obj) -> None:
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     stream.write(struct.pack(">Q", len(data)) + data)
