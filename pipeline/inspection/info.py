@@ -44,8 +44,7 @@ class ArchiveInfo:
         """Rows whose original files are the same bytes (``orig_sha256``): one entry per file held more
         than once, {orig_sha256, orig_bytes, copies: [{shard, key}, ...]}, the largest waste first."""
         sha = self.rows["orig_sha256"]
-        counts = pc.value_counts(sha.drop_null() if hasattr(sha, "drop_null") else sha)
-        repeated = {c["values"] for c in counts.to_pylist() if c["counts"] > 1 and c["values"] is not None}
+        repeated = {c["values"] for c in pc.value_counts(sha.drop_null()).to_pylist() if c["counts"] > 1}
         if not repeated:
             return []
         mask = pc.is_in(sha, pa.array(sorted(repeated), pa.string()))

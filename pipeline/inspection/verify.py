@@ -115,21 +115,25 @@ def local_copy(url: str, storage: Storage) -> Iterator[tuple[str, str, int]]:
 def checksum_problems(shard: Shard, sha256: str, size: int, manifest_entry: dict | None) -> tuple[list, list]:
     """(failures, warnings) of a shard file's bytes against its marker and the manifest."""
     record = (shard.stats.output or {}) if shard.stats else {}
-    failures, warnings = [], []
+    failures, warnings, wrong = [], [], {}  # (bytes, sha256) recorded -> where
     for source, rec in (("its marker", record), ("the manifest", manifest_entry or {})):
         if rec.get("sha256") and (rec["sha256"], rec.get("bytes", size)) != (sha256, size):
-            failures.append(Problem(shard.name, None, "checksum",
-                                    f"{redact(shard.url)} is {size} bytes with sha256 {sha256[:16]}..., {source} "
-                                    f"records {rec.get('bytes')} bytes with sha256 {rec['sha256'][:16]}...", CHANGED))
+            wrong.setdefault((rec.get("bytes"), rec["sha256"]), []).append(source)
+    for (nbytes, recorded), sources in wrong.items():
+        failures.append(Problem(shard.name, None, "checksum",
+                                f"{redact(shard.url)} is {size} bytes with sha256 {sha256[:16]}..., {' and '.join(sources)} "
+                                f"record{'s' if len(sources) == 1 else ''} {nbytes} bytes with sha256 {recorded[:16]}...",
+                                CHANGED))
     if not record.get("sha256"):
         warnings.append(Problem(shard.name, None, "checksum", "no checksum recorded (its marker predates them): "
                                 "the rows are checked, the file as a whole is not"))
     return failures, warnings
 
 
-def row_problems(row: dict, shard: str, codecs: Codecs, decoded=None) -> tuple[str, Problem | None]:
-    """(the check this row took, its failure or None). ``decoded``: the codec's (image, error) when decoding."""
-    key, path, fix = row["key"], stored_as(row), f"re-archive the shard from its input ({redact(row.get('shard') or '?')})"
+def row_problems(row: dict, shard: str, codecs: Codecs, fix: str, decoded=None) -> tuple[str, Problem | None]:
+    """(the check this row took, its failure or None). ``fix``: what to do about a failed row;
+    ``decoded``: the codec's (image, error) when decoding."""
+    key, path = row["key"], stored_as(row)
     if row.get("refused"):
         return "readable", Problem(shard, key, "readable", row["refused"], fix)
     if path in FILE_KEPT or path == StoragePath.LOSSLESS.value:
@@ -195,12 +199,14 @@ def verify_shard(shard: Shard, manifest_entry: dict | None, storage: Storage, co
 def read_rows(shard: Shard, path: str, row_groups: RowGroups, codecs: Codecs, decoder, verdict: ShardVerdict) -> list[str]:
     """Check every row of the local file ``path`` into ``verdict``; the keys in stored order."""
     keys: list[str] = []
+    source = redact(shard.stats.shard) if shard.stats is not None else "its input shard"
+    fix = f"re-archive the shard: compress --overwrite with --input {source} (the marker vouches for the file)"
     try:
         for rows in ArchiveRows(ReadRequest(path, Storage(), BATCH, None, row_groups)):
             decoded = decode_codec_rows(decoder, rows) if decoder is not None else {}
             for i, row in enumerate(rows):
                 keys.append(row["key"])
-                check, problem = row_problems(row, shard.name, codecs, decoded.get(i))
+                check, problem = row_problems(row, shard.name, codecs, fix, decoded.get(i))
                 if problem is not None:
                     verdict.failures.append(problem)
                 else:
