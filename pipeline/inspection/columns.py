@@ -1,10 +1,12 @@
 """The small columns of an archive's shards (``INFO_COLUMNS``), read from each Parquet file's footer and
 those columns' chunks only (``bytes_read`` counts what was read), in a child process.
 
-Arrow trusts a footer, and a corrupt one can abort the process that reads it (a flipped byte in its
-Thrift metadata ends in ``std::terminate``), so the reading runs in a child (``io.child``) that says
-which shards it is reading: when it dies, a shard it was reading alone is the culprit (reported as
-unreadable, naming it), and several that were in flight are each read again alone.
+Arrow trusts a footer, and a corrupt or hostile one can make it allocate what the footer or a page
+header claims, or crash it (``decode.archive_rows`` says how), so the reading runs in a child
+(``io.child``) whose data segment may grow by what the decoder's reader may (``reader_growth_bytes``),
+and that says which shards it is reading: a shard that exhausts that memory is reported as unreadable,
+naming it; when the child dies, a shard it was reading alone is the culprit, and several that were in
+flight are each read again alone.
 
 Protocol: the parent sends (storage, [(name, url), ...]); the child answers ("start", name) as it opens
 a file, then ("table", name, table, bytes_read) or ("bad", name, why), and ("end",) after the last.
@@ -12,6 +14,7 @@ a file, then ("table", name, table, bytes_read) or ("bad", name, why), and ("end
 
 from __future__ import annotations
 
+import resource
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +23,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..decode.archive_rows import CountedSource
-from ..io.child import child_streams, end_child, recv, send, start_child
+from ..decode.archive_rows import CountedSource, reader_growth_bytes
+from ..io.child import child_streams, end_child, recv, send, start_child, status_bytes
 from ..io.storage import Storage, is_s3, redact
+from ..records.archive import RowGroups
 from ..records.markers import READ_THREADS
 from ..records.paths import StoragePath
 
@@ -51,11 +55,11 @@ def read_columns(storage: Storage, shards: list[tuple[str, str]]) -> tuple[dict[
             raise RuntimeError(f"the Parquet reader process died before reading {redact(left[0][1])}")
         if len(suspects) == 1:
             name, url = suspects[0]
-            bad[name] = f"{redact(url)} crashed the Parquet reader: its footer is corrupt; {FIX}"
+            bad[name] = f"{redact(url)} crashed the Parquet reader: the file is corrupt or hostile; {FIX}"
         else:
             for one in suspects:  # each alone: the one that crashes is named
                 if _read_in_child(storage, [one], tables, bad) is not None:
-                    bad[one[0]] = f"{redact(one[1])} crashed the Parquet reader: its footer is corrupt; {FIX}"
+                    bad[one[0]] = f"{redact(one[1])} crashed the Parquet reader: the file is corrupt or hostile; {FIX}"
         todo = [s for s in left if s not in suspects]
     return tables, bad
 
@@ -126,6 +130,10 @@ def small_columns(url: str, name: str, storage: Storage) -> tuple[pa.Table, int]
 def _serve() -> None:
     proto_in, proto_out = child_streams()
     storage, shards = recv(proto_in)
+    storage.fs(shards[0][1] if shards else "")  # imports s3fs when it is one: before the cap
+    if (start := status_bytes("VmData")) is not None:  # RLIMIT_DATA, as ``archive_rows`` (Linux)
+        growth = start + reader_growth_bytes(RowGroups())
+        resource.setrlimit(resource.RLIMIT_DATA, (growth, growth))
     lock = threading.Lock()  # one message at a time on the pipe
 
     def say(msg: tuple) -> None:
@@ -139,6 +147,9 @@ def _serve() -> None:
             return ("table", name, *small_columns(url, name, storage))
         except (ValueError, OSError) as exc:
             return ("bad", name, str(exc) if isinstance(exc, ValueError) else f"reading {redact(url)}: {exc}")
+        except MemoryError:
+            return ("bad", name, f"{redact(url)} needs more memory than its footer and small columns may take: "
+                                 f"the file is corrupt or hostile; {FIX}")
 
     with ThreadPoolExecutor(READ_THREADS) as pool:
         for reply in pool.map(read, shards):
