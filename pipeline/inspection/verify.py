@@ -155,7 +155,7 @@ def row_problems(row: dict, shard: str, codecs: Codecs, fix: str, decoded=None) 
                                       f"{restored.image.size[1]}, the row says {size[0]}x{size[1]}", fix)
         return "restore", None
     if path != StoragePath.CODEC.value or row["error"] is not None:
-        return "none", None  # nothing kept: a sample without an image, or an error row without its file
+        return "unchecked", None  # no image kept: a sample without one, an error row without its file (or of version 1)
     try:
         container = unpack(row["bitstream"] or b"")
         if (container.width, container.height) != (row["width"], row["height"]):

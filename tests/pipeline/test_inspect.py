@@ -212,3 +212,24 @@ def test_info_and_verify_on_s3(s3_endpoint, tmp_path, capsys):
     s = json.loads(capsys.readouterr().out)
     assert [(f["shard"], f["check"]) for f in s["failures"]] == [("shard-000002", "complete")]
     assert "shard-000002.parquet is missing" in s["failures"][0]["why"] and s["rows"] == 10
+
+
+def test_an_archive_of_row_version_1_is_inspected_and_verified(archive, tmp_path, capsys):
+    """Version-1 rows (no stored_as and the later columns) are codec rows or error rows; a marker written
+    before markers held their file's record verifies with a warning."""
+    old = tmp_path / "old"
+    old.mkdir()
+    table = pq.read_table(archive / "shard-000000.parquet")
+    table = table.filter(pa.array([k != "deep" for k in table["key"].to_pylist()]))  # version 1 kept no originals
+    v1 = table.drop_columns(["stored_as", "stored_because", "image_info", "encode_settings", "notes"])
+    pq.write_table(v1.replace_schema_metadata({b"diffarc.row_version": b"1"}), old / "shard-000000.parquet")
+    marker = json.loads((archive / "shard-000000.stats.json").read_text())
+    del marker["output"], marker["paths"]
+    (old / "shard-000000.stats.json").write_text(json.dumps(marker))
+
+    s = archive_info(str(old), Storage()).summary()
+    assert {p["stored_as"]: p["rows"] for p in s["paths"]} == {"codec": 3, "-": 1} and s["error_rows"] == 1
+    assert verify_job.main([str(old), "--json", "--no-progress"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["passed"] == {"container": 3, "unchecked": 1} and s["rows"] == 4
+    assert [w["check"] for w in s["warnings"]] == ["checksum", "manifest"]
