@@ -124,7 +124,7 @@ def checksum_problems(shard: Shard, sha256: str, size: int, manifest_entry: dict
                                 f"{redact(shard.url)} is {size} bytes with sha256 {sha256[:16]}..., {' and '.join(sources)} "
                                 f"record{'s' if len(sources) == 1 else ''} {nbytes} bytes with sha256 {recorded[:16]}...",
                                 CHANGED))
-    if not record.get("sha256"):
+    if shard.stats is not None and not record.get("sha256"):  # no marker at all: a failure already
         warnings.append(Problem(shard.name, None, "checksum", "no checksum recorded (its marker predates them): "
                                 "the rows are checked, the file as a whole is not"))
     return failures, warnings
@@ -133,29 +133,39 @@ def checksum_problems(shard: Shard, sha256: str, size: int, manifest_entry: dict
 def row_problems(row: dict, shard: str, codecs: Codecs, fix: str, decoded=None) -> tuple[str, Problem | None]:
     """(the check this row took, its failure or None). ``fix``: what to do about a failed row;
     ``decoded``: the codec's (image, error) when decoding."""
-    key, path = row["key"], stored_as(row)
+    path = stored_as(row)
     if row.get("refused"):
-        return "readable", Problem(shard, key, "readable", row["refused"], fix)
-    if path in FILE_KEPT or path == StoragePath.LOSSLESS.value:
-        restored = restore_kept(row)
-        if restored.error:
-            return "restore", Problem(shard, key, "restore", f"{path} row: {restored.error}", fix)
-        if restored.file is not None:
-            if row.get("orig_sha256") is None:
-                return "sha256", Problem(shard, key, "sha256", f"{path} row records no orig_sha256", fix)
-            digest = hashlib.sha256(restored.file).hexdigest()
-            if digest != row["orig_sha256"]:
-                return "sha256", Problem(shard, key, "sha256", f"the {path} row restores {len(restored.file)} bytes "
-                                         f"with sha256 {digest[:16]}..., the original's was {row['orig_sha256'][:16]}...",
-                                         fix)
-            return "sha256", None
-        size = (row["width"], row["height"])
-        if restored.image is not None and restored.image.size != size:
-            return "restore", Problem(shard, key, "restore", f"lossless pixels are {restored.image.size[0]}x"
-                                      f"{restored.image.size[1]}, the row says {size[0]}x{size[1]}", fix)
-        return "restore", None
-    if path != StoragePath.CODEC.value or row["error"] is not None:
-        return "unchecked", None  # no image kept: a sample without one, an error row without its file (or of version 1)
+        check, why = "readable", row["refused"]
+    elif path in FILE_KEPT or path == StoragePath.LOSSLESS.value:
+        check, why = kept_problem(row, path)
+    elif path == StoragePath.CODEC.value and row["error"] is None:
+        check, why = codec_problem(row, codecs, decoded)
+    else:  # no image kept: a sample without one, an error row without its file (or of version 1)
+        check, why = "unchecked", None
+    return check, Problem(shard, row["key"], check, why, fix) if why else None
+
+
+def kept_problem(row: dict, path: str) -> tuple[str, str | None]:
+    """(check, why it failed or None) of a row that keeps a file or lossless pixels."""
+    restored = restore_kept(row)
+    if restored.error:
+        return "restore", f"{path} row: {restored.error}"
+    if restored.file is not None:
+        if row.get("orig_sha256") is None:
+            return "sha256", f"{path} row records no orig_sha256"
+        digest = hashlib.sha256(restored.file).hexdigest()
+        if digest != row["orig_sha256"]:
+            return "sha256", (f"the {path} row restores {len(restored.file)} bytes with sha256 {digest[:16]}..., "
+                              f"the original's was {row['orig_sha256'][:16]}...")
+        return "sha256", None
+    img, size = restored.image, (row["width"], row["height"])
+    if img is not None and img.size != size:
+        return "restore", f"lossless pixels are {img.size[0]}x{img.size[1]}, the row says {size[0]}x{size[1]}"
+    return "restore", None
+
+
+def codec_problem(row: dict, codecs: Codecs, decoded: tuple | None) -> tuple[str, str | None]:
+    """(check, why it failed or None) of a codec row: its container, header and codec parse, or decode."""
     try:
         container = unpack(row["bitstream"] or b"")
         if (container.width, container.height) != (row["width"], row["height"]):
@@ -166,21 +176,20 @@ def row_problems(row: dict, shard: str, codecs: Codecs, fix: str, decoded=None) 
             codec.parse(row["bitstream"])
             codec.describe(row["bitstream"])
     except BitstreamError as exc:
-        return "container", Problem(shard, key, "container", str(exc), fix)
-    if decoded is not None and decoded[1]:
-        return "decode", Problem(shard, key, "decode", decoded[1], fix)
-    return ("decode" if decoded is not None else "container"), None
+        return "container", str(exc)
+    if decoded is None:
+        return "container", None
+    return "decode", decoded[1]
 
 
 def verify_shard(shard: Shard, manifest_entry: dict | None, storage: Storage, codecs: Codecs,
-                 row_groups: RowGroups, decode_settings: DecodeSettings | None = None) -> ShardVerdict:
-    """Every check of one shard (the module doc); ``decode_settings``: decode its codec rows too."""
+                 row_groups: RowGroups, decoder: DecoderProcess | None = None) -> ShardVerdict:
+    """Every check of one shard (the module doc); ``decoder``: decode its codec rows with it too."""
     verdict = ShardVerdict(shard.name)
     if (why := shard.incomplete()) is not None:
         verdict.failures.append(Problem(shard.name, None, "complete", why))
         if shard.size is None:
             return verdict
-    decoder = DecoderProcess(decode_settings) if decode_settings is not None else None
     try:
         with local_copy(shard.url, storage) as (path, sha256, size):
             failures, warnings = checksum_problems(shard, sha256, size, manifest_entry)
@@ -190,9 +199,8 @@ def verify_shard(shard: Shard, manifest_entry: dict | None, storage: Storage, co
             keys = read_rows(shard, path, row_groups, codecs, decoder, verdict)
             for check in EXTRA_SHARD_CHECKS:
                 verdict.failures += check(shard, path, keys, storage)
-    finally:
-        if decoder is not None:
-            decoder.close()
+    except OSError as exc:  # gone since the listing, or the store failed after its retries
+        verdict.failures.append(Problem(shard.name, None, "readable", f"reading {redact(shard.url)}: {exc}"))
     return verdict
 
 
@@ -266,10 +274,20 @@ def verify_archive(files: ArchiveFiles, storage: Storage, *, threads: int = 4, d
     codecs = Codecs(weights_dir)
     shards = list(files.shards.values())
     verdicts: list[ShardVerdict] = []
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        futures = [pool.submit(verify_shard, s, entries.get(s.name), storage, codecs, row_groups, decode_settings)
-                   for s in shards]
-        for done, future in enumerate(as_completed(futures), 1):
-            verdicts.append(future.result())
-            report(verdicts[-1], done, len(shards))
+    decoders, mine = [], threading.local()  # one decoding process per thread, its networks loaded once
+
+    def verify(shard: Shard) -> ShardVerdict:
+        if decode_settings is not None and not hasattr(mine, "decoder"):
+            mine.decoder = DecoderProcess(decode_settings)
+            decoders.append(mine.decoder)
+        return verify_shard(shard, entries.get(shard.name), storage, codecs, row_groups, getattr(mine, "decoder", None))
+
+    try:
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for done, future in enumerate(as_completed([pool.submit(verify, s) for s in shards]), 1):
+                verdicts.append(future.result())
+                report(verdicts[-1], done, len(shards))
+    finally:
+        for decoder in decoders:
+            decoder.close()
     return Verification(files, sorted(verdicts, key=lambda v: v.name), dict(codecs.missing))
