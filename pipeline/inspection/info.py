@@ -69,7 +69,9 @@ class ArchiveInfo:
             "codec": {"given": manifest.codec, "codec_id": manifest.codec_id} if manifest else None,
             "codec_ids": sorted(set(t["codec_id"].to_pylist())),
             "manifest": None if manifest else files.manifest_problem,
-            "shards": {"files": len(files.shards), "complete": len(files.shards) - len(self.failed_shards()),
+            "shards": {"files": len(files.shards),
+                       "complete": sum(s.incomplete() is None and s.name not in self.unreadable
+                                       for s in files.shards.values()),
                        "failed": self.failed_shards(),
                        "truncated": [{"shard": s.name, "why": s.stats.truncated} for s in files.shards.values()
                                      if s.stats is not None and s.stats.truncated]},
@@ -87,7 +89,8 @@ class ArchiveInfo:
         }
 
     def failed_shards(self) -> list[dict]:
-        """Shards that are not complete or not readable, and every failure the manifest records, with why."""
+        """Shards that are not complete or not readable, and the manifest's failures (input shards that
+        left no file: {shard: its URL, error}), with why."""
         out = [{"shard": s.name, "error": why} for s in self.files.shards.values() if (why := s.incomplete())]
         out += [{"shard": name, "error": why} for name, why in sorted(self.unreadable.items())]
         named = {f["shard"] for f in out}
@@ -148,7 +151,8 @@ def print_summary(s: dict) -> None:
     z = s["size"]
     ratio = lambda x: f"{x:.1%}" if x is not None else "-"  # noqa: E731
     print(f"  size: {z['parquet_bytes']} bytes of Parquet, {z['kept_bytes']} kept image bytes, against "
-          f"{z['orig_bytes']} bytes of original images ({ratio(z['parquet_of_orig'])} and {ratio(z['kept_of_orig'])})")
+          f"{z['orig_bytes']} bytes of original images ({ratio(z['parquet_of_orig'])} and {ratio(z['kept_of_orig'])}); "
+          f"the input shards were {z['input_bytes']} bytes")
     d = s["duplicates"]
     print(f"  duplicates: {d['files']} files held more than once, {d['extra_rows']} extra rows, "
           f"{d['extra_orig_bytes']} original bytes (--duplicates FILE lists them)")
