@@ -6,7 +6,8 @@
     python jobs/info.py out/archive --duplicates dups.jsonl   # every file the archive holds more than once
 
 docs/inspecting.md says what each figure means. Exit status: 0, 1 when some shard failed or does not
-read (the summary says which and why), 2 for a usage error or a prefix that holds no archive.
+read (the summary, or with --keys stderr, says which and why), 2 for a usage error or a prefix that
+holds no archive.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps([{"shard": s, "key": k} for s, k in keys]))
         else:
             sys.stdout.writelines(f"{k}\n" for _, k in keys)
-        return 0
+        for failed in info.failed_shards():  # their keys are not listed: say so, never drop them silently
+            print(f"error: keys of {failed['shard']} not listed: {failed['error']}", file=sys.stderr)
+        return 1 if info.failed_shards() else 0
     summary = info.summary()
     if args.duplicates:
         summary["duplicates"]["file"] = redact(args.duplicates)

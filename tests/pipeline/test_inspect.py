@@ -178,8 +178,10 @@ def test_verify_names_every_damage(archive, tmp_path, capsys):
     row_fix = next(f["fix"] for f in s["failures"] if f["key"] == "a1")
     assert "--input " + str(archive.parent / "in" / "shard-000000.tar") in row_fix  # where to re-archive it from
 
-    info = archive_info(str(arc), Storage()).summary()  # info names the cut file as a failed shard
-    assert [f["shard"] for f in info["shards"]["failed"]] == ["shard-000003"]
+    assert info_job.main([str(arc), "--keys", "*"]) == 1  # info: the keys it can list, and the shard it cannot
+    out, err = capsys.readouterr()
+    assert out.split() == ["a0", "a1", "dup", "deep", "broken", "j0", "j1", "flat", "noisy", "c0"]
+    assert "keys of shard-000003 not listed" in err and "not a readable archive file" in err
 
 
 def test_a_jpeg_xl_row_is_kept_only_if_it_gives_the_jpeg_back(tmp_path):
