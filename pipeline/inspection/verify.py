@@ -95,11 +95,11 @@ class Codecs:
 def local_copy(url: str, storage: Storage) -> Iterator[tuple[str, str, int]]:
     """(a local path of the file at ``url``, its sha256, its size): the file itself when local, else a
     temporary copy hashed on the way down (the file is read once)."""
-    if is_local(url):
-        with open(url, "rb") as f:
-            yield url, hashlib.file_digest(f, "sha256").hexdigest(), os.path.getsize(url)
-        return
     fs, path = storage.fs(url)
+    if is_local(url):  # a path or a file:// URL
+        with open(path, "rb") as f:
+            yield path, hashlib.file_digest(f, "sha256").hexdigest(), os.path.getsize(path)
+        return
     fd, tmp = tempfile.mkstemp(prefix="diffarc-verify-", suffix=".parquet")
     try:
         digest = hashlib.sha256()
