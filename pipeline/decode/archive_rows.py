@@ -109,11 +109,11 @@ def _death(code: int, url: str) -> Exception:
 
 
 class CountedSource:
-    """The archive file as Arrow reads it, noting a read that the store failed (not the file's fault)
-    and the bytes read."""
+    """The archive file as Arrow reads it, noting a read that the store failed (not the file's fault),
+    the bytes read and the reads (on S3 without read-ahead, each is a request)."""
 
     def __init__(self, f):
-        self.f, self.failure, self.bytes_read = f, None, 0
+        self.f, self.failure, self.bytes_read, self.reads = f, None, 0, 0
 
     def read(self, n: int = -1) -> bytes:
         try:
@@ -121,7 +121,7 @@ class CountedSource:
         except Exception as exc:
             self.failure = exc
             raise
-        self.bytes_read += len(data)
+        self.bytes_read, self.reads = self.bytes_read + len(data), self.reads + 1
         return data
 
     def seek(self, offset: int, whence: int = 0) -> int:

@@ -1,5 +1,5 @@
 """The small columns of an archive's shards (``INFO_COLUMNS``), read from each Parquet file's footer and
-those columns' chunks only (``bytes_read`` counts what was read), in a child process.
+those columns' chunks only (counting the bytes and the reads), in a child process.
 
 Arrow trusts a footer, and a corrupt or hostile one can make it allocate what the footer or a page
 header claims, or crash it (``decode.archive_rows`` says how), so the reading runs in a child
@@ -9,7 +9,7 @@ naming it; when the child dies, a shard it was reading alone is the culprit, and
 flight are each read again alone.
 
 Protocol: the parent sends (storage, [(name, url), ...]); the child answers ("start", name) as it opens
-a file, then ("table", name, table, bytes_read) or ("bad", name, why), and ("end",) after the last.
+a file, then ("table", name, table, (bytes read, reads)) or ("bad", name, why), and ("end",) after the last.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ MAGIC = b"PAR1"
 FIX = "re-archive that shard (compress --overwrite) or restore the file from a copy"
 
 
-def read_columns(storage: Storage, shards: list[tuple[str, str]]) -> tuple[dict[str, tuple[pa.Table, int]], dict[str, str]]:
-    """({name: (its rows' small columns, plus ``shard``, ``stored`` and ``kept_bytes``; bytes read)},
+def read_columns(storage: Storage, shards: list[tuple[str, str]]) -> tuple[dict[str, tuple[pa.Table, tuple]], dict[str, str]]:
+    """({name: (its rows' small columns, plus ``shard``, ``stored`` and ``kept_bytes``; (bytes read, reads))},
     {name: why its file does not read}) for ``shards`` (name, Parquet URL)."""
     tables, bad, todo = {}, {}, list(shards)
     while todo:
@@ -102,7 +102,7 @@ def footer(f: CountedSource) -> pq.FileMetaData:
     return pq.read_metadata(pa.BufferReader(MAGIC + f.read(length) + tail))
 
 
-def small_columns(url: str, name: str, storage: Storage) -> tuple[pa.Table, int]:
+def small_columns(url: str, name: str, storage: Storage) -> tuple[pa.Table, tuple[int, int]]:
     """One shard's table as ``read_columns`` gives it; ``ValueError`` naming the file when it does not read."""
     fs, path = storage.fs(url)
     # no read-ahead on S3: s3fs would fetch the bitstreams between the small columns in 5 MB blocks
@@ -124,7 +124,7 @@ def small_columns(url: str, name: str, storage: Storage) -> tuple[pa.Table, int]
     kept = pc.if_else(pc.equal(stored, StoragePath.ORIGINAL.value), pc.cast(table["orig_bytes"], pa.float64()), coded)
     table = table.append_column("shard", pa.array([name] * len(table), pa.string()))
     table = table.append_column("stored", stored).append_column("kept_bytes", pc.fill_null(kept, 0.0))
-    return table, counted.bytes_read
+    return table, (counted.bytes_read, counted.reads)
 
 
 def _serve() -> None:

@@ -31,6 +31,7 @@ class ArchiveInfo:
     rows: pa.Table
     unreadable: dict[str, str]  # shard name -> why its file does not read
     bytes_read: int
+    reads: int  # read calls (each a request on S3)
     file_bytes: int
 
     def keys(self, pattern: str = "*") -> Iterator[tuple[str, str]]:
@@ -85,7 +86,7 @@ class ArchiveInfo:
                      "input_bytes": sum(s.stats.bytes_in for s in files.shards.values() if s.stats is not None)},
             "duplicates": {"files": len(dups), "extra_rows": sum(n for n, _ in extra),
                            "extra_orig_bytes": sum(n * b for n, b in extra)},
-            "read": {"bytes_read": self.bytes_read, "file_bytes": self.file_bytes},
+            "read": {"bytes_read": self.bytes_read, "reads": self.reads, "file_bytes": self.file_bytes},
         }
 
     def failed_shards(self) -> list[dict]:
@@ -130,7 +131,8 @@ def archive_info(url: str, storage: Storage) -> ArchiveInfo:
     tables, unreadable = read_columns(storage, [(s.name, s.url) for s in present])
     read = [tables[s.name] for s in present if s.name in tables]
     rows = pa.concat_tables([t for t, _ in read], promote_options="permissive") if read else EMPTY
-    return ArchiveInfo(files, rows, unreadable, sum(n for _, n in read), sum(s.size for s in present))
+    return ArchiveInfo(files, rows, unreadable, sum(n for _, (n, _) in read), sum(k for _, (_, k) in read),
+                       sum(s.size for s in present))
 
 
 def print_summary(s: dict) -> None:
@@ -163,7 +165,7 @@ def print_summary(s: dict) -> None:
     for t in sh["truncated"]:
         print(f"  truncated input: {t['shard']}: {t['why']}")
     r = s["read"]
-    print(f"  read {r['bytes_read']} of {r['file_bytes']} bytes (footers and small columns only)")
+    print(f"  read {r['bytes_read']} of {r['file_bytes']} bytes in {r['reads']} reads (footers and small columns only)")
 
 
 def duplicates_jsonl(dups: list[dict]) -> bytes:

@@ -210,6 +210,7 @@ def test_info_and_verify_on_s3(s3_endpoint, tmp_path, capsys):
     assert s["rows"] == 10 and [f["shard"] for f in s["shards"]["failed"]] == ["shard-000002"]
     small, _ = footers_and_chunks([fs.cat_file(p) for p in sorted(fs.glob("inspect-bucket/arc/*.parquet"))])
     assert s["read"]["bytes_read"] == small  # no read-ahead into the bitstreams on S3 either
+    assert s["read"]["reads"] == 3 * (2 + len(INFO_COLUMNS))  # a footer in two reads, a read per chunk (one group)
     assert verify_job.main([*args, "--json", "--no-progress"]) == 1
     s = json.loads(capsys.readouterr().out)
     assert [(f["shard"], f["check"]) for f in s["failures"]] == [("shard-000002", "complete")]
