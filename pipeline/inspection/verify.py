@@ -245,7 +245,11 @@ class Verification:
     codecs_missing: dict[str, str]  # codec id -> why its header parse was left out
 
     def failures(self) -> list[Problem]:
-        return [p for v in self.shards for p in v.failures]
+        """Every shard's, then each input shard the manifest says the compress job failed (it left no file)."""
+        failed = self.files.manifest.failures if self.files.manifest else []
+        return [p for v in self.shards for p in v.failures] + [
+            Problem(f.get("shard", "?"), None, "complete", f"the compress job failed this input shard: {f.get('error')}",
+                    "run the compress job again with the same arguments") for f in failed]
 
     def warnings(self) -> list[Problem]:
         out = [p for v in self.shards for p in v.warnings]

@@ -136,7 +136,8 @@ def flip(data: bytes, at: int | None = None) -> bytes:
 def damage(arc: Path) -> None:
     """Every kind of damage, one per shard: a codec row's bitstream and a JPEG XL row each changed by one
     byte with the file's checksums fixed up (marker and manifest: only the row checks can tell), a byte
-    changed in a file, a file cut short; and shard 1's checksum dropped, as an archive written before them."""
+    changed in a file, a file cut short; shard 1's checksum dropped, as an archive written before them; and an
+    input shard the manifest says failed."""
     def edit(key: str):
         return lambda rows: [{**r, "bitstream": flip(r["bitstream"])} if r["key"] == key else r for r in rows]
 
@@ -149,6 +150,7 @@ def damage(arc: Path) -> None:
         if entry["name"] == "shard-000001":
             del entry["bytes"], entry["sha256"], marker["output"]
             (arc / f"{entry['name']}.stats.json").write_text(json.dumps(marker))
+    manifest["failures"] = [{"shard": "in/shard-000009.tar", "error": "worker died 4 times"}]  # left no file
     (arc / MANIFEST).write_text(json.dumps(manifest))
     path = arc / "shard-000002.parquet"
     path.write_bytes(flip(path.read_bytes(), 200))
@@ -169,7 +171,7 @@ def test_verify_names_every_damage(archive, tmp_path, capsys):
     assert {(sh, k) for sh, k, _ in failed if sh in ("shard-000000", "shard-000001")} == {("shard-000000", "a1"),
                                                                                          ("shard-000001", "j0")}
     assert {("shard-000002", None, "checksum"), ("shard-000003", None, "checksum"),
-            ("shard-000003", None, "readable")} <= failed
+            ("shard-000003", None, "readable"), ("in/shard-000009.tar", None, "complete")} <= failed
     assert "its marker and the manifest record 11" in out  # both records disagree with the file
     assert "shard-000003.parquet is not a readable archive file" in out  # truncated: named, with the fix
     assert [w["shard"] for w in s["warnings"]] == ["shard-000001"] and "no checksum recorded" in out
@@ -182,6 +184,7 @@ def test_verify_names_every_damage(archive, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out.split() == ["a0", "a1", "dup", "deep", "broken", "j0", "j1", "flat", "noisy", "c0"]
     assert "keys of shard-000003 not listed" in err and "not a readable archive file" in err
+    assert "keys of in/shard-000009.tar not listed: worker died 4 times" in err
 
 
 def test_a_jpeg_xl_row_is_kept_only_if_it_gives_the_jpeg_back(tmp_path):
