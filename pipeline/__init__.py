@@ -15,6 +15,8 @@ between them and ``model`` are described once, in ARCHITECTURE.md: Layers):
 - ``read``     reading an archive in place: ``archive`` (``open_archive``), ``restoring``, ``dataset``
                (PyTorch), ``ray_data`` (``read_archive``); ``records.index`` is the key index they use
 - ``run``      ``runner`` (what the jobs share), ``actors``, ``pool``, ``lease``, ``progress``, ``plan``
+- ``inspection`` an archive looked at in place (docs/inspecting.md): ``listing`` (its files), ``columns``
+               (small columns read in a child), ``info`` (``diffarc-info``), ``verify`` (``diffarc-verify``)
 """
 
 # The readers, importable as ``from pipeline import open_archive, ArchiveDataset, read_archive``; loaded

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..io.child import child_streams, peak_rss_bytes, recv, send, start_child, status_bytes
+from ..io.child import child_streams, end_child, peak_rss_bytes, recv, send, start_child, status_bytes
 from ..io.faults import InfrastructureError, PermanentError, is_transient
 from ..io.storage import Storage
 from ..records.archive import RowGroups
@@ -93,11 +93,7 @@ class ArchiveRows:
                 else:
                     raise PermanentError(f"{payload}; {FIX}")
         finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            proc.stdin.close()
-            proc.stdout.close()
+            end_child(proc)
 
 
 def _death(code: int, url: str) -> Exception:
@@ -112,12 +108,12 @@ def _death(code: int, url: str) -> Exception:
 # -- the child ------------------------------------------------------------------------------------
 
 
-class _Source:
-    """The archive file as Arrow reads it, noting a read that the store failed (not the file's fault)
-    and the bytes read."""
+class CountedSource:
+    """The archive file as Arrow reads it, noting a read that the store failed (not the file's fault),
+    the bytes read and the reads (on S3 without read-ahead, each is a request)."""
 
     def __init__(self, f):
-        self.f, self.failure, self.bytes_read = f, None, 0
+        self.f, self.failure, self.bytes_read, self.reads = f, None, 0, 0
 
     def read(self, n: int = -1) -> bytes:
         try:
@@ -125,7 +121,7 @@ class _Source:
         except Exception as exc:
             self.failure = exc
             raise
-        self.bytes_read += len(data)
+        self.bytes_read, self.reads = self.bytes_read + len(data), self.reads + 1
         return data
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -237,7 +233,7 @@ def read_batches(source, request: ReadRequest, place: _Place) -> Iterator[list[d
         yield rows
 
 
-def _verdict(exc: Exception, source: _Source | None, request: ReadRequest, place: _Place, cap: int) -> tuple:
+def _verdict(exc: Exception, source: CountedSource | None, request: ReadRequest, place: _Place, cap: int) -> tuple:
     fault = exc if source is None else source.failure
     if isinstance(fault, FileNotFoundError):
         return "missing", (f"archive file {request.url} is missing (looked for {fault.filename or request.url}): "
@@ -261,7 +257,7 @@ def _serve() -> None:
         if (start := status_bytes("VmData")) is not None:  # what RLIMIT_DATA caps (Linux: elsewhere it is not kept)
             resource.setrlimit(resource.RLIMIT_DATA, (start + growth, start + growth))
         with fs.open(path, "rb") as f:
-            source = _Source(f)
+            source = CountedSource(f)
             for rows in read_batches(source, request, place):
                 send(proto_out, ("rows", rows))
         send(proto_out, ("done", {"peak_rss_bytes": peak_rss_bytes(), "bytes_read": source.bytes_read}))

@@ -106,9 +106,12 @@ def prepare(sample: Sample, settings: EncodeSettings) -> Item:
 
 
 def notes(item: Item, coded: bool) -> list[str]:
-    """What the row's reader must know (``records.row``: ``notes``): a repeated member name, a name that
-    says another format than the bytes, what a coded row's file carried and the row does not keep."""
+    """What the row's reader must know (``records.row``: ``notes``): a repeated member name, why a file is
+    not kept the smaller way (``keeping``), a name that says another format than the bytes, what a coded
+    row's file carried and the row does not keep."""
     out = [item.sample.note] if item.sample.note else []
+    if item.kept is not None and item.kept.note:
+        out.append(item.kept.note)
     named = NAMED_FORMATS.get((item.member or "").rsplit(".", 1)[-1].lower())
     actual = item.facts.format if item.facts else item.sniffed
     if named and actual and actual not in named:

@@ -24,13 +24,18 @@ paths and comes back as a PNG under its own name (``restore``; the row's ``notes
 
 A row never holds more than its original file: the lossless paths keep whichever is smaller, and a
 coded row whose bitstream plus metadata is not smaller than the file by ``margin`` keeps the file.
+
+A ``jpeg-xl`` row is proven before it is kept: its JPEG XL is reconstructed to the JPEG, and only a file
+with the original's sha256 is kept that way; otherwise the original file is, and the row's ``notes``
+say why (``diffarc-verify`` checks the same on the archive later, ``pipeline.inspection.verify``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
-from model.lossless import encode_pixels, jpeg_to_jxl, pixel_mode
+from model.lossless import encode_pixels, jpeg_to_jxl, jxl_to_jpeg, pixel_mode
 from model.metadata import FileFacts
 
 from ..records.paths import StoragePath, oriented
@@ -57,6 +62,7 @@ class Kept:
     stored_as: StoragePath
     because: str
     data: bytes | None  # None: the codec's bitstream, still to be made
+    note: str | None = None  # why it is not kept the smaller way (for the row's ``notes``)
 
 
 def forced(facts: FileFacts, policy: Policy) -> str | None:
@@ -90,15 +96,20 @@ def reductions(facts: FileFacts) -> str:
     return "policy, " + " and ".join(lost) + " kept (flag)" if lost else "policy"
 
 
-def keep_losslessly(data: bytes, facts: FileFacts, because: str) -> Kept:
+def keep_losslessly(data: bytes, facts: FileFacts, because: str,
+                    reconstruct: Callable[[bytes], bytes] = jxl_to_jpeg) -> Kept:
     """The smallest lossless way to keep this file: JPEG XL recompression (JPEG), JPEG XL pixels
-    (8-bit still PNG), or the file itself."""
+    (8-bit still PNG), or the file itself. ``reconstruct``: how a JPEG XL row is turned back into the
+    JPEG to prove it (the archive's restore rule; a test passes one that alters the file)."""
     if facts.format == "JPEG":
         try:
             jxl = jpeg_to_jxl(data)
         except ValueError:
             return Kept(ORIGINAL, because, data)
-        return Kept(JPEG_XL, because, jxl) if len(jxl) < len(data) else Kept(ORIGINAL, because, data)
+        if len(jxl) >= len(data):
+            return Kept(ORIGINAL, because, data)
+        note = jxl_unfaithful(jxl, data, reconstruct)
+        return Kept(ORIGINAL, because, data, note) if note else Kept(JPEG_XL, because, jxl)
     if facts.format == "PNG" and facts.frames == 1 and facts.bits == 8 and not facts.trailing:
         img = oriented(data)
         try:
@@ -110,6 +121,18 @@ def keep_losslessly(data: bytes, facts: FileFacts, because: str) -> Kept:
         if len(jxl) + info < len(data):
             return Kept(LOSSLESS, because, jxl)
     return Kept(ORIGINAL, because, data)
+
+
+def jxl_unfaithful(jxl: bytes, jpeg: bytes, reconstruct: Callable[[bytes], bytes]) -> str | None:
+    """Why ``jxl`` does not give ``jpeg`` back byte for byte (the row's note), or None when it does."""
+    try:
+        back = reconstruct(jxl)
+    except ValueError as exc:  # BitstreamError
+        return f"JPEG XL recompression did not reconstruct ({exc}): the original file is kept"
+    if back != jpeg:  # the same bytes: the same sha256 as the row's orig_sha256
+        return (f"JPEG XL recompression reconstructed {len(back)} bytes that differ from the {len(jpeg)}-byte "
+                "original: the original file is kept")
+    return None
 
 
 def decide(data: bytes, facts: FileFacts, policy: Policy) -> Kept:

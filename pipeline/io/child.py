@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # the repository root: children import this code base
 PARENT_PID = "DIFFARC_PARENT_PID"  # the worker's pid, as the child must keep seeing it
 PARENT_MAIN_THREAD = "DIFFARC_PARENT_MAIN_THREAD"  # "1": started from the worker's main thread
 WATCH_S = 1.0
@@ -59,6 +59,15 @@ def start_child(module: str, **env: str) -> subprocess.Popen:
     # unbuffered: select() on the parent's end must see every byte the child wrote
     return subprocess.Popen([sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             env=env, cwd=str(REPO), bufsize=0)
+
+
+def end_child(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` if it still runs (its reader stopped listening), reap it and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    proc.stdin.close()
+    proc.stdout.close()
 
 
 def send(stream, obj) -> None:

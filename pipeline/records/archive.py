@@ -138,6 +138,13 @@ def find_completed(output: str, shards: dict[str, str], storage: Storage,
     return done, markers.problems
 
 
+def checksum(stats: ShardStats) -> dict:
+    """The shard's Parquet file as its marker vouches for it: {bytes, sha256}; {} for a marker that
+    records no output (written by an older version). ``diffarc-verify`` checks the file against it."""
+    out = stats.output or {}
+    return {k: out[k] for k in ("bytes", "sha256") if k in out}
+
+
 def tally(shards: list[str], results: dict[str, ShardStats], skipped: dict[str, ShardStats], failures: dict) -> dict:
     """Counts over the whole archive (this run and earlier complete ones): fields of the manifest."""
     stats = list(results.values()) + list(skipped.values())
@@ -156,7 +163,7 @@ def tally(shards: list[str], results: dict[str, ShardStats], skipped: dict[str, 
         "timings": {"shard_seconds": round(seconds, 3),
                     "encode_seconds": round(sum(s.encode_seconds for s in results.values()), 3)},
         "shards": [{"shard": redact(s.shard), "name": s.name, "rows": s.rows, "errors": s.errors,
-                    "truncated": s.truncated, "status": st} for s, st in zip(stats, status)],
+                    "truncated": s.truncated, "status": st, **checksum(s)} for s, st in zip(stats, status)],
         "warnings": [f"{redact(s.shard)}: {s.truncated}" for s in stats if s.truncated],
         "failures": [{"shard": redact(shard), "error": reason} for shard, reason in failures.items()],
     }

@@ -238,7 +238,7 @@ class CompressManifest(JobManifest):
     settings: dict[str, Any] = field(default_factory=dict)  # ``EncodeSettings``' sizes and storage policy
     bytes: dict[str, int] = field(default_factory=dict)
     paths: dict[str, dict] = field(default_factory=dict)  # as ``ShardStats.paths``, over every shard
-    shards: list[dict] = field(default_factory=list)  # {shard, name, rows, errors, truncated, status}
+    shards: list[dict] = field(default_factory=list)  # {shard, name, rows, errors, truncated, status, bytes, sha256}
     warnings: list[str] = field(default_factory=list)
 
 
