@@ -34,6 +34,7 @@ from ..decode.sandbox import DecoderProcess
 from ..io.faults import InfrastructureError, PermanentError
 from ..io.storage import Storage, is_local, redact
 from ..records.archive import RowGroups
+from ..records.index import index_name, read as read_index
 from ..records.paths import StoragePath
 from .listing import ArchiveFiles, Shard
 
@@ -67,11 +68,26 @@ class ShardVerdict:
     warnings: list[Problem] = field(default_factory=list)
 
 
-# Checks the lead wires after merging (issue 31 item 1: the key index a compress job writes beside each
-# shard): each is called with (the shard, a local path of its verified Parquet file, the keys in stored
-# order, storage) and returns the problems it finds. Empty here: verify knows no index.
-ShardCheck = Callable[[Shard, str, list[str], Storage], list[Problem]]
-EXTRA_SHARD_CHECKS: list[ShardCheck] = []
+def check_index(shard: Shard, keys: list[str], storage: Storage) -> list[Problem] | None:
+    """The shard's key index (``records.index``, ``NAME.index.arrow``) against its verified Parquet file: the
+    same keys in the same order, for this file (size, sha256). None where there is no index (archives written
+    before it): no failure, readers fall back to the key column."""
+    parquet = shard.name + ".parquet"
+    url = shard.url[: -len(parquet)] + index_name(parquet)
+    fix = f"rebuild it: diffarc-index {redact(shard.url[: -len(parquet)])} --overwrite"
+    if not storage.exists(url):
+        return None
+    try:
+        index = read_index(url, storage)
+    except (OSError, ValueError) as exc:
+        return [Problem(shard.name, None, "index", str(exc), fix)]
+    if shard.stats is not None and not index.current(shard.size, shard.stats):
+        return [Problem(shard.name, None, "index", f"{index_name(parquet)} indexes another version of the "
+                        f"file ({index.parquet_bytes} bytes, sha256 {index.parquet_sha256})", fix)]
+    if index.keys != keys:
+        return [Problem(shard.name, None, "index", f"{index_name(parquet)} lists other keys than the file holds "
+                        f"({len(index.keys)} against {len(keys)} rows)", fix)]
+    return []
 
 
 class Codecs:
@@ -197,8 +213,11 @@ def verify_shard(shard: Shard, manifest_entry: dict | None, storage: Storage, co
             verdict.warnings += warnings
             verdict.checked["checksum"] += not failures and not warnings
             keys = read_rows(shard, path, row_groups, codecs, decoder, verdict)
-            for check in EXTRA_SHARD_CHECKS:
-                verdict.failures += check(shard, path, keys, storage)
+            if not failures:  # a file that is not the one its marker vouches for fails already
+                index_problems = check_index(shard, keys, storage)
+                if index_problems is not None:
+                    verdict.failures += index_problems
+                    verdict.checked["index"] += not index_problems
     except OSError as exc:  # gone since the listing, or the store failed after its retries
         verdict.failures.append(Problem(shard.name, None, "readable", f"reading {redact(shard.url)}: {exc}"))
     return verdict
