@@ -8,9 +8,9 @@ every bitstream written by earlier code keeps decoding bit for bit. Existing vec
 rewritten: a new family adds its entries to ``VECTORS`` or ``ENCODED``. Decoding runs on one thread.
 
 The ``ENCODED`` vectors (issue 33: every shipped cdc-avif weights file at each effort and under rate
-control, each weights card's decode presets, diffc-avif and diffc with two prefixes) also record how
-they were encoded (``encode``: codec name, options, source image, DiffC prefix step) and the sha256
-of their bytes: the test re-encodes them and wants the same bytes, so an encoder change that moves
+control, each weights card's decode presets, diffc-avif and diffc with two prefixes at each bitstream
+version) also record how they were encoded (``encode``: codec name, options, source image, DiffC
+prefix step) and the sha256 of their bytes: the test re-encodes them and wants the same bytes, so an encoder change that moves
 any byte fails. AVIF at a fixed quality and effort, and DiffC over it, encode deterministically
 (here: every vector is encoded twice and must match).
 """
@@ -43,6 +43,7 @@ EFFORTS = ("fast", "medium", "best")
 RATE_CONTROL = {"max_bytes": 250}
 PSNR_CONTROLLED = {"cdc-avif-mse": {"target_psnr": 32.0}}
 DIFFC_PREFIXES = (1, 2)  # coded steps kept by the two prefix vectors (of 4 for diffc-avif, 5 for diffc)
+DIFFC_VERSIONS = (1, 2)  # DiffC bitstream versions (model/diffc/stream.py): 1 big-integer rANS, 2 constriction
 
 
 def encoded_groups() -> list[tuple[str, dict, dict, tuple[int, ...]]]:
@@ -59,7 +60,8 @@ def encoded_groups() -> list[tuple[str, dict, dict, tuple[int, ...]]]:
             if weights.name in PSNR_CONTROLLED:
                 groups.append((weights.name, PSNR_CONTROLLED[weights.name], {}, ()))
             groups += [(weights.name, {}, {"preset": p}, ()) for p in weights.card.get("decode_presets", {})]
-    return groups + [("diffc-avif", {}, {}, DIFFC_PREFIXES), ("diffc", {}, {}, DIFFC_PREFIXES)]
+    return groups + [(family, {"bitstream_version": version}, {}, DIFFC_PREFIXES)
+                     for family in ("diffc-avif", "diffc") for version in DIFFC_VERSIONS]
 
 
 def source_images() -> dict[str, Image.Image]:
