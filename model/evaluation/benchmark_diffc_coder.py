@@ -5,8 +5,9 @@
 
 Each ``--encode`` is one set of encode options (KEY=VALUE, comma-separated); every crop is encoded and
 its full stream decoded (the default decoder) with each, for both families (diffc-avif, diffc) over the
-shipped prior; the payload coder's share of the decode is timed apart (``coder_read_cpu_s``). The crops are the centre 256x256 of the first ``--crops`` images by name. CPU seconds
-(``time.process_time``) are the figure: the machine may be shared, and wall seconds would count the others.
+shipped prior; the payload coder's share of the decode is timed apart (``coder_read_cpu_s``). The
+crops are the centre 256x256 of the first ``--crops`` images by name. CPU seconds (``time.process_time``)
+are the figure: the machine may be shared, and wall seconds would count the others.
 """
 
 from __future__ import annotations
@@ -97,13 +98,15 @@ def main(argv: list[str] | None = None) -> None:
                 row = {"image": path.name, **measure(family, crop, options)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print("family       options                      encode CPU s  decode CPU s  coder read CPU s  bpp (means over crops)")
+    print("family       options                      encode CPU s  decode CPU s  coder read CPU s  bpp "
+          "(means over crops)")
     for family in FAMILIES:
         for options in map(parse_options, args.encode or [""]):
             sel = [r for r in rows if r["family"] == family and r["options"] == options]
-            print(f"{family:12} {json.dumps(options):28} {np.mean([r['encode_cpu_s'] for r in sel]):12.2f}  "
-                  f"{np.mean([r['decode_cpu_s'] for r in sel]):12.2f}  {np.mean([r['coder_read_cpu_s'] for r in sel]):16.3f}  "
-                  f"{np.mean([r['bpp'] for r in sel]):.4f}")
+            keys = ("encode_cpu_s", "decode_cpu_s", "coder_read_cpu_s", "bpp")
+            mean = {k: np.mean([r[k] for r in sel]) for k in keys}
+            print(f"{family:12} {json.dumps(options):28} {mean['encode_cpu_s']:12.2f}  {mean['decode_cpu_s']:12.2f}  "
+                  f"{mean['coder_read_cpu_s']:16.3f}  {mean['bpp']:.4f}")
     if args.out:
         machine = {"cpu_count": os.cpu_count(), "torch_threads": 1, "load_average": os.getloadavg()}
         args.out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n")

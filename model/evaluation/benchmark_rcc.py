@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         row = throughput(size, 0.05, RCCConfig(cap_bits=cap), threads, 1 if args.quick or size > 65536 else 2)
         speed_rows.append(row)
         print(json.dumps(row))
-    coder_rows = [coder_speed(n, 12, f) for f in sorted(PAYLOAD_CODERS) for n in ((1000,) if args.quick else (1000, 10000))]
+    coder_rows = [coder_speed(n, 12, f) for f in sorted(PAYLOAD_CODERS)
+                  for n in ((1000,) if args.quick else (1000, 10000))]
     print(json.dumps(coder_rows))
     args.out.mkdir(parents=True, exist_ok=True)
     machine = {"cpu": _cpu_name(), "torch": torch.__version__,

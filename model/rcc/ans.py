@@ -120,7 +120,8 @@ def _low_bits(exponents: np.ndarray) -> np.ndarray:
 
 
 class PayloadWriter:
-    """Records the RCC encoder's symbols (count, flags, indices: in that order in the stream) and renders them."""
+    """Records the RCC encoder's symbols (in the stream: count, flags, indices, whatever the call order)
+    and renders them."""
 
     def __init__(self, cap_bits: int):
         self.cap_bits = cap_bits
@@ -186,7 +187,7 @@ def _uniform_bits(values: np.ndarray, widths: np.ndarray) -> list[tuple]:
 
 
 class PayloadReader:
-    """Hears a format-2 payload back: ``count``, then ``flags`` (any number of calls), then ``indices``, then ``finish``."""
+    """Hears a format-2 payload back: ``count``, ``flags`` (in any number of calls), ``indices``, ``finish``."""
 
     def __init__(self, data: bytes, dims: int, cap_bits: int, check_bits: int):
         refuse_malformed(data, max_payload_bits(dims, cap_bits, check_bits), dims)
@@ -222,7 +223,8 @@ class PayloadReader:
         return values
 
     def finish(self) -> None:
-        if _decode_raw(self._coder, self.check_bits + 1, 1)[0] != check_value(self.check_bits) or not self._coder.is_empty():
+        check = _decode_raw(self._coder, self.check_bits + 1, 1)[0]
+        if check != check_value(self.check_bits) or not self._coder.is_empty():
             raise RCCError(
                 "RCC payload failed its integrity check: it is corrupt or truncated, or is being decoded "
                 "with another cap_bits, check_bits or size than it was encoded with"

@@ -5,14 +5,14 @@
 The first vectors were written by the code of commit 3ee793a (before the codec registry refactor);
 the test ``tests/codecs/test_vectors.py`` decodes each one and compares the sha256 of the decoded pixels, so
 every bitstream written by earlier code keeps decoding bit for bit. Existing vectors are never
-rewritten: a new family adds its entries to ``VECTORS`` or ``ENCODED``. Decoding runs on one thread.
+rewritten: a new family adds its entries to ``VECTORS`` or ``encoded_groups``. Decoding runs on one thread.
 
-The ``ENCODED`` vectors (issue 33: every shipped cdc-avif weights file at each effort and under rate
+The ``encoded_groups`` vectors (issue 33: every shipped cdc-avif weights file at each effort and under rate
 control, each weights card's decode presets, diffc-avif and diffc with two prefixes at each bitstream
 version) also record how they were encoded (``encode``: codec name, options, source image, DiffC
-prefix step) and the sha256 of their bytes: the test re-encodes them and wants the same bytes, so an encoder change that moves
-any byte fails. AVIF at a fixed quality and effort, and DiffC over it, encode deterministically
-(here: every vector is encoded twice and must match).
+prefix step) and the sha256 of their bytes: the test re-encodes them and wants the same bytes, so an
+encoder change that moves any byte fails. AVIF at a fixed quality and effort, and DiffC over it, encode
+deterministically (here: every vector is encoded twice and must match).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ DIFFC_VERSIONS = (1, 2)  # DiffC bitstream versions (model/diffc/stream.py): 1 b
 
 
 def encoded_groups() -> list[tuple[str, dict, dict, tuple[int, ...]]]:
-    """(codec name, encode options, decode options, DiffC prefix steps) per group of ``ENCODED`` vectors:
+    """(codec name, encode options, decode options, DiffC prefix steps) per group of encoded vectors:
     every shipped cdc-avif weights file at each effort and under rate control, each decode preset its
     card names, and both DiffC families over the shipped prior."""
     from model.weights import WeightsResolver
