@@ -73,6 +73,9 @@ def encode_options(schedule: ScheduleConfig) -> tuple[Option, ...]:
                min=1, max=64),
         Option("cap_bits", int, 10, "encode", "RCC: 2^cap_bits candidates per chunk (encode work; lower: more bias)",
                min=6, max=16),
+        Option("bitstream_version", int, BITSTREAM_VERSION, "encode", "DiffC bitstream version: 2, step payloads "
+               "entropy-coded by constriction (constant time per symbol); 1, by the big-integer rANS of earlier "
+               "diffarc (older installs decode it; slower to decode)", min=1, max=BITSTREAM_VERSION),
     )
 
 DECODE_OPTIONS = (
@@ -90,14 +93,17 @@ DECODE_OPTIONS = (
 # does best starting from a better base; results/diffc/README.md).
 QUALITY = replace(declared(AVIF_OPTIONS)["quality"], default=40)
 FAMILIES = {True: "diffc-avif", False: "diffc"}
+BITSTREAM_VERSION = 2  # what new encodes write (model/diffc/stream.py); every version up to it decodes
 
 
-def rcc_config(cap_bits: int):
+def rcc_config(cap_bits: int, bitstream_version: int = BITSTREAM_VERSION):
     """Chunks of about cap_bits - 4 bits of KL, halved above cap_bits - 2 (model/rcc benchmark:
-    about 2 bits per chunk above KL, and a small pull of the sample toward p); 8 check bits per step."""
+    about 2 bits per chunk above KL, and a small pull of the sample toward p); 8 check bits per step;
+    the steps' payload format is the bitstream version."""
     from ..rcc import RCCConfig
 
-    return RCCConfig(chunk_bits=cap_bits - 4, max_chunk_bits=cap_bits - 2, cap_bits=cap_bits, check_bits=8)
+    return RCCConfig(chunk_bits=cap_bits - 4, max_chunk_bits=cap_bits - 2, cap_bits=cap_bits, check_bits=8,
+                     payload_format=bitstream_version)
 
 
 @dataclass(frozen=True)
@@ -139,13 +145,14 @@ class DiffCCodec(Codec):
         trace = self._encode_one(im.rgb, **opts)
         return pack(Container(self.codec_id, im.rgb.shape[0], im.rgb.shape[1], im.mode, trace.strings)), trace
 
-    def _encode_one(self, rgb, stop_step, max_bpp, final_log_snr, levels, cap_bits, quality=None) -> EncodeTrace:
+    def _encode_one(self, rgb, stop_step, max_bpp, final_log_snr, levels, cap_bits, bitstream_version,
+                    quality=None) -> EncodeTrace:
         from ..diffc.process import encode_steps
         from ..diffc.schedule import training_steps
         from ..diffc.stream import Header
 
         h, w = rgb.shape[:2]
-        rcc = rcc_config(cap_bits)
+        rcc = rcc_config(cap_bits, bitstream_version)
         schedule = training_steps(replace(self.schedule, levels=levels, last_log_snr=final_log_snr), self.diffusion)
         fixed = (Header(1 + self.conditional, rcc, schedule).pack(),)
         if self.conditional:

@@ -4,7 +4,8 @@ and one string per coded step, so every prefix of steps is a valid, coarser bits
 Header (strings[0], integers big-endian)::
 
     magic        3 bytes  b"DFC"
-    version      u8       1
+    version      u8       2: step payloads in RCC payload format 2 (model/rcc/ans.py, constriction);
+                          1: format 1 (model/rcc/coding.py, big-integer rANS; written before issue 33)
     fixed        u8       strings before the first step: 1 (header) or 2 (header, AVIF base)
     cap_bits     u8       RCC: 2^cap_bits candidates per chunk
     chunk_bits   u8       RCC: target KL per chunk, in quarter bits
@@ -28,7 +29,7 @@ from ..format import BitstreamError, Container, pack, unpack
 if TYPE_CHECKING:  # model.rcc imports torch, which truncation does not need
     from ..rcc import RCCConfig
 
-MAGIC, VERSION = b"DFC", 1
+MAGIC, VERSIONS = b"DFC", (1, 2)  # the version is the RCC payload format of the steps
 _FIXED = struct.Struct(">3sBBBBBBB")
 
 
@@ -44,7 +45,7 @@ class Header:
 
     def pack(self) -> bytes:
         r = self.rcc
-        return (_FIXED.pack(MAGIC, VERSION, self.fixed, r.cap_bits, round(r.chunk_bits * 4),
+        return (_FIXED.pack(MAGIC, r.payload_format, self.fixed, r.cap_bits, round(r.chunk_bits * 4),
                             round(r.max_chunk_bits * 4), r.check_bits, self.levels)
                 + struct.pack(f">{len(self.schedule)}H", *self.schedule))
 
@@ -53,8 +54,9 @@ def read_header(data: bytes, owner: str = "diffc") -> Header:
     if len(data) < _FIXED.size or data[:3] != MAGIC:
         raise BitstreamError(f"{owner}: not a DiffC bitstream (its first string is not a DiffC header)")
     magic, version, fixed, cap, chunk_q, max_q, check, levels = _FIXED.unpack_from(data)
-    if version != VERSION:
-        raise BitstreamError(f"{owner}: DiffC header version {version}, this build reads {VERSION}")
+    if version not in VERSIONS:
+        raise BitstreamError(f"{owner}: DiffC header version {version}, this build reads versions "
+                             f"{', '.join(map(str, VERSIONS))}: it was written by a newer diffarc, or is corrupt")
     if len(data) != _FIXED.size + 2 * (levels + 1):
         raise BitstreamError(f"{owner}: DiffC header of {len(data)} bytes does not hold {levels} levels")
     schedule = struct.unpack_from(f">{levels + 1}H", data, _FIXED.size)
@@ -63,7 +65,8 @@ def read_header(data: bytes, owner: str = "diffc") -> Header:
     from ..rcc import RCCConfig  # torch: only once a header is read
 
     try:
-        rcc = RCCConfig(chunk_bits=chunk_q / 4, max_chunk_bits=max_q / 4, cap_bits=cap, check_bits=check)
+        rcc = RCCConfig(chunk_bits=chunk_q / 4, max_chunk_bits=max_q / 4, cap_bits=cap, check_bits=check,
+                        payload_format=version)
     except ValueError as exc:
         raise BitstreamError(f"{owner}: DiffC header has an invalid RCC config: {exc}") from None
     return Header(fixed, rcc, schedule)

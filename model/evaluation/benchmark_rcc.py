@@ -2,6 +2,7 @@
 
     python -m model.evaluation.benchmark_rcc       # full grid, ~4 min on 2 cores -> results/rcc/
     python -m model.evaluation.benchmark_rcc --quick # a smaller grid, for a smoke run
+    python -m model.evaluation.benchmark_rcc --coder-only  # the payload coders alone -> results/rcc/coder.json
 
 Chunk overhead: every chunk of a toy problem has exactly K bits of KL (equal |shift| on every
 dim, d dims per chunk), so c = (payload bits - KL - header bits) / chunks is the coder's cost per
@@ -24,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..rcc import RCCConfig, chunk_dims, decode_sample, encode_sample
-from ..rcc.coding import PayloadReader, PayloadWriter, header_bits
+from ..rcc import PAYLOAD_CODERS, RCCConfig, chunk_dims, decode_sample, encode_sample
+from ..rcc.coding import header_bits
 from .extra import pyplot
 
 
@@ -125,22 +126,28 @@ def throughput(size: int, kl_bits_per_dim: float, cfg: RCCConfig, threads: int, 
     }
 
 
-def coder_speed(n_chunks: int, cap_bits: int) -> dict:
-    """Seconds to write and read n_chunks PFR-like indices (log-uniform over 0..2^cap_bits)."""
+def coder_speed(n_chunks: int, cap_bits: int, payload_format: int = 1) -> dict:
+    """CPU seconds to write and read n_chunks PFR-like indices (log-uniform over 0..2^cap_bits) and as many
+    split flags (one in four set) in one payload of ``payload_format``."""
+    coder = PAYLOAD_CODERS[payload_format]
     rng = np.random.default_rng(0)
     indices = [int(2 ** rng.uniform(0, cap_bits)) - 1 for _ in range(n_chunks)]
-    start = time.perf_counter()
-    writer = PayloadWriter(cap_bits)
-    for index in indices:
-        writer.index(index)
+    flags = (rng.uniform(size=n_chunks) < 0.25).tolist()
+    start = time.process_time()
+    writer = coder.PayloadWriter(cap_bits)
+    writer.count(n_chunks, 1 << 20)
+    writer.flags(flags)
+    writer.indices(indices)
     data = writer.to_bytes(8)
-    written = time.perf_counter() - start
-    start = time.perf_counter()
-    reader = PayloadReader(data, 1 << 20, cap_bits, 8)
-    assert [reader.index() for _ in indices] == indices
+    written = time.process_time() - start
+    start = time.process_time()
+    reader = coder.PayloadReader(data, 1 << 20, cap_bits, 8)
+    assert reader.count(1 << 20) == n_chunks and reader.flags(n_chunks).tolist() == flags
+    assert reader.indices(n_chunks).tolist() == indices
     reader.finish()
-    read = time.perf_counter() - start
-    return {"chunks": n_chunks, "payload_bits": 8 * len(data), "write_s": written, "read_s": read}
+    read = time.process_time() - start
+    return {"payload_format": payload_format, "chunks": n_chunks, "payload_bits": 8 * len(data),
+            "write_cpu_s": written, "read_cpu_s": read, "read_us_per_chunk": 1e6 * read / n_chunks}
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -177,7 +184,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results/rcc"))
     parser.add_argument("--quick", action="store_true", help="smaller grid and fewer repeats")
+    parser.add_argument("--coder-only", action="store_true",
+                        help="only the payload coders, both formats, 1e3 to 1e5 chunks: writes coder.json")
     args = parser.parse_args(argv)
+    if args.coder_only:
+        rows = [coder_speed(n, 10, f) for f in sorted(PAYLOAD_CODERS) for n in (1000, 10_000, 100_000)]
+        print("\n".join(json.dumps(r) for r in rows))
+        args.out.mkdir(parents=True, exist_ok=True)
+        machine = {"cpu": _cpu_name(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+        (args.out / "coder.json").write_text(json.dumps({"machine": machine, "coder": rows}, indent=1) + "\n")
+        return
     calls = 2 if args.quick else 8
     chunk_rows = []
     for method in ("pfr", "orc"):
@@ -198,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
         row = throughput(size, 0.05, RCCConfig(cap_bits=cap), threads, 1 if args.quick or size > 65536 else 2)
         speed_rows.append(row)
         print(json.dumps(row))
-    coder_rows = [coder_speed(n, 12) for n in ((1000,) if args.quick else (1000, 10000))]
+    coder_rows = [coder_speed(n, 12, f) for f in sorted(PAYLOAD_CODERS)
+                  for n in ((1000,) if args.quick else (1000, 10000))]
     print(json.dumps(coder_rows))
     args.out.mkdir(parents=True, exist_ok=True)
     machine = {"cpu": _cpu_name(), "torch": torch.__version__,

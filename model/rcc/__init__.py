@@ -13,8 +13,9 @@ coding (method="orc": the sorted times of 2^cap_bits exponentials instead) is ke
 Measured (results/rcc): at equal candidates ORC codes 0.15-0.35 bit per chunk cheaper, but its
 sample is 1.3-2.4x further from q (KL of the sample's law to q); matching PFR's bias costs it
 about one more cap bit, i.e. twice the encode work, for about the same bits. So PFR is the default.
-Chunking: see model/rcc/chunks.py; the payload: model/rcc/coding.py; the shared randomness:
-model/rcc/random.py.
+Chunking: see model/rcc/chunks.py; the payload: model/rcc/ans.py (format 2, constriction's ANS) and
+model/rcc/coding.py (format 1, rANS over a Python big integer: older DiffC bitstreams); the shared
+randomness: model/rcc/random.py.
 
 Cost, bounded by the config: the encoder draws (dims rounded up to whole chunks) * 2^cap_bits
 normals per sample, with no early stop (a Gaussian's density ratio is unbounded, so PFR can
@@ -29,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import chunks
+from . import ans, chunks, coding
 from . import random as rng
-from .coding import PayloadReader, PayloadWriter, RCCError
+from .coding import RCCError
 
 __all__ = ["RCCConfig", "RCCError", "RCCResult", "chunk_dims", "decode_sample", "encode_sample", "kl_bits"]
 
@@ -45,6 +46,7 @@ class RCCConfig:
     method: str = "pfr"  # "pfr" or "orc" (see the module docstring)
     check_bits: int = 8  # integrity bits per payload (0 when the container checks integrity)
     block_elems: int = 1 << 22  # normals drawn per batch: memory (~100 MB), not the format
+    payload_format: int = ans.FORMAT  # 2: constriction's ANS (model/rcc/ans.py); 1: big-integer rANS (coding.py)
 
     def __post_init__(self):
         if not 1 <= self.cap_bits <= 30:
@@ -55,6 +57,12 @@ class RCCConfig:
             raise ValueError(f"method must be 'pfr' or 'orc', got {self.method!r}")
         if not 0 <= self.check_bits <= 64 or self.block_elems < 1:
             raise ValueError("check_bits must be in 0..64 and block_elems positive")
+        if self.payload_format not in PAYLOAD_CODERS:
+            raise ValueError(f"payload_format must be one of {sorted(PAYLOAD_CODERS)}, got {self.payload_format}")
+
+
+# payload format -> its coder module (PayloadWriter, PayloadReader)
+PAYLOAD_CODERS = {coding.FORMAT: coding, ans.FORMAT: ans}
 
 
 @dataclass(frozen=True)
@@ -173,21 +181,19 @@ def encode_sample(mu_q, mu_p, sigma, key: int | tuple[int, ...], cfg: RCCConfig 
     visit = _order(size, key, cfg)
     cumulative = np.concatenate([[0.0], np.cumsum((u * u).numpy()[visit] / (2 * math.log(2)))])
     n = min(size, max(1, math.ceil(cumulative[-1] / cfg.chunk_bits)))
-    writer = PayloadWriter(cfg.cap_bits)
+    writer = PAYLOAD_CODERS[cfg.payload_format].PayloadWriter(cfg.cap_bits)
     writer.count(n, size)
 
     def halve(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         split = cumulative[starts + sizes] - cumulative[starts] > cfg.max_chunk_bits
-        for bit in split:
-            writer.flag(bit)
+        writer.flags(split)
         return split
 
     bounds = chunks.leaf_bounds(size, n, halve)
     dims, keys = chunks.dims_matrix(visit, bounds), _candidate_keys(len(bounds) - 1, key, cfg)
     time_keys = rng.row_keys(rng.derive_key(cfg.seed, key, rng.STREAM_TIMES), len(keys))
     indices = _search(u, dims, keys, time_keys, cfg)
-    for index in indices:
-        writer.index(int(index))
+    writer.indices(indices)
     sample = _sample(indices, dims, keys, mu_p, sigma)
     data = writer.to_bytes(cfg.check_bits)
     return RCCResult(data, sample, float(cumulative[-1]), bounds, np.diff(cumulative[bounds]))
@@ -197,10 +203,10 @@ def decode_sample(data: bytes, mu_p, sigma, key: int | tuple[int, ...], cfg: RCC
     """The sample ``encode_sample`` drew, from its payload; raises RCCError on a bad payload."""
     _, mu_p, sigma = _checked(None, mu_p, sigma)
     size = mu_p.numel()
-    reader = PayloadReader(bytes(data), size, cfg.cap_bits, cfg.check_bits)
+    reader = PAYLOAD_CODERS[cfg.payload_format].PayloadReader(bytes(data), size, cfg.cap_bits, cfg.check_bits)
     n = reader.count(size)
-    bounds = chunks.leaf_bounds(size, n, lambda starts, _sizes: np.array([reader.flag() for _ in starts]))
-    indices = np.array([reader.index() for _ in range(len(bounds) - 1)], dtype=np.int64)
+    bounds = chunks.leaf_bounds(size, n, lambda starts, _sizes: reader.flags(len(starts)))
+    indices = reader.indices(len(bounds) - 1)
     reader.finish()
     dims = chunks.dims_matrix(_order(size, key, cfg), bounds)
     return _sample(indices, dims, _candidate_keys(len(indices), key, cfg), mu_p, sigma)

@@ -1,4 +1,8 @@
-"""The RCC payload coder: one exact rANS stream over a Python big integer.
+"""The RCC payload coder, format 1: one exact rANS stream over a Python big integer.
+
+DiffC bitstreams of version 1 hold these payloads; new ones hold format 2's (``ans``: the same
+symbols through constriction, constant time per symbol). This coder stays to read (and, asked for,
+write) version 1.
 
 A ``PayloadWriter`` records what the RCC encoder says (counts, split flags, chunk indices) and
 renders it; a ``PayloadReader`` hears it back in the same order. The stream starts with one mode
@@ -25,6 +29,9 @@ from __future__ import annotations
 import math
 from itertools import accumulate
 
+import numpy as np
+
+FORMAT = 1
 _CHECK_PATTERN = 0xA5C3_5A3C_96E1_B4D2
 
 
@@ -32,7 +39,8 @@ class RCCError(ValueError):
     """An RCC payload that cannot be decoded; the message says what is wrong."""
 
 
-def _start_state(check_bits: int) -> int:
+def check_value(check_bits: int) -> int:
+    """The start state of format 1, the last symbol of format 2: a 1, then check_bits bits of a pattern."""
     return (1 << check_bits) | (_CHECK_PATTERN & ((1 << check_bits) - 1))
 
 
@@ -88,6 +96,14 @@ class PayloadWriter:
             raise ValueError(f"chunk index {i} outside [0, 2^{self.cap_bits})")
         self._ops.append(("index", i, 0))
 
+    def flags(self, bits) -> None:
+        for bit in bits:
+            self.flag(bool(bit))
+
+    def indices(self, values) -> None:
+        for i in values:
+            self.index(int(i))
+
     def _intervals(self, fixed: bool) -> list[tuple[int, int, int]]:
         flags, exponents = _Adaptive(2), _Adaptive(self.cap_bits + 1)
         out = [(int(fixed), 1, 2)]
@@ -109,7 +125,7 @@ class PayloadWriter:
         """The shorter of the adaptive and the fixed-length rendering."""
         best = None
         for fixed in (False, True):  # rANS: last in, first out
-            x = _push(self._intervals(fixed)[::-1], _start_state(check_bits))
+            x = _push(self._intervals(fixed)[::-1], check_value(check_bits))
             best = x if best is None else min(best, x)
         return best.to_bytes((best.bit_length() + 7) // 8, "big")
 
@@ -150,12 +166,17 @@ def _push_run(run: _ProductTree, x: int) -> int:
     return _push_run(run.halves[1], _push_run(run.halves[0], x)) + high * run.totals
 
 
+def refuse_malformed(data: bytes, max_bits: int, dims: int) -> None:
+    """Raise RCCError for what no payload of either format is: empty, a leading zero byte, too long."""
+    if not data or data[0] == 0:
+        raise RCCError("RCC payload is empty or starts with a zero byte: it is not an RCC payload")
+    if len(data) * 8 > max_bits:
+        raise RCCError(f"RCC payload of {len(data)} bytes is longer than any payload for {dims} dims")
+
+
 class PayloadReader:
     def __init__(self, data: bytes, dims: int, cap_bits: int, check_bits: int):
-        if not data or data[0] == 0:
-            raise RCCError("RCC payload is empty or starts with a zero byte: it is not an RCC payload")
-        if len(data) * 8 > max_payload_bits(dims, cap_bits, check_bits):
-            raise RCCError(f"RCC payload of {len(data)} bytes is longer than any payload for {dims} dims")
+        refuse_malformed(data, max_payload_bits(dims, cap_bits, check_bits), dims)
         self.cap_bits, self.check_bits = cap_bits, check_bits
         self._x = int.from_bytes(data, "big")
         self._flags, self._exponents = _Adaptive(2), _Adaptive(cap_bits + 1)
@@ -176,6 +197,12 @@ class PayloadReader:
         bit, self._x = self._flags.decode(self._x)
         return bool(bit)
 
+    def flags(self, k: int) -> np.ndarray:
+        return np.array([self.flag() for _ in range(k)], dtype=bool)
+
+    def indices(self, n: int) -> np.ndarray:
+        return np.array([self.index() for _ in range(n)], dtype=np.int64)
+
     def index(self) -> int:
         if self._fixed:
             return self._uniform(1 << self.cap_bits)
@@ -183,7 +210,7 @@ class PayloadReader:
         return 0 if e == 0 else (1 << (e - 1)) + self._uniform(1 << (e - 1))
 
     def finish(self) -> None:
-        if self._x != _start_state(self.check_bits):
+        if self._x != check_value(self.check_bits):
             raise RCCError(
                 "RCC payload failed its integrity check: it is corrupt or truncated, or is being decoded "
                 "with another cap_bits, check_bits or size than it was encoded with"

@@ -27,7 +27,7 @@ from model.codecs.diffc import DEFAULT_PRIOR, DiffCCodec
 from model.diffc.stream import truncate
 from model.format import Container, pack
 from model.nn.weights_file import save_weights
-from model.rcc.coding import header_bits
+from model.rcc.ans import header_bits
 from model.threads import fixed_threads
 from model.zoo import load_network
 from model.weights import objective_card, sha256_file
@@ -141,6 +141,23 @@ def test_every_prefix_is_the_bitstream_encoded_to_stop_there(codec, photo, encod
     src.write_bytes(blob)
     assert main(["truncate", str(src), str(out), "--step", "2"]) == 0 and out.read_bytes() == truncate(blob, step=2)
     assert main(["truncate", str(src), str(out), "--bpp", str(budget)]) == 0 and out.read_bytes() == truncate(blob, step=3)
+
+
+def test_both_bitstream_versions_round_trip_and_a_newer_one_is_refused(codec, photo, encoded):
+    """Version 2 (the default: constriction's payloads) and version 1 (big-integer rANS, before issue 33) code
+    the same states: the payload coder is lossless, so only the step payloads' bytes differ."""
+    blobs = {2: encoded[0], 1: codec.encode_traced(photo, bitstream_version=1, **FAST)[0]}
+    for version, blob in blobs.items():
+        assert unpack(blob).strings[0][3] == version  # the header's version byte
+        assert all(torch.equal(a, b) for a, b in zip(codec.decode_states(blob)[1:], encoded[1].states))
+    assert blobs[1] != blobs[2] and unpack(blobs[1]).strings[:1 + codec.conditional][1:] == \
+        unpack(blobs[2]).strings[:1 + codec.conditional][1:]  # the AVIF base, if any, is the same
+    assert np.array_equal(np.asarray(codec.decode([blobs[1]])[0]), np.asarray(codec.decode([blobs[2]])[0]))
+    c = unpack(blobs[2])
+    header = bytearray(c.strings[0])
+    header[3] = 3
+    with pytest.raises(BitstreamError, match="version 3, this build reads versions 1, 2: it was written by a newer"):
+        codec.decode([_repack(c, (bytes(header),) + c.strings[1:])])
 
 
 def test_decoders_differ_as_documented(codec, encoded):

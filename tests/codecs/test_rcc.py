@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from model.rcc import random as rcc_random
-from model.rcc import RCCConfig, RCCError, chunk_dims, decode_sample, encode_sample, kl_bits
-from model.rcc.coding import PayloadReader, PayloadWriter, header_bits
+from model.rcc import PAYLOAD_CODERS, RCCConfig, RCCError, chunk_dims, decode_sample, encode_sample, kl_bits
 from model.threads import fixed_threads as threads
 
 # The per-chunk cost above KL for the default config (cap_bits 12, chunk_bits 6), measured at
@@ -96,10 +95,13 @@ def test_decoded_samples_have_the_mean_and_covariance_of_q(method):
     assert float(shift.abs().max()) > 2 * 4 / math.sqrt(samples)
 
 
-@pytest.mark.parametrize("total_kl, size", [(1024, 1024), (1024, 8192), (2048, 2048)])
-def test_coded_size_tracks_kl_plus_a_fixed_cost_per_chunk(total_kl, size):
+# format 2 (the default) at every density; format 1 (older DiffC bitstreams) at one
+@pytest.mark.parametrize("total_kl, size, payload_format", [(1024, 1024, 2), (1024, 8192, 2), (2048, 2048, 2),
+                                                            (1024, 1024, 1)])
+def test_coded_size_tracks_kl_plus_a_fixed_cost_per_chunk(total_kl, size, payload_format):
     mu_q, mu_p, sigma = toy(size, total_kl, seed=size)
-    result = encode_sample(mu_q, mu_p, sigma, 0)
+    result = encode_sample(mu_q, mu_p, sigma, 0, RCCConfig(payload_format=payload_format))
+    header_bits = PAYLOAD_CODERS[payload_format].header_bits
     assert abs(result.kl_bits - total_kl) < 1e-3 * total_kl
     assert abs(result.kl_bits - kl_bits(mu_q, mu_p, sigma)) < 1e-6 * total_kl
     assert abs(result.chunk_kl_bits.sum() - result.kl_bits) < 1e-6 * total_kl
@@ -123,23 +125,44 @@ def test_chunks_are_halved_where_kl_concentrates():
     assert torch.equal(decode_sample(result.data, mu_p, sigma, 9), result.sample)
 
 
-def test_fixed_length_indices_when_they_are_cheaper():
+@pytest.mark.parametrize("payload_format", sorted(PAYLOAD_CODERS))
+def test_fixed_length_indices_when_they_are_cheaper(payload_format):
+    coder = PAYLOAD_CODERS[payload_format]
     rng = np.random.default_rng(0)
     for indices, cheapest in ((rng.integers(0, 1 << 8, 300).tolist(), "fixed"), ([0, 1] * 150, "adaptive")):
-        writer = PayloadWriter(8)
+        writer = coder.PayloadWriter(8)
         writer.count(len(indices), 1000)
-        for i in indices:
-            writer.index(i)
+        writer.flags([True, False, False])
+        writer.indices(indices)
         data = writer.to_bytes(8)
-        fixed_bits = 8 * len(indices) + 8 + 10
-        assert (len(data) * 8 <= fixed_bits + 8) and ((len(data) * 8 < 0.5 * fixed_bits) == (cheapest == "adaptive"))
-        reader = PayloadReader(data, 1000, 8, 8)
-        assert reader.count(1000) == len(indices) and [reader.index() for _ in indices] == indices
+        fixed_bits = 8 * len(indices) + 8 + 10 + 4  # 4: the three adaptive flags
+        termination = coder.header_bits(1, 1, 0) - PAYLOAD_CODERS[1].header_bits(1, 1, 0)  # format 2: the ANS head
+        assert len(data) * 8 <= fixed_bits + 16 + termination  # 16: the mode bit, byte rounding
+        assert (len(data) * 8 < 0.5 * fixed_bits) == (cheapest == "adaptive")
+        reader = coder.PayloadReader(data, 1000, 8, 8)
+        assert reader.count(1000) == len(indices) and reader.flags(3).tolist() == [True, False, False]
+        assert reader.indices(len(indices)).tolist() == indices
         reader.finish()
 
 
-def test_bad_payloads_are_refused_with_a_clear_error():
-    cfg = RCCConfig(cap_bits=10, check_bits=16)  # false acceptance 2^-16 per bad payload
+def test_format_2_costs_what_format_1_does_plus_the_ans_head():
+    """The same symbols through constriction (adaptive counts frozen over blocks) against the exact big-integer
+    coder: at most 32 bits more a payload, on payloads of 2 to 1000 chunks; and decoded bit for bit."""
+    for size, total_kl in ((40, 6.0), (2000, 300.0), (5000, 4000.0)):
+        mu_q, mu_p, sigma = toy(size, total_kl, seed=size)
+        sizes = {}
+        for payload_format in (1, 2):
+            cfg = RCCConfig(chunk_bits=4, max_chunk_bits=6, cap_bits=8, payload_format=payload_format)
+            result = encode_sample(mu_q, mu_p, sigma, 4, cfg)
+            assert torch.equal(decode_sample(result.data, mu_p, sigma, 4, cfg), result.sample)
+            sizes[payload_format] = 8 * len(result.data)
+        assert sizes[1] <= sizes[2] <= sizes[1] + 32, (size, sizes)
+        assert sizes[2] <= 2 * total_kl + 64  # entropy-coded: about KL + 2.5 bits a chunk of 4 bits of KL
+
+
+@pytest.mark.parametrize("payload_format", sorted(PAYLOAD_CODERS))
+def test_bad_payloads_are_refused_with_a_clear_error(payload_format):
+    cfg = RCCConfig(cap_bits=10, check_bits=16, payload_format=payload_format)  # false acceptance 2^-16 per bad payload
     mu_q, mu_p, sigma = toy(2000, 300.0, seed=5)
     data = encode_sample(mu_q, mu_p, sigma, 1, cfg).data
     rng = np.random.default_rng(1)
@@ -152,13 +175,16 @@ def test_bad_payloads_are_refused_with_a_clear_error():
         with pytest.raises(RCCError, match="RCC payload"):
             decode_sample(payload, mu_p, sigma, 1, cfg)
     with pytest.raises(RCCError, match="integrity|corrupt"):  # decoded with another cap
-        decode_sample(data, mu_p, sigma, 1, RCCConfig(cap_bits=11, check_bits=16))
+        decode_sample(data, mu_p, sigma, 1, RCCConfig(cap_bits=11, check_bits=16, payload_format=payload_format))
+    with pytest.raises(RCCError, match="RCC payload"):  # decoded as the other format
+        decode_sample(data, mu_p, sigma, 1, RCCConfig(cap_bits=10, check_bits=16, payload_format=3 - payload_format))
 
 
-def test_oversized_garbage_is_refused_at_once():
+@pytest.mark.parametrize("payload_format", sorted(PAYLOAD_CODERS))
+def test_oversized_garbage_is_refused_at_once(payload_format):
     start = time.perf_counter()
     with pytest.raises(RCCError, match="longer than any payload"):
-        decode_sample(b"\xff" * 1_000_000, torch.zeros(100), 1.0, 0)
+        decode_sample(b"\xff" * 1_000_000, torch.zeros(100), 1.0, 0, RCCConfig(payload_format=payload_format))
     assert time.perf_counter() - start < 1.0
 
 
@@ -178,7 +204,8 @@ def test_bad_inputs_are_refused(args, message):
 
 def test_bad_configs_are_refused():
     for kwargs, field in (({"cap_bits": 0}, "cap_bits"), ({"chunk_bits": 12, "max_chunk_bits": 10}, "chunk_bits"),
-                          ({"method": "mrc"}, "method"), ({"check_bits": 65}, "check_bits")):
+                          ({"method": "mrc"}, "method"), ({"check_bits": 65}, "check_bits"),
+                          ({"payload_format": 3}, "payload_format")):
         with pytest.raises(ValueError, match=field):
             RCCConfig(**kwargs)
     with pytest.raises(ValueError, match="key"):

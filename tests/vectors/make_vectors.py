@@ -5,14 +5,14 @@
 The first vectors were written by the code of commit 3ee793a (before the codec registry refactor);
 the test ``tests/codecs/test_vectors.py`` decodes each one and compares the sha256 of the decoded pixels, so
 every bitstream written by earlier code keeps decoding bit for bit. Existing vectors are never
-rewritten: a new family adds its entries to ``VECTORS`` or ``ENCODED``. Decoding runs on one thread.
+rewritten: a new family adds its entries to ``VECTORS`` or ``encoded_groups``. Decoding runs on one thread.
 
-The ``ENCODED`` vectors (issue 33: every shipped cdc-avif weights file at each effort and under rate
-control, each weights card's decode presets, diffc-avif and diffc with two prefixes) also record how
-they were encoded (``encode``: codec name, options, source image, DiffC prefix step) and the sha256
-of their bytes: the test re-encodes them and wants the same bytes, so an encoder change that moves
-any byte fails. AVIF at a fixed quality and effort, and DiffC over it, encode deterministically
-(here: every vector is encoded twice and must match).
+The ``encoded_groups`` vectors (issue 33: every shipped cdc-avif weights file at each effort and under rate
+control, each weights card's decode presets, diffc-avif and diffc with two prefixes at each bitstream
+version) also record how they were encoded (``encode``: codec name, options, source image, DiffC
+prefix step) and the sha256 of their bytes: the test re-encodes them and wants the same bytes, so an
+encoder change that moves any byte fails. AVIF at a fixed quality and effort, and DiffC over it, encode
+deterministically (here: every vector is encoded twice and must match).
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ EFFORTS = ("fast", "medium", "best")
 RATE_CONTROL = {"max_bytes": 250}
 PSNR_CONTROLLED = {"cdc-avif-mse": {"target_psnr": 32.0}}
 DIFFC_PREFIXES = (1, 2)  # coded steps kept by the two prefix vectors (of 4 for diffc-avif, 5 for diffc)
+DIFFC_VERSIONS = (1, 2)  # DiffC bitstream versions (model/diffc/stream.py): 1 big-integer rANS, 2 constriction
 
 
 def encoded_groups() -> list[tuple[str, dict, dict, tuple[int, ...]]]:
-    """(codec name, encode options, decode options, DiffC prefix steps) per group of ``ENCODED`` vectors:
+    """(codec name, encode options, decode options, DiffC prefix steps) per group of encoded vectors:
     every shipped cdc-avif weights file at each effort and under rate control, each decode preset its
     card names, and both DiffC families over the shipped prior."""
     from model.weights import WeightsResolver
@@ -59,7 +60,8 @@ def encoded_groups() -> list[tuple[str, dict, dict, tuple[int, ...]]]:
             if weights.name in PSNR_CONTROLLED:
                 groups.append((weights.name, PSNR_CONTROLLED[weights.name], {}, ()))
             groups += [(weights.name, {}, {"preset": p}, ()) for p in weights.card.get("decode_presets", {})]
-    return groups + [("diffc-avif", {}, {}, DIFFC_PREFIXES), ("diffc", {}, {}, DIFFC_PREFIXES)]
+    return groups + [(family, {"bitstream_version": version}, {}, DIFFC_PREFIXES)
+                     for family in ("diffc-avif", "diffc") for version in DIFFC_VERSIONS]
 
 
 def source_images() -> dict[str, Image.Image]:
