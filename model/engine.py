@@ -2,9 +2,11 @@
 
 ``engine``, a cdc-avif decode option (docs/engines.md): ``torch`` is eager PyTorch (the reference);
 ``onnx`` runs ``model.nn.one_step``'s graph on ONNX Runtime in fp32 (the same image within rounding);
+``torch-bf16`` is eager PyTorch under bf16 autocast (CPUs with native bf16: AVX512-BF16 or AMX);
 ``onnx-int8`` runs it quantised to int8 (static, per-channel weights, activation ranges calibrated on
 training crops and shipped in ``model/calibration/``): faster, at a measured fidelity cost. ``auto``
-(the default) is ``onnx`` where ONNX Runtime imports and the decode is the one-step one, else torch.
+(the default), for the one-step decode on a CPU, is ``torch-bf16`` where the CPU has native bf16, else
+``onnx`` where ONNX Runtime imports, else torch; other decodes run on torch.
 
 The graphs live in ``$DIFFARC_CACHE`` (else ``~/.cache/diffarc``) under ``engines/``, named by the
 weights' sha256, the kind and the exporter's versions. Each is written to a temporary file and renamed
@@ -23,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-ENGINES = ("auto", "onnx", "onnx-int8", "torch")
+ENGINES = ("auto", "onnx", "onnx-int8", "torch-bf16", "torch")
 ENV_CACHE = "DIFFARC_CACHE"
 ENV_DISABLE = "DIFFARC_NO_ONNXRUNTIME"  # "1": decode as if onnxruntime were not installed
+ENV_BF16 = "DIFFARC_CPU_BF16"  # "0" or "1": overrides whether this CPU computes bf16 natively
 INSTALL = "pip install onnxruntime==1.32.0 onnx==1.23.2"
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 GRAPH_FORMAT = 1  # bump when the exported function or its inputs change: old cached graphs are then unused
@@ -46,6 +49,32 @@ def onnxruntime():
     except ImportError:
         return None
     return ort
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (elsewhere torch emulates it, slower than fp32)."""
+    forced = os.environ.get(ENV_BF16)
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+class Bf16Restorer:
+    """The one-step restoration in eager torch under bf16 autocast; the base is added in fp32."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, base, quality, settings):
+        import torch
+
+        base = base.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.model.restore(base, quality, torch.zeros_like(base), 1, 1.0, settings).float()
 
 
 def warn_missing() -> None:
@@ -148,13 +177,16 @@ class OnnxRestorer:
         return torch.from_numpy(out)
 
 
-def restorer(model, sha256: str, kind: str, name: str, calibration: Path | None = None) -> OnnxRestorer:
-    """An ``OnnxRestorer`` of ``model`` (weights ``name``, hash ``sha256``) for engine ``kind``: onnx or
-    onnx-int8 (whose activation ranges are read from ``calibration``, default the shipped file)."""
+def restorer(model, sha256: str, kind: str, name: str, calibration: Path | None = None):
+    """The one-step restoration of ``model`` (weights ``name``, hash ``sha256``) for engine ``kind``:
+    torch-bf16, onnx or onnx-int8 (whose activation ranges are read from ``calibration``, default the
+    shipped file)."""
     import torch
 
     from .nn.one_step import export_onnx
 
+    if kind == "torch-bf16":
+        return Bf16Restorer(model)
     if onnxruntime() is None:
         raise EngineError(f"engine {kind!r} needs onnxruntime, which is not importable ({INSTALL})")
 

@@ -28,7 +28,7 @@ from .avif_base import EFFORTS, SETTINGS_OPTIONS, BaseSettings, base_settings
 from .base_layer import base_head, base_payload, read_base_payload, settings_text
 from .rate_control import RateChoice, choose_quality
 from ..codec import Codec, Option, OptionError
-from ..engine import ENGINES, EngineError, onnxruntime, restorer, warn_missing
+from ..engine import ENGINES, EngineError, native_bf16, onnxruntime, restorer, warn_missing
 from ..format import BitstreamError, Container, pack
 from ..hooks import Evaluation, Networks
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
@@ -93,10 +93,12 @@ OPTIONS = (
            "seeded like gamma's)", min=0.0, max=1.0),
     Option("decoder", str, None, "decode", "restore with these cdc-avif weights instead of the bitstream's own "
            "(the base layer is the same), e.g. cdc-avif-m-realism: the one-step realism decoder"),
-    Option("engine", str, "auto", "decode", "what runs the network: auto (onnx where onnxruntime imports and "
-           "the decode is one step from gamma 0 at t_start 1, else torch), onnx (ONNX Runtime, fp32: the same "
-           "image within rounding), onnx-int8 (int8, faster, a little less faithful: docs/engines.md), torch "
-           "(eager PyTorch); multi-step, gamma > 0 and t_start < 1 decodes run on torch", choices=ENGINES),
+    Option("engine", str, "auto", "decode", "what runs the network: auto (for the one-step decode from gamma "
+           "0 at t_start 1 on a CPU: torch-bf16 where the CPU has native bf16, else onnx where onnxruntime "
+           "imports; else torch), onnx (ONNX Runtime, fp32: the same image within rounding), torch-bf16 (eager "
+           "under bf16 autocast), onnx-int8 (int8: fastest, a little less faithful), torch (eager fp32, the "
+           "reference); multi-step, gamma > 0 and t_start < 1 decodes run on torch (docs/engines.md)",
+           choices=ENGINES),
 )
 
 
@@ -170,7 +172,7 @@ class AvifDiffusionCodec(Codec):
         return settings_text(quality, settings)
 
     def resolve_options(self, side, given, preset=None):
-        """The codec's options, ``engine`` resolved to the one that runs (auto -> onnx or torch), so
+        """The codec's options, ``engine`` resolved to the one that runs (auto -> torch-bf16, onnx or torch), so
         what a decode records names it: a decode under another engine is another decode."""
         opts = super().resolve_options(side, given, preset)
         if side == "decode":
@@ -179,23 +181,26 @@ class AvifDiffusionCodec(Codec):
 
     def effective_engine(self, engine: str, steps: int, gamma: float, t_start: float) -> str:
         one_step = steps == 1 and gamma == 0 and t_start == 1
-        if engine == "auto" and self.device.type != "cpu":  # ONNX Runtime here is a CPU engine
-            return "torch"
-        if engine == "auto":
-            if one_step and onnxruntime() is None:
+        if engine == "auto":  # the engines are CPU engines for the one-step decode
+            if self.device.type != "cpu" or not one_step:
+                return "torch"
+            if native_bf16():
+                return "torch-bf16"
+            if onnxruntime() is None:
                 warn_missing()
-            return "onnx" if one_step and onnxruntime() is not None else "torch"
+                return "torch"
+            return "onnx"
         if engine != "torch" and not one_step:
             raise OptionError(f"{self.name}: engine {engine!r} runs the one-step decode only (steps 1, gamma 0, "
                               f"t_start 1), not steps={steps}, gamma={gamma}, t_start={t_start}: use engine "
                               f"'auto' or 'torch'")
-        if engine != "torch" and onnxruntime() is None:
+        if engine.startswith("onnx") and onnxruntime() is None:
             raise OptionError(f"{self.name}: engine {engine!r} needs onnxruntime, which is not importable "
                               f"(pip install onnxruntime==1.32.0 onnx==1.23.2), or use engine 'torch'")
         return engine
 
     def _engine(self, model, sha256: str, name: str, engine: str):
-        """The ONNX Runtime restorer of these weights for ``engine`` (None: eager torch), made once."""
+        """The one-step restorer of these weights for ``engine`` (None: eager torch fp32), made once."""
         if engine == "torch":
             return None
         if (sha256, engine) not in self._engines:
@@ -263,7 +268,7 @@ class AvifDiffusionCodec(Codec):
     def _restore(self, items, steps, gamma, seed, t_start, multiple, eta=0.0, model=None,
                  engine=None) -> list[np.ndarray]:
         """Pad the bases of one batch, run ``model``'s residual diffusion (in tiles when large) or, the
-        one-step decode, ``engine`` (an ``OnnxRestorer``), crop."""
+        one-step decode, ``engine`` (``model.engine``'s restorers), crop."""
         import torch
         import torch.nn.functional as F
 

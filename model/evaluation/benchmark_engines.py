@@ -31,7 +31,7 @@ from .inputs import load_images
 from .metrics import psnr, ssimulacra2
 
 DEFAULT_CODECS = ("cdc-avif-mse", "cdc-avif-mse:realism")
-DEFAULT_ENGINES = ("torch", "onnx", "onnx-int8")
+DEFAULT_ENGINES = ("torch", "onnx", "torch-bf16", "onnx-int8")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,18 +29,21 @@ def tiny_codec(seed=0) -> AvifDiffusionCodec:
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_default_engine_matches_eager_on_every_shipped_weights_file(name):
+def test_the_default_engines_match_eager_on_every_shipped_weights_file(name):
+    """auto's engines (torch-bf16 on CPUs with native bf16, else onnx) within the bound of eager fp32."""
     img = photo(64, 96)
     codec = load_codec(name)
-    assert codec.resolve_options("decode", {})["engine"] == "onnx"  # what auto runs, and what is recorded
+    assert codec.resolve_options("decode", {})["engine"] == ("torch-bf16" if engine.native_bf16() else "onnx")
     blob = codec.encode([img])[0]
-    eager, fast = (np.asarray(codec.decode([blob], engine=e)[0]) for e in ("torch", "auto"))
-    assert abs(psnr(img, fast) - psnr(img, eager)) <= PSNR_BOUND_DB
-    assert np.abs(fast.astype(int) - eager).max() <= 1  # fp32 against fp32: rounding only
+    eager, onnx, bf16 = (np.asarray(codec.decode([blob], engine=e)[0]) for e in ("torch", "onnx", "torch-bf16"))
+    for decoded in (onnx, bf16):
+        assert abs(psnr(img, decoded) - psnr(img, eager)) <= PSNR_BOUND_DB
+    assert np.abs(onnx.astype(int) - eager).max() <= 1  # fp32 against fp32: rounding only
 
 
 def test_missing_onnxruntime_falls_back_to_torch_with_one_line(monkeypatch):
     monkeypatch.setenv(engine.ENV_DISABLE, "1")  # the seam: onnxruntime() answers None
+    monkeypatch.setenv(engine.ENV_BF16, "0")  # and a CPU without native bf16, so auto has no engine left
     monkeypatch.setattr(engine, "_warned_missing", False)
     codec = tiny_codec()
     blob = codec.encode([photo(32, 48)])[0]
@@ -55,7 +58,8 @@ def test_missing_onnxruntime_falls_back_to_torch_with_one_line(monkeypatch):
         codec.decode([blob], engine="onnx")
 
 
-def test_engine_option_is_validated_and_a_decode_records_the_engine_that_ran():
+def test_engine_option_is_validated_and_a_decode_records_the_engine_that_ran(monkeypatch):
+    monkeypatch.setenv(engine.ENV_BF16, "0")  # auto: onnx
     codec = tiny_codec()
     blob = codec.encode([photo(32, 48)])[0]
     with pytest.raises(OptionError, match="must be one of"):
@@ -120,3 +124,18 @@ def test_every_shipped_weights_file_ships_its_int8_calibration(name):
     """engine="onnx-int8" refuses ranges of other weights: retrained weights need diffarc-calibrate-engine."""
     card = json.loads((engine.CALIBRATION_DIR / f"{name}.json").read_text())
     assert card["weights_sha256"] == load_codec(name).sha256 and card["ranges"]["data"]
+
+
+def test_the_engine_benchmark_prints_and_writes_its_table(tmp_path, capsys):
+    from PIL import Image
+
+    from model.evaluation.benchmark_engines import main
+
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(photo(64, 96)).save(tmp_path / "photos" / "a.png")
+    main(["--codecs", SHIPPED[-1], "--engines", "torch", "onnx", "--data", str(tmp_path / "photos"),
+          "--holdout-every", "1", "--photos", "1", "--out", str(tmp_path / "out")])
+    rows = json.loads((tmp_path / "out" / "engines.json").read_text())["rows"]
+    assert [r["ran"] for r in rows] == ["torch", "onnx"] and abs(rows[1]["d_psnr"]) <= PSNR_BOUND_DB
+    assert all(r["cpu_s_per_mp"] > 0 and r["network_vs_around"] > 0 for r in rows)
+    assert "| onnx |" in capsys.readouterr().out and (tmp_path / "out" / "table.md").exists()
