@@ -31,8 +31,8 @@ from model.zoo import load_network
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("weights", help="cdc-avif weights name (python -m model list) or a .safetensors path")
     p.add_argument("--data", default="../shared/data/train", help="training photos (folder or shards)")
     p.add_argument("--holdout-every", type=int, default=10, help="leave out 1 in N files by name hash (as training)")

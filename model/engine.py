@@ -94,7 +94,8 @@ def versions() -> str:
     import onnx
     import torch
 
-    return f"g{GRAPH_FORMAT}-torch{torch.__version__.split('+')[0]}-onnx{onnx.__version__}-ort{onnxruntime().__version__}"
+    torch_version = torch.__version__.split("+")[0]
+    return f"g{GRAPH_FORMAT}-torch{torch_version}-onnx{onnx.__version__}-ort{onnxruntime().__version__}"
 
 
 def graph_path(sha256: str, kind: str) -> Path:

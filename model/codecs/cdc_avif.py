@@ -122,7 +122,7 @@ class AvifDiffusionCodec(Codec):
                                             **({} if default_effort == "fast" else {"effort": default_effort}))
         self.objective, self._warned_untrained = objective, False  # the card's (model.weights.objective_card)
         self._resolver, self._decoders = resolver, {}  # other weights asked for by ``decoder``, loaded once
-        self._engines = {}  # (weights sha256, engine) -> an ONNX Runtime restorer, made once
+        self._engines = {}  # (weights sha256, engine) -> its one-step restorer (model.engine), made once
 
     @property
     def codec_id(self) -> str:
@@ -158,7 +158,8 @@ class AvifDiffusionCodec(Codec):
             if q not in psnrs:
                 base = read_base_payload(payload(q), h, w, self.name)
                 steps = self.presets["steps"]
-                runner = self._engine(self.model, self.sha256, self.name, self.effective_engine("auto", steps, 0.0, 1.0))
+                engine = self.effective_engine("auto", steps, 0.0, 1.0)  # what a default decode runs
+                runner = self._engine(self.model, self.sha256, self.name, engine)
                 restored = self._restore([base], steps, 0.0, 0, 1.0, self.model.pad_multiple, engine=runner)[0]
                 mse = np.mean((restored.astype(np.float64) - rgb) ** 2)
                 psnrs[q] = float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)

@@ -98,7 +98,8 @@ def table(rows: list[dict]) -> str:
             " first decode CPU s | network / (AVIF decode + PNG) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     return head + "".join(
         f"| {r['codec']} | {r['ran']} | {r['cpu_s_per_mp']:.3f} | {r['speed_vs_ref']:.2f} | {r['psnr']:.3f} | "
-        f"{r['d_psnr']:+.3f} | {r['ssimulacra2']:.2f} | {r['d_ssimulacra2']:+.2f} | {r['first_decode_cpu_s']:.1f} | {r['network_vs_around']:.0f} |\n"
+        f"{r['d_psnr']:+.3f} | {r['ssimulacra2']:.2f} | {r['d_ssimulacra2']:+.2f} | {r['first_decode_cpu_s']:.1f} | "
+        f"{r['network_vs_around']:.0f} |\n"
         for r in rows)
 
 
@@ -108,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     images = load_images(args.data, args.photos, lambda n: held_out(n, args.holdout_every), args.size, spread=True)
     photos = [im.rgb for _, im in images]
     rows = [r for spec in args.codecs for r in bench_codec(spec, args.engines, photos, args.quality)]
+    megapixels = sum(p.shape[0] * p.shape[1] for p in photos) / 1e6
     text = (f"{len(photos)} held-out photos of {args.data} (--holdout-every {args.holdout_every}), at most "
-            f"{args.size} px, base quality {args.quality or 'of the codec'} ({sum(p.shape[0] * p.shape[1] for p in photos) / 1e6:.2f} MP in all), one thread, "
+            f"{args.size} px, base quality {args.quality or 'of the codec'} ({megapixels:.2f} MP in all), one thread, "
             f"{platform.processor() or platform.machine()}; deltas against {args.engines[0]}\n\n" + table(rows))
     print(text)
     if args.out:

@@ -32,7 +32,8 @@ def export_onnx(model, path: str, opset: int = 17) -> None:
     ``settings`` input in the graph."""
     size = model.pad_multiple * 2
     example = (torch.zeros(1, 3, size, size), torch.full((1,), 30.0), torch.zeros(1, 3))
-    dims = {"base": {0: "n", 2: "h", 3: "w"}, "quality": {0: "n"}, "settings": {0: "n"}, OUTPUT: {0: "n", 2: "h", 3: "w"}}
+    image = {0: "n", 2: "h", 3: "w"}
+    dims = {"base": image, "quality": {0: "n"}, "settings": {0: "n"}, OUTPUT: image}
     with torch.inference_mode(False), torch.no_grad():  # a caller's inference mode would stop the tracer
         torch.onnx.export(OneStepRestoration(model), example, path, dynamo=False, input_names=list(INPUTS),
                           output_names=[OUTPUT], dynamic_axes=dims, opset_version=opset)
