@@ -4,9 +4,10 @@
     diffarc-calibrate-engine cdc-avif-m-realism --photos 48 --crop 128
 
 ONNX Runtime's MinMax activation ranges of the one-step graph over AVIF bases of random crops of
-training photos, less the held-out slice (``--holdout-every``, as training: evaluation reads it), at
-qualities spread over ``--qualities`` and the weights card's default effort and fast in turn. The file
-names the weights' sha256: ranges of other weights are refused (``model/engine.py``).
+training photos spread over their names, less the held-out slice (``--holdout-every``, as training:
+evaluation reads it), at qualities spread over ``--qualities`` and the weights card's default effort
+and fast in turn. The file names the weights' sha256: ranges of other weights are refused
+(``model/engine.py``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from model.codecs.avif_base import EFFORTS, decode_base, encode_base
 from model.engine import CALIBRATION_DIR, calibrate, cached_graph, versions
 from model.images import to_rgb8
 from model.nn.one_step import export_onnx
-from model.training.data import photos_once, random_crop
+from model.training.data import find_sources, photos_once, random_crop
 from model.weights import WeightsResolver
 from model.zoo import load_network
 
@@ -44,10 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def photos(args):
+    """``--photos`` training photos: spread over the sorted file names (every source of a folder sorted by
+    source), or the first of the shards."""
+    files, _, _ = find_sources([args.data], args.holdout_every)
+    if files:
+        return (Image.open(f) for f in files[:: max(1, len(files) // args.photos)])
+    return photos_once([args.data], args.holdout_every)
+
+
 def feeds(args, efforts: tuple[str, ...]):
     """(feed, ...) of AVIF bases of training crops: the graph's inputs."""
     rng, out = random.Random(args.seed), []
-    for photo in photos_once([args.data], args.holdout_every):
+    for photo in photos(args):
         if len(out) >= args.photos:
             break
         crop = random_crop(Image.fromarray(to_rgb8(photo)), args.crop, rng, 0.75)
