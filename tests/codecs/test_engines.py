@@ -2,6 +2,7 @@
 the fallback where onnxruntime is missing, the option and what a decode records."""
 
 import json
+from pathlib import Path
 import warnings
 
 import numpy as np
@@ -139,3 +140,19 @@ def test_the_engine_benchmark_prints_and_writes_its_table(tmp_path, capsys):
     assert [r["ran"] for r in rows] == ["torch", "onnx"] and abs(rows[1]["d_psnr"]) <= PSNR_BOUND_DB
     assert all(r["cpu_s_per_mp"] > 0 and r["network_vs_around"] > 0 for r in rows)
     assert "| onnx |" in capsys.readouterr().out and (tmp_path / "out" / "table.md").exists()
+
+
+def test_builders_racing_for_one_cached_graph_each_rename_a_whole_file(tmp_path, monkeypatch):
+    """Ray workers may export the same graph at once: each builds in its own temporary file and renames
+    it into place, so every one gets a whole graph and the cache holds one that validates."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv(engine.ENV_CACHE, str(tmp_path))
+    exported = tmp_path / "exported.onnx"
+    export_onnx(tiny_model(0, zero_head=False), str(exported))
+
+    def build(path):  # a copy of one export: the race, not the exporter, is under test
+        Path(path).write_bytes(exported.read_bytes())
+
+    graphs = list(ThreadPoolExecutor(8).map(lambda _: engine.cached_graph("e" * 64, "onnx", build), range(8)))
+    assert len(set(graphs)) == 1 and engine._valid(engine.graph_path("e" * 64, "onnx"), "e" * 64) == graphs[0]
