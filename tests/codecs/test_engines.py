@@ -2,8 +2,8 @@
 the fallback where onnxruntime is missing, the option and what a decode records."""
 
 import json
-from pathlib import Path
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
