@@ -1,9 +1,9 @@
-"""cdc-avif's one-step decode on ONNX Runtime: the exported graph, cached per weights file, never stale.
+"""Engines for cdc-avif's one-step decode: bf16 torch, and ONNX Runtime graphs cached per weights file.
 
 ``engine``, a cdc-avif decode option (docs/engines.md): ``torch`` is eager PyTorch (the reference);
 ``onnx`` runs ``model.nn.one_step``'s graph on ONNX Runtime in fp32 (the same image within rounding);
 ``torch-bf16`` is eager PyTorch under bf16 autocast (CPUs with native bf16: AVX512-BF16 or AMX);
-``onnx-int8`` runs it quantised to int8 (static, per-channel weights, activation ranges calibrated on
+``onnx-int8`` runs the graph quantised to int8 (static, per-channel weights, activation ranges calibrated on
 training crops and shipped in ``model/calibration/``): faster, at a measured fidelity cost. ``auto``
 (the default), for the one-step decode on a CPU, is ``torch-bf16`` where the CPU has native bf16, else
 ``onnx`` where ONNX Runtime imports, else torch; other decodes run on torch.
@@ -82,7 +82,7 @@ def warn_missing() -> None:
     global _warned_missing
     if not _warned_missing:
         _warned_missing = True
-        warnings.warn(f"onnxruntime is not importable: cdc-avif decodes on eager torch, about 1.4x slower "
+        warnings.warn(f"onnxruntime is not importable: cdc-avif decodes on eager torch, about 7 % slower "
                       f"({INSTALL})", RuntimeWarning, stacklevel=3)
 
 
