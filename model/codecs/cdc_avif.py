@@ -191,6 +191,9 @@ class AvifDiffusionCodec(Codec):
                 warn_missing()
                 return "torch"
             return "onnx"
+        if engine != "torch" and self.device.type != "cpu":
+            raise OptionError(f"{self.name}: engine {engine!r} runs on the CPU, this codec on {self.device}: use "
+                              f"engine 'auto' or 'torch'")
         if engine != "torch" and not one_step:
             raise OptionError(f"{self.name}: engine {engine!r} runs the one-step decode only (steps 1, gamma 0, "
                               f"t_start 1), not steps={steps}, gamma={gamma}, t_start={t_start}: use engine "
