@@ -156,3 +156,13 @@ def test_builders_racing_for_one_cached_graph_each_rename_a_whole_file(tmp_path,
 
     graphs = list(ThreadPoolExecutor(8).map(lambda _: engine.cached_graph("e" * 64, "onnx", build), range(8)))
     assert len(set(graphs)) == 1 and engine._valid(engine.graph_path("e" * 64, "onnx"), "e" * 64) == graphs[0]
+
+
+def test_the_fast_presets_name_the_int8_engine():
+    codec = load_codec("cdc-avif-mse")
+    assert codec.resolve_options("decode", {}, "realism-fast")["engine"] == "onnx-int8"
+    img = photo(64, 96)
+    blob = codec.encode([img])[0]
+    fast, eager = (np.asarray(codec.decode([blob], **kw)[0]) for kw in ({"preset": "fast"}, {"engine": "torch"}))
+    assert np.array_equal(fast, np.asarray(codec.decode([blob], engine="onnx-int8")[0]))
+    assert abs(psnr(img, fast) - psnr(img, eager)) <= 0.1  # int8: a little, and measured (results/engines)
