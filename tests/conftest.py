@@ -27,6 +27,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def engine_cache(tmp_path_factory):
+    """The decode engines' exported graphs (``model/engine.py``) go to one folder of this session, not
+    the user's ~/.cache: set before any worker starts, so Ray workers and job processes inherit it."""
+    saved = os.environ.get("DIFFARC_CACHE")
+    os.environ["DIFFARC_CACHE"] = str(tmp_path_factory.mktemp("diffarc-cache"))
+    yield Path(os.environ["DIFFARC_CACHE"])
+    if saved is None:
+        os.environ.pop("DIFFARC_CACHE", None)
+    else:
+        os.environ["DIFFARC_CACHE"] = saved
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A real local Ray (2 CPUs) for the whole session. Its workers get dummy AWS credentials

@@ -27,7 +27,8 @@ import numpy as np
 from .avif_base import EFFORTS, SETTINGS_OPTIONS, BaseSettings, base_settings
 from .base_layer import base_head, base_payload, read_base_payload, settings_text
 from .rate_control import RateChoice, choose_quality
-from ..codec import Codec, Option
+from ..codec import Codec, Option, OptionError
+from ..engine import ENGINES, EngineError, native_bf16, onnxruntime, restorer, warn_missing
 from ..format import BitstreamError, Container, pack
 from ..hooks import Evaluation, Networks
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
@@ -93,6 +94,12 @@ OPTIONS = (
            "seeded like gamma's)", min=0.0, max=1.0),
     Option("decoder", str, None, "decode", "restore with these cdc-avif weights instead of the bitstream's own "
            "(the base layer is the same), e.g. cdc-avif-m-realism: the one-step realism decoder"),
+    Option("engine", str, "auto", "decode", "what runs the network: auto (for the one-step decode from gamma "
+           "0 at t_start 1 on a CPU: torch-bf16 where the CPU has native bf16, else onnx where onnxruntime "
+           "imports; else torch), onnx (ONNX Runtime, fp32: the same image within rounding), torch-bf16 (eager "
+           "under bf16 autocast), onnx-int8 (int8: fastest, a little less faithful), torch (eager fp32, the "
+           "reference); multi-step, gamma > 0 and t_start < 1 decodes run on torch (docs/engines.md)",
+           choices=ENGINES),
 )
 
 
@@ -116,6 +123,7 @@ class AvifDiffusionCodec(Codec):
                                             **({} if default_effort == "fast" else {"effort": default_effort}))
         self.objective, self._warned_untrained = objective, False  # the card's (model.weights.objective_card)
         self._resolver, self._decoders = resolver, {}  # other weights asked for by ``decoder``, loaded once
+        self._engines = {}  # (weights sha256, engine) -> its one-step restorer (model.engine), made once
 
     @property
     def codec_id(self) -> str:
@@ -150,6 +158,8 @@ class AvifDiffusionCodec(Codec):
         def psnr(q):
             if q not in psnrs:
                 base = read_base_payload(payload(q), h, w, self.name)
+                # eager fp32 (engine None), whatever this CPU's default decode engine: the base quality
+                # rate control chooses, and so the bytes, must not depend on the machine that encodes
                 restored = self._restore([base], self.presets["steps"], 0.0, 0, 1.0, self.model.pad_multiple)[0]
                 psnrs[q] = psnr_from_mse(np.mean((restored.astype(np.float64) - rgb) ** 2))
             return psnrs[q]
@@ -161,28 +171,71 @@ class AvifDiffusionCodec(Codec):
         quality, settings, _ = base_head(self._payload(self.parse(blob)), self.name)
         return settings_text(quality, settings)
 
+    def resolve_options(self, side, given, preset=None):
+        """The codec's options, ``engine`` resolved to the one that runs (auto -> torch-bf16, onnx or torch), so
+        what a decode records names it: a decode under another engine is another decode."""
+        opts = super().resolve_options(side, given, preset)
+        if side == "decode":
+            opts["engine"] = self.effective_engine(opts["engine"], opts["steps"], opts["gamma"], opts["t_start"])
+        return opts
+
+    def effective_engine(self, engine: str, steps: int, gamma: float, t_start: float) -> str:
+        one_step = steps == 1 and gamma == 0 and t_start == 1
+        if engine == "auto":  # the engines are CPU engines for the one-step decode
+            if self.device.type != "cpu" or not one_step:
+                return "torch"
+            if native_bf16():
+                return "torch-bf16"
+            if onnxruntime() is None:
+                warn_missing()
+                return "torch"
+            return "onnx"
+        if engine != "torch" and self.device.type != "cpu":
+            raise OptionError(f"{self.name}: engine {engine!r} runs on the CPU, this codec on {self.device}: use "
+                              f"engine 'auto' or 'torch'")
+        if engine != "torch" and not one_step:
+            raise OptionError(f"{self.name}: engine {engine!r} runs the one-step decode only (steps 1, gamma 0, "
+                              f"t_start 1), not steps={steps}, gamma={gamma}, t_start={t_start}: use engine "
+                              f"'auto' or 'torch'")
+        if engine.startswith("onnx") and onnxruntime() is None:
+            raise OptionError(f"{self.name}: engine {engine!r} needs onnxruntime, which is not importable "
+                              f"(pip install onnxruntime==1.32.0 onnx==1.23.2), or use engine 'torch'")
+        return engine
+
+    def _engine(self, model, sha256: str, name: str, engine: str):
+        """The one-step restorer of these weights for ``engine`` (None: eager torch fp32), made once."""
+        if engine == "torch":
+            return None
+        if (sha256, engine) not in self._engines:
+            try:
+                self._engines[sha256, engine] = restorer(model, sha256, engine, name)
+            except EngineError as exc:
+                raise OptionError(f"{self.name}: {exc}") from None
+        return self._engines[sha256, engine]
+
     def _decode_containers(self, containers, steps: int, gamma: float, seed: int, t_start: float, eta: float,
-                           decoder: str | None = None):
+                           decoder: str | None = None, engine: str = "torch"):
         import torch
 
         from ..nn.tiling import batches_by_shape
 
-        model, name, objective = self._decoder(decoder)
+        model, name, objective, sha256 = self._decoder(decoder)
         self._warn_if_untrained(name, objective, steps, gamma, t_start)
+        runner = self._engine(model, sha256, name, self.effective_engine(engine, steps, gamma, t_start))
         bases = [self._base(c) for c in containers]
         out: list = [None] * len(containers)
         multiple = model.pad_multiple
         with torch.inference_mode():
             for _, idxs in batches_by_shape([b.rgb.shape[:2] for b in bases], multiple, self.batch_pixels):
-                x = self._restore([bases[i] for i in idxs], steps, gamma, seed, t_start, multiple, eta, model)
+                x = self._restore([bases[i] for i in idxs], steps, gamma, seed, t_start, multiple, eta, model, runner)
                 for k, i in enumerate(idxs):
                     out[i] = x[k]
         return out
 
     def _decoder(self, name: str | None):
-        """(network, name, card objective) of the weights that restore: the codec's own, or ``name``'s."""
+        """(network, name, card objective, sha256) of the weights that restore: the codec's own, or ``name``'s."""
         if name is None or name == self.name:
-            return self.model, self.name, self.objective
+            return self.model, self.name, self.objective, self.sha256
         if name not in self._decoders:
             import torch
 
@@ -193,7 +246,7 @@ class AvifDiffusionCodec(Codec):
                 found = f"a {weights.family} weights file" if weights else "not found"
                 raise ValueError(f"decoder {name!r}: {found}; it must be cdc-avif weights (python -m model list)")
             model = load_network(weights.path).eval().to(self.device, memory_format=torch.channels_last)
-            self._decoders[name] = (model, name, weights.objective)
+            self._decoders[name] = (model, name, weights.objective, weights.sha256)
         return self._decoders[name]
 
     def _warn_if_untrained(self, name: str, objective: str | None, steps: int, gamma: float, t_start: float) -> None:
@@ -215,8 +268,10 @@ class AvifDiffusionCodec(Codec):
                                  f"has {len(c.strings)} string(s) of {[len(s) for s in c.strings]} bytes")
         return c.strings[0]
 
-    def _restore(self, items, steps, gamma, seed, t_start, multiple, eta=0.0, model=None) -> list[np.ndarray]:
-        """Pad the bases of one batch, run ``model``'s residual diffusion (in tiles when large), crop."""
+    def _restore(self, items, steps, gamma, seed, t_start, multiple, eta=0.0, model=None,
+                 engine=None) -> list[np.ndarray]:
+        """Pad the bases of one batch, run ``model``'s residual diffusion (in tiles when large) or, the
+        one-step decode, ``engine`` (``model.engine``'s restorers), crop."""
         import torch
         import torch.nn.functional as F
 
@@ -231,20 +286,29 @@ class AvifDiffusionCodec(Codec):
         settings = torch.tensor([b.settings.features() for b in items])
         model = model or self.model
         noise_sd = gamma * float((1 - alpha_bar(torch.tensor(t_start), model.cfg.diffusion)).sqrt())
-        r_start = torch.stack([_noise((3, hp, wp), seed, b.crc) for b in items]) * noise_sd
-        x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
-                      r_start.to(self.device, memory_format=torch.channels_last), steps, t_start,
-                      settings.to(self.device), eta, seed, [b.crc for b in items], model)
+        if engine is not None:  # the one-step decode: a zero start, no noise to draw
+            x = self._run(base, quality, None, steps, t_start, settings, engine=engine)
+        else:
+            r_start = torch.stack([_noise((3, hp, wp), seed, b.crc) for b in items]) * noise_sd
+            x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
+                          r_start.to(self.device, memory_format=torch.channels_last), steps, t_start,
+                          settings.to(self.device), eta, seed, [b.crc for b in items], model)
         x = ((x + 1) * 127.5).clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         return [x[k, :h, :w] for k, (h, w) in enumerate(sizes)]
 
-    def _run(self, base, quality, r_start, steps, t_start, settings, eta=0.0, seed=0, crcs=(), model=None):
+    def _run(self, base, quality, r_start, steps, t_start, settings, eta=0.0, seed=0, crcs=(), model=None,
+             engine=None):
         """The restored batch, whole or tile by tile (overlaps blended): bounded memory. The ancestral
         sampler's step noise is drawn per tile (seeded by its corner), so overlaps blend two draws."""
         from ..nn.tiling import blended
 
         model = model or self.model
         _, _, h, w = base.shape
+        if engine is not None:
+            if h * w <= self.tile**2:
+                return engine(base, quality, settings)
+            return blended(lambda rows, cols, *_: engine(base[..., rows, cols], quality, settings),
+                           base.shape, self.tile, self.overlap)
         if h * w <= self.tile**2:
             return model.restore(base, quality, r_start, steps, t_start, settings, eta,
                                       _step_noise(seed, crcs, 0, 0, h, w, self.device))

@@ -6,7 +6,8 @@ every node and books no GPU. Work that runs a network (cdc-avif's decode, rate c
 worker per CPU of the nodes that have GPUs, each booking an equal share of its node's GPUs (Ray's
 fractional GPUs: 96 CPUs and 8 GPUs make 96 workers of 1/12 GPU), so many CPU workers keep one GPU
 busy; the network of one image is milliseconds there against tens of milliseconds of CPU work around
-it (docs/operators.md: Sizing). Without GPUs the network runs on the CPUs. ``--actors``, ``--cpus-per-actor``
+it (docs/operators.md: Sizing; on one CPU thread the network costs 10-25x that work, measured, while its share of a
+GPU is not yet: docs/engines.md). Without GPUs the network runs on the CPUs. ``--actors``, ``--cpus-per-actor``
 and ``--gpus-per-actor`` override any of it.
 """
 

@@ -1,0 +1,126 @@
+"""cdc-avif's decode engines on held-out photos: CPU seconds per megapixel, PSNR and SSIMULACRA2 against
+eager torch, per weights (or decode preset) and engine. One run, one process, one thread.
+
+    python -m model.evaluation.benchmark_engines --out results/engines
+    python -m model.evaluation.benchmark_engines --codecs cdc-avif-mse:realism --engines torch onnx --photos 2
+
+Each photo (the ``--holdout-every`` slice of ``--data``, spread over the sorted names, downscaled to
+``--size`` px) is encoded once with the codec's defaults, then decoded by every engine; the first
+decode of an engine (export, quantisation, session) is left out of the timing and reported as setup.
+CPU seconds (``time.process_time``), not wall seconds: the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..codecs.base_layer import read_base_payload
+from ..format import unpack
+from ..images import held_out
+from ..registry import load_codec
+from .inputs import load_images
+from .metrics import psnr, ssimulacra2
+
+DEFAULT_CODECS = ("cdc-avif-mse", "cdc-avif-mse:realism")
+DEFAULT_ENGINES = ("torch", "onnx", "torch-bf16", "onnx-int8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--codecs", nargs="+", default=list(DEFAULT_CODECS), help="NAME or NAME:PRESET (a decode preset)")
+    p.add_argument("--engines", nargs="+", default=list(DEFAULT_ENGINES), help="the first is the reference")
+    p.add_argument("--data", default="../shared/data/train", help="photos; only the held-out slice is read")
+    p.add_argument("--holdout-every", type=int, default=10, help="the slice training leaves out (1 in N by name hash)")
+    p.add_argument("--photos", type=int, default=8)
+    p.add_argument("--size", type=int, default=512, help="longest side after downscaling")
+    p.add_argument("--quality", type=int, default=None, help="AVIF quality of the base (default: the codec's)")
+    p.add_argument("--out", default=None, help="folder for table.md and engines.json")
+    return p
+
+
+def bench_codec(spec: str, engines: list[str], photos: list[np.ndarray], quality: int | None = None) -> list[dict]:
+    name, _, preset = spec.partition(":")
+    codec = load_codec(name)
+    blobs = [codec.encode([rgb], **({} if quality is None else {"quality": quality}))[0] for rgb in photos]
+    rows = []
+    for engine in engines:
+        options = {**(codec.preset_options(preset) if preset else {}), "engine": engine}
+        cpu = time.process_time()
+        codec.decode(blobs[:1], **options)  # export, quantisation, session: once per weights and engine
+        setup = time.process_time() - cpu
+        decoded, cpu = [], time.process_time()
+        for blob in blobs:
+            decoded.append(np.asarray(codec.decode([blob], **options)[0]))
+        seconds = time.process_time() - cpu
+        pixels = sum(rgb.shape[0] * rgb.shape[1] for rgb in photos)
+        rows.append({"codec": spec, "engine": engine, "ran": codec.resolve_options("decode", options)["engine"],
+                     "cpu_s_per_mp": seconds / pixels * 1e6, "first_decode_cpu_s": setup,
+                     "psnr": float(np.mean([psnr(a, b) for a, b in zip(photos, decoded)])),
+                     "ssimulacra2": float(np.mean([ssimulacra2(a, b) for a, b in zip(photos, decoded)]))})
+    around = around_the_network(blobs, photos)
+    ref = rows[0]
+    for row in rows:
+        row.update(around)
+        # the network's CPU time against the CPU work around it (AVIF decode + PNG): on a GPU node the
+        # CPUs still do the latter, so this ratio over the GPU's speed-up on the network sizes workers per GPU
+        row["network_vs_around"] = (row["cpu_s_per_mp"] - around["avif_decode_s_per_mp"]) / sum(around.values())
+        row.update(speed_vs_ref=row["cpu_s_per_mp"] / ref["cpu_s_per_mp"], d_psnr=row["psnr"] - ref["psnr"],
+                   d_ssimulacra2=row["ssimulacra2"] - ref["ssimulacra2"])
+    return rows
+
+
+def around_the_network(blobs: list[bytes], photos: list[np.ndarray]) -> dict:
+    """CPU s/MP of what a decode does besides the network: the AVIF base's decode, and a PNG of the result."""
+    pixels = sum(rgb.shape[0] * rgb.shape[1] for rgb in photos)
+    cpu = time.process_time()
+    for blob, rgb in zip(blobs, photos):
+        read_base_payload(unpack(blob).strings[0], *rgb.shape[:2], "benchmark")
+    avif = time.process_time() - cpu
+    cpu = time.process_time()
+    for rgb in photos:
+        Image.fromarray(rgb).save(io.BytesIO(), format="PNG")
+    return {"avif_decode_s_per_mp": avif / pixels * 1e6, "png_s_per_mp": (time.process_time() - cpu) / pixels * 1e6}
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| codec (preset) | engine | CPU s/MP | x eager | PSNR dB | ΔPSNR | SSIMULACRA2 | ΔSSIMULACRA2 |"
+            " first decode CPU s | network / (AVIF decode + PNG) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+    return head + "".join(
+        f"| {r['codec']} | {r['ran']} | {r['cpu_s_per_mp']:.3f} | {r['speed_vs_ref']:.2f} | {r['psnr']:.3f} | "
+        f"{r['d_psnr']:+.3f} | {r['ssimulacra2']:.2f} | {r['d_ssimulacra2']:+.2f} | {r['first_decode_cpu_s']:.1f} | "
+        f"{r['network_vs_around']:.0f} |\n"
+        for r in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(1)
+    images = load_images(args.data, args.photos, lambda n: held_out(n, args.holdout_every), args.size, spread=True)
+    photos = [im.rgb for _, im in images]
+    rows = [r for spec in args.codecs for r in bench_codec(spec, args.engines, photos, args.quality)]
+    megapixels = sum(p.shape[0] * p.shape[1] for p in photos) / 1e6
+    text = (f"{len(photos)} held-out photos of {args.data} (--holdout-every {args.holdout_every}), at most "
+            f"{args.size} px, base quality {args.quality or 'of the codec'} ({megapixels:.2f} MP in all), one thread, "
+            f"{platform.processor() or platform.machine()}; deltas against {args.engines[0]}\n\n" + table(rows))
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "table.md").write_text(text)
+        (out / "engines.json").write_text(json.dumps({"photos": [n for n, _ in images], "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
