@@ -143,7 +143,7 @@ class AvifDiffusionCodec(Codec):
     def rate_controlled(self, rgb: np.ndarray, settings: BaseSettings, target_psnr: float | None = None,
                         max_bpp: float | None = None, max_bytes: int | None = None) -> RateChoice:
         """The base quality that meets the targets (``rate_control``); ``target_psnr`` is measured on the
-        image restored at the model's default steps."""
+        image restored at the model's default steps, by eager fp32 torch (the same on every machine)."""
         h, w = rgb.shape[:2]
         # the container around the payload, for the longest mode name Pillow gives (exact bound)
         overhead = len(pack(Container(self.codec_id, h, w, "I;16B", (b"",))))

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from vectors.make_vectors import EFFORTS, encoded_groups, pixel_sha256, reencoded, source_images
+from vectors.make_vectors import EFFORTS, encoded_groups, pixel_sha256, reencoded, source_images, vector_decode
 
 from model import load_codec, load_codec_for_id, unpack
-from model.codec import declared
 from model.weights import WeightsResolver
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -70,10 +69,7 @@ def test_every_shipped_codec_and_preset_has_encoded_vectors():
 def test_vector_decodes_bit_exactly(entry, one_thread):
     blob = (VECTORS / entry["file"]).read_bytes()
     assert unpack(blob).codec_id == entry["codec_id"]
-    codec = codec_for(entry["codec_id"])
-    # the vectors are eager-torch decodes: where a codec has decode engines, pin torch (model/engine.py)
-    pinned = {"engine": "torch"} if "engine" in declared(codec.options, "decode") else {}
-    image = codec.decode([blob], **{**pinned, **entry["decode"]})[0]
+    image = vector_decode(codec_for(entry["codec_id"]), blob, entry["decode"])
     assert (image.mode, list(image.size)) == (entry["mode"], entry["size"])
     assert pixel_sha256(image) == entry["pixels_sha256"]
 

@@ -83,6 +83,16 @@ def options_suffix(options: dict) -> str:
     return "".join(f"-{k}{v:g}" if isinstance(v, (int, float)) else f"-{k}-{v}" for k, v in options.items())
 
 
+def vector_decode(codec, blob: bytes, decode: dict) -> Image.Image:
+    """A vector's decode: the entry's options with eager torch pinned where the codec has decode engines
+    (``model/engine.py``; a preset naming an engine included), so the pixels are the same on every machine;
+    the engines' own outputs are held to bounds of eager in tests/codecs/test_engines.py."""
+    from model.codec import declared
+
+    pinned = {"engine": "torch"} if "engine" in declared(codec.options, "decode") else {}
+    return codec.decode([blob], **{**decode, **pinned})[0]
+
+
 def reencoded(codec, image: Image.Image, options: dict, truncate_step: int | None) -> bytes:
     """The bitstream the vector's ``encode`` record describes (a DiffC prefix: the stream truncated)."""
     from model.diffc.stream import truncate
@@ -103,7 +113,7 @@ def main() -> None:
     written = {e["file"] for e in entries}
 
     def write(file: str, blob: bytes, codec, decode: dict, encode: dict | None = None) -> None:
-        decoded = codec.decode([blob], **decode)[0]
+        decoded = vector_decode(codec, blob, decode)
         (HERE / file).write_bytes(blob)
         entry = {"file": file, "codec_id": codec.codec_id, "decode": decode, "mode": decoded.mode,
                  "size": list(decoded.size), "pixels_sha256": pixel_sha256(decoded)}
