@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
                                             min_side=args.min_side, allow_8bit=args.allow_8bit,
                                             allow_first_frame=args.allow_first_frame))
     job = Compress(run, args.codec, codec, ResolvedCodec.of(args.codec, codec, codec_options), settings, tuple(shards))
-    return run_job(job, run, storage, argv, on_event)
+    return run_job(job, storage, argv, on_event)
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,7 @@ def run(flags: DecompressFlags, argv: list[str], on_event=None) -> int:
             return fail(f"--audit: no original shard for {', '.join(missing[:5])} in {redact(flags.audit)}")
         work = Auditing(originals)
     job = Decompress(run_settings, shards, settings, work, network, flags.allow_errors)
-    return run_job(job, run_settings, storage, argv, on_event)
+    return run_job(job, storage, argv, on_event)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class Outcome:
 class ShardJob(Protocol):
     """One job's own part of the run."""
 
+    run: RunSettings  # the flags every job takes
     name: str  # the job holding the lease and writing the manifest
     label: str  # the progress line's name for what it does (decompress --audit: "audit")
     stage: str  # "encode" or "decode": what the plan sizes the workers for
@@ -73,18 +74,19 @@ class ShardJob(Protocol):
         """Print the end of the run (the summary, the estimate); the job's own exit status, 0 or 1."""
 
 
-def run_job(job: ShardJob, run: RunSettings, storage: Storage, argv: list[str], on_event=None) -> int:
+def run_job(job: ShardJob, storage: Storage, argv: list[str], on_event=None) -> int:
     """Run ``job`` over its shards (``argv``: what the manifest records); the exit status: 0 when every
     shard is done, 1 when some failed, the manifest could not be written or the job says so, 2 when
     the output is another job's or the job refuses."""
     try:
-        with output_lease(run, job.name, storage) as lease:
-            return _run(job, run, storage, argv, lease, on_event)
+        with output_lease(job.run, job.name, storage) as lease:
+            return _run(job, storage, argv, lease, on_event)
     except LeaseHeld as exc:
         return fail(str(exc))
 
 
-def _run(job: ShardJob, run: RunSettings, storage: Storage, argv: list[str], lease: Lease, on_event) -> int:
+def _run(job: ShardJob, storage: Storage, argv: list[str], lease: Lease, on_event) -> int:
+    run = job.run
     skipped: dict = {}
     if not run.overwrite:
         try:
