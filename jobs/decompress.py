@@ -105,7 +105,7 @@ class DecompressFlags:
     chooses the shards and the outcome."""
 
     run: RunSettings
-    decode: DecodeSettings  # options: the decode option flags given; keys and codec_options come in ``run``
+    decode: DecodeSettings  # options: the option flags given; the keys, the preset's values and codec_options: ``run()``
     shards: str | None = None  # glob over archive shard names
     keys: str | None = None  # the keys file
     audit: str | None = None  # the original shards
@@ -213,7 +213,7 @@ class Decompress:
         return self.work.submit(actor, url, self.run.output, self.shards[archive_name(url)].output)
 
     def manifest(self, common: dict, outcome: Outcome, storage) -> DecompressManifest:
-        finished = list(outcome.results.values()) + list(outcome.skipped.values())
+        finished = outcome.all_results()
         listed = rows_listed(finished)
         options_used = self.settings.codec_options.plain()
         manifest = DecompressManifest(
@@ -238,7 +238,7 @@ class Decompress:
 
     def report(self, outcome: Outcome, manifest: DecompressManifest) -> int:
         res, display = outcome.resources, outcome.display
-        listed = rows_listed(list(outcome.results.values()) + list(outcome.skipped.values()))
+        listed = rows_listed(outcome.all_results())
         fallbacks, failed_rows = listed["fallbacks"], listed["failed_rows"]
         print(display.summary() + f"; output {redact(self.run.output)}")
         print(run_estimate(manifest.timings["shard_seconds"], res.cpus, res.gpus, display.bytes_out, written="written"))

@@ -38,6 +38,10 @@ class Outcome:
     display: ProgressDisplay
     resources: Resources
 
+    def all_results(self) -> list:
+        """The results of every shard done, now or before."""
+        return list(self.results.values()) + list(self.skipped.values())
+
 
 class ShardJob(Protocol):
     """One job's own part of the run."""
