@@ -38,10 +38,10 @@ def main(argv: list[str] | None = None, on_event=None) -> int:
     args = parser.parse_args(argv)
     if args.audit:
         parser.error("the original shards are this job's argument, not --audit")
-    args.audit = args.originals
     rest = list(argv)
     rest.remove(args.originals)
-    return decompress.run(args, ["--audit", args.originals, "--output", args.output, *rest], on_event)
+    flags = decompress.DecompressFlags.from_args(args, audit=args.originals)
+    return decompress.run(flags, ["--audit", args.originals, "--output", args.output, *rest], on_event)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from model import load_codec, runs_network, split_codec_id
 from model.evaluation.pricing import run_estimate
@@ -28,15 +28,12 @@ from pipeline.encode.keeping import Policy
 from pipeline.io.batches import JOB_MAX_PIXELS
 from pipeline.io.shards import expand_inputs, shard_name
 from pipeline.io.storage import join, redact
-from pipeline.records.archive import RowGroups, find_completed, now, tally
+from pipeline.records.archive import RowGroups, find_completed, tally
 from pipeline.records.files import MANIFEST, CompressManifest
 from pipeline.records.paths import describe_paths
 from pipeline.run.actors import CompressWorker, ResolvedCodec
-from pipeline.run.lease import LeaseHeld
-from pipeline.run.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, print_plan_for,
-                                 ray_session,
-                                 report_failures,
-                                 resources_from, run_workers, storage_from, weights_from, write_manifest)
+from pipeline.run.job import Outcome, run_job
+from pipeline.run.runner import RunSettings, add_common_args, fail, print_plan_for
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = str(REPO / "examples" / "corpus")
@@ -98,69 +95,86 @@ def fraction(text: str) -> float:
 def main(argv: list[str] | None = None, on_event=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    absolute_paths(args, "input", "output")
-    storage = storage_from(args)
+    run = RunSettings.from_args(args)
+    storage = run.storage()
     try:
         codec_options = given_options(args, family_options("encode"))
         # here first: a bad name or option fails now, with the list of known ones
-        codec = load_codec(args.codec, resolver=weights_from(args)).with_presets(**codec_options)
-        if args.plan_for:
-            return print_plan_for(args, "encode", runs_network(codec, "encode"))
-        shards = expand_inputs(args.input, storage)
+        codec = load_codec(args.codec, resolver=run.weights()).with_presets(**codec_options)
+        if run.plan_for:
+            return print_plan_for(run, "encode", runs_network(codec, "encode"))
+        shards = expand_inputs(run.input, storage)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         return fail(str(exc).strip("'\""))
-    settings = EncodeSettings(batch_size=args.batch_size, max_pixels=args.max_pixels,
+    settings = EncodeSettings(batch_size=run.batch_size, max_pixels=args.max_pixels,
                               batch_bytes=int(args.batch_mb * 2**20), max_member_bytes=int(args.max_member_mb * 2**20),
                               row_groups=RowGroups(args.row_group_rows, int(args.row_group_mb * 2**20)),
                               policy=Policy(lossless=args.lossless, margin=args.keep_original_margin,
                                             min_side=args.min_side, allow_8bit=args.allow_8bit,
                                             allow_first_frame=args.allow_first_frame))
-    resolved = ResolvedCodec.of(args.codec, codec, codec_options)
-    try:
-        with output_lease(args, "compress", storage) as lease:
-            return archive(args, argv, storage, shards, codec, resolved, settings, lease, on_event)
-    except LeaseHeld as exc:
-        return fail(str(exc))
+    job = Compress(run, args.codec, codec, ResolvedCodec.of(args.codec, codec, codec_options), settings, tuple(shards))
+    return run_job(job, storage, argv, on_event)
 
 
-def archive(args, argv: list[str], storage, shards: list[str], codec, resolved: ResolvedCodec,
-            settings: EncodeSettings, lease, on_event) -> int:
-    """The job once it holds the output prefix: skip what is complete, archive the rest, write the manifest."""
-    names = {shard_name(s): s for s in shards}
-    try:
-        skipped, redo = ({}, {}) if args.overwrite else find_completed(args.output, names, storage, codec.codec_id)
-    except ValueError as exc:
-        return fail(str(exc))
-    for name, reason in sorted(redo.items()):
-        print(f"redoing {name}: {reason}", file=sys.stderr)
-    todo = [s for n, s in names.items() if n not in skipped]
-    started, t0 = now(), time.perf_counter()
-    with ray_session():
-        res = resources_from(args, "encode", runs_network(codec, "encode"))
-        results, failures, display, placement = run_workers(
-            "compress",
-            lambda board: CompressWorker.options(**res.options()).remote(resolved, settings, res, storage, board),
-            todo, lambda actor, shard: actor.compress.remote(shard, args.output),
-            res, total=len(shards), skipped=len(skipped), progress=not args.no_progress, on_event=on_event)
-    manifest = CompressManifest(
-        **manifest_base("compress", argv, started, time.perf_counter() - t0, res, placement),
-        codec=args.codec,
-        codec_id=codec.codec_id,
-        weights_hash=split_codec_id(codec.codec_id)[1],
-        options=codec.resolve_options("encode", {}),
-        input=redact(args.input),
-        output=redact(args.output),
-        settings={"batch_size": settings.batch_size, "max_pixels": settings.max_pixels,
-                  "batch_bytes": settings.batch_bytes, "max_member_bytes": settings.max_member_bytes,
-                  "row_group_rows": settings.row_groups.rows, "row_group_bytes": settings.row_groups.bytes,
-                  "policy": asdict(settings.policy)},
-        **tally(shards, results, skipped, failures),
-    )
-    written = write_manifest(join(args.output, MANIFEST), manifest, storage)
-    print(display.summary() + f"; manifest {redact(join(args.output, MANIFEST))}")
-    print(describe_paths(manifest.paths))
-    print(run_estimate(manifest.timings["shard_seconds"], res.cpus, res.gpus, manifest.bytes["parquet"]))
-    return report_failures(failures, lease) or (0 if written else 1)
+@dataclass(frozen=True)
+class Compress:
+    """The compress job's part of the run (``pipeline.run.job``): the codec the driver checked, the
+    encode settings from the flags, the input shards; a ``CompressWorker`` per worker, a
+    ``CompressManifest``."""
+
+    run: RunSettings
+    codec_name: str  # as the user gave it
+    codec: Any
+    resolved: ResolvedCodec
+    settings: EncodeSettings
+    shards: tuple[str, ...]
+    name = label = "compress"
+    stage = "encode"
+    batch_deadline_s = 0.0
+
+    @property
+    def items(self) -> dict[str, str]:
+        return {shard_name(s): s for s in self.shards}
+
+    @property
+    def network(self) -> bool:
+        return runs_network(self.codec, "encode")
+
+    def finished(self, storage) -> tuple[dict, dict]:
+        return find_completed(self.run.output, self.items, storage, self.codec.codec_id)
+
+    def redoing(self, name: str, reason: str) -> str:
+        return f"redoing {name}: {reason}"
+
+    def worker(self, res, storage, board: str):
+        return CompressWorker.options(**res.options()).remote(self.resolved, self.settings, res, storage, board)
+
+    def submit(self, actor, shard: str):
+        return actor.compress.remote(shard, self.run.output)
+
+    def manifest(self, common: dict, outcome: Outcome, storage) -> CompressManifest:
+        settings = self.settings
+        return CompressManifest(
+            **common,
+            codec=self.codec_name,
+            codec_id=self.codec.codec_id,
+            weights_hash=split_codec_id(self.codec.codec_id)[1],
+            options=self.codec.resolve_options("encode", {}),
+            input=redact(self.run.input),
+            output=redact(self.run.output),
+            settings={"batch_size": settings.batch_size, "max_pixels": settings.max_pixels,
+                      "batch_bytes": settings.batch_bytes, "max_member_bytes": settings.max_member_bytes,
+                      "row_group_rows": settings.row_groups.rows, "row_group_bytes": settings.row_groups.bytes,
+                      "policy": asdict(settings.policy)},
+            **tally(list(self.shards), outcome.results, outcome.skipped, outcome.failures),
+        )
+
+    def report(self, outcome: Outcome, manifest: CompressManifest) -> int:
+        res = outcome.resources
+        print(outcome.display.summary() + f"; manifest {redact(join(self.run.output, MANIFEST))}")
+        print(describe_paths(manifest.paths))
+        print(run_estimate(manifest.timings["shard_seconds"], res.cpus, res.gpus, manifest.bytes["parquet"]))
+        return 0
 
 
 if __name__ == "__main__":

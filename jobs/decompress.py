@@ -29,26 +29,24 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import sys
-import time
 from collections import Counter
+from dataclasses import dataclass, replace
 
 from model import runs_network
 from model.evaluation.pricing import run_estimate
 from model.options import add_option_flags, family_options, given_options, with_defaults
 from pipeline.decode.audit import Auditing, summary_line
-from pipeline.decode.decoding import FORMATS, DecodeSettings, Decoding, archive_name, codecs_for, resolved_options
+from pipeline.decode.decoding import FORMATS, Decoding, archive_name, codecs_for, resolved_options
+from pipeline.decode.settings import DecodeSettings
 from pipeline.io.batches import JOB_MAX_PIXELS
 from pipeline.io.child import Limits
 from pipeline.io.shards import expand_inputs, shard_name
-from pipeline.io.storage import join, redact
-from pipeline.records.archive import RowGroups, archived_shards, now
-from pipeline.records.files import DECODED_SUFFIX, MANIFEST, PARQUET_SUFFIX, STATS_SUFFIX, DecompressManifest, ShardStats
+from pipeline.io.storage import absolute, join, redact
+from pipeline.records.archive import RowGroups, archived_shards
+from pipeline.records.files import DECODED_SUFFIX, PARQUET_SUFFIX, STATS_SUFFIX, DecompressManifest, ShardStats
 from pipeline.run.actors import DecodeWorker
-from pipeline.run.lease import LeaseHeld
-from pipeline.run.runner import (absolute_paths, add_common_args, fail, manifest_base, output_lease, print_plan_for,
-                                 ray_session,
-                                 report_failures,
-                                 resources_from, run_workers, storage_from, weights_from, write_manifest)
+from pipeline.run.job import Outcome, run_job
+from pipeline.run.runner import RunSettings, add_common_args, fail, print_plan_for
 
 MANIFEST_FAILED_ROWS = 1000  # failed rows listed in the manifest; every one is in its shard's marker
 
@@ -100,111 +98,164 @@ def select_shards(archive: str, pattern: str | None, storage) -> dict[str, Shard
     return {n: s for n, s in markers.found.items() if pattern is None or fnmatch.fnmatchcase(n, pattern)}
 
 
+@dataclass(frozen=True)
+class DecompressFlags:
+    """The decompress job's flags, typed and fixed once parsed (``from_args``): the run's common ones,
+    the decode settings they give (before the archive's codecs and the keys file are read), and what
+    chooses the shards and the outcome."""
+
+    run: RunSettings
+    decode: DecodeSettings  # options: the option flags given; the keys, the preset's values and codec_options: ``run()``
+    shards: str | None = None  # glob over archive shard names
+    keys: str | None = None  # the keys file
+    audit: str | None = None  # the original shards
+    allow_errors: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, audit: str | None = None) -> "DecompressFlags":
+        """From parsed flags (``build_parser``); ``audit``: the original shards where a job (audit.py)
+        takes them otherwise than as ``--audit``. Local paths are made absolute (``RunSettings``)."""
+        audit = audit or args.audit
+        return cls(
+            run=RunSettings.from_args(args),
+            decode=DecodeSettings(
+                options=given_options(args, family_options("decode")), batch_size=args.batch_size,
+                format=args.format, max_pixels=args.max_pixels, weights_dir=args.weights_dir,
+                limits=Limits(memory_bytes=int(args.decoder_memory_gb * 2**30), seconds_per_image=args.decode_timeout),
+                row_groups=RowGroups(bytes=int(args.max_row_group_mb * 2**20)), preset=args.preset),
+            shards=args.shards, keys=absolute(args.keys) if args.keys else None,
+            audit=absolute(audit) if audit else None, allow_errors=args.allow_errors)
+
+
 def main(argv: list[str] | None = None, on_event=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run(build_parser().parse_args(argv), argv, on_event)
+    return run(DecompressFlags.from_args(build_parser().parse_args(argv)), argv, on_event)
 
 
-def run(args: argparse.Namespace, argv: list[str], on_event=None) -> int:
-    """The job for parsed ``args``; ``argv`` is what the manifest records (``build_parser`` reads it again)."""
-    absolute_paths(args, "input", "output", "audit", "keys")
-    storage = storage_from(args)
-    shards = select_shards(args.input, args.shards, storage)
+def run(flags: DecompressFlags, argv: list[str], on_event=None) -> int:
+    """The job for ``flags``; ``argv`` is what the manifest records (``build_parser`` reads it again)."""
+    run_settings = flags.run
+    storage = run_settings.storage()
+    shards = select_shards(run_settings.input, flags.shards, storage)
     if not shards:
-        return fail(f"no complete archive shards under {redact(args.input)}"
-                    f"{' matching ' + repr(args.shards) if args.shards else ''} (expected NAME{STATS_SUFFIX} files)")
-    codecs, refusals = codecs_for(shards, weights_from(args))
+        return fail(f"no complete archive shards under {redact(run_settings.input)}"
+                    f"{' matching ' + repr(flags.shards) if flags.shards else ''} (expected NAME{STATS_SUFFIX} files)")
+    codecs, refusals = codecs_for(shards, run_settings.weights())
     if refusals:
         return fail("refusing to decode:\n  " + "\n  ".join(refusals) +
                     "\n  install the matching weights (or pass --weights-dir / --weights-url), or leave these shards out "
                     "with --shards")
-    options = given_options(args, family_options("decode"))
-    if args.preset:
+    options = flags.decode.options
+    if flags.decode.preset:
         try:
-            options = {**preset_options(codecs, args.preset), **options}  # explicit: in the resume fingerprint
+            options = {**preset_options(codecs, flags.decode.preset), **options}  # explicit: in the resume fingerprint
         except ValueError as exc:
             return fail(str(exc))
-    network = any(runs_network(c, "decode", c.select_options("decode", options)) for c in codecs.values())
-    if args.plan_for:
-        return print_plan_for(args, "decode", network)
-    keys = None
-    if args.keys:
-        keys = frozenset(k.strip() for k in storage.read_bytes(args.keys).decode().splitlines() if k.strip())
-    limits = Limits(memory_bytes=int(args.decoder_memory_gb * 2**30), seconds_per_image=args.decode_timeout)
-    settings = DecodeSettings(options=options, batch_size=args.batch_size, format=args.format, keys=keys,
-                              max_pixels=args.max_pixels, weights_dir=args.weights_dir, limits=limits,
-                              row_groups=RowGroups(bytes=int(args.max_row_group_mb * 2**20)),
-                              codec_options=resolved_options(codecs, options))
+    settings = replace(flags.decode, options=options, codec_options=resolved_options(codecs, options))
+    network = any(runs_network(c, "decode", settings.options_for(c)) for c in codecs.values())
+    if run_settings.plan_for:
+        return print_plan_for(run_settings, "decode", network)
+    if flags.keys:
+        keys = frozenset(k.strip() for k in storage.read_bytes(flags.keys).decode().splitlines() if k.strip())
+        settings = replace(settings, keys=keys)
     work = Decoding()
-    if args.audit:
+    if flags.audit:
         try:
-            originals = {shard_name(u): u for u in expand_inputs(args.audit, storage)}
+            originals = {shard_name(u): u for u in expand_inputs(flags.audit, storage)}
         except (FileNotFoundError, ValueError) as exc:
             return fail(str(exc))
         missing = sorted(set(shards) - set(originals))
         if missing:
-            return fail(f"--audit: no original shard for {', '.join(missing[:5])} in {redact(args.audit)}")
+            return fail(f"--audit: no original shard for {', '.join(missing[:5])} in {redact(flags.audit)}")
         work = Auditing(originals)
-    try:
-        with output_lease(args, "decompress", storage) as lease:
-            return decode(args, argv, storage, shards, settings, settings.codec_options, work, lease, on_event, network)
-    except LeaseHeld as exc:
-        return fail(str(exc))
+    job = Decompress(run_settings, shards, settings, work, network, flags.allow_errors)
+    return run_job(job, storage, argv, on_event)
 
 
-def decode(args, argv: list[str], storage, shards: dict[str, ShardStats], settings: DecodeSettings,
-           options_used: dict[str, dict], work: Decoding | Auditing, lease, on_event, network: bool) -> int:
-    """The job once it holds the output prefix: skip shards decoded (or audited) before, do the rest."""
-    parquets = {n: join(args.input, n + PARQUET_SUFFIX) for n in shards}
-    skipped: dict[str, dict] = {}
-    if not args.overwrite:
-        skipped, redo = work.finished(args.output, shards, settings, storage)
-        for name, reason in sorted(redo.items()):
-            print(f"{work.doing} {name} again: {reason}", file=sys.stderr)
-    call = lambda actor, url: work.submit(actor, url, args.output, shards[archive_name(url)].output)  # noqa: E731
-    todo = [u for n, u in parquets.items() if n not in skipped]
-    started, t0 = now(), time.perf_counter()
-    with ray_session():
+@dataclass(frozen=True)
+class Decompress:
+    """The decompress job's part of the run (``pipeline.run.job``): the archive shards, the decode
+    settings, and what is done with each shard (``Decoding`` or ``Auditing``); a ``DecodeWorker`` per
+    worker, a ``DecompressManifest``."""
+
+    run: RunSettings
+    shards: dict[str, ShardStats]
+    settings: DecodeSettings
+    work: Decoding | Auditing
+    network: bool
+    allow_errors: bool
+    name = "decompress"
+    stage = "decode"
+
+    @property
+    def label(self) -> str:
+        return self.work.job
+
+    @property
+    def batch_deadline_s(self) -> float:
         # the sandbox takes up to 2 x batch x --decode-timeout to make a hanging image an error row
-        res = resources_from(args, "decode", network, batch_deadline_s=2 * args.decode_timeout * args.batch_size)
-        results, failures, display, placement = run_workers(
-            work.job,
-            lambda board: DecodeWorker.options(**res.options()).remote(settings, res, storage, board),
-            todo, call, res, total=len(parquets), skipped=len(skipped),
-            progress=not args.no_progress, on_event=on_event)
-    finished = list(results.values()) + list(skipped.values())
-    failed_rows = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "failed_rows", [])]
-    compress_errors = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "compress_errors", None) or []]
-    fallbacks = [{"shard": archive_name(r.shard), **f} for r in finished for f in getattr(r, "fallbacks", None) or []]
-    manifest = DecompressManifest(
-        **manifest_base("decompress", argv, started, time.perf_counter() - t0, res, placement),
-        input=redact(args.input), output=redact(args.output),
-        decode={**with_defaults(settings.options, family_options("decode")), **agreed(options_used),
-                "batch_size": args.batch_size, **({"preset": args.preset} if args.preset else {})},
-        codec_options=options_used,
-        codec_ids=dict(Counter(s.codec_id for s in shards.values())),
-        counts={"shards": len(parquets), "done": len(results), "skipped": len(skipped), "failed": len(failures),
-                "rows": sum(r.rows for r in finished), "errors": sum(r.errors for r in finished)},
-        timings={"shard_seconds": round(sum(r.seconds for r in results.values()), 3)},
-        failures=[{"shard": redact(s), "error": e} for s, e in failures.items()],
-        failed_rows=failed_rows[:MANIFEST_FAILED_ROWS],
-        compress_errors=compress_errors[:MANIFEST_FAILED_ROWS],
-        fallbacks=fallbacks[:MANIFEST_FAILED_ROWS],
-    )
-    manifest.audit = work.conclude([archive_name(r.shard) for r in finished], args.output, storage)
-    if manifest.audit is not None:
-        print(summary_line(manifest.audit))
-    written = write_manifest(join(args.output, MANIFEST), manifest, storage)
-    print(display.summary() + f"; output {redact(args.output)}")
-    print(run_estimate(manifest.timings["shard_seconds"], res.cpus, res.gpus, display.bytes_out, written="written"))
-    report_compress_errors(compress_errors)
-    if fallbacks:
-        print(f"{len(fallbacks)} image members were written under another name than their own (listed as fallbacks in "
-              f"each shard's NAME{DECODED_SUFFIX} and in _manifest.json), e.g. {fallbacks[0]['key']!r}: "
-              f"{fallbacks[0]['why']}", file=sys.stderr)
-    report_rows(failed_rows, args.allow_errors)
-    failed = report_failures(failures, lease) or (0 if written else 1)
-    return failed or (1 if failed_rows and not args.allow_errors else 0)
+        return 2 * self.settings.limits.seconds_per_image * self.settings.batch_size
+
+    @property
+    def items(self) -> dict[str, str]:
+        return {n: join(self.run.input, n + PARQUET_SUFFIX) for n in self.shards}
+
+    def finished(self, storage) -> tuple[dict, dict]:
+        return self.work.finished(self.run.output, self.shards, self.settings, storage)
+
+    def redoing(self, name: str, reason: str) -> str:
+        return f"{self.work.doing} {name} again: {reason}"
+
+    def worker(self, res, storage, board: str):
+        return DecodeWorker.options(**res.options()).remote(self.settings, res, storage, board)
+
+    def submit(self, actor, url: str):
+        return self.work.submit(actor, url, self.run.output, self.shards[archive_name(url)].output)
+
+    def manifest(self, common: dict, outcome: Outcome, storage) -> DecompressManifest:
+        finished = outcome.all_results()
+        listed = rows_listed(finished)
+        options_used = self.settings.codec_options.plain()
+        manifest = DecompressManifest(
+            **common,
+            input=redact(self.run.input), output=redact(self.run.output),
+            decode={**with_defaults(self.settings.options, family_options("decode")), **agreed(options_used),
+                    "batch_size": self.settings.batch_size,
+                    **({"preset": self.settings.preset} if self.settings.preset else {})},
+            codec_options=options_used,
+            codec_ids=dict(Counter(s.codec_id for s in self.shards.values())),
+            counts={"shards": len(self.shards), "done": len(outcome.results), "skipped": len(outcome.skipped),
+                    "failed": len(outcome.failures),
+                    "rows": sum(r.rows for r in finished), "errors": sum(r.errors for r in finished)},
+            timings={"shard_seconds": round(sum(r.seconds for r in outcome.results.values()), 3)},
+            failures=[{"shard": redact(s), "error": e} for s, e in outcome.failures.items()],
+            **{what: rows[:MANIFEST_FAILED_ROWS] for what, rows in listed.items()},
+        )
+        manifest.audit = self.work.conclude([archive_name(r.shard) for r in finished], self.run.output, storage)
+        if manifest.audit is not None:
+            print(summary_line(manifest.audit))
+        return manifest
+
+    def report(self, outcome: Outcome, manifest: DecompressManifest) -> int:
+        res, display = outcome.resources, outcome.display
+        listed = rows_listed(outcome.all_results())
+        fallbacks, failed_rows = listed["fallbacks"], listed["failed_rows"]
+        print(display.summary() + f"; output {redact(self.run.output)}")
+        print(run_estimate(manifest.timings["shard_seconds"], res.cpus, res.gpus, display.bytes_out, written="written"))
+        report_compress_errors(listed["compress_errors"])
+        if fallbacks:
+            print(f"{len(fallbacks)} image members were written under another name than their own (listed as fallbacks in "
+                  f"each shard's NAME{DECODED_SUFFIX} and in _manifest.json), e.g. {fallbacks[0]['key']!r}: "
+                  f"{fallbacks[0]['why']}", file=sys.stderr)
+        report_rows(failed_rows, self.allow_errors)
+        return 1 if failed_rows and not self.allow_errors else 0
+
+
+def rows_listed(finished: list) -> dict[str, list[dict]]:
+    """The rows the shards' markers list, each with its shard: not decoded now (``failed_rows``), error
+    rows when archived (``compress_errors``), image members written under another name (``fallbacks``)."""
+    return {what: [{"shard": archive_name(r.shard), **row} for r in finished for row in getattr(r, what, None) or []]
+            for what in ("failed_rows", "compress_errors", "fallbacks")}
 
 
 def report_compress_errors(rows: list[dict]) -> None:

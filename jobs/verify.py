@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from pipeline.decode.decoding import DecodeSettings
+from pipeline.decode.settings import DecodeSettings
 from pipeline.inspection.listing import archive_files
 from pipeline.inspection.verify import ShardVerdict, verify_archive
 from pipeline.io.storage import Storage, absolute

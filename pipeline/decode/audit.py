@@ -33,9 +33,10 @@ from ..records.files import (AUDIT_FILE, AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, Aud
                              audit_rows, audit_table)
 from ..records.markers import READ_THREADS, identity, read_markers
 from ..records.paths import Restored, oriented
-from .decoding import Decoder, DecodeSettings, archive_name, decode_rows, process_records, rows_of, settle
+from .decoding import Decoder, archive_name, decode_rows, process_records, rows_of, settle
 from .metrics import summarize
 from .restore import image_member
+from .settings import DecodeSettings
 
 
 def original_record(url: str, storage: Storage) -> dict:

@@ -1,29 +1,27 @@
 """Decode one archive shard: Parquet rows -> batched codec.decode -> WebDataset tar or PNG files
 (the audit, ``audit``, decodes the same way and measures instead of keeping images).
 
-The decode options (``steps``, ``gamma``, ``seed``, ...) are passed to every codec that declares them
-and recorded by the job, resolved per codec (``resolved_options``); batches are formed in row order
+The decode options (``steps``, ``gamma``, ``seed``, ...) travel in one frozen ``settings.DecodeSettings``,
+are passed to every codec that declares them and recorded by the job, resolved per codec
+(``resolved_options``); batches are formed in row order
 with a fixed size, so a rerun with the same arguments reproduces a stochastic decode.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import socket
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
 
 from model import load_codec_for_id
 
-from ..io.batches import JOB_MAX_PIXELS, call_batched
-from ..io.child import Limits
+from ..io.batches import call_batched
 from ..io.faults import is_infrastructure, is_out_of_memory
 from ..io.shards import Sample, write_tar
 from ..io.storage import Storage, basename, join
-from ..records.archive import RowGroups, now
+from ..records.archive import now
 from ..records.files import DECODED_SUFFIX, PARQUET_SUFFIX, DecodedMarker, Record, ShardStats
 from ..records.markers import Markers, read_markers
 from ..records.paths import Restored
@@ -31,32 +29,9 @@ from .archive_rows import ArchiveRows, ReadRequest
 from .names import UniqueNames, safe_ext, safe_name
 from .outputs import decoded_problem, write_folder
 from .restore import needs_codec, restore_kept, sample_members
+from .settings import DecodeSettings
 
 FORMATS = ("webdataset", "png")
-
-
-@dataclass(frozen=True)
-class DecodeSettings:
-    options: dict[str, Any] = field(default_factory=dict)  # decode options; each codec takes those it declares
-    batch_size: int = 16
-    format: str = "webdataset"
-    keys: frozenset[str] | None = None  # only these keys; None: all
-    max_pixels: int = JOB_MAX_PIXELS  # decode refuses larger headers; also caps originals in audits
-    row_groups: RowGroups = RowGroups()  # what the archive is held to: larger row groups and rows are refused
-    weights_dir: str | None = None  # where codec weights are looked up; None: model/weights
-    limits: Limits = Limits()  # of the process that decodes (``sandbox``)
-    # codec id -> the decode options it runs with, its own defaults included (``resolved_options``)
-    codec_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def fingerprint(self) -> dict:
-        """What a decoded shard depends on, kept in its marker: other settings mean decoding again. The
-        options each codec runs with are in it, so a changed default (a card's ``default_steps``) is one
-        too; a marker written before they were (no ``codec_options``) is not trusted: decoded once again."""
-        keys = hashlib.sha256("\n".join(sorted(self.keys)).encode()).hexdigest() if self.keys is not None else None
-        return {"options": dict(sorted(self.options.items())), "format": self.format, "keys_sha256": keys,
-                "batch_size": self.batch_size, "max_pixels": self.max_pixels,
-                "max_row_group_bytes": self.row_groups.bytes,
-                "codec_options": json.loads(json.dumps(self.codec_options, sort_keys=True))}  # as a marker reads back
 
 
 def archive_name(parquet_url: str) -> str:
@@ -84,7 +59,7 @@ def in_process(get_codec: Callable, settings: DecodeSettings) -> Decoder:
             return [(None, f"refused: {exc}")] * len(blobs)
 
         def decode(batch):
-            return codec.decode(batch, **codec.select_options("decode", settings.options))
+            return codec.decode(batch, **settings.options_for(codec))
 
         return [(img, f"decode failed: {error}" if error else None) for img, error, _ in call_batched(decode, blobs)]
 
@@ -196,7 +171,7 @@ def codecs_for(shards: dict[str, ShardStats], resolver) -> tuple[dict[str, Any],
     return codecs, refusals
 
 
-def resolved_options(codecs: dict[str, Any], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def resolved_options(codecs: dict[str, Any], options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The decode options each codec runs with (by codec id): those given that it declares, and its
     own defaults (presets, card values) for the rest."""
     return {cid: codec.resolve_options("decode", codec.select_options("decode", options))

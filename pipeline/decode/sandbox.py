@@ -23,9 +23,13 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..io.child import Limits, child_streams, peak_rss_bytes, recv, send, start_child
 from ..io.faults import InfrastructureError
+
+if TYPE_CHECKING:  # the child imports what decodes only after it has set its thread limits
+    from .settings import DecodeSettings
 
 
 START_S = 600.0  # the most a child may take to start (a Python process and its imports)
@@ -38,7 +42,7 @@ class ChildDied(Exception):
 class DecoderProcess:
     """A ``decoding.Decoder`` whose codecs run in a child process (see the module doc)."""
 
-    def __init__(self, settings, limits: Limits = Limits(), device: str = "cpu"):
+    def __init__(self, settings: DecodeSettings, limits: Limits = Limits(), device: str = "cpu"):
         self.settings, self.limits, self.device = settings, limits, device
         self.proc: subprocess.Popen | None = None
         self.peak_rss_bytes = 0  # the largest resident size any child reached

@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 from model import BitstreamError, load_codec_for_id, unpack
 
 from ..decode.archive_rows import ArchiveRows, ReadRequest
-from ..decode.decoding import DecodeSettings
+from ..decode.settings import DecodeSettings
 from ..decode.restore import restore_kept, stored_as
 from ..decode.sandbox import DecoderProcess
 from ..io.faults import InfrastructureError, PermanentError

@@ -20,8 +20,9 @@ import ray
 from model import load_codec, load_codec_for_id
 
 from ..decode.audit import audit_shard
-from ..decode.decoding import DecodeSettings, decode_shard
+from ..decode.decoding import decode_shard
 from ..decode.sandbox import DecoderProcess
+from ..decode.settings import DecodeSettings
 from ..encode.encoding import EncodeSettings, compress_shard
 from ..io.storage import Storage
 from ..records.files import AuditedMarker, DecodedMarker, ShardStats

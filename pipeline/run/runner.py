@@ -1,27 +1,22 @@
-"""The job runner the compress and decompress jobs share: common flags, the Ray session, running a
-pool of workers with live progress, and the manifest's common part."""
+"""What the compress and decompress jobs share below their run (``job``): the common flags and the
+typed settings made of them, the plan, the Ray session, and a pool of workers with live progress."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
-import threading
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from dataclasses import asdict
 from typing import Callable, Iterator
 
 import ray
 
 from model import WeightsResolver, plugin_env
 
-from ..io.storage import Storage, absolute, endpoint_from_env, redact
-from ..records.archive import now, package_versions
-from ..records.files import JobManifest
+from ..io.storage import Storage, absolute, endpoint_from_env
 from .actors import Resources
-from .lease import Lease
 from .plan import Node, Overrides, parse_nodes, plan_workers
 from .pool import on_this_node, run_pool
 from .progress import ProgressBoard, ProgressDisplay
@@ -73,21 +68,47 @@ def seconds(text: str) -> float:
     return value
 
 
-def storage_from(args: argparse.Namespace) -> Storage:
-    return Storage.from_env(args.endpoint_url, retries=args.retries)
+@dataclass(frozen=True)
+class RunSettings:
+    """What every job takes from its flags alike (``add_common_args``, and its ``--input``, ``--output``
+    and ``--overwrite``), typed and fixed once the flags are parsed (``from_args``): helpers read it,
+    none changes it."""
 
+    input: str
+    output: str
+    overwrite: bool = False
+    batch_size: int = 16
+    actors: int | None = None
+    cpus_per_actor: float | None = None
+    gpus_per_actor: float | None = None
+    plan_for: str | None = None
+    retries: int = 3
+    stall_timeout: float | None = None
+    endpoint_url: str | None = None
+    weights_dir: str | None = None
+    weights_url: str | None = None
+    force: bool = False
+    progress: bool = True
 
-def absolute_paths(args: argparse.Namespace, *names: str) -> None:
-    """Make the local paths among ``args.NAME`` absolute: a relative path means the caller's folder, on
-    the driver and on every worker (whose working folder is not the caller's)."""
-    for name in names:
-        if getattr(args, name, None):
-            setattr(args, name, absolute(getattr(args, name)))
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "RunSettings":
+        """From parsed flags; a relative ``--input`` or ``--output`` means the caller's folder, on the
+        driver and on every worker (whose working folder is not the caller's), so both are made absolute."""
+        return cls(input=absolute(args.input), output=absolute(args.output), overwrite=args.overwrite,
+                   batch_size=args.batch_size, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+                   gpus_per_actor=args.gpus_per_actor, plan_for=args.plan_for, retries=args.retries,
+                   stall_timeout=args.stall_timeout, endpoint_url=args.endpoint_url, weights_dir=args.weights_dir,
+                   weights_url=args.weights_url, force=args.force, progress=not args.no_progress)
 
+    def storage(self) -> Storage:
+        return Storage.from_env(self.endpoint_url, retries=self.retries)
 
-def weights_from(args: argparse.Namespace) -> WeightsResolver:
-    """Where this job's codec weights come from (the flags, else the environment)."""
-    return WeightsResolver.from_env(args.weights_dir, args.weights_url, endpoint_from_env(args.endpoint_url))
+    def weights(self) -> WeightsResolver:
+        """Where this job's codec weights come from (the flags, else the environment)."""
+        return WeightsResolver.from_env(self.weights_dir, self.weights_url, endpoint_from_env(self.endpoint_url))
+
+    def overrides(self) -> Overrides:
+        return Overrides(self.actors, self.cpus_per_actor, self.gpus_per_actor)
 
 
 def cluster_nodes() -> list[Node]:
@@ -95,30 +116,26 @@ def cluster_nodes() -> list[Node]:
     return [Node(n["Resources"].get("CPU", 0.0), n["Resources"].get("GPU", 0.0)) for n in ray.nodes() if n["Alive"]]
 
 
-def overrides_from(args: argparse.Namespace) -> Overrides:
-    return Overrides(args.actors, args.cpus_per_actor, args.gpus_per_actor)
-
-
-def resources_from(args: argparse.Namespace, stage: str, network: bool, batch_deadline_s: float = 0.0,
+def resources_from(run: RunSettings, stage: str, network: bool, batch_deadline_s: float = 0.0,
                    nodes: list[Node] | None = None) -> Resources:
     """The workers' resources (planned on the live cluster, printed) and fault budget. The default
     stall timeout comes on top of ``batch_deadline_s``, the longest a batch may take by the job's own
     deadlines, which must fire first. ``nodes``: the cluster's (default: the live Ray cluster's)."""
-    env = {**plugin_env(), **weights_from(args).worker_env()}
-    stall_s = STALL_S + batch_deadline_s if args.stall_timeout is None else args.stall_timeout
+    env = {**plugin_env(), **run.weights().worker_env()}
+    stall_s = STALL_S + batch_deadline_s if run.stall_timeout is None else run.stall_timeout
     nodes = cluster_nodes() if nodes is None else nodes
-    plan = plan_workers(nodes, stage, network, overrides_from(args))
+    plan = plan_workers(nodes, stage, network, run.overrides())
     print(plan.describe(stage, nodes), flush=True)
-    return Resources(plan.actors, plan.cpus, plan.gpus, args.retries, env, stall_s=stall_s or None)
+    return Resources(plan.actors, plan.cpus, plan.gpus, run.retries, env, stall_s=stall_s or None)
 
 
-def print_plan_for(args: argparse.Namespace, stage: str, network: bool) -> int:
+def print_plan_for(run: RunSettings, stage: str, network: bool) -> int:
     """``--plan-for``: the plan on the hypothetical cluster, printed; 0, or 2 for a bad node list."""
     try:
-        nodes = parse_nodes(args.plan_for)
+        nodes = parse_nodes(run.plan_for)
     except ValueError as exc:
         return fail(str(exc))
-    print(plan_workers(nodes, stage, network, overrides_from(args)).describe(stage, nodes))
+    print(plan_workers(nodes, stage, network, run.overrides()).describe(stage, nodes))
     return 0
 
 
@@ -199,64 +216,6 @@ def placed(refs: list, timeout_s: float = 10.0) -> dict[str, int]:
             continue
         nodes[node] = nodes.get(node, 0) + 1
     return nodes
-
-
-def manifest_base(job: str, argv: list[str], started: str, seconds: float, res: Resources,
-                  placement: dict[str, int] | None = None) -> dict:
-    """The fields of ``records.JobManifest`` that every job fills alike (URLs redacted, nothing
-    from the environment)."""
-    return {
-        "job": job,
-        "argv": [redact(a) for a in argv],
-        "started": started,
-        "finished": now(),
-        "seconds": round(seconds, 3),
-        "versions": package_versions(),
-        # env: paths of this machine; placement: live workers per node id at the end
-        "resources": {**{k: v for k, v in asdict(res).items() if k != "env"}, "placement": placement or {}},
-    }
-
-
-@contextlib.contextmanager
-def output_lease(args: argparse.Namespace, job: str, storage: Storage) -> Iterator[Lease]:
-    """Hold ``args.output`` for this job (``lease``); raises ``LeaseHeld`` naming the job that has it."""
-    lease = Lease(args.output, job, storage).acquire(force=args.force)
-    # SIGTERM (Kubernetes' activeDeadlineSeconds, a pod deleted) unwinds like Ctrl-C, so the lease is released
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if _main_thread() else None
-    try:
-        yield lease
-    finally:
-        lease.release()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-def _exit_on_sigterm(signum, frame) -> None:
-    raise SystemExit(128 + signum)
-
-
-def write_manifest(url: str, manifest: JobManifest, storage: Storage) -> bool:
-    """Write the job manifest; a store that refuses it is reported, not a traceback."""
-    try:
-        manifest.write(url, storage)
-        return True
-    except Exception as exc:
-        print(f"error: could not write the manifest {redact(url)}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return False
-
-
-def report_failures(failures: dict, lease: Lease) -> int:
-    """Print the shards that failed (left incomplete) and a lost lease; 1 if there was any, else 0."""
-    for shard, reason in failures.items():
-        print(f"FAILED {redact(shard)}: {reason} (not marked done: rerun the same command to retry it)",
-              file=sys.stderr)
-    if lease.lost:
-        print(f"error: the output's lease was lost during the run: {lease.lost}", file=sys.stderr)
-    return 1 if failures or lease.lost else 0
 
 
 def fail(message: str) -> int:

@@ -25,7 +25,7 @@ from pipeline.run.plan import Node
 from pipeline.run.pool import run_pool
 from pipeline.run.progress import ProgressBoard, ProgressDisplay
 from pipeline.run.runner import STALL_S as DEFAULT_STALL_S
-from pipeline.run.runner import resources_from
+from pipeline.run.runner import RunSettings, resources_from
 
 FAULTY = Path(__file__).resolve().parents[1] / "faulty_family.py"
 STALL_S = 5  # short, yet far longer than a batch takes here under load (a worker's start-up is not counted)
@@ -157,7 +157,8 @@ def test_progress_keeps_a_long_shard_alive_and_silence_stalls_it(ray_local):
 
 def test_stall_timeout_flag(capsys):
     def stall_s(*flags: str) -> float | None:
-        return resources_from(compress.build_parser().parse_args(flags), "encode", False, nodes=[Node(2)]).stall_s
+        run = RunSettings.from_args(compress.build_parser().parse_args(flags))
+        return resources_from(run, "encode", False, nodes=[Node(2)]).stall_s
 
     assert stall_s() == DEFAULT_STALL_S and stall_s("--stall-timeout", "2.5") == 2.5
     assert stall_s("--stall-timeout", "0") is None  # off
