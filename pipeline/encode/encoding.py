@@ -167,6 +167,7 @@ def to_row(item: Item, shard_url: str, codec_id: str) -> Row:
         frames=getattr(image, "frames", None),
         orig_bytes=len(item.data) if item.member else None,
         orig_sha256=sha256(item.data) if item.member else None,
+        pixels_sha256=kept.pixels_sha256 if kept else None,
         bpp=bits_per_pixel(blob, height, width) if blob is not None and width else None,
         encode_ms=item.encode_ms,
         encode_settings=list(item.encode_settings.items()) if coded and kept.stored_as == StoragePath.CODEC else [],

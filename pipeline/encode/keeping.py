@@ -35,10 +35,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from model.lossless import encode_pixels, jpeg_to_jxl, jxl_to_jpeg, pixel_mode
+from model.lossless import decode_pixels, encode_pixels, jpeg_to_jxl, jxl_to_jpeg, pixel_mode
 from model.metadata import FileFacts
 
-from ..records.paths import StoragePath, oriented
+from ..records.paths import StoragePath, oriented, pixels_sha256
 
 CODEC, LOSSLESS, JPEG_XL, ORIGINAL = StoragePath.CODEC, StoragePath.LOSSLESS, StoragePath.JPEG_XL, StoragePath.ORIGINAL
 CODEC_MODES = frozenset({"RGB", "L", "P", "1"})  # what the codec takes without converting the colours
@@ -63,6 +63,7 @@ class Kept:
     because: str
     data: bytes | None  # None: the codec's bitstream, still to be made
     note: str | None = None  # why it is not kept the smaller way (for the row's ``notes``)
+    pixels_sha256: str | None = None  # ``lossless``: the digest of the pixels its bytes decode to
 
 
 def forced(facts: FileFacts, policy: Policy) -> str | None:
@@ -119,7 +120,11 @@ def keep_losslessly(data: bytes, facts: FileFacts, because: str,
         jxl = encode_pixels(img)
         info = sum(len(v) for v in facts.image_info.values())
         if len(jxl) + info < len(data):
-            return Kept(LOSSLESS, because, jxl)
+            back = decode_pixels(jxl)  # proven here, as a JPEG XL row is: what the archive will give back
+            if back.tobytes() != img.convert(back.mode).tobytes() or back.size != img.size:
+                return Kept(ORIGINAL, because, data, "JPEG XL lossless did not give the same pixels back: "
+                                                     "the original file is kept")
+            return Kept(LOSSLESS, because, jxl, pixels_sha256=pixels_sha256(back))
     return Kept(ORIGINAL, because, data)
 
 

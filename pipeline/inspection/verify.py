@@ -35,7 +35,7 @@ from ..io.faults import InfrastructureError, PermanentError
 from ..io.storage import Storage, is_local, redact
 from ..records.archive import RowGroups
 from ..records.index import index_name, read as read_index
-from ..records.paths import StoragePath
+from ..records.paths import StoragePath, pixels_sha256
 from .listing import ArchiveFiles, Shard
 
 BATCH = 64  # rows per block read (and per decode call)
@@ -177,6 +177,12 @@ def kept_problem(row: dict, path: str) -> tuple[str, str | None]:
     img, size = restored.image, (row["width"], row["height"])
     if img is not None and img.size != size:
         return "restore", f"lossless pixels are {img.size[0]}x{img.size[1]}, the row says {size[0]}x{size[1]}"
+    if img is not None and row.get("pixels_sha256"):  # rows of version 5 on: the pixels, proven at compress time
+        digest = pixels_sha256(img)
+        if digest != row["pixels_sha256"]:
+            return "pixels", (f"the lossless row decodes to pixels with sha256 {digest[:16]}..., the original's "
+                              f"were {row['pixels_sha256'][:16]}...")
+        return "pixels", None
     return "restore", None
 
 

@@ -28,6 +28,15 @@ class Restored:
     noted: str | None = None
 
 
+def pixels_sha256(img: Image.Image) -> str:
+    """The digest a ``lossless`` row records of its pixels (``Row.pixels_sha256``): mode, size and the raw
+    pixels, so a restored image is checked without the original file (whose bytes a new PNG never equals)."""
+    import hashlib
+
+    head = f"{img.mode} {img.size[0]}x{img.size[1]}\n".encode()
+    return hashlib.sha256(head + img.tobytes()).hexdigest()
+
+
 class StoragePath(StrEnum):
     """A row's ``stored_as`` (the string is what the row holds). ``pixels``: the row keeps pixels, not
     the file, so the image's metadata is kept beside them (``image_info``) and written back."""

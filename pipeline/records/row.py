@@ -15,7 +15,8 @@ import pyarrow as pa
 # 3: encode_settings (``Codec.describe``: what rate control chose per image)
 # 4: notes (what a coded row's file carried that is not kept, a name that lied about the format, a
 #    repeated member name); decoding reads orig_format (in every version) to write the content's format
-ROW_VERSION = 4
+# 5: pixels_sha256 (a ``lossless`` row's pixels as its kept bytes decode, checked at compress time)
+ROW_VERSION = 5
 ROW_VERSION_KEY = b"diffarc.row_version"
 
 
@@ -52,6 +53,9 @@ class Row:
     frames: int | None = column(pa.int32())  # frames in the original; the first one is archived
     orig_bytes: int | None = column(pa.int64())
     orig_sha256: str | None = column(pa.string(), read=True)
+    # ``lossless`` rows: ``records.paths.pixels_sha256`` of the pixels they give back (the same as the
+    # original's, proven at compress time), so verify checks them without the originals
+    pixels_sha256: str | None = column(pa.string(), read=True, since=5)
     bpp: float | None = column(pa.float64(), read=True)  # whole bitstream (header included) over width*height
     encode_ms: float | None = column(pa.float32())  # the batch's encode time over its size
     # a coded row's encode settings as its bitstream records them (cdc-avif: quality, effort, speed...)

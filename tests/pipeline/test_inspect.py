@@ -5,7 +5,9 @@ S3, and the JPEG XL reconstruct check at compress time. Archives are written by 
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -20,7 +22,7 @@ from shardkit import image_bytes, photo, rewrite_archive_shard, write_shard
 from jobs import info as info_job
 from jobs import verify as verify_job
 from model import load_codec, load_image
-from model.lossless import jxl_to_jpeg
+from model.lossless import encode_pixels, jxl_to_jpeg
 from model.metadata import file_facts
 from pipeline.encode.encoding import EncodeSettings, Item, compress_shard, to_row
 from pipeline.encode.keeping import Policy, keep_losslessly
@@ -30,6 +32,7 @@ from pipeline.io.shards import Sample
 from pipeline.io.storage import Storage
 from pipeline.records.archive import tally
 from pipeline.records.files import MANIFEST, CompressManifest
+from pipeline.records.paths import pixels_sha256
 from pipeline.records.row import BIG_COLUMNS
 
 CODEC = "jpeg-q50"
@@ -125,7 +128,7 @@ def test_verify_passes_a_good_archive(archive, capsys):
     s = json.loads(capsys.readouterr().out)
     assert (s["ok"], s["rows"], s["failures"], s["warnings"]) == (True, 11, [], [])
     # every file, every kept file's sha256 (error row's too), the lossless pixels, every codec container
-    assert s["passed"] == {"checksum": 4, "index": 4, "sha256": 5, "restore": 1, "container": 5}
+    assert s["passed"] == {"checksum": 4, "index": 4, "sha256": 5, "pixels": 1, "container": 5}
 
 
 def flip(data: bytes, at: int | None = None) -> bytes:
@@ -176,7 +179,7 @@ def test_verify_names_every_damage(archive, tmp_path, capsys):
     assert all("another version" in f["why"] and "diffarc-index" in f["fix"] for f in stale)
     assert {("shard-000002", None, "checksum"), ("shard-000003", None, "checksum"),
             ("shard-000003", None, "readable"), ("in/shard-000009.tar", None, "complete")} <= failed
-    assert "its marker and the manifest record 11" in out  # both records disagree with the file
+    assert re.search(r"its marker and the manifest record \d+ bytes", out)  # both records disagree with the file
     assert "shard-000003.parquet is not a readable archive file" in out  # truncated: named, with the fix
     assert [w["shard"] for w in s["warnings"]] == ["shard-000001"] and "no checksum recorded" in out
     for f in s["failures"]:
@@ -203,6 +206,25 @@ def test_a_jpeg_xl_row_is_kept_only_if_it_gives_the_jpeg_back(tmp_path):
     item = Item(Sample("k", {"jpg": jpg}), "jpg", jpg, load_image(jpg), facts, bad)
     row = to_row(item, "in.tar", "jpeg-q50")
     assert row.stored_as == "original" and row.bitstream == jpg and bad.note in row.notes
+
+
+def test_a_lossless_row_is_verified_by_its_pixels(archive, tmp_path, capsys):
+    """A ``lossless`` row keeps pixels, not the PNG file: compress proves they decode to the original's and
+    records their digest (``pixels_sha256``), and verify names a row whose kept bytes now decode to others."""
+    original = Image.open(io.BytesIO(smooth_png()))
+    kept = keep_losslessly(smooth_png(), file_facts(smooth_png()), "policy")
+    assert kept.stored_as == "lossless" and kept.pixels_sha256 == pixels_sha256(original.convert("RGB"))
+
+    arc = tmp_path / "arc"
+    shutil.copytree(archive, arc)
+    other = np.asarray(original).copy()
+    other[0, 0] ^= 1  # one pixel one level off: a valid JPEG XL file of other pixels
+    rewrite_archive_shard(arc, "shard-000001", lambda rows: [
+        {**r, "bitstream": encode_pixels(Image.fromarray(other))} if r["key"] == "flat" else r for r in rows])
+    assert verify_job.main([str(arc), "--json", "--no-progress"]) == 1
+    failures = json.loads(capsys.readouterr().out)["failures"]
+    flat = [f for f in failures if f["key"] == "flat"]
+    assert [f["check"] for f in flat] == ["pixels"] and "decodes to pixels with sha256" in flat[0]["why"]
 
 
 def test_info_and_verify_on_s3(s3_endpoint, tmp_path, capsys):

@@ -36,10 +36,15 @@ V2_COLUMNS = ("stored_as", "stored_because", "image_info", "encode_settings", "n
 
 
 def test_the_derived_schema_is_the_one_archives_were_written_with():
-    assert ROW_SCHEMA.equals(SCHEMA_BEFORE_ROW, check_metadata=True)
-    assert ROW_SCHEMA.metadata[ROW_VERSION_KEY] == b"4"
+    """Version 4's literal schema plus version 5's ``pixels_sha256`` after ``orig_sha256``."""
+    at = SCHEMA_BEFORE_ROW.get_field_index("orig_sha256") + 1
+    version5 = SCHEMA_BEFORE_ROW.insert(at, pa.field("pixels_sha256", pa.string())).with_metadata(
+        {b"diffarc.row_version": b"5"})
+    assert ROW_SCHEMA.equals(version5, check_metadata=True)
+    assert ROW_SCHEMA.metadata[ROW_VERSION_KEY] == b"5"
     assert set(READ_COLUMNS) == {"key", "member", "codec_id", "bitstream", "width", "height", "bpp", "orig_sha256",
-                                 "error", "metadata", "stored_as", "stored_because", "image_info", "orig_format"}
+                                 "error", "metadata", "stored_as", "stored_because", "image_info", "orig_format",
+                                 "pixels_sha256"}
     assert BIG_COLUMNS == ("bitstream", "image_info", "metadata") and KEPT_COLUMNS == V2_COLUMNS[:3]
     assert MAP_COLUMNS == ("image_info", "metadata")
 
