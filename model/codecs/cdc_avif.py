@@ -103,6 +103,20 @@ OPTIONS = (
 )
 
 
+@dataclass(frozen=True)
+class Restoring:
+    """How one decode restores its bases: the network (the codec's own, or ``decoder``'s), the sampler's
+    settings (the decode options) and the engine that runs the one-step decode (None: eager torch)."""
+
+    model: object
+    steps: int = DEFAULT_STEPS
+    gamma: float = 0.0
+    seed: int = 0
+    t_start: float = 1.0
+    eta: float = 0.0
+    engine: object = None  # ``model.engine``'s one-step restorer
+
+
 class AvifDiffusionCodec(Codec):
     family = "cdc-avif"
     options = OPTIONS
@@ -160,7 +174,7 @@ class AvifDiffusionCodec(Codec):
                 base = read_base_payload(payload(q), h, w, self.name)
                 # eager fp32 (engine None), whatever this CPU's default decode engine: the base quality
                 # rate control chooses, and so the bytes, must not depend on the machine that encodes
-                restored = self._restore([base], self.presets["steps"], 0.0, 0, 1.0, self.model.pad_multiple)[0]
+                restored = self._restore([base], Restoring(self.model, steps=self.presets["steps"]))[0]
                 psnrs[q] = psnr_from_mse(np.mean((restored.astype(np.float64) - rgb) ** 2))
             return psnrs[q]
 
@@ -222,12 +236,12 @@ class AvifDiffusionCodec(Codec):
         model, name, objective, sha256 = self._decoder(decoder)
         self._warn_if_untrained(name, objective, steps, gamma, t_start)
         runner = self._engine(model, sha256, name, self.effective_engine(engine, steps, gamma, t_start))
+        how = Restoring(model, steps, gamma, seed, t_start, eta, runner)
         bases = [self._base(c) for c in containers]
         out: list = [None] * len(containers)
-        multiple = model.pad_multiple
         with torch.inference_mode():
-            for _, idxs in batches_by_shape([b.rgb.shape[:2] for b in bases], multiple, self.batch_pixels):
-                x = self._restore([bases[i] for i in idxs], steps, gamma, seed, t_start, multiple, eta, model, runner)
+            for _, idxs in batches_by_shape([b.rgb.shape[:2] for b in bases], model.pad_multiple, self.batch_pixels):
+                x = self._restore([bases[i] for i in idxs], how)
                 for k, i in enumerate(idxs):
                     out[i] = x[k]
         return out
@@ -268,15 +282,15 @@ class AvifDiffusionCodec(Codec):
                                  f"has {len(c.strings)} string(s) of {[len(s) for s in c.strings]} bytes")
         return c.strings[0]
 
-    def _restore(self, items, steps, gamma, seed, t_start, multiple, eta=0.0, model=None,
-                 engine=None) -> list[np.ndarray]:
-        """Pad the bases of one batch, run ``model``'s residual diffusion (in tiles when large) or, the
-        one-step decode, ``engine`` (``model.engine``'s restorers), crop."""
+    def _restore(self, items, how: Restoring) -> list[np.ndarray]:
+        """Pad the bases of one batch, restore them as ``how`` says (the sampler, or the one-step decode on an
+        engine; in tiles when large), crop."""
         import torch
         import torch.nn.functional as F
 
         from ..nn.diffusion import alpha_bar
 
+        multiple = how.model.pad_multiple
         sizes = [b.rgb.shape[:2] for b in items]  # one padded shape; the sizes may differ
         hp, wp = (-(-side // multiple) * multiple for side in sizes[0])
         base = torch.stack([F.pad(torch.from_numpy(np.array(b.rgb)).permute(2, 0, 1)[None].float() / 127.5 - 1,
@@ -284,39 +298,38 @@ class AvifDiffusionCodec(Codec):
                             for b, (h, w) in zip(items, sizes)])
         quality = torch.tensor([float(b.quality) for b in items])
         settings = torch.tensor([b.settings.features() for b in items])
-        model = model or self.model
-        noise_sd = gamma * float((1 - alpha_bar(torch.tensor(t_start), model.cfg.diffusion)).sqrt())
-        if engine is not None:  # the one-step decode: a zero start, no noise to draw
-            x = self._run(base, quality, None, steps, t_start, settings, engine=engine)
+        if how.engine is not None:  # the one-step decode: a zero start, no noise to draw
+            x = self._run(base, quality, None, settings, (), how)
         else:
-            r_start = torch.stack([_noise((3, hp, wp), seed, b.crc) for b in items]) * noise_sd
+            noise_sd = how.gamma * float((1 - alpha_bar(torch.tensor(how.t_start), how.model.cfg.diffusion)).sqrt())
+            r_start = torch.stack([_noise((3, hp, wp), how.seed, b.crc) for b in items]) * noise_sd
             x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
-                          r_start.to(self.device, memory_format=torch.channels_last), steps, t_start,
-                          settings.to(self.device), eta, seed, [b.crc for b in items], model)
+                          r_start.to(self.device, memory_format=torch.channels_last), settings.to(self.device),
+                          [b.crc for b in items], how)
         x = ((x + 1) * 127.5).clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         return [x[k, :h, :w] for k, (h, w) in enumerate(sizes)]
 
-    def _run(self, base, quality, r_start, steps, t_start, settings, eta=0.0, seed=0, crcs=(), model=None,
-             engine=None):
+    def _run(self, base, quality, r_start, settings, crcs, how: Restoring):
         """The restored batch, whole or tile by tile (overlaps blended): bounded memory. The ancestral
         sampler's step noise is drawn per tile (seeded by its corner), so overlaps blend two draws."""
         from ..nn.tiling import blended
 
-        model = model or self.model
         _, _, h, w = base.shape
-        if engine is not None:
+        if how.engine is not None:
             if h * w <= self.tile**2:
-                return engine(base, quality, settings)
-            return blended(lambda rows, cols, *_: engine(base[..., rows, cols], quality, settings),
+                return how.engine(base, quality, settings)
+            return blended(lambda rows, cols, *_: how.engine(base[..., rows, cols], quality, settings),
                            base.shape, self.tile, self.overlap)
+
+        def restore(rows: slice, cols: slice):
+            noise = _step_noise(how.seed, crcs, rows.start, cols.start, rows.stop - rows.start,
+                                cols.stop - cols.start, self.device)
+            return how.model.restore(base[..., rows, cols], quality, r_start[..., rows, cols], how.steps,
+                                     how.t_start, settings, how.eta, noise)
+
         if h * w <= self.tile**2:
-            return model.restore(base, quality, r_start, steps, t_start, settings, eta,
-                                      _step_noise(seed, crcs, 0, 0, h, w, self.device))
-        return blended(lambda rows, cols, *_: model.restore(
-            base[..., rows, cols], quality, r_start[..., rows, cols], steps, t_start, settings, eta,
-            _step_noise(seed, crcs, rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start,
-                        self.device)),
-            base.shape, self.tile, self.overlap)
+            return restore(slice(0, h), slice(0, w))
+        return blended(lambda rows, cols, *_: restore(rows, cols), base.shape, self.tile, self.overlap)
 
 
 def _noise(shape, seed: int, crc: int):
