@@ -6,21 +6,11 @@ start noise x_N (0: deterministic) and its seed. Encoding takes none: the rate i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ..codec import Option
-from ..nn.config import DiffusionConfig, LatentConfig, UNetConfig
+from ..nn.config import CDCConfig, DiffusionConfig, LatentConfig, UNetConfig
 from ..hooks import Networks
 from ..registry import CodecRequest, Family
 from .hyperprior import CARD_FIELDS
-
-
-@dataclass(frozen=True)
-class CDCConfig:
-    latent: LatentConfig = field(default_factory=LatentConfig)
-    unet: UNetConfig = field(default_factory=UNetConfig)
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    family: str = "cdc"
 
 
 # Named sizes. "tiny" exists for unit tests only; "s" is the CPU-sized model that ships;

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import warnings
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from ..engine import ENGINES, EngineError, native_bf16, onnxruntime, restorer, w
 from ..format import BitstreamError, Container, pack
 from ..hooks import Evaluation, Networks
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
-from ..nn.config import DiffusionConfig
+from ..nn.config import DiffusionConfig, RestorationConfig
 from ..nn.psnr import psnr_from_mse
 from ..weights import RESTORATION, make_codec_id
 from ..zoo import load_network
@@ -40,26 +40,6 @@ from ..zoo import load_network
 DEFAULT_STEPS = 1  # a restoration decoder is distortion-optimal in one step
 NAME = re.compile(r"^(cdc-avif-[a-z0-9-]+?)(?:-q(\d{1,3}))?$")
 CARD_FIELDS = ("name", "description", "steps_trained", "default_steps")
-
-
-@dataclass(frozen=True)
-class RestorationConfig:
-    """The cdc-avif denoiser: a U-Net over (noisy residual, AVIF base), pixel-unshuffled by 2."""
-
-    widths: tuple[int, ...] = (32, 64, 128, 192)  # channels at 1/2, 1/4, 1/8, 1/16 resolution
-    blocks: tuple[int, ...] = (2, 2, 2, 2)  # residual blocks per level on the way down (one up)
-    emb: int = 128  # width of the (time, quality) embedding
-    residual_scale: float = 4.0  # the diffusion sees (x - base) * scale: AVIF residuals are small
-    base_dropout: float = 0.1  # training: share of samples without the base (an unconditional prior)
-    settings_features: int = 0  # 3: told the base's encoder settings (speed, 4:4:4, tune); 0: Pillow's default only
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    family: str = "cdc-avif"
-
-    def __post_init__(self):
-        object.__setattr__(self, "widths", tuple(self.widths))
-        object.__setattr__(self, "blocks", tuple(self.blocks))
-        if len(self.widths) != len(self.blocks):
-            raise ValueError("widths and blocks need one entry per level")
 
 
 SIZES = {

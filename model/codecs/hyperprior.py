@@ -5,21 +5,11 @@ No options: the rate is fixed by the weights, and decoding is deterministic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from ..nn.config import LatentConfig
+from ..nn.config import HyperpriorConfig, LatentConfig
 from ..hooks import Networks
 from ..registry import CodecRequest, Family
 
 CARD_FIELDS = ("name", "family", "config", "sha256")
-
-
-@dataclass(frozen=True)
-class HyperpriorConfig:
-    """compressai's ScaleHyperprior (Ballé 2018) architecture: N = channels, M = latent_channels."""
-
-    latent: LatentConfig = field(default_factory=lambda: LatentConfig(mean_scale=False))
-    family: str = "hyperprior"
 
 
 SIZES = {

@@ -1,15 +1,18 @@
 """The configs of the networks' shared parts (latent coder, U-Net, diffusion schedule) and their JSON form.
 
-A family's config (its module in ``model/codecs``: ``CDCConfig``, ``HyperpriorConfig``,
-``RestorationConfig``) fully determines its network's shapes; it is stored (as JSON) inside every
-weights file, so a ``.safetensors`` file is enough to rebuild its model (``model.zoo.load_network``).
+Each network's config is here too, beside the shared parts it is made of (``CDCConfig`` and
+``HyperpriorConfig``: ``networks.py``; ``RestorationConfig``: ``restoration.py``): a config fully
+determines its network's shapes and is stored (as JSON) inside every weights file, so a ``.safetensors``
+file is enough to rebuild its model (``model.zoo.load_network``). The families name their sizes from
+them (``model/codecs``). Here, not in the network modules, because this module imports no torch: the
+registry and the codecs load without it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
@@ -63,3 +66,43 @@ def dataclass_from_dict(cls, d: dict):
         kind = hints.get(key)
         kwargs[key] = dataclass_from_dict(kind, value) if dataclasses.is_dataclass(kind) else value
     return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class CDCConfig:
+    """CDC (Yang & Mandt): a hyperprior latent coder conditioning a diffusion U-Net (``networks.CDCModel``)."""
+
+    latent: LatentConfig = field(default_factory=LatentConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    family: str = "cdc"
+
+
+@dataclass(frozen=True)
+class HyperpriorConfig:
+    """compressai's ScaleHyperprior (Ballé 2018) architecture: N = channels, M = latent_channels
+    (``networks.HyperpriorModel``)."""
+
+    latent: LatentConfig = field(default_factory=lambda: LatentConfig(mean_scale=False))
+    family: str = "hyperprior"
+
+
+@dataclass(frozen=True)
+class RestorationConfig:
+    """The cdc-avif denoiser: a U-Net over (noisy residual, AVIF base), pixel-unshuffled by 2
+    (``restoration.AvifRestorationModel``)."""
+
+    widths: tuple[int, ...] = (32, 64, 128, 192)  # channels at 1/2, 1/4, 1/8, 1/16 resolution
+    blocks: tuple[int, ...] = (2, 2, 2, 2)  # residual blocks per level on the way down (one up)
+    emb: int = 128  # width of the (time, quality) embedding
+    residual_scale: float = 4.0  # the diffusion sees (x - base) * scale: AVIF residuals are small
+    base_dropout: float = 0.1  # training: share of samples without the base (an unconditional prior)
+    settings_features: int = 0  # 3: told the base's encoder settings (speed, 4:4:4, tune); 0: Pillow's default only
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    family: str = "cdc-avif"
+
+    def __post_init__(self):
+        object.__setattr__(self, "widths", tuple(self.widths))
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+        if len(self.widths) != len(self.blocks):
+            raise ValueError("widths and blocks need one entry per level")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .config import CDCConfig, HyperpriorConfig
 from .diffusion import ddim_sample, training_loss
 from .latent import CompressionModel, LatentCoder, analysis_transform, synthesis_transform
 from .psnr import psnr_from_mse
@@ -43,7 +44,7 @@ class CDCModel(_LatentModel):
 
     stochastic_decoder = True
 
-    def __init__(self, cfg):  # cfg: CDCConfig (model/codecs/cdc.py)
+    def __init__(self, cfg: CDCConfig):
         super().__init__(cfg)
         self.unet = ConditionalUNet(cfg.unet, cfg.latent.latent_channels)
 
@@ -77,7 +78,7 @@ class HyperpriorModel(_LatentModel):
 
     stochastic_decoder = False
 
-    def __init__(self, cfg):  # cfg: HyperpriorConfig (model/codecs/hyperprior.py)
+    def __init__(self, cfg: HyperpriorConfig):
         super().__init__(cfg)
         self.g_s = synthesis_transform(cfg.latent)
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import RestorationConfig
 from .diffusion import alpha_bar, ddim_sample
 from .unet import ChannelNorm, ResBlock, time_embedding
 
@@ -26,7 +27,7 @@ FINAL_STEP_GAMMAS = (0.0, 0.0, 0.8, 1.0)
 class RestorationUNet(nn.Module):
     """(r_t, base, t, quality, has_base) -> predicted r0, in the scaled residual domain."""
 
-    def __init__(self, cfg):  # cfg: RestorationConfig (model/codecs/cdc_avif.py)
+    def __init__(self, cfg: RestorationConfig):
         super().__init__()
         self.cfg = cfg
         e, w = cfg.emb, cfg.widths
@@ -77,7 +78,7 @@ class RestorationUNet(nn.Module):
 class AvifRestorationModel(nn.Module):
     """The trainable model: the denoiser, its training loss (forward, so DDP syncs) and ``restore``."""
 
-    def __init__(self, cfg):  # cfg: RestorationConfig (model/codecs/cdc_avif.py)
+    def __init__(self, cfg: RestorationConfig):
         super().__init__()
         self.cfg = cfg
         self.denoiser = RestorationUNet(cfg)
