@@ -1,18 +1,15 @@
 """What a codec family trains and how it is evaluated: hooks it hands the registry beside its registration.
 
 The registry (``model.registry``) keeps these as data and calls none of them; the network builders are
-``model.zoo``'s, the training samples ``model/training/loop.py``'s, the benchmarks ``model/evaluation``'s.
-A family's module sits below training and evaluation (the layers in pyproject.toml), so a hook that
-needs their code names it by import path (``module:function``, like an entry point), resolved there.
+``model.zoo``'s, the benchmarks ``model/evaluation``'s. A family's module sits below training and evaluation
+(the layers in pyproject.toml), so it names none of their code: the training side registers what each
+family trains on (``model/training/samples.py``).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
-
-PHOTO_CROPS = "model.training.data:photo_crops"  # random crops of the photos: what most networks train on
 
 
 @dataclass(frozen=True)
@@ -24,8 +21,6 @@ class Networks:
     sizes: dict[str, Any] = field(default_factory=dict)  # named configs ("cdc-s"): train --config, benchmarks
     wrap: Callable[..., Any] | None = None  # (network, name, sha256, device, **settings) -> its codec
     default_steps: int | None = None  # decoding steps when a weights card names none (export writes it)
-    # (TrainConfig, seed) -> the dataset its training loss takes batches of, by import path
-    training_samples: str = PHOTO_CROPS
 
 
 @dataclass(frozen=True)
@@ -38,12 +33,3 @@ class Evaluation:
     # tiny random weights file of the family whose cards it loads. Default: ("WEIGHTS",) for a family
     # with networks, none otherwise.
     examples: tuple[str, ...] = ()
-
-
-def resolve(path: str) -> Callable:
-    """The function a hook names (``package.module:function``)."""
-    module, _, name = path.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"hook '{path}' names no function (expected 'package.module:function'): {exc}") from None

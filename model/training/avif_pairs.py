@@ -96,7 +96,7 @@ class PairCrops(IterableDataset):
 
 
 def pair_crops(cfg, seed: int) -> PairCrops:
-    """cdc-avif's training samples (its ``Networks.training_samples``): crops of the pair cache of ``cfg``
+    """cdc-avif's training samples (registered in ``samples.py``): crops of the pair cache of ``cfg``
     (a ``TrainConfig``), built first where missing."""
     cache = build_pair_cache(cfg.data, Path(cfg.data_cache or Path(cfg.out) / "pairs"), **cfg.data_options,
                              max_scale=cfg.max_scale, holdout_every=cfg.holdout_every)

@@ -23,7 +23,7 @@ from ..images import IMAGE_EXTENSIONS, held_out, is_image_name, to_rgb8
 
 
 def photo_crops(cfg, seed: int) -> "RandomCrops":
-    """The samples of most families' training (``model.hooks.PHOTO_CROPS``): random crops of the photos
+    """The samples of most families' training (``samples.samples_for``'s default): random crops of the photos
     of ``cfg`` (a ``TrainConfig``)."""
     return RandomCrops(cfg.data, cfg.crop, seed, cfg.holdout_every, cfg.max_scale)
 

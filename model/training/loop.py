@@ -17,13 +17,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ..hooks import resolve
-from ..registry import get_family
 from ..nn.psnr import psnr_from_mse
-from ..zoo import build_network, load_network, named_config, networks_of
+from ..zoo import build_network, load_network, named_config
 from .adversarial import discriminator_loss, generator_loss, make_critic
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .samples import samples_for
 
 
 def _optimisers(model, cfg: TrainConfig):
@@ -45,7 +44,7 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 def _batches(model, cfg: TrainConfig, step: int):
     """Endless training batches (tuples of tensors) of the samples the network's family trains on."""
-    samples = resolve(networks_of(get_family(model.cfg.family)).training_samples)  # the family's hook
+    samples = samples_for(model.cfg.family)  # training/samples.py: what the family trains on
     dataset = samples(cfg, cfg.seed + step)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)

@@ -158,15 +158,21 @@ def test_multiscale_discriminator_judges_coarser_scales_and_learns_from_each():
     assert type(make_critic(1)).__name__ == "PatchDiscriminator" and len(make_critic(2).critics) == 2
 
 
-def test_each_family_names_its_own_training_samples():
-    """The training loop takes a family's samples from its own hook (``Networks.training_samples``), not from a
-    table of names in the loop: cdc-avif's are AVIF pairs, the others' photo crops; a hook naming nothing says so."""
+def test_the_training_side_says_what_each_family_trains_on():
+    """``model/training/samples.py``: cdc-avif's networks train on AVIF pairs, the others' on photo crops (the
+    default, also for a family no one registered); a family's own training code registers its samples there."""
     from model import families
-    from model.hooks import resolve
     from model.training.avif_pairs import pair_crops
     from model.training.data import photo_crops
+    from model.training.samples import _SAMPLES, register_samples, samples_for
 
-    hooks = {f.name: resolve(f.networks.training_samples) for f in families() if f.networks is not None}
-    assert hooks == {"cdc-avif": pair_crops, "cdc": photo_crops, "hyperprior": photo_crops}
-    with pytest.raises(ValueError, match="hook 'model.training.data:nothing' names no function"):
-        resolve("model.training.data:nothing")
+    used = {f.name: samples_for(f.name) for f in families() if f.networks is not None}
+    assert used == {"cdc-avif": pair_crops, "cdc": photo_crops, "hyperprior": photo_crops}
+    mine = lambda cfg, seed: None  # noqa: E731
+    register_samples("mine", mine)
+    try:
+        assert samples_for("mine") is mine and samples_for("unregistered") is photo_crops
+    finally:
+        del _SAMPLES["mine"]
+
+
