@@ -73,10 +73,13 @@ def test_s3_markers_check_etags_and_reading_them_is_linear(s3_endpoint, tmp_path
                     proxy.url, *ARGS]
             argvs[n] = argv
             assert compress.main(argv) == 0
-            start = len(proxy.paths)
-            assert compress.main(argv) == 0  # all skipped
-            # the lease's requests are left out: it is refreshed every 30 s, so they count how slow the run was
-            requests[n] = sum(LEASE not in path for path in proxy.paths[start:])
+            counts = []
+            for _ in range(2):  # the fewer of two all-skipped reruns: a client's retry under load is no request of ours
+                start = len(proxy.paths)
+                assert compress.main(argv) == 0  # all skipped
+                # the lease's requests are left out: it is refreshed every 30 s, so they count how slow the run was
+                counts.append(sum(LEASE not in path for path in proxy.paths[start:]))
+            requests[n] = min(counts)
         per_shard = (requests[6] - requests[2]) / 4
         assert 1 <= per_shard <= 3  # a stats read and an input HEAD per shard (plus the listings, manifest...)
         assert requests[2] <= 2 * per_shard + 12
