@@ -16,6 +16,7 @@ it and the weights' sha256 in its metadata: a graph whose bytes or weights do no
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -56,6 +57,12 @@ def native_bf16() -> bool:
     forced = os.environ.get(ENV_BF16)
     if forced in ("0", "1"):
         return forced == "1"
+    return _cpu_flags_bf16()
+
+
+@functools.cache
+def _cpu_flags_bf16() -> bool:
+    """The CPU's flags, read once per process (every decode asks which engine runs)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

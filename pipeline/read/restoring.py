@@ -75,14 +75,19 @@ class RowDecoder:
                 raise
             return Restored(error=f"decode failed: {exc}")
 
-    def image(self, row: dict, shard: str) -> Image.Image:
-        """The row's image as a PIL image (kept files opened and turned to display orientation, as the
-        pixel paths keep them); ``RowError`` for an error row or one without an image."""
+    def restored_or_raise(self, row: dict, shard: str) -> Restored:
+        """``restored``, with ``RowError`` for an error row or a row that does not restore now."""
         if row.get("error") is not None:
             raise RowError(row["key"], shard, f"archived as an error row: {row['error']}")
         restored = self.restored(row)
         if restored.error:
             raise RowError(row["key"], shard, restored.error)
+        return restored
+
+    def image(self, row: dict, shard: str) -> Image.Image:
+        """The row's image as a PIL image (kept files opened and turned to display orientation, as the
+        pixel paths keep them); ``RowError`` for an error row or one without an image."""
+        restored = self.restored_or_raise(row, shard)
         if restored.image is not None:
             return restored.image
         if restored.file is not None:
@@ -92,11 +97,6 @@ class RowDecoder:
     def sample(self, row: dict, shard: str) -> dict[str, bytes | str]:
         """The sample as it was archived, WebDataset style: ``__key__`` and its members by extension (the
         image member as the decompress job writes it); ``RowError`` for an error row."""
-        if row.get("error") is not None:
-            raise RowError(row["key"], shard, f"archived as an error row: {row['error']}")
-        restored = self.restored(row)
-        if restored.error:
-            raise RowError(row["key"], shard, restored.error)
-        members, _ = sample_members(row, restored)
+        members, _ = sample_members(row, self.restored_or_raise(row, shard))
         return {"__key__": row["key"], **members}
 
