@@ -98,6 +98,11 @@ class RestorationConfig:
     residual_scale: float = 4.0  # the diffusion sees (x - base) * scale: AVIF residuals are small
     base_dropout: float = 0.1  # training: share of samples without the base (an unconditional prior)
     settings_features: int = 0  # 3: told the base's encoder settings (speed, 4:4:4, tune); 0: Pillow's default only
+    # a fast decoder's levers (the defaults are every network shipped before them): the stem's pixel-unshuffle
+    # factor (4: the first level runs at 1/4 resolution) and the blocks' normalisation ("none": no LayerNorm,
+    # which is about a third of a small network's CPU time and not a convolution an engine speeds up)
+    unshuffle: int = 2
+    norm: str = "layer"
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     family: str = "cdc-avif"
 
@@ -106,3 +111,5 @@ class RestorationConfig:
         object.__setattr__(self, "blocks", tuple(self.blocks))
         if len(self.widths) != len(self.blocks):
             raise ValueError("widths and blocks need one entry per level")
+        if self.norm not in ("layer", "none") or self.unshuffle not in (1, 2, 4):
+            raise ValueError(f"norm is 'layer' or 'none' (got {self.norm!r}); unshuffle 1, 2 or 4 (got {self.unshuffle})")

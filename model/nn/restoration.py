@@ -34,11 +34,12 @@ class RestorationUNet(nn.Module):
         # time and quality features, plus a has-base flag (base dropout makes an unconditional prior)
         self.embed = nn.Sequential(nn.Linear(2 * (e // 2) + 1 + cfg.settings_features, e), nn.SiLU(),
                                    nn.Linear(e, e))
-        self.stem = nn.Conv2d(2 * 3 * 4, w[0], 3, padding=1)  # pixel-unshuffled r_t and base
+        u, norm = cfg.unshuffle, cfg.norm == "layer"
+        self.stem = nn.Conv2d(2 * 3 * u * u, w[0], 3, padding=1)  # pixel-unshuffled r_t and base
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         cin = w[0]
         for lvl, (ch, n) in enumerate(zip(w, cfg.blocks)):
-            self.down.append(nn.ModuleList(ResBlock(cin if i == 0 else ch, ch, e) for i in range(n)))
+            self.down.append(nn.ModuleList(ResBlock(cin if i == 0 else ch, ch, e, norm) for i in range(n)))
             cin = ch
             if lvl < len(w) - 1:
                 self.downsample.append(nn.Conv2d(ch, w[lvl + 1], 3, stride=2, padding=1))
@@ -46,8 +47,9 @@ class RestorationUNet(nn.Module):
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for lvl in reversed(range(len(w) - 1)):
             self.upsample.append(nn.ConvTranspose2d(w[lvl + 1], w[lvl], 4, stride=2, padding=1))
-            self.up.append(ResBlock(2 * w[lvl], w[lvl], e))
-        self.head = nn.Sequential(ChannelNorm(w[0]), nn.SiLU(), nn.Conv2d(w[0], 3 * 4, 3, padding=1))
+            self.up.append(ResBlock(2 * w[lvl], w[lvl], e, norm))
+        self.head = nn.Sequential(ChannelNorm(w[0]) if norm else nn.Identity(), nn.SiLU(),
+                                  nn.Conv2d(w[0], 3 * u * u, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)  # untrained network = the AVIF base, exactly
         nn.init.zeros_(self.head[-1].bias)
 
@@ -62,7 +64,8 @@ class RestorationUNet(nn.Module):
                 settings = torch.zeros(t.shape[0], self.cfg.settings_features, device=t.device)
             parts.append(settings.to(t.dtype) * has_base[:, None])
         emb = self.embed(torch.cat(parts, dim=1))
-        h = self.stem(F.pixel_unshuffle(torch.cat([r_t, base], dim=1), 2))
+        u = self.cfg.unshuffle
+        h = self.stem(F.pixel_unshuffle(torch.cat([r_t, base], dim=1), u))
         skips = []
         for lvl, blocks in enumerate(self.down):
             for block in blocks:
@@ -72,7 +75,7 @@ class RestorationUNet(nn.Module):
                 h = self.downsample[lvl](h)
         for upsample, block, skip in zip(self.upsample, self.up, reversed(skips)):
             h = block(torch.cat([upsample(h), skip], dim=1), emb)
-        return F.pixel_shuffle(self.head(h), 2)
+        return F.pixel_shuffle(self.head(h), u)
 
 
 class AvifRestorationModel(nn.Module):
@@ -85,8 +88,8 @@ class AvifRestorationModel(nn.Module):
 
     @property
     def pad_multiple(self) -> int:
-        """Input sides must be multiples of this (the stem halves, each further level halves)."""
-        return 2 ** len(self.cfg.widths)
+        """Input sides must be multiples of this (the stem divides by ``unshuffle``, each further level halves)."""
+        return self.cfg.unshuffle * 2 ** (len(self.cfg.widths) - 1)
 
     @torch.no_grad()
     def restore(self, base, quality, r_start, steps: int, t_start: float = 1.0, settings=None, eta: float = 0.0,

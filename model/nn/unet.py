@@ -31,10 +31,11 @@ class ChannelNorm(nn.Module):
 class ResBlock(nn.Module):
     """Two 3x3 convs; the time embedding modulates the middle (scale and shift)."""
 
-    def __init__(self, cin: int, cout: int, temb: int | None):
+    def __init__(self, cin: int, cout: int, temb: int | None, norm: bool = True):
         super().__init__()
-        self.norm1, self.conv1 = ChannelNorm(cin), nn.Conv2d(cin, cout, 3, padding=1)
-        self.norm2, self.conv2 = ChannelNorm(cout), nn.Conv2d(cout, cout, 3, padding=1)
+        norm_of = ChannelNorm if norm else (lambda ch: nn.Identity())
+        self.norm1, self.conv1 = norm_of(cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2, self.conv2 = norm_of(cout), nn.Conv2d(cout, cout, 3, padding=1)
         self.film = nn.Linear(temb, 2 * cout) if temb else None
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
         nn.init.zeros_(self.conv2.weight)  # each block starts as identity: stable without batch stats
