@@ -5,6 +5,9 @@ between them and ``model`` are described once, in ARCHITECTURE.md: Layers):
                ``shards`` (WebDataset read and written), ``faults`` (input errors vs infrastructure faults),
                ``batches`` (batched calls, out-of-memory halves them), ``child`` (child processes that die
                with their worker); training and evaluation read through it too.
+- ``imagefiles`` image files apart from any codec: ``pixels`` (input images as 8-bit RGB, and back),
+               ``metadata`` (what a file carries besides pixels, written back on restore), ``segments``
+               (JPEG segments, PNG chunks), ``lossless`` (JPEG XL); the codecs load images through it too
 - ``records``  what is on disk: ``row`` (the typed archive row and its Arrow schema), ``paths`` (storage
                paths and their restore rules), ``archive`` (the Parquet writer, its bounds, complete shards),
                ``files`` (stats, markers, audit rows, manifests), ``markers`` (completion markers verified)

@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 
 from model import load_image
 from model.evaluation.metrics import ms_ssim, psnr
-from model.images import ImageError
-from model.metadata import file_facts
 
+from ..imagefiles.metadata import file_facts
+from ..imagefiles.pixels import ImageError
 from ..io.shards import Sample, ShardReader
 from ..io.storage import Storage, join, redact
 from ..records.archive import now, sha256
