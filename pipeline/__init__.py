@@ -14,7 +14,7 @@ between them and ``model`` are described once, in ARCHITECTURE.md: Layers):
 - ``encode``   ``keeping`` (how each image is stored and why), ``encoding`` (one shard -> Parquet + stats)
 - ``decode``   ``archive_rows`` (rows read without trusting the file), ``sandbox`` (decoding in a child that
                may die), ``restore`` (a row back into its sample), ``decoding`` (one archive file -> tar or
-               PNGs), ``outputs``, ``names`` (safe file names), ``audit`` and ``metrics``
+               PNGs), ``outputs``, ``names`` (safe file names), ``audit`` and ``summaries`` (its columns summed up)
 - ``read``     reading an archive in place: ``archive`` (``open_archive``), ``restoring``, ``dataset``
                (PyTorch), ``ray_data`` (``read_archive``); ``records.index`` is the key index they use
 - ``run``      ``runner`` (what the jobs share), ``actors``, ``pool``, ``lease``, ``progress``, ``plan``

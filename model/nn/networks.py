@@ -13,7 +13,7 @@ import torch
 
 from .config import CDCConfig, HyperpriorConfig
 from .diffusion import ddim_sample, training_prediction
-from .latent import CompressionModel, LatentCoder, analysis_transform, synthesis_transform
+from .hyperprior_latent import CompressionModel, LatentCoder, analysis_transform, synthesis_transform
 from .unet import ConditionalUNet
 
 

@@ -34,7 +34,7 @@ from ..records.files import (AUDIT_FILE, AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, Aud
 from ..records.markers import READ_THREADS, identity, read_markers
 from ..records.paths import Restored, oriented
 from .decoding import Decoder, archive_name, decode_rows, process_records, rows_of, settle
-from .metrics import summarize
+from .summaries import summarize
 from .restore import image_member
 from .settings import DecodeSettings
 
