@@ -39,7 +39,7 @@ from PIL import Image
 
 from jobs import compress, decompress
 from jobs.make_shards import pack
-from model.images import held_out
+from pipeline.imagefiles.pixels import held_out
 from pipeline.io.shards import Sample
 from pipeline.io.storage import Storage
 from pipeline.read.archive import open_archive

@@ -24,7 +24,7 @@ from PIL import Image
 
 from model.codecs.avif_base import EFFORTS, decode_base, encode_base
 from model.engine import CALIBRATION_DIR, calibrate, cached_graph, versions
-from model.images import to_rgb8
+from pipeline.imagefiles.pixels import to_rgb8
 from model.nn.one_step import export_onnx
 from model.training.data import find_sources, photos_once, random_crop
 from model.weights import WeightsResolver

@@ -59,7 +59,7 @@ def decode_figures(codec_name: str, photos: Path, n: int, side: int, quality: in
     import torch
 
     from model.codecs.avif_base import decode_base, encode_base
-    from model.evaluation.cost import count_macs
+    from model.evaluation.network_cost import count_macs
 
     torch.set_num_threads(1)
     codec = load_codec(codec_name)

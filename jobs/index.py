@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from pipeline.io.faults import is_transient
-from pipeline.io.storage import Storage, absolute, join, redact
+from pipeline.io.storage import Storage, absolute, add_endpoint_flag, join, redact
 from pipeline.records import index as key_index
 from pipeline.records.files import PARQUET_SUFFIX, STATS_SUFFIX, ShardStats
 from pipeline.records.markers import read_markers
@@ -34,8 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("archive", help="archive folder or URL prefix (s3://...)")
     p.add_argument("--shards", default=None, help="only archive shards whose name matches this glob")
     p.add_argument("--overwrite", action="store_true", help="write every index again, even current ones")
-    p.add_argument("--endpoint-url", default=None,
-                   help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL, else AWS)")
+    add_endpoint_flag(p)
     return p
 
 

@@ -17,7 +17,7 @@ import json
 import sys
 
 from pipeline.inspection.info import archive_info, duplicates_jsonl, print_summary
-from pipeline.io.storage import Storage, absolute, redact
+from pipeline.io.storage import Storage, absolute, add_endpoint_flag, redact
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write every original file held more than once, one JSON object per line: "
                         "{orig_sha256, orig_bytes, copies: [{shard, key}, ...]}")
     p.add_argument("--json", action="store_true", help="print JSON (the summary, or [{shard, key}] with --keys)")
-    p.add_argument("--endpoint-url", default=None,
-                   help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL, else AWS)")
+    add_endpoint_flag(p)
     return p
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from pipeline.io.shards import Sample, split_key, write_tar
-from pipeline.io.storage import Storage, join
+from pipeline.io.storage import Storage, add_endpoint_flag, join
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="folder or URL prefix for the shards")
     p.add_argument("--shards", type=int, default=2, help="number of shards (default 2)")
     p.add_argument("--prefix", default="shard-", help="shard file name prefix (default 'shard-')")
-    p.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint for s3:// outputs")
+    add_endpoint_flag(p)
     return p
 
 

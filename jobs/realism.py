@@ -11,7 +11,7 @@ import sys
 
 from model.evaluation.inputs import load_images
 from model.evaluation.realism_grid import build_parser, run
-from model.images import held_out
+from pipeline.imagefiles.pixels import held_out
 
 
 def chosen_images(args) -> list:

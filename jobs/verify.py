@@ -21,7 +21,7 @@ import time
 from pipeline.decode.settings import DecodeSettings
 from pipeline.inspection.listing import archive_files
 from pipeline.inspection.verify import ShardVerdict, verify_archive
-from pipeline.io.storage import Storage, absolute
+from pipeline.io.storage import Storage, absolute, add_endpoint_flag
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shards verified at once (default: up to 4)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no line per shard on stderr")
-    p.add_argument("--endpoint-url", default=None,
-                   help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL, else AWS)")
+    add_endpoint_flag(p)
     p.add_argument("--weights-dir", default=None,
                    help="folder of codec weights (default: $DIFFARC_WEIGHTS_DIR, else the package's model/weights)")
     return p

@@ -13,9 +13,10 @@ families register through ``register_family(Family(...))`` (see ``model.registry
 benchmarks as hooks (``model.hooks``: ``Networks``, ``Evaluation``).
 """
 
+from pipeline.imagefiles.pixels import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image
+
 from .codec import Codec, Encoded, Option, OptionError
 from .format import BitstreamError, bits_per_pixel, unpack
-from .images import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, LoadedImage, load_image
 from . import codecs  # noqa: F401  (registers the built-in families)
 from .hooks import Evaluation, Networks
 from .plugins import plugin_env

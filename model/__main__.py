@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.imagefiles.pixels import DEFAULT_MAX_PIXELS, ImageError, load_image
+
 from .diffc.stream import split, truncate
 from .format import BitstreamError, bits_per_pixel, unpack
-from .images import DEFAULT_MAX_PIXELS, ImageError, load_image
 from .options import add_option_flags, family_options, given_options
 from .registry import list_codecs, load_codec, load_codec_for_id
 

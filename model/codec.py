@@ -32,8 +32,9 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from pipeline.imagefiles.pixels import DEFAULT_MAX_PIXELS, as_loaded, from_rgb8
+
 from .format import BitstreamError, Container, pack, unpack
-from .images import DEFAULT_MAX_PIXELS, as_loaded, from_rgb8
 
 Side = Literal["encode", "decode"]
 

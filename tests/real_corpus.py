@@ -33,7 +33,7 @@ def raw_profile_png(orientation: int) -> bytes:
 
 def srgb_png() -> bytes:
     """An RGB PNG with an sRGB chunk (rendering intent 0) and a pHYs (PngSuite has no sRGB sample)."""
-    from model.segments import make_chunk, with_png_chunks
+    from pipeline.imagefiles.segments import make_chunk, with_png_chunks
 
     return with_png_chunks(image_bytes(photo(48, 32, seed=22), "PNG"),
                            [make_chunk("sRGB", b"\x00"), make_chunk("pHYs", b"\x00\x00\x0b\x13\x00\x00\x0b\x13\x01")])
@@ -41,7 +41,7 @@ def srgb_png() -> bytes:
 
 def every_segment_jpeg() -> bytes:
     """A JPEG with JFIF density, EXIF, XMP, IPTC (APP13), a comment and a private APP5, in that order."""
-    from model.segments import SOI, jpeg_segments, with_jpeg_segments
+    from pipeline.imagefiles.segments import SOI, jpeg_segments, with_jpeg_segments
 
     base = image_bytes(photo(64, 48, seed=23), "JPEG", quality=92, dpi=(300, 300), exif=exif(), xmp=XMP)
     iptc = b"\xff\xed" + (2 + 24).to_bytes(2, "big") + b"Photoshop 3.0\x008BIM\x04\x04\x00\x00\x00\x00\x00"[:24]
@@ -54,7 +54,7 @@ def every_segment_jpeg() -> bytes:
 
 def rotated_camera_jpeg() -> bytes:
     """A camera JPEG (EXIF with a thumbnail and maker data) whose EXIF says orientation 6, set in place."""
-    from model.segments import reset_orientation
+    from pipeline.imagefiles.segments import reset_orientation
 
     data = real_files()["flower.jpg"]
     exif_block = Image.open(io.BytesIO(data)).info["exif"]

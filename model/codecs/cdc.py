@@ -47,13 +47,13 @@ OPTIONS = (
 
 
 def load(request: CodecRequest):
-    from .latent import load_latent_codec  # torch is imported only when a model is loaded
+    from .latent_shell import load_latent_codec  # torch is imported only when a model is loaded
 
     return load_latent_codec(request, OPTIONS, DEFAULT_STEPS)
 
 
 def wrap(network, name: str, sha256: str, device: str = "cpu", **settings):
-    from .latent import LatentCodec
+    from .latent_shell import LatentCodec
 
     return LatentCodec(network, name, sha256, device=device, options=OPTIONS, **settings)
 

@@ -7,7 +7,7 @@ base's quality and, for networks trained on several, its encoder settings (``eff
 for any settings but Pillow's default, a tag and two settings bytes) and the AVIF file with its box
 headers stripped (``avif_box``: rebuilt at decode, 277 bytes saved; the format is ``base_layer``'s,
 which DiffC shares), so the bits are AVIF's, less its headers, plus the container. Rate control
-(``target_psnr``, ``max_bpp``, ``max_bytes``) searches the quality per image (``rate_control``). Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
+(``target_psnr``, ``max_bpp``, ``max_bytes``) searches the quality per image (``quality_search``). Decoding is AVIF's decode, then ``steps`` DDIM steps over the residual
 from r_N = gamma * noise (gamma 0 and 1 step: the distortion end; over a prior trained at every noise
 level, more steps and gamma > 0 draw texture), deterministic or, with ``eta`` 1, ancestral. An
 untrained (zero-head) network returns the AVIF base exactly. Every cdc-avif bitstream is the same
@@ -26,7 +26,7 @@ import numpy as np
 
 from .avif_base import EFFORTS, SETTINGS_OPTIONS, BaseSettings, base_settings
 from .base_layer import base_head, base_payload, read_base_payload, settings_text
-from .rate_control import RateChoice, choose_quality
+from .quality_search import RateChoice, choose_quality
 from ..codec import Codec, Option, OptionError
 from ..engine import ENGINES, EngineError, native_bf16, onnxruntime, restorer, warn_missing
 from ..format import BitstreamError, Container, pack
@@ -141,7 +141,7 @@ class AvifDiffusionCodec(Codec):
 
     def rate_controlled(self, rgb: np.ndarray, settings: BaseSettings, target_psnr: float | None = None,
                         max_bpp: float | None = None, max_bytes: int | None = None) -> RateChoice:
-        """The base quality that meets the targets (``rate_control``); ``target_psnr`` is measured on the
+        """The base quality that meets the targets (``quality_search``); ``target_psnr`` is measured on the
         image restored at the model's default steps, by eager fp32 torch (the same on every machine)."""
         h, w = rgb.shape[:2]
         # the container around the payload, for the longest mode name Pillow gives (exact bound)

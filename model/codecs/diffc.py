@@ -38,13 +38,14 @@ from itertools import islice
 
 import numpy as np
 
+from pipeline.imagefiles.pixels import as_loaded
+
 from .cdc_avif import OPTIONS as AVIF_OPTIONS
 from .base_layer import base_payload, read_base_payload
 from ..codec import Codec, Option, declared
 from ..diffc import DENOISERS
 from ..diffc.schedule import ScheduleConfig
 from ..format import BitstreamError, Container, pack
-from ..images import as_loaded
 from ..hooks import Evaluation
 from ..registry import CodecInfo, CodecRequest, Family, ParsedName
 from ..weights import DIFFUSION, Weights, WeightsError, make_codec_id

@@ -19,13 +19,13 @@ SIZES = {
 
 
 def load(request: CodecRequest):
-    from .latent import load_latent_codec  # torch is imported only when a model is loaded
+    from .latent_shell import load_latent_codec  # torch is imported only when a model is loaded
 
     return load_latent_codec(request)
 
 
 def wrap(network, name: str, sha256: str, device: str = "cpu", **settings):
-    from .latent import LatentCodec
+    from .latent_shell import LatentCodec
 
     return LatentCodec(network, name, sha256, device=device, options=(), **settings)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from ..registry import get_family, load_codec
 from ..zoo import named_sizes, random_codec
 from .benchmark_avif import bench_restoration, container_overhead, restoration_codec
-from .cost import count_macs, timed
+from .network_cost import count_macs, timed
 from .inputs import load_images
 
 

@@ -17,7 +17,7 @@ import torch
 from ..codecs.avif_base import decode_base, encode_base
 from ..registry import load_codec
 from ..zoo import named_sizes, random_codec
-from .cost import count_macs, timed
+from .network_cost import count_macs, timed
 
 
 def restoration_codec(name: str):

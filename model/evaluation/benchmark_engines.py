@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipeline.imagefiles.pixels import held_out
+
 from ..codecs.base_layer import read_base_payload
 from ..format import unpack
-from ..images import held_out
 from ..registry import load_codec
 from .inputs import load_images
 from .metrics import psnr, ssimulacra2

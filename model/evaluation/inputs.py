@@ -15,10 +15,9 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from pipeline.imagefiles.pixels import IMAGE_EXTENSIONS, LoadedImage, is_image_name, load_image
 from pipeline.io.shards import ShardReader, expand_inputs, is_shard_spec
 from pipeline.io.storage import Storage
-
-from ..images import IMAGE_EXTENSIONS, LoadedImage, is_image_name, load_image
 
 
 def load_images(source: str | Path, limit: int | None = None, select: Callable[[str], bool] | None = None,

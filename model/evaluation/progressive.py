@@ -31,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.imagefiles.pixels import held_out
+
 from ..codecs.diffc import DEFAULT_PRIOR
 from ..diffc.stream import truncate
 from ..format import bits_per_pixel, unpack
-from ..images import held_out
 from ..registry import load_codec
 from ..threads import fixed_threads
 from ..weights import WeightsResolver

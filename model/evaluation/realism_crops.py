@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..images import load_image
+from pipeline.imagefiles.pixels import load_image
+
 from ..registry import load_codec
 from .inputs import downscaled
 

@@ -1,4 +1,4 @@
-"""The networks and the diffusion maths: the hyperprior latent coder (``latent``), the conditional
+"""The networks and the diffusion maths: the hyperprior latent coder (``hyperprior_latent``), the conditional
 U-Net (``unet``), the diffusion schedule and sampler (``diffusion``), the trainable models
 (``networks``: CDC, hyperprior; ``restoration``: cdc-avif), the configs of their shared parts
 (``config``; each family's own config sits in its module in ``model/codecs``), tiling helpers

@@ -1,4 +1,5 @@
-"""Cosine noise schedule, the x0 training loss and the DDIM sampler (x-parameterisation).
+"""Cosine noise schedule, the training prediction (x0 from x_t at a random t) and the DDIM sampler
+(x-parameterisation).
 
 Images live in [-1, 1]. Time is continuous, t = n / N_train in (0, 1]; the network predicts x0.
 """
@@ -13,7 +14,7 @@ import torch
 from .config import DiffusionConfig
 
 ALPHA_BAR_MIN = 1e-6  # alpha_bar(1) of the cosine schedule is 0; keep divisions finite
-DECODE_GAMMAS = (0.0, 0.8, 1.0)  # x_N scales trained at t = 1 (see training_loss)
+DECODE_GAMMAS = (0.0, 0.8, 1.0)  # x_N scales trained at t = 1 (see training_prediction)
 
 
 def image_generator(seed: int, salt: int) -> torch.Generator:
@@ -27,14 +28,15 @@ def alpha_bar(t: torch.Tensor, cfg: DiffusionConfig) -> torch.Tensor:
     return (torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2).clamp(ALPHA_BAR_MIN, 1.0)
 
 
-def training_loss(
+def training_prediction(
     predict_x0: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     x0: torch.Tensor,
     cfg: DiffusionConfig,
     final_step_fraction: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted x0 MSE at random t, and the predicted x0 (for an optional perceptual term).
+    """The predicted x0 from x_t at a random t, and each image's SNR at its t (what an SNR-weighted
+    x0 loss needs: ``model.training.objectives``).
 
     ``final_step_fraction`` of the batch is put at t = 1, the first step of every deterministic
     decode: with little compute, the few-step decoder then learns as fast as an autoencoder.
@@ -56,11 +58,7 @@ def training_loss(
     # sqrt(1e-6) * x0 lets the network read the answer when gamma = 0
     signal = torch.where(final.to(x0.device)[:, None, None, None], torch.zeros_like(ab), ab.sqrt())
     x_t = signal * x0 + (1 - ab).sqrt() * noise
-    x0_pred = predict_x0(x_t, t)
-    snr = (ab / (1 - ab)).flatten()
-    weight = snr.clamp(min=cfg.snr_floor, max=cfg.snr_clip)
-    per_image = ((x0_pred - x0) ** 2).mean(dim=(1, 2, 3))
-    return (weight * per_image).mean(), x0_pred
+    return predict_x0(x_t, t), (ab / (1 - ab)).flatten()
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ entropy-decoded. A container's CRC proves the bytes are those written, not that 
   the pipeline runs decoding in a process that may die, for over-reads that go further.
 
 The image size is capped before any of this (``Codec.max_pixels``), so the symbol counts are bounded.
-Used by the hyperprior latent coder (``latent.py``) and its codec part (``codecs/latent.py``).
+Used by the hyperprior latent coder (``hyperprior_latent.py``) and its codec shell (``codecs/latent_shell.py``).
 """
 
 from __future__ import annotations

@@ -2,29 +2,23 @@
 
 Both expose the same four things, which is all the codec wrapper and the training job use:
 ``analysis(x)`` (image in [0, 1] -> y), ``latent`` (a ``LatentCoder``), ``reconstruct(y_hat, steps,
-x_start)`` (-> image in [0, 1]) and ``loss(x, lmbda, rho, perceptual)`` for training.
+x_start)`` (-> image in [0, 1]) and ``forward(x)``, what the training loss needs (the latent's
+likelihoods and the prediction; the losses are the training side's, ``model.training.objectives``).
 """
 
 from __future__ import annotations
 
 
 import torch
-import torch.nn.functional as F
 
 from .config import CDCConfig, HyperpriorConfig
-from .diffusion import ddim_sample, training_loss
-from .latent import CompressionModel, LatentCoder, analysis_transform, synthesis_transform
-from .psnr import psnr_from_mse
+from .diffusion import ddim_sample, training_prediction
+from .hyperprior_latent import CompressionModel, LatentCoder, analysis_transform, synthesis_transform
 from .unet import ConditionalUNet
 
 
-def bits_per_pixel(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
-    """Rate estimate for training: -log2 likelihood summed over y and z, per image pixel."""
-    return sum(-torch.log2(lk).sum() for lk in likelihoods.values()) / num_pixels
-
-
 class _LatentModel(CompressionModel):
-    """What both codecs share: g_a, the latent coder, and forward() = loss() for DDP."""
+    """What both codecs share: g_a and the latent coder."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -34,9 +28,6 @@ class _LatentModel(CompressionModel):
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         return self.g_a(x)
-
-    def forward(self, x: torch.Tensor, lmbda: float, rho: float = 0.0, perceptual=None, **kw) -> dict:
-        return self.loss(x, lmbda, rho, perceptual, **kw)  # forward() so that DDP syncs gradients
 
 
 class CDCModel(_LatentModel):
@@ -54,23 +45,15 @@ class CDCModel(_LatentModel):
         x0 = ddim_sample(lambda x_t, t: self.unet(x_t, t, ctx), x_start, steps, self.cfg.diffusion)
         return (x0 + 1) / 2
 
-    def loss(self, x: torch.Tensor, lmbda: float, rho: float = 0.0, perceptual=None,
-             final_step_fraction: float = 0.0) -> dict:
-        """min(SNR, 5)-weighted x0 MSE  +  lmbda * bpp  [+ rho * LPIPS(x0_pred, x0)]."""
+    def forward(self, x: torch.Tensor, final_step_fraction: float = 0.0) -> dict:
+        """A training step's outputs: the latent's ``likelihoods``, the target ``x0`` (``x`` in [-1, 1]),
+        ``x0_pred`` from x_t at a random t and each image's ``snr`` there (``diffusion.training_prediction``)."""
         y_hat, likelihoods = self.latent(self.g_a(x))
         ctx = self.unet.context(y_hat)
         x0 = x * 2 - 1
-        diffusion, x0_pred = training_loss(lambda x_t, t: self.unet(x_t, t, ctx), x0, self.cfg.diffusion,
+        x0_pred, snr = training_prediction(lambda x_t, t: self.unet(x_t, t, ctx), x0, self.cfg.diffusion,
                                            final_step_fraction)
-        bpp = bits_per_pixel(likelihoods, x.shape[0] * x.shape[2] * x.shape[3])
-        total = diffusion + lmbda * bpp
-        out = {"diffusion": diffusion, "bpp": bpp, "mse": F.mse_loss(x0_pred, x0).detach() / 4}
-        if rho > 0:
-            lp = perceptual(x0_pred.clamp(-1, 1), x0).mean()
-            total = total + rho * lp
-            out["lpips"] = lp
-        out["loss"] = total
-        return out
+        return {"likelihoods": likelihoods, "x0": x0, "x0_pred": x0_pred, "snr": snr}
 
 
 class HyperpriorModel(_LatentModel):
@@ -85,12 +68,8 @@ class HyperpriorModel(_LatentModel):
     def reconstruct(self, y_hat: torch.Tensor, steps: int, x_start: torch.Tensor) -> torch.Tensor:
         return self.g_s(y_hat).clamp(0, 1)
 
-    def loss(self, x: torch.Tensor, lmbda: float, rho: float = 0.0, perceptual=None, **_) -> dict:
-        """compressai's convention: lmbda * 255**2 * MSE + bpp."""
+    def forward(self, x: torch.Tensor, **_) -> dict:
+        """A training step's outputs (compressai's): the reconstruction ``x_hat`` and the latent's
+        ``likelihoods``; what a diffusion's step takes (``final_step_fraction``) means nothing here."""
         y_hat, likelihoods = self.latent(self.g_a(x))
-        x_hat = self.g_s(y_hat)
-        mse = F.mse_loss(x_hat, x)
-        bpp = bits_per_pixel(likelihoods, x.shape[0] * x.shape[2] * x.shape[3])
-        return {"loss": lmbda * 255**2 * mse + bpp, "bpp": bpp, "mse": mse.detach(),
-                "psnr": psnr_from_mse(max(mse.item(), 1e-10), peak=1.0)}
-
+        return {"x_hat": self.g_s(y_hat), "likelihoods": likelihoods}

@@ -79,7 +79,7 @@ class RestorationUNet(nn.Module):
 
 
 class AvifRestorationModel(nn.Module):
-    """The trainable model: the denoiser, its training loss (forward, so DDP syncs) and ``restore``."""
+    """The trainable model: the denoiser, a training step's outputs (``forward``) and ``restore``."""
 
     def __init__(self, cfg: RestorationConfig):
         super().__init__()
@@ -101,20 +101,20 @@ class AvifRestorationModel(nn.Module):
                          self.cfg.diffusion, t_start=t_start, clip=None, eta=eta, step_noise=step_noise)
         return base + r0 / self.cfg.residual_scale
 
-    def forward(self, x, base, quality, settings=None, lmbda=None, rho: float = 0.0, perceptual=None,
-                final_step_fraction: float = 0.6, generator: torch.Generator | None = None,
-                base_dropout: float | None = None, final_gammas: tuple[float, ...] = FINAL_STEP_GAMMAS,
-                critic=None, adversarial: float = 0.0) -> dict:
-        """min(SNR, 5)-weighted x0 MSE over the scaled residual [+ rho * LPIPS on the images]
-        [+ adversarial * critic(decoded, base), a patch discriminator's generator loss].
+    def forward(self, x, base, quality, settings=None, final_step_fraction: float = 0.6,
+                generator: torch.Generator | None = None, base_dropout: float | None = None,
+                final_gammas: tuple[float, ...] = FINAL_STEP_GAMMAS) -> dict:
+        """A training step's outputs, what its loss needs (``model.training.objectives``): the scaled
+        residual ``r0`` and its prediction ``r0_pred`` from r_t at a random t, each image's ``snr`` there,
+        the predicted image ``x_pred``, the ``base`` it was given (zeros where dropped), ``has_base`` (1 or
+        0 per image) and ``one_step``, the images whose input was the one-step deterministic decode's.
 
         ``final_step_fraction`` of the batch sits at t = 1 with r_N = gamma * noise (gamma mostly 0:
         the one-step deterministic decode that the MSE model is judged by); the rest is spread over
         t, so multi-step and stochastic decodes (and DiffC's reverse process) are trained too.
         ``base_dropout`` overrides the config's; ``final_gammas`` = (0,) trains only the
         deterministic one-step decode (a restoration network). ``settings``: B x 3 features of the
-        bases' encoder settings. ``lmbda`` is unused: the rate is the base layer's. With a ``critic``,
-        the parts also hold ``real``, ``fake`` and ``cond`` (detached), for the discriminator's step.
+        bases' encoder settings.
         """
         cfg, b, dev = self.cfg, x.shape[0], x.device
         uniform = lambda: torch.rand(b, generator=generator).to(dev)  # noqa: E731
@@ -134,25 +134,5 @@ class AvifRestorationModel(nn.Module):
         # clamped above 0, and even sqrt(1e-6) * r0 leaks the answer when gamma = 0
         signal = torch.where(final[:, None, None, None], torch.zeros_like(ab), ab.sqrt())
         r0_pred = self.denoiser(signal * r0 + (1 - ab).sqrt() * noise, base, t, quality, has_base, settings)
-
-        weight = (ab / (1 - ab)).flatten().clamp(min=d.snr_floor, max=d.snr_clip)
-        mse = (weight * ((r0_pred - r0) ** 2).mean(dim=(1, 2, 3))).mean()
-        x_pred = base + r0_pred / scale
-        parts = {"loss": mse, "mse": mse.detach()}
-        # figure of merit: PSNR gain over the base of the one-step deterministic decodes in the batch
-        det = final & (noise_scale == 0) & (has_base > 0)
-        if det.any():
-            gain = ((base - x) ** 2).mean(dim=(1, 2, 3)) / ((x_pred - x) ** 2).mean(dim=(1, 2, 3)).clamp(min=1e-12)
-            parts["gain_db"] = (10 * torch.log10(gain[det])).mean().detach()
-        if rho > 0 and perceptual is not None and has_base.any():
-            keep = has_base > 0
-            lp = perceptual(x_pred[keep].clamp(-1, 1), x[keep]).mean()
-            parts["loss"] = mse + rho * lp
-            parts["lpips"] = lp.detach()
-        if critic is not None and adversarial > 0 and has_base.any():
-            keep = has_base > 0
-            fake, cond = x_pred[keep].clamp(-1, 1), base[keep]
-            adv = critic(fake, cond)
-            parts["loss"] = parts["loss"] + adversarial * adv
-            parts.update(adv=adv.detach(), real=x[keep], fake=fake.detach(), cond=cond)
-        return parts
+        return {"r0": r0, "r0_pred": r0_pred, "snr": (ab / (1 - ab)).flatten(), "x_pred": base + r0_pred / scale,
+                "base": base, "has_base": has_base, "one_step": final & (noise_scale == 0) & (has_base > 0)}

@@ -20,8 +20,9 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset
 
+from pipeline.imagefiles.pixels import to_rgb8
+
 from ..codecs.avif_base import EFFORTS, BaseSettings, decode_base, encode_base
-from ..images import to_rgb8
 from .data import photos_once, random_crop
 
 CACHE_VERSION = 3

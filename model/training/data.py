@@ -16,10 +16,9 @@ import torch
 from PIL import Image
 from torch.utils.data import IterableDataset
 
+from pipeline.imagefiles.pixels import IMAGE_EXTENSIONS, held_out, is_image_name, to_rgb8
 from pipeline.io.shards import ShardReader, expand_inputs, is_shard_spec
 from pipeline.io.storage import Storage
-
-from ..images import IMAGE_EXTENSIONS, held_out, is_image_name, to_rgb8
 
 
 def photo_crops(cfg, seed: int) -> "RandomCrops":

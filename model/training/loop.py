@@ -1,4 +1,4 @@
-"""Training: random crops of natural photos -> rate-distortion loss -> Adam with EMA weights.
+"""Training: random crops of natural photos -> the network -> its family's loss -> Adam with EMA weights.
 
 The loop is one function, ``train``, that runs the same way in-process (CPU or one GPU) and as the
 per-worker function of Ray Train's ``TorchTrainer`` (several GPUs or nodes).
@@ -11,7 +11,6 @@ import json
 import math
 import time
 from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,9 +18,10 @@ from torch.utils.data import DataLoader
 
 from ..nn.psnr import psnr_from_mse
 from ..zoo import build_network, load_network, named_config
-from .adversarial import discriminator_loss, generator_loss, make_critic
+from .adversarial import discriminator_loss, make_critic
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .objectives import Terms, objective_for
 from .samples import samples_for
 
 
@@ -86,6 +86,7 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
 
         perceptual = load_lpips(cfg.lpips_weights or DEFAULT_LPIPS_PATH, device=device)
 
+    objective = objective_for(model.cfg.family)  # objectives.py: the family's loss
     batches = _batches(model, cfg, step)
     start = time.time()
     figures: dict = {}
@@ -97,12 +98,12 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         batch = [v.to(device, memory_format=torch.channels_last) if v.dim() == 4 else v.to(device)
                  for v in next(batches)]
         lmbda = cfg.lmbda_warmup if (cfg.lmbda_warmup is not None and step < cfg.warmup_steps) else cfg.lmbda
-        adversarial = {}
         if critic is not None:
             critic.requires_grad_(False)  # the network's step moves only the network
-            adversarial = {"critic": partial(generator_loss, critic), "adversarial": cfg.adversarial}
-        parts = net(*batch, lmbda=lmbda, rho=cfg.rho, perceptual=perceptual,
-                    final_step_fraction=cfg.final_step_fraction, **cfg.loss_options, **adversarial)
+        # the network through net(...), DDP's wrapper under Ray Train (its call is what syncs the
+        # gradients), then the family's loss on its outputs
+        outputs = net(*batch, final_step_fraction=cfg.final_step_fraction, **cfg.loss_options)
+        parts = objective(model.cfg, outputs, batch, Terms(lmbda, cfg.rho, perceptual, critic, cfg.adversarial))
         pair = {k: parts.pop(k) for k in ("real", "fake", "cond") if k in parts}
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)

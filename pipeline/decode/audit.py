@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 
 from model import load_image
 from model.evaluation.metrics import ms_ssim, psnr
-from model.images import ImageError
-from model.metadata import file_facts
 
+from ..imagefiles.metadata import file_facts
+from ..imagefiles.pixels import ImageError
 from ..io.shards import Sample, ShardReader
 from ..io.storage import Storage, join, redact
 from ..records.archive import now, sha256
@@ -34,7 +34,7 @@ from ..records.files import (AUDIT_FILE, AUDIT_TABLE_SUFFIX, AUDITED_SUFFIX, Aud
 from ..records.markers import READ_THREADS, identity, read_markers
 from ..records.paths import Restored, oriented
 from .decoding import Decoder, archive_name, decode_rows, process_records, rows_of, settle
-from .metrics import summarize
+from .summaries import summarize
 from .restore import image_member
 from .settings import DecodeSettings
 

@@ -7,7 +7,7 @@ What the image member holds, by the row's ``stored_as`` (``records.paths``, whic
   so does an error row that kept its file.
 - ``codec``, ``lossless``: the decoded pixels under the member's own name, written in the original
   file's format as its bytes said (``orig_format``; the extension only for rows that do not record
-  it), with the row's metadata written back (``model.metadata``: EXIF, ICC, XMP, PNG text and
+  it), with the row's metadata written back (``pipeline.imagefiles.metadata``: EXIF, ICC, XMP, PNG text and
   ancillary chunks, JPEG APPn and COM segments, ...): JPEG at quality ``JPEG_RESTORE_QUALITY`` (4:4:4),
   WebP lossless, AVIF at quality 95, others Pillow's writer. ``lossless`` rows (PNG originals) are
   always PNG, which holds their pixels and alpha exactly, whatever the member is called.
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from model.metadata import JPEG_RESTORE_QUALITY, save_kwargs, with_segments
+from ..imagefiles.metadata import JPEG_RESTORE_QUALITY, save_kwargs, with_segments
 
 from ..io.faults import is_out_of_memory
 from ..records.paths import RESTORE, Restored, StoragePath
@@ -58,7 +58,7 @@ def restore_kept(row: dict) -> Restored:
     path, rule = stored_as(row), RESTORE.get(stored_as(row))
     try:
         restored = rule(row["bitstream"]) if rule is not None else None
-    except Exception as exc:  # BitstreamError: the row's fault
+    except Exception as exc:  # JpegXLError: the row's fault
         return Restored(error=f"decode failed: {exc}")
     if restored is not None:
         restored.noted = noted

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 from model import IMAGE_EXTENSIONS, bits_per_pixel, load_image
-from model.images import sniff_format, without_reprs
-from model.metadata import FileFacts, file_facts
 
+from ..imagefiles.metadata import FileFacts, file_facts
+from ..imagefiles.pixels import sniff_format, without_reprs
 from ..io.batches import JOB_MAX_PIXELS, call_batched
 from ..io.faults import is_infrastructure
 from ..io.shards import Sample, ShardReader, shard_name

@@ -35,8 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from model.lossless import decode_pixels, encode_pixels, jpeg_to_jxl, jxl_to_jpeg, pixel_mode
-from model.metadata import FileFacts
+from ..imagefiles.lossless import decode_pixels, encode_pixels, jpeg_to_jxl, jxl_to_jpeg, pixel_mode
+from ..imagefiles.metadata import FileFacts
 
 from ..records.paths import StoragePath, oriented, pixels_sha256
 
@@ -132,7 +132,7 @@ def jxl_unfaithful(jxl: bytes, jpeg: bytes, reconstruct: Callable[[bytes], bytes
     """Why ``jxl`` does not give ``jpeg`` back byte for byte (the row's note), or None when it does."""
     try:
         back = reconstruct(jxl)
-    except ValueError as exc:  # BitstreamError
+    except ValueError as exc:  # JpegXLError
         return f"JPEG XL recompression did not reconstruct ({exc}): the original file is kept"
     if back != jpeg:  # the same bytes: the same sha256 as the row's orig_sha256
         return (f"JPEG XL recompression reconstructed {len(back)} bytes that differ from the {len(jpeg)}-byte "

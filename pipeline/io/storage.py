@@ -11,6 +11,7 @@ so a reader sees the whole object or nothing.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import os
@@ -33,6 +34,13 @@ T = TypeVar("T")
 def endpoint_from_env(flag: str | None = None) -> str | None:
     """The S3 endpoint: the flag, else ``$AWS_ENDPOINT_URL_S3``, else ``$AWS_ENDPOINT_URL``, else AWS."""
     return flag or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def add_endpoint_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Every job's ``--endpoint-url`` (one declaration, one help), read by ``Storage.from_env``."""
+    parser.add_argument("--endpoint-url", default=None,
+                        help="S3-compatible endpoint for s3:// URLs (default: $AWS_ENDPOINT_URL_S3 or "
+                             "$AWS_ENDPOINT_URL, else AWS); credentials come from the standard AWS chain")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 from PIL import Image, ImageOps
 
-from model.lossless import decode_pixels, jxl_to_jpeg
+from ..imagefiles.lossless import decode_pixels, jxl_to_jpeg
 
 
 @dataclass

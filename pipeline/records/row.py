@@ -43,7 +43,7 @@ class Row:
     # ``records.paths.StoragePath``: codec, lossless, jpeg-xl, original, none; null: nothing kept
     stored_as: str | None = column(pa.string(), read=True, since=2)
     stored_because: str | None = column(pa.string(), read=True, since=2)  # policy, alpha, 16-bit, too small, ...
-    # exif, icc_profile, xmp, text:KEY (``model.metadata``)
+    # exif, icc_profile, xmp, text:KEY (``pipeline.imagefiles.metadata``)
     image_info: Pairs = column(pa.map_(pa.string(), pa.binary()), read=True, big=True, since=2, default=[])
     width: int | None = column(pa.int32(), read=True)  # as encoded (after EXIF orientation)
     height: int | None = column(pa.int32(), read=True)

@@ -15,7 +15,7 @@ import ray
 
 from model import WeightsResolver, plugin_env
 
-from ..io.storage import Storage, absolute, endpoint_from_env
+from ..io.storage import Storage, absolute, add_endpoint_flag, endpoint_from_env
 from .actors import Resources
 from .plan import Node, Overrides, parse_nodes, plan_workers
 from .pool import on_this_node, run_pool
@@ -48,9 +48,7 @@ def add_common_args(p: argparse.ArgumentParser, default_batch: int) -> None:
                         f"0: never (default {STALL_S:g}; decompress adds twice --decode-timeout times --batch-size, "
                         "the time its decoding process may take to single out a hanging image)")
     s = p.add_argument_group("storage")
-    s.add_argument("--endpoint-url", default=None,
-                   help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL_S3 or $AWS_ENDPOINT_URL, else AWS); "
-                        "credentials come from the standard AWS chain")
+    add_endpoint_flag(s)
     s.add_argument("--weights-dir", default=None,
                    help="folder of codec weights (default: $DIFFARC_WEIGHTS_DIR, else the package's model/weights)")
     s.add_argument("--weights-url", default=None,

@@ -12,7 +12,7 @@ import torch
 
 from model import load_codec
 from model.evaluation.inputs import load_images
-from model.images import held_out
+from pipeline.imagefiles.pixels import held_out
 from model.evaluation.metrics import psnr, ssimulacra2
 
 torch.set_num_threads(1)

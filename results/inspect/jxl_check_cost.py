@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from model.lossless import jpeg_to_jxl, jxl_to_jpeg
+from pipeline.imagefiles.lossless import jpeg_to_jxl, jxl_to_jpeg
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from model import load_codec
 from model.evaluation.bdrate import bd_rate
 from model.evaluation.inputs import load_images
 from model.evaluation.metrics import psnr, ssimulacra2, tool_values
-from model.images import held_out
+from pipeline.imagefiles.pixels import held_out
 
 torch.set_num_threads(1)
 QUALITIES = (4, 10, 20, 30)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from model import load_codec, unpack
 from model.evaluation.metrics import psnr
-from model.images import held_out, to_rgb8
+from pipeline.imagefiles.pixels import held_out, to_rgb8
 
 torch.set_num_threads(1)
 

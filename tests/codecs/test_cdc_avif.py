@@ -61,6 +61,8 @@ def test_zero_head_returns_the_avif_base_exactly():
 
 def test_a_tiny_model_learns(tmp_path):
     """Loss on one fixed batch (same t and noise every step) falls under Adam."""
+    from model.training.objectives import Terms, restoration
+
     model = tiny_model()
     img = torch.from_numpy(photo(64, 64)).permute(2, 0, 1).float()[None] / 127.5 - 1
     base = torch.from_numpy(decode_base(encode_base(photo(64, 64), 10))).permute(2, 0, 1).float()[None] / 127.5 - 1
@@ -68,7 +70,8 @@ def test_a_tiny_model_learns(tmp_path):
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     losses = []
     for _ in range(30):
-        parts = model(x, b, q, final_step_fraction=1.0, generator=torch.Generator().manual_seed(0))
+        out = model(x, b, q, final_step_fraction=1.0, generator=torch.Generator().manual_seed(0))
+        parts = restoration(model.cfg, out, (x, b, q), Terms())
         opt.zero_grad()
         parts["loss"].backward()
         opt.step()

@@ -6,7 +6,7 @@ import torch
 
 from model import BitstreamError, bits_per_pixel, load_codec, load_codec_for_id, unpack
 from model import random_codec
-from model.codecs.latent import PAD_MULTIPLE, _to_padded_tensor
+from model.codecs.latent_shell import PAD_MULTIPLE, _to_padded_tensor
 from model.nn.weights_file import save_weights
 
 

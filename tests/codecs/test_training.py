@@ -74,6 +74,8 @@ def test_kodak_refused_as_training_data(tmp_path, capsys):
 def test_lpips_term_enters_the_cdc_loss():
     import lpips
 
+    from model.training.objectives import Terms, latent_diffusion
+
     perceptual = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False).eval()
     perceptual.requires_grad_(False)
     torch.manual_seed(0)
@@ -82,7 +84,7 @@ def test_lpips_term_enters_the_cdc_loss():
 
     def loss(rho):
         torch.manual_seed(1)  # the same t and noise at each call
-        return model.loss(x, lmbda=0.01, rho=rho, perceptual=perceptual)
+        return latent_diffusion(model.cfg, model(x), (x,), Terms(lmbda=0.01, rho=rho, perceptual=perceptual))
 
     parts, plain = loss(0.9), loss(0.0)
     assert float(parts["lpips"]) > 0
@@ -110,7 +112,8 @@ def test_adversarial_run_trains_a_discriminator_resumes_it_and_says_so_on_the_ca
     is checkpointed and resumed with the run, and the exported card names the weights it was trained with."""
     from safetensors.torch import load_file
 
-    from model.training.adversarial import PatchDiscriminator, generator_loss
+    from model.training.adversarial import PatchDiscriminator
+    from model.training.objectives import Terms, restoration
 
     out, weights = tmp_path / "run", tmp_path / "weights"
     args = ["--config", "cdc-avif-tiny", "--data", str(photo_folder), "--out", str(out), "--batch-size", "2",
@@ -133,9 +136,9 @@ def test_adversarial_run_trains_a_discriminator_resumes_it_and_says_so_on_the_ca
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     batch = (x, x.clamp(-0.5, 0.5), torch.tensor([10.0, 20.0]), torch.zeros(2, 3))
     kw = dict(final_step_fraction=1.0, final_gammas=(0.0,), base_dropout=0.0, generator=torch.Generator().manual_seed(0))
-    plain = model(*batch, **kw)
-    adv = model(*batch, critic=lambda fake, cond: generator_loss(critic, fake, cond), adversarial=0.5,
-                **{**kw, "generator": torch.Generator().manual_seed(0)})
+    plain = restoration(model.cfg, model(*batch, **kw), batch, Terms())
+    adv = restoration(model.cfg, model(*batch, **{**kw, "generator": torch.Generator().manual_seed(0)}), batch,
+                      Terms(critic=critic, adversarial=0.5))
     expected = float(plain["loss"].detach()) + 0.5 * float(adv["adv"])
     assert float(adv["loss"].detach()) == pytest.approx(expected, rel=1e-5)
     assert adv["fake"].shape == x.shape and not adv["fake"].requires_grad

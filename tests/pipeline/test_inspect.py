@@ -22,8 +22,8 @@ from shardkit import image_bytes, photo, rewrite_archive_shard, write_shard
 from jobs import info as info_job
 from jobs import verify as verify_job
 from model import load_codec, load_image
-from model.lossless import encode_pixels, jxl_to_jpeg
-from model.metadata import file_facts
+from pipeline.imagefiles.lossless import encode_pixels, jxl_to_jpeg
+from pipeline.imagefiles.metadata import file_facts
 from pipeline.encode.encoding import EncodeSettings, Item, compress_shard, to_row
 from pipeline.encode.keeping import Policy, keep_losslessly
 from pipeline.inspection.columns import INFO_COLUMNS

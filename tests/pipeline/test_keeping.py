@@ -16,8 +16,8 @@ from PIL import Image, ImageOps
 from shardkit import archive_rows, image_bytes, photo, write_shard
 
 from jobs import compress, decompress
-from model.lossless import jpeg_to_jxl, jxl_to_jpeg, pixel_mode
-from model.metadata import file_facts
+from pipeline.imagefiles.lossless import jpeg_to_jxl, jxl_to_jpeg, pixel_mode
+from pipeline.imagefiles.metadata import file_facts
 from pipeline.decode.archive_rows import ArchiveRows, ReadRequest
 from pipeline.encode.keeping import Policy, decide
 from pipeline.io.faults import PermanentError

@@ -17,7 +17,7 @@ from test_keeping import opened, tar_samples
 
 from jobs import compress, decompress
 from model import load_codec, load_codec_for_id
-from model.segments import chunk_type, jpeg_segments, png_chunks, raw_profile, reset_orientation, segment_marker
+from pipeline.imagefiles.segments import chunk_type, jpeg_segments, png_chunks, raw_profile, reset_orientation, segment_marker
 from pipeline.decode.decoding import DecodeSettings, decode_shard, in_process
 from pipeline.encode.encoding import EncodeSettings, compress_shard
 from pipeline.io.storage import Storage
@@ -210,9 +210,9 @@ def test_a_member_whose_writer_fails_does_not_fail_its_shard(tmp_path):
 
 def test_descriptions_are_true():
     """Item 9: the job's own limit named, no object reprs, XMP once, frames and pages told apart."""
-    from model.images import ImageError, load_image
-    from model.metadata import file_facts
-    from model.segments import make_chunk, PNG_SIGNATURE
+    from pipeline.imagefiles.pixels import ImageError, load_image
+    from pipeline.imagefiles.metadata import file_facts
+    from pipeline.imagefiles.segments import make_chunk, PNG_SIGNATURE
     from pipeline.encode.keeping import Policy, decide
     from real_corpus import real_files
 

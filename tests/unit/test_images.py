@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.images import ImageError, from_rgb8, load_image, restored_mode
+from pipeline.imagefiles.pixels import ImageError, from_rgb8, load_image, restored_mode
 
 
 def _png(img: Image.Image, fmt="PNG", **kw) -> bytes:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from shardkit import image_bytes, photo, write_shard
 
-from pipeline.decode.metrics import summarize
+from pipeline.decode.summaries import summarize
 from pipeline.io.batches import call_batched
 from pipeline.io.faults import PermanentError
 from pipeline.io.shards import ShardReader, expand_inputs, shard_name

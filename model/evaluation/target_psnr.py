@@ -1,6 +1,6 @@
 """Decoder-in-the-loop rate control measured: a PSNR target per image against one fixed quality.
 
-    python -m model.evaluation.rate_control --images ../shared/data/kodak --target-psnr 30 \\
+    python -m model.evaluation.target_psnr --images ../shared/data/kodak --target-psnr 30 \\
         --codec cdc-avif-mse --out results/rate-control
 
 For each image, cdc-avif's ``target_psnr`` finds the least base quality whose restored image reaches
@@ -82,7 +82,7 @@ def main(argv=None) -> None:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "README.md").write_text(
             f"# Rate control: --target-psnr {args.target_psnr} on {args.images}\n\n"
-            f"`python -m model.evaluation.rate_control --images {args.images} --target-psnr {args.target_psnr} "
+            f"`python -m model.evaluation.target_psnr --images {args.images} --target-psnr {args.target_psnr} "
             f"--codec {args.codec} --effort {args.effort} --threads {args.threads} --out {args.out}`\n\n{text}\n")
 
 

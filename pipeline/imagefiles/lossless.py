@@ -12,10 +12,14 @@ import imagecodecs
 import numpy as np
 from PIL import Image
 
-from .format import BitstreamError
 
 EFFORT = 7  # libjxl's default: ~0.1 s per megapixel lossless on one core
 PIXEL_MODES = ("L", "LA", "RGB", "RGBA")
+
+
+class JpegXLError(ValueError):
+    """Kept JPEG XL bytes that do not decode (the row's fault, as a codec's ``BitstreamError`` is); the
+    message says why."""
 
 
 def jpeg_to_jxl(jpeg: bytes) -> bytes:
@@ -32,7 +36,7 @@ def jxl_to_jpeg(jxl: bytes) -> bytes:
     try:
         return bytes(imagecodecs.jpegxl_decode_jpeg(jxl, numthreads=1))
     except Exception as exc:
-        raise BitstreamError(f"JPEG XL recompressed JPEG does not decode: {exc}") from None
+        raise JpegXLError(f"JPEG XL recompressed JPEG does not decode: {exc}") from None
 
 
 def pixel_mode(img: Image.Image) -> str:
@@ -61,9 +65,9 @@ def decode_pixels(jxl: bytes) -> Image.Image:
     try:
         arr = np.asarray(imagecodecs.jpegxl_decode(jxl, numthreads=1))
     except Exception as exc:
-        raise BitstreamError(f"JPEG XL image does not decode: {exc}") from None
+        raise JpegXLError(f"JPEG XL image does not decode: {exc}") from None
     if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
-        raise BitstreamError(f"JPEG XL image is {arr.dtype} of shape {arr.shape}, expected 8-bit L, LA, RGB or RGBA")
+        raise JpegXLError(f"JPEG XL image is {arr.dtype} of shape {arr.shape}, expected 8-bit L, LA, RGB or RGBA")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     mode = "L" if arr.ndim == 2 else PIXEL_MODES[arr.shape[2] - 1]

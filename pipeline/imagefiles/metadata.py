@@ -3,7 +3,7 @@
 Kept, by name (the names are the keys of an archive row's ``image_info``):
 
 - ``exif``: the EXIF block as the file holds it (thumbnail and maker notes included). When the pixels
-  are turned to the display orientation (``model.images.load_image`` does that), its orientation tag
+  are turned to the display orientation (``pipeline.imagefiles.pixels.load_image`` does that), its orientation tag
   is set to 1 in place (``segments.reset_orientation``), and XMP's ``tiff:Orientation`` and a PNG's
   ``Raw profile type exif`` text are reset the same way: a restored file never turns twice. Files kept
   byte for byte keep their own orientation and their pixels as stored.
