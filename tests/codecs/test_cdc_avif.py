@@ -59,6 +59,22 @@ def test_zero_head_returns_the_avif_base_exactly():
     assert psnr(img, base) < 45  # the base is lossy, so "exactly the base" is a real claim
 
 
+@pytest.mark.parametrize("unshuffle,norm", [(4, "none"), (1, "layer"), (2, "none")])
+def test_fast_decoder_levers_keep_the_base_guarantee_and_pad_to_their_multiple(unshuffle, norm):
+    # cdc-avif-fast's levers (the stem's unshuffle, no LayerNorm) on a tiny net: untrained is still the base
+    # exactly, at a size that is not a multiple of the network's (the codec pads to pad_multiple)
+    from dataclasses import replace
+    torch.manual_seed(0)
+    model = AvifRestorationModel(replace(named_config("cdc-avif-tiny"), unshuffle=unshuffle, norm=norm))
+    assert model.pad_multiple == unshuffle * 2 ** (len(model.cfg.widths) - 1)
+    img = photo(h=90, w=118)
+    codec = AvifDiffusionCodec(model, "cdc-avif-zero", "0" * 64)
+    blob = codec.encode([img], quality=20)[0]
+    assert np.array_equal(np.asarray(codec.decode([blob], engine="torch")[0]), decode_base(encode_base(img, 20)))
+    with pytest.raises(ValueError, match="norm"):
+        replace(named_config("cdc-avif-tiny"), norm="batch")
+
+
 def test_a_tiny_model_learns(tmp_path):
     """Loss on one fixed batch (same t and noise every step) falls under Adam."""
     from model.training.objectives import Terms, restoration
