@@ -12,6 +12,7 @@ Out of memory is also answered sooner: ``batches.call_batched`` halves the batch
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 PERMANENT_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
@@ -48,6 +49,19 @@ def is_transient(exc: BaseException) -> bool:
         return True
     name, text = type(exc).__name__, str(exc)
     return any(s in name or s in text for s in _TRANSIENT_WORDS)
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """A retry's wait in seconds from the environment variable ``name`` (0 or more), else ``default``:
+    read where the job's driver builds its retry policy; tests set the waits short, since their faults
+    come on cue, not by the clock."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    value = float(text)
+    if not value >= 0:  # also NaN
+        raise ValueError(f"${name}={text!r}: expected a number of seconds, 0 or more")
+    return value
 
 
 def release_memory() -> None:

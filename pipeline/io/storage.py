@@ -20,15 +20,24 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
 
-from .faults import is_transient
+from .faults import is_transient, seconds_from_env
 
 T = TypeVar("T")
+
+ENV_BACKOFF = "DIFFARC_RETRY_BACKOFF_S"
+BACKOFF_S = 0.5  # the first retry's mean wait (doubling after each failed try) unless $DIFFARC_RETRY_BACKOFF_S says
+
+
+def backoff_from_env() -> float:
+    """``$DIFFARC_RETRY_BACKOFF_S``, else ``BACKOFF_S``: the storage retries' first wait. Read where a
+    ``Storage`` is made (the job's driver), which its workers receive as it is."""
+    return seconds_from_env(ENV_BACKOFF, BACKOFF_S)
 
 
 def endpoint_from_env(flag: str | None = None) -> str | None:
@@ -53,7 +62,7 @@ class Storage:
 
     endpoint_url: str | None = None
     retries: int = 4
-    backoff_s: float = 0.5
+    backoff_s: float = field(default_factory=backoff_from_env)
     timeout_s: float = 60.0  # connect and read timeout of one request: a hung connection is a retried fault
 
     @classmethod

@@ -26,7 +26,11 @@ from typing import Any, Callable
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from ..io.faults import seconds_from_env
 from .progress import ProgressDisplay
+
+ENV_BACKOFF = "DIFFARC_SHARD_BACKOFF_S"
+BACKOFF_S = 5.0  # a lost or stalled shard's first wait before a new worker (doubling), unless $DIFFARC_SHARD_BACKOFF_S says
 
 
 def on_this_node() -> NodeAffinitySchedulingStrategy:
@@ -144,12 +148,14 @@ class _Pool:
 
 
 def run_pool(make_actor: Callable[[], Any], size: int, items: list, call: Callable, board, display: ProgressDisplay,
-             on_event: Callable[[dict], None] | None = None, retries: int = 3, backoff_s: float = 5.0,
+             on_event: Callable[[dict], None] | None = None, retries: int = 3, backoff_s: float | None = None,
              stall_s: float | None = None, created: list | None = None) -> tuple[dict, dict]:
     """Run ``call(actor, item)`` for every item on up to ``size`` actors from ``make_actor()`` (each
     answering ``ready()`` once up); returns
     (results, failures) by item. Progress events name their shard as ``item`` (``"shard"``); ``stall_s``
-    None or 0: no stall watchdog. Every actor made is appended to ``created`` (the caller kills them)."""
+    None or 0: no stall watchdog; ``backoff_s`` None: ``$DIFFARC_SHARD_BACKOFF_S``, else ``BACKOFF_S``. Every
+    actor made is appended to ``created`` (the caller kills them)."""
+    backoff_s = seconds_from_env(ENV_BACKOFF, BACKOFF_S) if backoff_s is None else backoff_s
     pool = _Pool(make_actor, size, call, display, retries, backoff_s, [] if created is None else created)
     pool.todo.extend((item, 0) for item in items)
     while pool.busy():

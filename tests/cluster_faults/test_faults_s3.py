@@ -17,7 +17,10 @@ from jobs import compress, decompress
 
 
 @pytest.fixture
-def proxy(s3_endpoint):
+def proxy(s3_endpoint, monkeypatch):
+    # The faults come every n-th request, not by the clock: the storage retries' backoff (0.5 s doubling,
+    # nested per upload and per shard: tens of seconds at --retries 6) only waits here. Read on the driver.
+    monkeypatch.setenv("DIFFARC_RETRY_BACKOFF_S", "0.02")
     p = FaultProxy(int(s3_endpoint.rsplit(":", 1)[1])).start()
     try:
         yield p

@@ -36,6 +36,9 @@ JOB_LIMIT_S = 300  # a job that outlives this hangs for good: the test fails ins
 def stall_codec(monkeypatch):
     """(codec name, its hang file); the plugin reaches the Ray workers through $DIFFARC_CODEC_PLUGINS."""
     monkeypatch.setenv("DIFFARC_CODEC_PLUGINS", str(FAULTY))
+    # A stalled worker is killed before its shard is handed on: the pool's backoff before the new worker
+    # (5 s, long enough for Ray to declare a lost node dead) only waits here. Read on the driver.
+    monkeypatch.setenv("DIFFARC_SHARD_BACKOFF_S", "0.1")
     token = uuid.uuid4().hex[:12]
     yield f"stall-{token}", hang_file(token)
     hang_file(token).unlink(missing_ok=True)

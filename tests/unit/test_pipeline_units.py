@@ -95,6 +95,18 @@ def test_retrying_retries_transient_errors_only():
     assert len(calls) == 1
 
 
+def test_retry_backoff_is_half_a_second_unless_the_environment_says(monkeypatch):
+    monkeypatch.delenv("DIFFARC_RETRY_BACKOFF_S", raising=False)
+    assert Storage().backoff_s == Storage.from_env().backoff_s == 0.5
+    monkeypatch.setenv("DIFFARC_RETRY_BACKOFF_S", "0.02")
+    assert Storage().backoff_s == Storage.from_env(retries=6).backoff_s == 0.02
+    assert Storage(backoff_s=1.0).backoff_s == 1.0  # given: as given
+    for bad in ("-1", "nan", "soon"):
+        monkeypatch.setenv("DIFFARC_RETRY_BACKOFF_S", bad)
+        with pytest.raises(ValueError):
+            Storage()
+
+
 def test_atomic_output_leaves_nothing_behind_on_error(tmp_path):
     target = tmp_path / "out" / "f.bin"
     with pytest.raises(RuntimeError):
