@@ -34,9 +34,11 @@ def test_every_family_ships_weights():
 
 
 def test_shipped_weights_fit_the_budget_and_every_preset_names_shipped_weights():
-    # the decode budget's bound on what ships (60 MB in all); a card's preset that names other weights
-    # (cdc-avif's ``decoder``) must name weights that ship, or the preset fails on a fresh install
-    assert sum(i.path.stat().st_size for i in SHIPPED) <= 60e6
+    # the decode budget's bound on what ships: 60 MB in all (issues 19, 26), raised to 62 MB for the 1.3 MB
+    # `fastest` decoder (issue 32): every other file decodes old archives by its sha256, so none could shrink.
+    # A card's preset that names other weights (cdc-avif's ``decoder``) must name weights that ship, or the
+    # preset fails on a fresh install
+    assert sum(i.path.stat().st_size for i in SHIPPED) <= 62e6
     names = {i.name for i in SHIPPED}
     for info in SHIPPED:
         presets = json.loads(info.path.with_suffix(".json").read_text()).get("decode_presets", {})
