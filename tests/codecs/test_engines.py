@@ -166,3 +166,17 @@ def test_the_fast_presets_name_the_int8_engine():
     fast, eager = (np.asarray(codec.decode([blob], **kw)[0]) for kw in ({"preset": "fast"}, {"engine": "torch"}))
     assert np.array_equal(fast, np.asarray(codec.decode([blob], engine="onnx-int8")[0]))
     assert abs(psnr(img, fast) - psnr(img, eager)) <= 0.1  # int8: a little, and measured (results/engines)
+
+
+def test_the_fastest_preset_is_the_small_decoder_on_int8():
+    # cdc-avif-mse's `fastest`: another network (cdc-avif-fast-mse) restores the same base, on the int8 engine
+    codec = load_codec("cdc-avif-mse")
+    options = codec.resolve_options("decode", {}, "fastest")
+    assert (options["decoder"], options["engine"]) == ("cdc-avif-fast-mse", "onnx-int8")
+    img = photo(64, 96)
+    blob = codec.encode([img])[0]
+    fastest = np.asarray(codec.decode([blob], preset="fastest")[0])
+    assert np.array_equal(fastest, np.asarray(codec.decode([blob], decoder="cdc-avif-fast-mse", engine="onnx-int8")[0]))
+    default = np.asarray(codec.decode([blob])[0])
+    assert not np.array_equal(fastest, default)  # another network, not the default's on another engine
+    assert abs(psnr(img, fastest) - psnr(img, default)) <= 0.5  # a small cost (results/engines: held-out photos)
