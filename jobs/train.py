@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adversarial", type=float, default=d.adversarial,
                    help="cdc-avif: weight of a patch discriminator's loss (HiFiC-style realism decoder; "
                         "with --final-gammas 0 --final-step-fraction 1 --rho: a one-step realism decoder)")
+    p.add_argument("--msssim", type=float, default=d.msssim,
+                   help="cdc-avif: weight of 1 - MS-SSIM of the decoded image beside the MSE (a fidelity end "
+                        "judged by structure too; SSIMULACRA2 and Butteraugli, which no loss uses, judge it)")
     p.add_argument("--critic-lr", type=float, default=d.critic_lr, help="the discriminator's learning rate")
     p.add_argument("--critic-scales", type=int, default=d.critic_scales,
                    help="with --adversarial: patch discriminators at this many scales (1, 1/2, 1/4 ...; "

@@ -15,6 +15,7 @@ class TrainConfig:
     warmup_steps: int = 0
     rho: float = 0.0  # LPIPS weight (CDC, cdc-avif)
     adversarial: float = 0.0  # weight of a patch discriminator's generator loss (cdc-avif; training/adversarial.py)
+    msssim: float = 0.0  # weight of 1 - MS-SSIM on the images (cdc-avif: a fidelity end judged beyond PSNR)
     critic_lr: float = 1e-4  # the discriminator's Adam rate
     critic_scales: int = 1  # discriminators at 1, 1/2, 1/4 ... of the image (1: one patch discriminator)
     final_step_fraction: float = 0.0  # diffusion codecs: share of each batch trained at t = 1

@@ -56,6 +56,8 @@ def _objective(cfg: TrainConfig, model) -> dict:
     card = objective_card(cfg.final_step_fraction, gammas, dropout)
     if cfg.adversarial > 0:  # a realism decoder: its discriminator and LPIPS weights beside the objective
         card["objective_settings"].update(adversarial=cfg.adversarial, rho=cfg.rho, critic_scales=cfg.critic_scales)
+    if cfg.msssim > 0:
+        card["objective_settings"].update(msssim=cfg.msssim)
     return card
 
 

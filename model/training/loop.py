@@ -103,7 +103,8 @@ def train(cfg: TrainConfig, report=None, wrap=None) -> dict:
         # the network through net(...), DDP's wrapper under Ray Train (its call is what syncs the
         # gradients), then the family's loss on its outputs
         outputs = net(*batch, final_step_fraction=cfg.final_step_fraction, **cfg.loss_options)
-        parts = objective(model.cfg, outputs, batch, Terms(lmbda, cfg.rho, perceptual, critic, cfg.adversarial))
+        parts = objective(model.cfg, outputs, batch, Terms(lmbda, cfg.rho, perceptual, critic, cfg.adversarial,
+                                                             cfg.msssim))
         pair = {k: parts.pop(k) for k in ("real", "fake", "cond") if k in parts}
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)

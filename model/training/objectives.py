@@ -9,6 +9,7 @@ nothing DDP syncs.
 - cdc: min(SNR, 5)-weighted x0 MSE + lmbda * bpp [+ rho * LPIPS(x0_pred, x0)];
 - hyperprior: compressai's convention, lmbda * 255**2 * MSE + bpp;
 - cdc-avif: min(SNR, 5)-weighted x0 MSE over the scaled residual [+ rho * LPIPS on the images]
+  [+ msssim * (1 - MS-SSIM) on the images]
   [+ adversarial * a patch discriminator's generator loss on (decoded, base)]; no rate term (the rate
   is the AVIF base layer's), so it takes no lmbda.
 
@@ -23,6 +24,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from pytorch_msssim import ms_ssim
 from torch import nn
 
 from ..nn.config import DiffusionConfig
@@ -33,13 +35,14 @@ from .adversarial import generator_loss
 @dataclass(frozen=True)
 class Terms:
     """What a step's loss weighs besides the network's outputs: the rate's weight (``lmbda``, the latent
-    codecs'), LPIPS's (``rho``) and its network, the discriminator and its weight (``adversarial``)."""
+    codecs'), LPIPS's (``rho``) and its network, the discriminator and its weight (``adversarial``), 1 - MS-SSIM's (``msssim``)."""
 
     lmbda: float = 0.0
     rho: float = 0.0
     perceptual: nn.Module | None = None
     critic: nn.Module | None = None
     adversarial: float = 0.0
+    msssim: float = 0.0
 
 
 def estimated_bpp(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
@@ -93,6 +96,11 @@ def restoration(cfg, out: dict, batch: tuple, terms: Terms) -> dict:
         lp = terms.perceptual(x_pred[keep].clamp(-1, 1), x[keep]).mean()
         parts["loss"] = mse + terms.rho * lp
         parts["lpips"] = lp.detach()
+    if terms.msssim > 0 and has_base.any():
+        keep = has_base > 0
+        structure = 1 - ms_ssim_loss_term(x_pred[keep], x[keep])
+        parts["loss"] = parts["loss"] + terms.msssim * structure
+        parts["msssim"] = (1 - structure).detach()
     if terms.critic is not None and terms.adversarial > 0 and has_base.any():
         keep = has_base > 0
         fake, cond = x_pred[keep].clamp(-1, 1), base[keep]
@@ -100,6 +108,12 @@ def restoration(cfg, out: dict, batch: tuple, terms: Terms) -> dict:
         parts["loss"] = parts["loss"] + terms.adversarial * adv
         parts.update(adv=adv.detach(), real=x[keep], fake=fake.detach(), cond=cond)
     return parts
+
+
+def ms_ssim_loss_term(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM of images in [-1, 1] (pytorch-msssim), over 5 scales with a 7-tap window: its 11-tap
+    default needs sides over 160 px and the training crops are 128."""
+    return ms_ssim((pred.clamp(-1, 1) + 1) / 2, (target + 1) / 2, data_range=1.0, win_size=7)
 
 
 # family name -> (network config, forward's outputs, the batch, Terms) -> the step's parts ("loss" among them)

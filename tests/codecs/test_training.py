@@ -179,3 +179,30 @@ def test_the_training_side_says_what_each_family_trains_on():
         del _SAMPLES["mine"]
 
 
+
+
+def test_the_msssim_term_enters_the_restoration_loss_and_its_gradient_raises_ms_ssim():
+    from model.training.objectives import Terms, restoration
+
+    torch.manual_seed(0)
+    model = build_network(named_config("cdc-avif-tiny")).train()
+    x = torch.rand(2, 3, 128, 128) * 2 - 1  # 128 px: the training crops' size, the term's 7-tap window
+    batch = (x, (x * 0.6).clamp(-0.5, 0.5), torch.tensor([10.0, 20.0]), torch.zeros(2, 3))
+
+    def parts(weight):
+        kw = dict(final_step_fraction=1.0, final_gammas=(0.0,), base_dropout=0.0,
+                  generator=torch.Generator().manual_seed(0))
+        return restoration(model.cfg, model(*batch, **kw), batch, Terms(msssim=weight))
+
+    plain, weighed = parts(0.0), parts(0.7)
+    assert "msssim" not in plain and 0 < float(weighed["msssim"]) < 1
+    expected = float(plain["loss"].detach()) + 0.7 * (1 - float(weighed["msssim"]))
+    assert float(weighed["loss"].detach()) == pytest.approx(expected, rel=1e-5)
+    # a step down the term's gradient alone raises MS-SSIM
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    before = float(weighed["msssim"])
+    for _ in range(3):
+        opt.zero_grad()
+        (parts(1.0)["loss"] - parts(0.0)["loss"]).backward()  # the term's gradient, without the MSE's
+        opt.step()
+    assert float(parts(1.0)["msssim"]) > before
