@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for spec in args.codecs for r in bench_codec(spec, args.engines, photos, args.quality)]
     against_codec_eager(rows)
     megapixels = sum(p.shape[0] * p.shape[1] for p in photos) / 1e6
-    text = (f"{len(photos)} {'held-out ' if args.holdout_every > 1 else ''}photos of {args.data} (--holdout-every {args.holdout_every}), at most "
+    held = "held-out " if args.holdout_every > 1 else ""  # --holdout-every 1: a folder in no training set
+    text = (f"{len(photos)} {held}photos of {args.data} (--holdout-every {args.holdout_every}), at most "
             f"{args.size} px, base quality {args.quality or 'of the codec'} ({megapixels:.2f} MP in all), one thread, "
             f"{platform.processor() or platform.machine()}; deltas against {args.engines[0]} (x eager, Δ: of the same "
             f"network; x codec eager, Δ codec: of the codec's own decode without a preset)\n\n" + table(rows))

@@ -35,7 +35,8 @@ from .adversarial import generator_loss
 @dataclass(frozen=True)
 class Terms:
     """What a step's loss weighs besides the network's outputs: the rate's weight (``lmbda``, the latent
-    codecs'), LPIPS's (``rho``) and its network, the discriminator and its weight (``adversarial``), 1 - MS-SSIM's (``msssim``)."""
+    codecs'), LPIPS's (``rho``) and its network, the discriminator and its weight (``adversarial``),
+    1 - MS-SSIM's (``msssim``)."""
 
     lmbda: float = 0.0
     rho: float = 0.0
@@ -91,18 +92,16 @@ def restoration(cfg, out: dict, batch: tuple, terms: Terms) -> dict:
     if det.any():
         gain = ((base - x) ** 2).mean(dim=(1, 2, 3)) / ((x_pred - x) ** 2).mean(dim=(1, 2, 3)).clamp(min=1e-12)
         parts["gain_db"] = (10 * torch.log10(gain[det])).mean().detach()
-    if terms.rho > 0 and terms.perceptual is not None and has_base.any():
-        keep = has_base > 0
+    keep = has_base > 0  # the perceptual, structure and adversarial terms judge images restored from a base
+    if terms.rho > 0 and terms.perceptual is not None and keep.any():
         lp = terms.perceptual(x_pred[keep].clamp(-1, 1), x[keep]).mean()
         parts["loss"] = mse + terms.rho * lp
         parts["lpips"] = lp.detach()
-    if terms.msssim > 0 and has_base.any():
-        keep = has_base > 0
-        structure = 1 - ms_ssim_loss_term(x_pred[keep], x[keep])
-        parts["loss"] = parts["loss"] + terms.msssim * structure
-        parts["msssim"] = (1 - structure).detach()
-    if terms.critic is not None and terms.adversarial > 0 and has_base.any():
-        keep = has_base > 0
+    if terms.msssim > 0 and keep.any():
+        score = ms_ssim_of_images(x_pred[keep], x[keep])
+        parts["loss"] = parts["loss"] + terms.msssim * (1 - score)
+        parts["msssim"] = score.detach()
+    if terms.critic is not None and terms.adversarial > 0 and keep.any():
         fake, cond = x_pred[keep].clamp(-1, 1), base[keep]
         adv = generator_loss(terms.critic, fake, cond)
         parts["loss"] = parts["loss"] + terms.adversarial * adv
@@ -110,9 +109,10 @@ def restoration(cfg, out: dict, batch: tuple, terms: Terms) -> dict:
     return parts
 
 
-def ms_ssim_loss_term(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """MS-SSIM of images in [-1, 1] (pytorch-msssim), over 5 scales with a 7-tap window: its 11-tap
-    default needs sides over 160 px and the training crops are 128."""
+def ms_ssim_of_images(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MS-SSIM of images in [-1, 1], differentiable (pytorch-msssim; ``evaluation.metrics.ms_ssim`` is the
+    judges' numpy one), over 5 scales with a 7-tap window: its 11-tap default needs sides over 160 px and
+    the training crops are 128."""
     return ms_ssim((pred.clamp(-1, 1) + 1) / 2, (target + 1) / 2, data_range=1.0, win_size=7)
 
 

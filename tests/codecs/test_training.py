@@ -179,8 +179,6 @@ def test_the_training_side_says_what_each_family_trains_on():
         del _SAMPLES["mine"]
 
 
-
-
 def test_the_msssim_term_enters_the_restoration_loss_and_its_gradient_raises_ms_ssim():
     from model.training.objectives import Terms, restoration
 
