@@ -32,7 +32,8 @@ ENV_DISABLE = "DIFFARC_NO_ONNXRUNTIME"  # "1": decode as if onnxruntime were not
 ENV_BF16 = "DIFFARC_CPU_BF16"  # "0" or "1": overrides whether this CPU computes bf16 natively
 INSTALL = "pip install onnxruntime==1.32.0 onnx==1.23.2"
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
-GRAPH_FORMAT = 1  # bump when the exported function or its inputs change: old cached graphs are then unused
+# bump when the exported function or its inputs change: old cached graphs and calibrations are then unused
+GRAPH_FORMAT = 2  # 2: sub-pixel upsampling (int8 covers it)
 _warned_missing = False
 
 
@@ -219,10 +220,15 @@ def _ranges_for(path: Path, sha256: str, name: str) -> dict:
         raise EngineError(f"engine 'onnx-int8': {path} calibrates other weights (sha256 "
                           f"{str(card.get('weights_sha256'))[:12]}, these are {sha256[:12]}); recalibrate: "
                           f"diffarc-calibrate-engine {name}")
+    made = str(card.get("versions", "")).split("-")[0]
+    if made != f"g{GRAPH_FORMAT}":
+        raise EngineError(f"engine 'onnx-int8': {path} calibrates another graph format ({made or 'none'}, this is "
+                          f"g{GRAPH_FORMAT}); recalibrate: diffarc-calibrate-engine {name}")
     return card["ranges"]
 
 
-QUANTISED_OPS = ["Conv"]  # ConvTranspose has no int8 kernel on ONNX Runtime's CPU provider
+# the upsampling's pixel shuffle (DepthToSpace) moves quantised values as they are: no error, fewer conversions
+QUANTISED_OPS = ["Conv", "DepthToSpace"]
 
 
 def quantise(graph: bytes, ranges: dict, path: str) -> None:

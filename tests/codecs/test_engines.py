@@ -14,6 +14,7 @@ from model import engine, list_codecs, load_codec
 from model.codec import OptionError
 from model.codecs.cdc_avif import AvifDiffusionCodec
 from model.nn.one_step import export_onnx
+from model.nn.subpixel import SubPixelUp
 from pipeline.decode.decoding import DecodeSettings, resolved_options
 
 SHIPPED = [i.name for i in list_codecs() if i.family == "cdc-avif" and i.path is not None]
@@ -40,6 +41,16 @@ def test_the_default_engines_match_eager_on_every_shipped_weights_file(name):
     for decoded in (onnx, bf16):
         assert abs(psnr(img, decoded) - psnr(img, eager)) <= PSNR_BOUND_DB
     assert np.abs(onnx.astype(int) - eager).max() <= 1  # fp32 against fp32: rounding only
+
+
+def test_the_exported_sub_pixel_upsampling_is_the_transposed_convolution():
+    """The graph's 3x3 convolution + pixel shuffle computes the network's ConvTranspose2d(4, 2, 1)."""
+    torch.manual_seed(0)
+    transposed, x = torch.nn.ConvTranspose2d(8, 5, 4, stride=2, padding=1), torch.randn(2, 8, 7, 9)
+    with torch.no_grad():
+        assert torch.allclose(SubPixelUp(transposed)(x), transposed(x), atol=1e-5)
+    with pytest.raises(ValueError, match="4x4 stride-2"):
+        SubPixelUp(torch.nn.ConvTranspose2d(8, 5, 2, stride=2))
 
 
 def test_missing_onnxruntime_falls_back_to_torch_with_one_line(monkeypatch):
@@ -109,7 +120,8 @@ def test_int8_engine_uses_only_ranges_calibrated_for_its_weights(tmp_path):
     bases = [torch.from_numpy(photo(32, 48, seed)).permute(2, 0, 1)[None].float() / 127.5 - 1 for seed in range(4)]
     feeds = [{"base": b.numpy(), "quality": np.array([30.0], np.float32)} for b in bases]
     calibration = tmp_path / "cdc-avif-t.json"
-    calibration.write_text(json.dumps({"weights_sha256": sha, "ranges": engine.calibrate(graph, feeds)}))
+    card = {"weights_sha256": sha, "versions": engine.versions(), "ranges": engine.calibrate(graph, feeds)}
+    calibration.write_text(json.dumps(card))
     int8 = engine.restorer(model, sha, "onnx-int8", "cdc-avif-t", calibration)
     out = int8(bases[0], torch.tensor([30.0]), torch.zeros(1, 3))
     eager = model.restore(bases[0], torch.tensor([30.0]), torch.zeros_like(bases[0]), 1, 1.0)
@@ -118,6 +130,10 @@ def test_int8_engine_uses_only_ranges_calibrated_for_its_weights(tmp_path):
         engine.restorer(model, "d" * 64, "onnx-int8", "cdc-avif-t", calibration)
     with pytest.raises(engine.EngineError, match="no calibration"):
         engine.restorer(model, sha, "onnx-int8", "cdc-avif-t", tmp_path / "missing.json")
+    older = tmp_path / "cdc-avif-older.json"  # ranges of an earlier graph name tensors this one lacks
+    older.write_text(json.dumps({**card, "versions": "g1-" + card["versions"].split("-", 1)[1]}))
+    with pytest.raises(engine.EngineError, match="another graph format"):
+        engine.restorer(model, sha, "onnx-int8", "cdc-avif-t", older)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -125,6 +141,7 @@ def test_every_shipped_weights_file_ships_its_int8_calibration(name):
     """engine="onnx-int8" refuses ranges of other weights: retrained weights need diffarc-calibrate-engine."""
     card = json.loads((engine.CALIBRATION_DIR / f"{name}.json").read_text())
     assert card["weights_sha256"] == load_codec(name).sha256 and card["ranges"]["data"]
+    assert card["versions"].startswith(f"g{engine.GRAPH_FORMAT}-")
 
 
 def test_the_engine_benchmark_prints_and_writes_its_table(tmp_path, capsys):
