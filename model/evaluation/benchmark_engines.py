@@ -7,7 +7,9 @@ eager torch, per weights (or decode preset) and engine. One run, one process, on
 Each photo (the ``--holdout-every`` slice of ``--data``, spread over the sorted names, downscaled to
 ``--size`` px) is encoded once with the codec's defaults, then decoded by every engine; the first
 decode of an engine (export, quantisation, session) is left out of the timing and reported as setup.
-CPU seconds (``time.process_time``), not wall seconds: the machine may be shared.
+CPU seconds (``time.process_time``), not wall seconds: the machine may be shared; each figure is the
+median of ``--rounds`` rounds interleaved over every codec and engine (a shared machine's slow spells
+moved single rounds by up to 40 %).
 """
 
 from __future__ import annotations
@@ -46,42 +48,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", type=int, default=8)
     p.add_argument("--size", type=int, default=512, help="longest side after downscaling")
     p.add_argument("--quality", type=int, default=None, help="AVIF quality of the base (default: the codec's)")
+    p.add_argument("--rounds", type=int, default=3, help="timed decodes of every photo per engine (median shown)")
     p.add_argument("--out", default=None, help="folder for table.md and engines.json")
     return p
 
 
-def bench_codec(spec: str, engines: list[str], photos: list[np.ndarray], quality: int | None = None) -> list[dict]:
-    name, _, preset = spec.partition(":")
-    codec = load_codec(name)
-    blobs = [codec.encode([rgb], **({} if quality is None else {"quality": quality}))[0] for rgb in photos]
+def bench(specs: list[str], engines: list[str], photos: list[np.ndarray], quality: int | None = None,
+          rounds: int = 3) -> list[dict]:
+    """A row per (codec spec, engine). Every decode is timed ``rounds`` times, the rounds interleaved over
+    all specs and engines (round 1: each in turn, then round 2, ...), so a slow spell of a shared machine
+    falls on every column alike; a row gives the median round and the fastest and slowest."""
+    runs = []
+    for spec in specs:
+        name, _, preset = spec.partition(":")
+        codec = load_codec(name)
+        blobs = [codec.encode([rgb], **({} if quality is None else {"quality": quality}))[0] for rgb in photos]
+        for engine in engines:
+            options = {**(codec.preset_options(preset) if preset else {}), "engine": engine}
+            cpu = time.process_time()
+            codec.decode(blobs[:1], **options)  # export, quantisation, session: once per weights and engine
+            runs.append({"spec": spec, "engine": engine, "codec": codec, "options": options, "blobs": blobs,
+                         "setup": time.process_time() - cpu, "seconds": [], "decoded": None})
+    for _ in range(rounds):
+        for run in runs:
+            cpu, decoded = time.process_time(), []
+            for blob in run["blobs"]:
+                decoded.append(np.asarray(run["codec"].decode([blob], **run["options"])[0]))
+            run["seconds"].append(time.process_time() - cpu)
+            run["decoded"] = run["decoded"] or decoded  # the decodes are deterministic: keep one round's
+    pixels = sum(rgb.shape[0] * rgb.shape[1] for rgb in photos) / 1e6
     rows = []
-    for engine in engines:
-        options = {**(codec.preset_options(preset) if preset else {}), "engine": engine}
-        cpu = time.process_time()
-        codec.decode(blobs[:1], **options)  # export, quantisation, session: once per weights and engine
-        setup = time.process_time() - cpu
-        decoded, cpu = [], time.process_time()
-        for blob in blobs:
-            decoded.append(np.asarray(codec.decode([blob], **options)[0]))
-        seconds = time.process_time() - cpu
-        pixels = sum(rgb.shape[0] * rgb.shape[1] for rgb in photos)
-        rows.append({"codec": spec, "engine": engine, "ran": codec.resolve_options("decode", options)["engine"],
-                     "cpu_s_per_mp": seconds / pixels * 1e6, "first_decode_cpu_s": setup,
-                     "psnr": float(np.mean([psnr(a, b) for a, b in zip(photos, decoded)])),
-                     "ssimulacra2": float(np.mean([ssimulacra2(a, b) for a, b in zip(photos, decoded)]))})
-    around = around_the_network(blobs, photos)
-    bases = [np.asarray(read_base_payload(unpack(b).strings[0], *p.shape[:2], "benchmark").rgb) for b, p in zip(blobs, photos)]
-    # the AVIF base alone: what the network adds is each decode's PSNR above it
-    base = {"base_psnr": float(np.mean([psnr(a, b) for a, b in zip(photos, bases)])),
-            "base_ssimulacra2": float(np.mean([ssimulacra2(a, b) for a, b in zip(photos, bases)]))}
-    ref = rows[0]
-    for row in rows:
-        row.update(around, **base)
-        # the network's CPU time against the CPU work around it (AVIF decode + PNG): on a GPU node the
-        # CPUs still do the latter, so this ratio over the GPU's speed-up on the network sizes workers per GPU
-        row["network_vs_around"] = (row["cpu_s_per_mp"] - around["avif_decode_s_per_mp"]) / sum(around.values())
-        row.update(speed_vs_ref=row["cpu_s_per_mp"] / ref["cpu_s_per_mp"], d_psnr=row["psnr"] - ref["psnr"],
-                   d_ssimulacra2=row["ssimulacra2"] - ref["ssimulacra2"])
+    for spec in specs:
+        mine = [r for r in runs if r["spec"] == spec]
+        rows += [{"codec": spec, "engine": r["engine"],
+                  "ran": r["codec"].resolve_options("decode", r["options"])["engine"],
+                  "cpu_s_per_mp": float(np.median(r["seconds"])) / pixels,
+                  "cpu_s_per_mp_range": [min(r["seconds"]) / pixels, max(r["seconds"]) / pixels],
+                  "first_decode_cpu_s": r["setup"],
+                  "psnr": float(np.mean([psnr(a, b) for a, b in zip(photos, r["decoded"])])),
+                  "ssimulacra2": float(np.mean([ssimulacra2(a, b) for a, b in zip(photos, r["decoded"])]))}
+                 for r in mine]
+        blobs = mine[0]["blobs"]
+        around = around_the_network(blobs, photos)
+        bases = [np.asarray(read_base_payload(unpack(b).strings[0], *p.shape[:2], "benchmark").rgb)
+                 for b, p in zip(blobs, photos)]
+        # the AVIF base alone: what the network adds is each decode's PSNR above it
+        base = {"base_psnr": float(np.mean([psnr(a, b) for a, b in zip(photos, bases)])),
+                "base_ssimulacra2": float(np.mean([ssimulacra2(a, b) for a, b in zip(photos, bases)]))}
+        ref = rows[-len(mine)]
+        for row in rows[-len(mine):]:
+            row.update(around, **base)
+            # the network's CPU time against the CPU work around it (AVIF decode + PNG): on a GPU node the
+            # CPUs still do the latter, so this ratio over the GPU's speed-up on the network sizes workers per GPU
+            row["network_vs_around"] = (row["cpu_s_per_mp"] - around["avif_decode_s_per_mp"]) / sum(around.values())
+            row.update(speed_vs_ref=row["cpu_s_per_mp"] / ref["cpu_s_per_mp"], d_psnr=row["psnr"] - ref["psnr"],
+                       d_ssimulacra2=row["ssimulacra2"] - ref["ssimulacra2"])
     return rows
 
 
@@ -112,7 +133,7 @@ def against_codec_eager(rows: list[dict]) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| codec (preset) | engine | CPU s/MP | x eager | x codec eager | PSNR dB (AVIF base) | ΔPSNR | Δ codec |"
+    head = ("| codec (preset) | engine | CPU s/MP (rounds' range) | x eager | x codec eager | PSNR dB (AVIF base) | ΔPSNR | Δ codec |"
             " SSIMULACRA2 (AVIF base) | ΔSSIMULACRA2 | Δ codec | first decode CPU s | network / (AVIF decode + PNG) |\n"
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 
@@ -120,7 +141,8 @@ def table(rows: list[dict]) -> str:
         return format(r[key], fmt) if key in r else ""
 
     return head + "".join(
-        f"| {r['codec']} | {r['ran']} | {r['cpu_s_per_mp']:.3f} | {r['speed_vs_ref']:.2f} | "
+        f"| {r['codec']} | {r['ran']} | {r['cpu_s_per_mp']:.3f} ({'-'.join(f'{x:.2f}' for x in r['cpu_s_per_mp_range'])}) | "
+        f"{r['speed_vs_ref']:.2f} | "
         f"{vs(r, 'speed_vs_codec', '.2f')} | {r['psnr']:.3f} ({r['base_psnr']:.3f}) | {r['d_psnr']:+.3f} | "
         f"{vs(r, 'd_psnr_vs_codec', '+.3f')} | {r['ssimulacra2']:.2f} ({r['base_ssimulacra2']:.2f}) | {r['d_ssimulacra2']:+.2f} | {vs(r, 'd_ssimulacra2_vs_codec', '+.2f')} | "
         f"{r['first_decode_cpu_s']:.1f} | {r['network_vs_around']:.0f} |\n"
@@ -132,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     images = load_images(args.data, args.photos, lambda n: held_out(n, args.holdout_every), args.size, spread=True)
     photos = [im.rgb for _, im in images]
-    rows = [r for spec in args.codecs for r in bench_codec(spec, args.engines, photos, args.quality)]
+    rows = bench(args.codecs, args.engines, photos, args.quality, args.rounds)
     against_codec_eager(rows)
     megapixels = sum(p.shape[0] * p.shape[1] for p in photos) / 1e6
     held = "held-out " if args.holdout_every > 1 else ""  # --holdout-every 1: a folder in no training set
