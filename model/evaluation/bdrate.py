@@ -1,7 +1,9 @@
 """Bjøntegaard delta rate (VCEG-M33): the average rate difference between two RD curves at equal quality.
 
 Each curve's log-rate is fitted as a cubic polynomial of quality and both fits are integrated
-over the quality interval the curves share. The quality axis may be any metric that changes
+over the quality interval the curves share; ``method="pchip"`` interpolates it piecewise (monotone cubic
+Hermite, as JVET's common test conditions do) instead: for dense or kinked curves, such as an envelope of
+several curves, where one global cubic wanders. The quality axis may be any metric that changes
 monotonically with rate (PSNR, MS-SSIM in dB, LPIPS): the interval average does not care
 about direction.
 """
@@ -26,11 +28,19 @@ def _log_rate_integral(rates: np.ndarray, quality: np.ndarray, lo: float, hi: fl
     return float(np.polyval(poly, hi) - np.polyval(poly, lo))
 
 
+def _log_rate_integral_pchip(rates: np.ndarray, quality: np.ndarray, lo: float, hi: float) -> float:
+    from scipy.interpolate import PchipInterpolator
+
+    q, first = np.unique(quality, return_index=True)  # sorted; a repeated quality keeps its first rate
+    return float(PchipInterpolator(q, np.log(rates[first])).integrate(lo, hi))
+
+
 def bd_rate(
     ref_rates: Sequence[float],
     ref_quality: Sequence[float],
     test_rates: Sequence[float],
     test_quality: Sequence[float],
+    method: str = "cubic",
 ) -> float:
     """Rate change of ``test`` against ``ref`` at equal quality, in percent (negative = test saves bits).
 
@@ -50,5 +60,6 @@ def bd_rate(
     lo, hi = max(q1.min(), q2.min()), min(q1.max(), q2.max())
     if hi <= lo:
         return math.nan
-    mean_diff = (_log_rate_integral(r2, q2, lo, hi) - _log_rate_integral(r1, q1, lo, hi)) / (hi - lo)
+    integral = {"cubic": _log_rate_integral, "pchip": _log_rate_integral_pchip}[method]
+    mean_diff = (integral(r2, q2, lo, hi) - integral(r1, q1, lo, hi)) / (hi - lo)
     return float((math.exp(mean_diff) - 1.0) * 100.0)

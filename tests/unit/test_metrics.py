@@ -131,6 +131,31 @@ def test_bd_rate_of_constant_rate_factor_is_that_factor():
     quality = 25 + 4 * np.log2(rates / 0.1) + 0.3 * np.log2(rates / 0.1) ** 2
     assert bd_rate(rates, quality, rates * 0.8, quality) == pytest.approx(-20.0, abs=1e-6)
     assert bd_rate(rates, quality, rates * 1.5, quality) == pytest.approx(50.0, abs=1e-6)
+    assert bd_rate(rates, quality, rates * 0.8, quality, method="pchip") == pytest.approx(-20.0, abs=1e-6)
+
+
+def test_pchip_bd_rate_of_an_envelope_counts_where_the_other_curve_wins():
+    """Two curves crossing: their upper envelope (an oracle's pick per rate) saves bits against the one
+    that is better at high rates, where the other wins at low rates; the piecewise fit follows the kink."""
+    from model.evaluation.downscale import envelope
+
+    rates = np.geomspace(0.05, 2.0, 14)
+    full = 30 + 5 * np.log2(rates / 0.05)
+    small = full + 1.0 - 0.5 * np.log2(rates / 0.05)  # better at low rates, worse from about 0.2 bpp
+    env = envelope(list(zip(rates, full)) + list(zip(rates, small)))
+    assert all(b in rates for b, _ in env) and len(env) < 2 * len(rates)
+    gain = bd_rate(rates, full, [b for b, _ in env], [p for _, p in env], method="pchip")
+    assert -100 < gain < -1.0  # the envelope saves bits where the small curve is better
+
+
+def test_the_downscale_oracle_is_never_above_full_size_on_a_real_encode():
+    from model.evaluation.downscale import image_bd_rates
+
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 256, (12, 16, 3)), np.ones((8, 8, 1)))  # blocks: cheap to downscale
+    rgb = np.clip(smooth + rng.normal(0, 4, smooth.shape), 0, 255).astype(np.uint8)
+    rates = image_bd_rates(rgb, "fast")
+    assert set(rates) == {"x0.75", "x0.5", "best_of"} and rates["best_of"] <= 1e-9
 
 
 def test_bd_rate_partial_overlap_and_decreasing_metric():
