@@ -137,7 +137,7 @@ def test_bd_rate_of_constant_rate_factor_is_that_factor():
 def test_pchip_bd_rate_of_an_envelope_counts_where_the_other_curve_wins():
     """Two curves crossing: their upper envelope (an oracle's pick per rate) saves bits against the one
     that is better at high rates, where the other wins at low rates; the piecewise fit follows the kink."""
-    from model.evaluation.downscale import envelope
+    from model.evaluation.base_variants import envelope
 
     rates = np.geomspace(0.05, 2.0, 14)
     full = 30 + 5 * np.log2(rates / 0.05)
@@ -148,14 +148,17 @@ def test_pchip_bd_rate_of_an_envelope_counts_where_the_other_curve_wins():
     assert -100 < gain < -1.0  # the envelope saves bits where the small curve is better
 
 
-def test_the_downscale_oracle_is_never_above_full_size_on_a_real_encode():
-    from model.evaluation.downscale import image_bd_rates
+def test_the_base_variant_oracle_is_never_above_the_reference_on_a_real_encode():
+    from model.evaluation.base_variants import DOWNSCALES, image_bd_rates, main
 
     rng = np.random.default_rng(0)
     smooth = np.kron(rng.integers(0, 256, (12, 16, 3)), np.ones((8, 8, 1)))  # blocks: cheap to downscale
     rgb = np.clip(smooth + rng.normal(0, 4, smooth.shape), 0, 255).astype(np.uint8)
-    rates = image_bd_rates(rgb, "fast")
-    assert set(rates) == {"x0.75", "x0.5", "best_of"} and rates["best_of"] <= 1e-9
+    rates = image_bd_rates(rgb, list(DOWNSCALES), "fast")
+    assert {"0.75@4:2:0", "0.5@4:2:0", "best_of"} <= set(rates) and rates["best_of"] <= 1e-9
+    assert all(rates[f"{v} encode s/MP"] > 0 for v in DOWNSCALES)
+    with pytest.raises(SystemExit):  # argparse's error names the form
+        main(["--variants", "1@4:2:0", "half@4:2:0"])
 
 
 def test_bd_rate_partial_overlap_and_decreasing_metric():
