@@ -55,9 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def bench(specs: list[str], engines: list[str], photos: list[np.ndarray], quality: int | None = None,
           rounds: int = 3) -> list[dict]:
-    """A row per (codec spec, engine). Every decode is timed ``rounds`` times, the rounds interleaved over
-    all specs and engines (round 1: each in turn, then round 2, ...), so a slow spell of a shared machine
-    falls on every column alike; a row gives the median round and the fastest and slowest."""
+    """A row per (codec spec, engine): CPU s/MP (the median round, and the fastest and slowest), PSNR and
+    SSIMULACRA2, and each against the spec's first engine."""
+    runs = timed_decodes(specs, engines, photos, quality, rounds)
+    return [row for spec in specs for row in spec_rows([r for r in runs if r["spec"] == spec], photos)]
+
+
+def timed_decodes(specs, engines, photos, quality, rounds) -> list[dict]:
+    """Every (spec, engine)'s decodes of the photos, timed ``rounds`` times, the rounds interleaved over all
+    specs and engines (round 1: each in turn, then round 2, ...), so a slow spell of a shared machine falls
+    on every column alike."""
     runs = []
     for spec in specs:
         name, _, preset = spec.partition(":")
@@ -76,33 +83,35 @@ def bench(specs: list[str], engines: list[str], photos: list[np.ndarray], qualit
                 decoded.append(np.asarray(run["codec"].decode([blob], **run["options"])[0]))
             run["seconds"].append(time.process_time() - cpu)
             run["decoded"] = run["decoded"] or decoded  # the decodes are deterministic: keep one round's
-    pixels = sum(rgb.shape[0] * rgb.shape[1] for rgb in photos) / 1e6
-    rows = []
-    for spec in specs:
-        mine = [r for r in runs if r["spec"] == spec]
-        rows += [{"codec": spec, "engine": r["engine"],
-                  "ran": r["codec"].resolve_options("decode", r["options"])["engine"],
-                  "cpu_s_per_mp": float(np.median(r["seconds"])) / pixels,
-                  "cpu_s_per_mp_range": [min(r["seconds"]) / pixels, max(r["seconds"]) / pixels],
-                  "first_decode_cpu_s": r["setup"],
-                  "psnr": float(np.mean([psnr(a, b) for a, b in zip(photos, r["decoded"])])),
-                  "ssimulacra2": float(np.mean([ssimulacra2(a, b) for a, b in zip(photos, r["decoded"])]))}
-                 for r in mine]
-        blobs = mine[0]["blobs"]
-        around = around_the_network(blobs, photos)
-        bases = [np.asarray(read_base_payload(unpack(b).strings[0], *p.shape[:2], "benchmark").rgb)
-                 for b, p in zip(blobs, photos)]
-        # the AVIF base alone: what the network adds is each decode's PSNR above it
-        base = {"base_psnr": float(np.mean([psnr(a, b) for a, b in zip(photos, bases)])),
-                "base_ssimulacra2": float(np.mean([ssimulacra2(a, b) for a, b in zip(photos, bases)]))}
-        ref = rows[-len(mine)]
-        for row in rows[-len(mine):]:
-            row.update(around, **base)
-            # the network's CPU time against the CPU work around it (AVIF decode + PNG): on a GPU node the
-            # CPUs still do the latter, so this ratio over the GPU's speed-up on the network sizes workers per GPU
-            row["network_vs_around"] = (row["cpu_s_per_mp"] - around["avif_decode_s_per_mp"]) / sum(around.values())
-            row.update(speed_vs_ref=row["cpu_s_per_mp"] / ref["cpu_s_per_mp"], d_psnr=row["psnr"] - ref["psnr"],
-                       d_ssimulacra2=row["ssimulacra2"] - ref["ssimulacra2"])
+    return runs
+
+
+def spec_rows(runs: list[dict], photos: list[np.ndarray]) -> list[dict]:
+    """The rows of one spec's runs (its engines), the first engine the reference."""
+    megapixels = sum(rgb.shape[0] * rgb.shape[1] for rgb in photos) / 1e6
+    rows = [{"codec": r["spec"], "engine": r["engine"],
+             "ran": r["codec"].resolve_options("decode", r["options"])["engine"],
+             "cpu_s_per_mp": float(np.median(r["seconds"])) / megapixels,
+             "cpu_s_per_mp_range": [min(r["seconds"]) / megapixels, max(r["seconds"]) / megapixels],
+             "first_decode_cpu_s": r["setup"],
+             "psnr": float(np.mean([psnr(a, b) for a, b in zip(photos, r["decoded"])])),
+             "ssimulacra2": float(np.mean([ssimulacra2(a, b) for a, b in zip(photos, r["decoded"])]))}
+            for r in runs]
+    blobs = runs[0]["blobs"]
+    around = around_the_network(blobs, photos)
+    bases = [np.asarray(read_base_payload(unpack(b).strings[0], *p.shape[:2], "benchmark").rgb)
+             for b, p in zip(blobs, photos)]
+    # the AVIF base alone: what the network adds is each decode's PSNR above it
+    base = {"base_psnr": float(np.mean([psnr(a, b) for a, b in zip(photos, bases)])),
+            "base_ssimulacra2": float(np.mean([ssimulacra2(a, b) for a, b in zip(photos, bases)]))}
+    ref = rows[0]
+    for row in rows:
+        row.update(around, **base)
+        # the network's CPU time against the CPU work around it (AVIF decode + PNG): on a GPU node the
+        # CPUs still do the latter, so this ratio over the GPU's speed-up on the network sizes workers per GPU
+        row["network_vs_around"] = (row["cpu_s_per_mp"] - around["avif_decode_s_per_mp"]) / sum(around.values())
+        row.update(speed_vs_ref=row["cpu_s_per_mp"] / ref["cpu_s_per_mp"], d_psnr=row["psnr"] - ref["psnr"],
+                   d_ssimulacra2=row["ssimulacra2"] - ref["ssimulacra2"])
     return rows
 
 
