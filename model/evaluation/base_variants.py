@@ -30,7 +30,7 @@ from PIL import Image
 
 from pipeline.imagefiles.pixels import held_out
 
-from ..codecs.avif_base import EFFORTS, decode_base, encode_base
+from ..codecs.avif_base import EFFORTS, SUBSAMPLINGS, decode_base, encode_base
 from .bdrate import bd_rate
 from .inputs import load_images
 from .metrics import psnr
@@ -58,14 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_variant(spec: str) -> tuple[float, str]:
     """"0.75@4:2:0" -> (0.75, "4:2:0"); a bare scale is 4:2:0."""
     scale, _, subsampling = spec.partition("@")
+    subsampling = subsampling or "4:2:0"
     try:
         value = float(scale)
     except ValueError:
         raise ValueError(f"variant {spec!r}: SCALE@SUBSAMPLING, for example 0.75@4:2:0 or 1@4:4:4") from None
     if not 0 < value <= 1:
         raise ValueError(f"variant {spec!r}: the scale is a fraction of the sides, in (0, 1]")
-    dataclasses.replace(EFFORTS["fast"], subsampling=subsampling or "4:2:0")  # names the valid ones if not
-    return value, subsampling or "4:2:0"
+    if subsampling not in SUBSAMPLINGS:
+        raise ValueError(f"variant {spec!r}: AVIF subsampling must be one of {', '.join(SUBSAMPLINGS)}")
+    return value, subsampling
 
 
 def rd_point(rgb: np.ndarray, variant: str, quality: int, effort: str) -> tuple[float, float, float]:
@@ -75,13 +77,13 @@ def rd_point(rgb: np.ndarray, variant: str, quality: int, effort: str) -> tuple[
     settings = dataclasses.replace(EFFORTS[effort], subsampling=subsampling)
     h, w = rgb.shape[:2]
     image = Image.fromarray(rgb)
-    small = image if scale == 1 else image.resize((round(w * scale), round(h * scale)), Image.LANCZOS)
+    small = image if scale == 1 else image.resize((round(w * scale), round(h * scale)), Image.Resampling.LANCZOS)
     cpu = time.process_time()
     data = encode_base(np.asarray(small), quality, settings)
     seconds = time.process_time() - cpu
     decoded = Image.fromarray(decode_base(data))
     if scale != 1:
-        decoded = decoded.resize((w, h), Image.LANCZOS)
+        decoded = decoded.resize((w, h), Image.Resampling.LANCZOS)
     return len(data) * 8 / (h * w), psnr(rgb, np.asarray(decoded)), seconds
 
 
@@ -150,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             parse_variant(spec)
         except ValueError as error:
             parser.error(str(error))
-    select = (lambda n: held_out(n, args.holdout_every)) if args.holdout_every > 1 else None
-    images = load_images(args.data, args.photos, select, args.size, spread=True)
+    images = load_images(args.data, args.photos, lambda n: held_out(n, args.holdout_every), args.size, spread=True)
     rows = []
     for i, (name, image) in enumerate(images, 1):
         rows.append({"photo": name, **image_bd_rates(image.rgb, args.variants, args.effort)})

@@ -149,10 +149,12 @@ def table(rows: list[dict]) -> str:
     def vs(r, key, fmt):  # blank where the run has no plain-codec reference
         return format(r[key], fmt) if key in r else ""
 
+    def cpu(r):  # the median round (the fastest-slowest)
+        lo, hi = r["cpu_s_per_mp_range"]
+        return f"{r['cpu_s_per_mp']:.3f} ({lo:.2f}-{hi:.2f})"
+
     return head + "".join(
-        f"| {r['codec']} | {r['ran']} | {r['cpu_s_per_mp']:.3f} ({'-'.join(f'{x:.2f}' for x in r['cpu_s_per_mp_range'])}) | "
-        f"{r['speed_vs_ref']:.2f} | "
-        f"{vs(r, 'speed_vs_codec', '.2f')} | {r['psnr']:.3f} ({r['base_psnr']:.3f}) | {r['d_psnr']:+.3f} | "
+        f"| {r['codec']} | {r['ran']} | {cpu(r)} | {r['speed_vs_ref']:.2f} | {vs(r, 'speed_vs_codec', '.2f')} | {r['psnr']:.3f} ({r['base_psnr']:.3f}) | {r['d_psnr']:+.3f} | "
         f"{vs(r, 'd_psnr_vs_codec', '+.3f')} | {r['ssimulacra2']:.2f} ({r['base_ssimulacra2']:.2f}) | {r['d_ssimulacra2']:+.2f} | {vs(r, 'd_ssimulacra2_vs_codec', '+.2f')} | "
         f"{r['first_decode_cpu_s']:.1f} | {r['network_vs_around']:.0f} |\n"
         for r in rows)
