@@ -33,7 +33,7 @@ ENV_BF16 = "DIFFARC_CPU_BF16"  # "0" or "1": overrides whether this CPU computes
 INSTALL = "pip install onnxruntime==1.32.0 onnx==1.23.2"
 CALIBRATION_DIR = Path(__file__).resolve().parent / "calibration"
 # bump when the exported function or its inputs change: old cached graphs and calibrations are then unused
-GRAPH_FORMAT = 2  # 2: sub-pixel upsampling (int8 covers it)
+GRAPH_FORMAT = 3  # 2: sub-pixel upsampling (int8 covers it); 3: modulation folded into the LayerNorms
 _warned_missing = False
 
 

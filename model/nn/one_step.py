@@ -4,7 +4,8 @@ At one step from gamma 0 at t = 1 the DDIM decode is a single denoiser call on a
 ``AvifRestorationModel.restore(base, quality, 0, 1, 1.0, settings)`` is exactly this module's
 forward: nothing is left that depends on noise, seeds or a step count. Multi-step, gamma > 0 and
 t_start < 1 decodes stay on ``restore`` (eager torch). The exported copy upsamples by sub-pixel
-convolutions (``model.nn.subpixel``: the same map), which an int8 engine quantises.
+convolutions (``model.nn.subpixel``: the same map), which an int8 engine quantises, and folds each
+block's modulation into its LayerNorm (``model.nn.folded_norm``: the same map, fewer passes).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import copy
 import torch
 from torch import nn
 
+from .folded_norm import with_folded_norms
 from .subpixel import with_subpixel_upsampling
 
 INPUTS = ("base", "quality", "settings")  # N x 3 x H x W in [-1, 1]; N AVIF qualities; N x 3 settings features
@@ -40,6 +42,6 @@ def export_onnx(model, path: str, opset: int = 17) -> None:
     image = {0: "n", 2: "h", 3: "w"}
     dims = {"base": image, "quality": {0: "n"}, "settings": {0: "n"}, OUTPUT: image}
     with torch.inference_mode(False), torch.no_grad():  # a caller's inference mode would stop the tracer
-        graph = OneStepRestoration(with_subpixel_upsampling(copy.deepcopy(model)))
+        graph = OneStepRestoration(with_folded_norms(with_subpixel_upsampling(copy.deepcopy(model))))
         torch.onnx.export(graph, example, path, dynamo=False, input_names=list(INPUTS), output_names=[OUTPUT],
                           dynamic_axes=dims, opset_version=opset)

@@ -18,14 +18,19 @@ from .config import UNetConfig
 
 
 class ChannelNorm(nn.Module):
-    """LayerNorm over channels at each pixel."""
+    """LayerNorm over channels at each pixel; with ``scale`` and ``shift`` (B x C) modulated after it:
+    ``norm(x) * (1 + scale) + shift``, in the norm's channels-last layout (an engine folds it into the norm:
+    ``model/nn/folded_norm.py``)."""
 
     def __init__(self, ch: int):
         super().__init__()
         self.norm = nn.LayerNorm(ch)
 
-    def forward(self, x):
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    def forward(self, x, scale=None, shift=None):
+        y = self.norm(x.permute(0, 2, 3, 1))
+        if scale is not None:
+            y = y * (1 + scale[:, None, None, :]) + shift[:, None, None, :]
+        return y.permute(0, 3, 1, 2)
 
 
 class ResBlock(nn.Module):
@@ -43,8 +48,11 @@ class ResBlock(nn.Module):
 
     def forward(self, x, emb=None):
         h = self.conv1(F.silu(self.norm1(x)))
-        h = self.norm2(h)
-        if self.film is not None:
+        if self.film is None:
+            h = self.norm2(h)
+        elif isinstance(self.norm2, ChannelNorm):  # the same values as below, computed by the norm
+            h = self.norm2(h, *self.film(emb).chunk(2, dim=1))
+        else:
             scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
             h = h * (1 + scale) + shift
         return self.skip(x) + self.conv2(F.silu(h))

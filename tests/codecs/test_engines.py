@@ -14,7 +14,9 @@ from model import engine, list_codecs, load_codec
 from model.codec import OptionError
 from model.codecs.cdc_avif import AvifDiffusionCodec
 from model.nn.one_step import export_onnx
+from model.nn.folded_norm import FoldedChannelNorm
 from model.nn.subpixel import SubPixelUp
+from model.nn.unet import ChannelNorm
 from pipeline.decode.decoding import DecodeSettings, resolved_options
 
 SHIPPED = [i.name for i in list_codecs() if i.family == "cdc-avif" and i.path is not None]
@@ -51,6 +53,39 @@ def test_the_exported_sub_pixel_upsampling_is_the_transposed_convolution():
         assert torch.allclose(SubPixelUp(transposed)(x), transposed(x), atol=1e-5)
     with pytest.raises(ValueError, match="4x4 stride-2"):
         SubPixelUp(torch.nn.ConvTranspose2d(8, 5, 2, stride=2))
+
+
+def test_the_exported_folded_norm_is_the_modulated_norm(tmp_path):
+    """The graph's LayerNormalization with a per-image scale and bias computes ChannelNorm's norm-then-modulate,
+    in torch and in ONNX Runtime, and leaves no multiply or add on the norm's output."""
+    import onnx
+
+    torch.manual_seed(0)
+    norm = ChannelNorm(6)
+    torch.nn.init.normal_(norm.norm.weight), torch.nn.init.normal_(norm.norm.bias)
+    x, scale, shift = torch.randn(2, 6, 5, 7), torch.randn(2, 6), torch.randn(2, 6)
+
+    class Modulated(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = FoldedChannelNorm(norm)
+
+        def forward(self, x, scale, shift):
+            return self.norm(x, scale, shift)
+
+    with torch.no_grad():
+        want, folded = norm(x, scale, shift), Modulated()
+        assert torch.allclose(folded(x, scale, shift), want, atol=1e-5)
+        assert torch.equal(folded.norm(x), norm(x))  # unmodulated: the plain norm
+        torch.onnx.export(folded, (x, scale, shift), tmp_path / "n.onnx", dynamo=False, opset_version=17,
+                          input_names=["x", "scale", "shift"])
+    graph = onnx.load(tmp_path / "n.onnx").graph
+    normed = {o for n in graph.node if n.op_type == "LayerNormalization" for o in n.output}
+    assert normed and not [n for n in graph.node if n.op_type in ("Mul", "Add") and set(n.input) & normed]
+    ort = engine.onnxruntime()
+    got = ort.InferenceSession(str(tmp_path / "n.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x.numpy(), "scale": scale.numpy(), "shift": shift.numpy()})[0]
+    assert np.allclose(got, want.numpy(), atol=1e-5)
 
 
 def test_missing_onnxruntime_falls_back_to_torch_with_one_line(monkeypatch):
