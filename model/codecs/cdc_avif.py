@@ -83,8 +83,9 @@ OPTIONS = (
     Option("engine", str, "auto", "decode", "what runs the network: auto (for the one-step decode from gamma "
            "0 at t_start 1 on a CPU: torch-bf16 where the CPU has native bf16, else onnx where onnxruntime "
            "imports; else torch), onnx (ONNX Runtime, fp32: the same image within rounding), torch-bf16 (eager "
-           "under bf16 autocast), onnx-int8 (int8: fastest, a little less faithful), torch (eager fp32, the "
-           "reference); multi-step, gamma > 0 and t_start < 1 decodes run on torch (docs/engines.md)",
+           "under bf16 autocast), onnx-int8 (int8: fastest, a little less faithful on photos, several dB "
+           "worse on text and flat graphics), torch (eager fp32, the reference); multi-step, gamma > 0 and "
+           "t_start < 1 decodes run on torch (docs/engines.md)",
            choices=ENGINES),
 )
 

@@ -13,8 +13,8 @@ from test_cdc_avif import photo, tiny_model
 from model import engine, list_codecs, load_codec
 from model.codec import OptionError
 from model.codecs.cdc_avif import AvifDiffusionCodec
-from model.nn.one_step import export_onnx
 from model.nn.folded_norm import FoldedChannelNorm
+from model.nn.one_step import export_onnx
 from model.nn.subpixel import SubPixelUp
 from model.nn.unet import ChannelNorm
 from pipeline.decode.decoding import DecodeSettings, resolved_options
