@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .avif_base import EFFORTS, SETTINGS_OPTIONS, BaseSettings, base_settings
-from .base_layer import base_head, base_payload, read_base_payload, settings_text
+from .base_layer import STRENGTH_STEPS, base_head, base_payload, read_base_payload, settings_text, with_strength
 from .quality_search import RateChoice, choose_quality
 from ..codec import Codec, Option, OptionError
 from ..engine import ENGINES, EngineError, native_bf16, onnxruntime, restorer, warn_missing
@@ -70,6 +70,10 @@ OPTIONS = (
            "this many bits per pixel (with target_psnr: the cap wins)", min=0.0),
     Option("max_bytes", int, None, "encode", "per image, the largest base quality whose bitstream fits "
            "this many bytes (with target_psnr: the cap wins)", min=1),
+    Option("gate", bool, False, "encode", "per image, where the full network would lose to the AVIF base "
+           "(text, graphics, flat areas), weigh its residual by the strength (0..15 sixteenths; 4 bytes) whose "
+           "decode comes nearest: costs one network pass per image at encode (eager fp32). Images the network "
+           "improves keep the same bytes"),
     Option("steps", int, None, "decode", f"DDIM steps over the residual from r_N (default: the weights card's "
            f"default_steps, else {DEFAULT_STEPS}: the one-step restoration)", min=1),
     Option("gamma", float, 0.0, "decode", "start-noise scale: 0 deterministic, 0.8 stochastic", min=0.0),
@@ -134,12 +138,40 @@ class AvifDiffusionCodec(Codec):
         return [strings for strings, _ in self._encode_chosen(rgbs, **encode_options)]
 
     def _encode_chosen(self, rgbs, quality: int, effort: str, speed, subsampling, tune, target_psnr, max_bpp,
-                       max_bytes):
+                       max_bytes, gate: bool):
         settings = base_settings(effort, speed, subsampling, tune)
         if target_psnr is not None or max_bpp is not None or max_bytes is not None:
-            choices = [self.rate_controlled(rgb, settings, target_psnr, max_bpp, max_bytes) for rgb in rgbs]
-            return [((c.payload,), settings_text(c.quality, settings)) for c in choices]
-        return [((base_payload(rgb, quality, settings),), settings_text(quality, settings)) for rgb in rgbs]
+            chosen = [(c.quality, c.payload) for c in
+                      (self.rate_controlled(rgb, settings, target_psnr, max_bpp, max_bytes) for rgb in rgbs)]
+        else:
+            chosen = [(quality, base_payload(rgb, quality, settings)) for rgb in rgbs]
+        coded = []
+        for rgb, (q, payload) in zip(rgbs, chosen):
+            sixteenths = self.strength(rgb, payload) if gate else STRENGTH_STEPS
+            if sixteenths < STRENGTH_STEPS:
+                payload = with_strength(payload, sixteenths)
+            coded.append(((payload,), settings_text(q, settings, sixteenths / STRENGTH_STEPS)))
+        return coded
+
+    def strength(self, rgb: np.ndarray, payload: bytes) -> int:
+        """The weight, in sixteenths, of the network's residual over this base: 16 (none written) where the
+        full network comes at least as near ``rgb`` as the base alone, else the one of 0..15 whose decode
+        comes nearest (0: the base itself), so a written strength never decodes below the base. The decode
+        is emulated exactly on the restoration at the model's default steps by eager fp32 torch, as rate
+        control measures: the bytes must not depend on the machine that encodes."""
+        import torch
+
+        base = read_base_payload(payload, *rgb.shape[:2], self.name)
+        padded, restored, sizes = self._restored([base], Restoring(self.model, steps=self.presets["steps"]))
+        target = rgb.astype(np.float64)
+
+        def error(sixteenths: int) -> float:
+            weighed = _weighed(padded, restored, torch.tensor([sixteenths / STRENGTH_STEPS]))
+            return float(np.sum((_rgb8(weighed, sizes)[0] - target) ** 2))
+
+        if error(STRENGTH_STEPS) <= error(0):  # the network helps: the bytes stay as without the gate
+            return STRENGTH_STEPS
+        return min(range(STRENGTH_STEPS), key=error)
 
     def rate_controlled(self, rgb: np.ndarray, settings: BaseSettings, target_psnr: float | None = None,
                         max_bpp: float | None = None, max_bytes: int | None = None) -> RateChoice:
@@ -169,8 +201,8 @@ class AvifDiffusionCodec(Codec):
         return RateChoice(quality, payload(quality), met, len(payloads), psnrs.get(quality))
 
     def describe(self, blob: bytes) -> dict[str, str]:
-        quality, settings, _ = base_head(self._payload(self.parse(blob)), self.name)
-        return settings_text(quality, settings)
+        quality, settings, _, strength = base_head(self._payload(self.parse(blob)), self.name)
+        return settings_text(quality, settings, strength)
 
     def resolve_options(self, side, given, preset=None):
         """The codec's options, ``engine`` resolved to the one that runs (auto -> torch-bf16, onnx or torch), so
@@ -271,7 +303,15 @@ class AvifDiffusionCodec(Codec):
 
     def _restore(self, items, how: Restoring) -> list[np.ndarray]:
         """Pad the bases of one batch, restore them as ``how`` says (the sampler, or the one-step decode on an
-        engine; in tiles when large), crop."""
+        engine; in tiles when large), weigh each residual by its base's strength (the gate), crop."""
+        import torch
+
+        base, x, sizes = self._restored(items, how)
+        return _rgb8(_weighed(base, x, torch.tensor([b.strength for b in items])), sizes)
+
+    def _restored(self, items, how: Restoring):
+        """(the padded bases, the network's restoration of them: None where every strength is 0, the sizes)
+        in [-1, 1]."""
         import torch
         import torch.nn.functional as F
 
@@ -285,16 +325,16 @@ class AvifDiffusionCodec(Codec):
                             for b, (h, w) in zip(items, sizes)])
         quality = torch.tensor([float(b.quality) for b in items])
         settings = torch.tensor([b.settings.features() for b in items])
+        if not any(b.strength for b in items):  # the encoder's gate turned the network off: nothing to run
+            return base, None, sizes
         if how.engine is not None:  # the one-step decode: a zero start, no noise to draw
-            x = self._run(base, quality, None, settings, (), how)
-        else:
-            noise_sd = how.gamma * float((1 - alpha_bar(torch.tensor(how.t_start), how.model.cfg.diffusion)).sqrt())
-            r_start = torch.stack([_noise((3, hp, wp), how.seed, b.crc) for b in items]) * noise_sd
-            x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
-                          r_start.to(self.device, memory_format=torch.channels_last), settings.to(self.device),
-                          [b.crc for b in items], how)
-        x = ((x + 1) * 127.5).clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        return [x[k, :h, :w] for k, (h, w) in enumerate(sizes)]
+            return base, self._run(base, quality, None, settings, (), how), sizes
+        noise_sd = how.gamma * float((1 - alpha_bar(torch.tensor(how.t_start), how.model.cfg.diffusion)).sqrt())
+        r_start = torch.stack([_noise((3, hp, wp), how.seed, b.crc) for b in items]) * noise_sd
+        x = self._run(base.to(self.device, memory_format=torch.channels_last), quality.to(self.device),
+                      r_start.to(self.device, memory_format=torch.channels_last), settings.to(self.device),
+                      [b.crc for b in items], how)
+        return base, x, sizes
 
     def _run(self, base, quality, r_start, settings, crcs, how: Restoring):
         """The restored batch, whole or tile by tile (overlaps blended): bounded memory. The ancestral
@@ -317,6 +357,23 @@ class AvifDiffusionCodec(Codec):
         if h * w <= self.tile**2:
             return restore(slice(0, h), slice(0, w))
         return blended(lambda rows, cols, *_: restore(rows, cols), base.shape, self.tile, self.overlap)
+
+
+def _weighed(base, x, strength):
+    """The decoded batch: each base plus the network's residual weighed by its strength (1: the network's
+    output as it is; 0: the base)."""
+    if x is None:
+        return base
+    if not (strength < 1).any():
+        return x
+    s, b = strength.to(x.device, x.dtype)[:, None, None, None], base.to(x.device, x.dtype)
+    return b + s * (x - b)
+
+
+def _rgb8(x, sizes) -> list[np.ndarray]:
+    """uint8 H x W x 3 images of a padded batch in [-1, 1], cropped to ``sizes``."""
+    x = ((x + 1) * 127.5).clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return [x[k, :h, :w] for k, (h, w) in enumerate(sizes)]
 
 
 def _noise(shape, seed: int, crc: int):

@@ -229,6 +229,9 @@ class DiffCCodec(Codec):
 
         if self.conditional:
             decoded = read_base_payload(fixed[1], h, w, self.name)  # as the decoder sees it
+            if decoded.strength != 1:  # cdc-avif's gate; DiffC's coded steps are the residual itself
+                raise BitstreamError(f"{self.name}: the base layer carries a strength (cdc-avif's gate), which "
+                                     f"a DiffC stream never writes")
             quality, base_rgb = decoded.quality, decoded.rgb
             base, scale = _to_unit(base_rgb), self.model.cfg.residual_scale
         else:

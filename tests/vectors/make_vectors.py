@@ -42,6 +42,8 @@ EFFORTS = ("fast", "medium", "best")
 # a vector) for the default codec's
 RATE_CONTROL = {"max_bytes": 250}
 PSNR_CONTROLLED = {"cdc-avif-mse": {"target_psnr": 32.0}}
+# the encoder's gate (a strength byte where the network loses to the base: the grey image 0/16, the colour 2/16)
+GATED = {"cdc-avif-mse": {"gate": True}}
 DIFFC_PREFIXES = (1, 2)  # coded steps kept by the two prefix vectors (of 4 for diffc-avif, 5 for diffc)
 DIFFC_VERSIONS = (1, 2)  # DiffC bitstream versions (model/diffc/stream.py): 1 big-integer rANS, 2 constriction
 
@@ -49,7 +51,7 @@ DIFFC_VERSIONS = (1, 2)  # DiffC bitstream versions (model/diffc/stream.py): 1 b
 def encoded_groups() -> list[tuple[str, dict, dict, tuple[int, ...]]]:
     """(codec name, encode options, decode options, DiffC prefix steps) per group of encoded vectors:
     every shipped cdc-avif weights file at each effort and under rate control, each decode preset its
-    card names, and both DiffC families over the shipped prior."""
+    card names, the encoder's gate for the default codec, and both DiffC families over the shipped prior."""
     from model.weights import WeightsResolver
 
     groups = []
@@ -59,6 +61,8 @@ def encoded_groups() -> list[tuple[str, dict, dict, tuple[int, ...]]]:
             groups.append((weights.name, RATE_CONTROL, {}, ()))
             if weights.name in PSNR_CONTROLLED:
                 groups.append((weights.name, PSNR_CONTROLLED[weights.name], {}, ()))
+            if weights.name in GATED:
+                groups.append((weights.name, GATED[weights.name], {}, ()))
             groups += [(weights.name, {}, {"preset": p}, ()) for p in weights.card.get("decode_presets", {})]
     return groups + [(family, {"bitstream_version": version}, {}, DIFFC_PREFIXES)
                      for family in ("diffc-avif", "diffc") for version in DIFFC_VERSIONS]

@@ -103,11 +103,16 @@ def main(argv=None) -> int:
         worst = "; ".join(f"{w['image']} q{w['quality']} {w['delta']:+.3f} ({w['eager_psnr']:.1f})" for w in r["worst"])
         lines.append(f"| {r['codec']} | {r['engine']} | {r['mean']:+.3f} | {r['beyond_0.05']} of {r['cases']} | "
                      f"{r['below_base']} ({r['eager_below_base']}) | {worst} |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "table.md").write_text("\n".join(lines) + "\n")
-    (args.out / "content.json").write_text(json.dumps(rows, indent=1))
-    print("\n".join(lines))
+    write_results(args.out, lines, "content.json", rows)
     return 0
+
+
+def write_results(out: Path, lines: list[str], json_name: str, rows) -> None:
+    """``table.md`` (``lines``) and the figures as JSON in ``out``; the table printed."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    (out / json_name).write_text(json.dumps(rows, indent=1))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
