@@ -84,7 +84,8 @@ class Family:
     loads_cards_of: tuple[str, ...] = ()  # other families whose weights it loads (DiffC: "cdc-avif")
     listing: Callable[[list[Weights]], list[CodecInfo]] | None = None  # default: one row per weights file
     # What its encode and its decode run a network for, per side: True always, False never, or the
-    # option names that make it run one when set (cdc-avif: rate control decodes to choose a quality).
+    # option names that make it run one when set (cdc-avif: rate control decodes to choose a quality, the
+    # gate to choose a strength).
     # The jobs put a side that runs none on CPUs only, and book GPUs for one that does. None: a
     # family with a network (its own or the cards it loads) runs it on both sides.
     network_at: dict[str, bool | tuple[str, ...]] | None = None
@@ -95,8 +96,9 @@ class Family:
         """Whether a codec of this family runs a network to ``side`` with these (resolved) options."""
         if self.network_at is None:
             return self.networks is not None or bool(self.loads_cards_of)
-        when = self.network_at.get(side, False)
-        return when if isinstance(when, bool) else any(options.get(name) is not None for name in when)
+        when = self.network_at.get(side, False)  # options that run it when given (a flag: when true)
+        return when if isinstance(when, bool) else any(
+            options.get(name) is not None and options.get(name) is not False for name in when)
 
     @property
     def card_families(self) -> tuple[str, ...]:

@@ -429,7 +429,7 @@ def network(cfg: RestorationConfig):
 
 FAMILY = Family(name="cdc-avif", load=load, parse=parse, prefixes=("cdc-avif-",), options=OPTIONS,
                 card_fields=CARD_FIELDS, listing=listing,
-                network_at={"encode": ("target_psnr", "max_bpp", "max_bytes"), "decode": True},
+                network_at={"encode": ("target_psnr", "max_bpp", "max_bytes", "gate"), "decode": True},
                 # trained on (crop, its AVIF decode, quality) triples: model/training/samples.py
                 networks=Networks(RestorationConfig, network, SIZES, wrap, default_steps=DEFAULT_STEPS),
                 evaluation=Evaluation(base_layer="avif"),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from model import load_codec, unpack
+from model import load_codec, runs_network, unpack
 from model.codecs.base_layer import (
     STRENGTH_TAG,
     base_payload,
@@ -82,3 +82,9 @@ def test_a_strength_outside_sixteenths_is_refused(codec):
             codec.decode([blob])
     with pytest.raises(ValueError, match="not 0..15"):
         with_strength(base_payload(rgb, 30), 16)
+
+
+def test_a_gated_encode_is_planned_as_one_that_runs_the_network(codec):
+    """The jobs book workers (and GPUs) for an encode that runs a network: with the gate, it does."""
+    assert not runs_network(codec, "encode") and not runs_network(codec, "encode", {"gate": False})
+    assert runs_network(codec, "encode", {"gate": True})

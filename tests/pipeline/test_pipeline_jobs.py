@@ -49,7 +49,7 @@ def test_compress_defaults_archive_the_example_corpus(example_archive, capsys):
     assert manifest["versions"]["pyarrow"] and manifest["codec_id"].startswith("cdc-avif-mse@")
     # the encode options used, every one the codec declares: the codec's own defaults here
     assert manifest["options"] == {"quality": 30, "effort": "fast", "speed": None, "subsampling": None, "tune": None,
-                                   "target_psnr": None, "max_bpp": None, "max_bytes": None}
+                                   "target_psnr": None, "max_bpp": None, "max_bytes": None, "gate": False}
     args = compress.build_parser().parse_args(manifest["argv"])  # the manifest's arguments parse again
     assert args.output == str(example_archive)
     assert SECRET not in json.dumps(manifest) and "http://127.0.0.1:9" in manifest["argv"]  # redacted, kept
