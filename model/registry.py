@@ -97,8 +97,9 @@ class Family:
         if self.network_at is None:
             return self.networks is not None or bool(self.loads_cards_of)
         when = self.network_at.get(side, False)  # options that run it when given (a flag: when true)
-        return when if isinstance(when, bool) else any(
-            options.get(name) is not None and options.get(name) is not False for name in when)
+        if isinstance(when, bool):
+            return when
+        return any(value is not None and value is not False for value in map(options.get, when))
 
     @property
     def card_families(self) -> tuple[str, ...]:

@@ -165,13 +165,11 @@ class AvifDiffusionCodec(Codec):
         padded, restored, sizes = self._restored([base], Restoring(self.model, steps=self.presets["steps"]))
         target = rgb.astype(np.float64)
 
-        def error(sixteenths: int) -> float:
-            weighed = _weighed(padded, restored, torch.tensor([sixteenths / STRENGTH_STEPS]))
-            return float(np.sum((_rgb8(weighed, sizes)[0] - target) ** 2))
-
-        if error(STRENGTH_STEPS) <= error(0):  # the network helps: the bytes stay as without the gate
+        errors = [float(np.sum((_rgb8(_weighed(padded, restored, torch.tensor([k / STRENGTH_STEPS])), sizes)[0]
+                                - target) ** 2)) for k in range(STRENGTH_STEPS + 1)]
+        if errors[STRENGTH_STEPS] <= errors[0]:  # the network helps: the bytes stay as without the gate
             return STRENGTH_STEPS
-        return min(range(STRENGTH_STEPS), key=error)
+        return min(range(STRENGTH_STEPS), key=errors.__getitem__)
 
     def rate_controlled(self, rgb: np.ndarray, settings: BaseSettings, target_psnr: float | None = None,
                         max_bpp: float | None = None, max_bytes: int | None = None) -> RateChoice:

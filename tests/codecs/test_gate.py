@@ -17,14 +17,10 @@ from model.codecs.base_layer import (
     read_base_payload,
     with_strength,
 )
+from model.evaluation.metrics import psnr
 from model.format import BitstreamError, Container, pack
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def psnr(a, b) -> float:
-    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))
 
 
 @pytest.fixture(scope="module")
