@@ -12,6 +12,7 @@ The graphs live in ``$DIFFARC_CACHE`` (else ``~/.cache/diffarc``) under ``engine
 weights' sha256, the kind and the exporter's versions. Each is written to a temporary file and renamed
 into place (processes exporting at once each rename a whole file), with its sha256 in a file beside
 it and the weights' sha256 in its metadata: a graph whose bytes or weights do not match is rebuilt.
+Building one removes the same weights' graphs of that kind from older graph formats.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -129,7 +131,21 @@ def cached_graph(sha256: str, kind: str, build) -> bytes:
         graph = built.read_bytes()
         _atomic_write(checksum_path(path), hashlib.sha256(graph).hexdigest().encode())
         os.replace(built, path)
+    _prune_older_formats(sha256, kind)
     return graph
+
+
+def _prune_older_formats(sha256: str, kind: str) -> None:
+    """Remove this weights file's graphs of this kind from older graph formats (for int8, under any
+    calibration key: a new format comes with new calibrations): no version of this code reads them again,
+    and each format bump would otherwise leave tens of MB per weights file behind."""
+    family = re.sub(r"-[0-9a-f]{12}$", "", kind)
+    key = r"-[0-9a-f]{12}" if family != kind else ""
+    for old in cache_dir().glob(f"{sha256}-{family}-*.onnx"):
+        made = re.fullmatch(rf"{sha256}-{re.escape(family)}{key}-g(\d+)-torch.*\.onnx", old.name)
+        if made and int(made.group(1)) < GRAPH_FORMAT:
+            for stale in (old, checksum_path(old)):
+                stale.unlink(missing_ok=True)  # another process pruning at once is as good
 
 
 def _valid(path: Path, sha256: str) -> bytes | None:

@@ -148,6 +148,36 @@ def test_a_corrupt_or_stale_cached_graph_is_rebuilt_never_used(tmp_path, monkeyp
     assert torch.allclose(out, eager, atol=1e-5)
 
 
+def test_building_a_graph_removes_that_weights_graphs_of_older_formats(tmp_path, monkeypatch):
+    monkeypatch.setenv(engine.ENV_CACHE, str(tmp_path))
+    sha, other, g = "e" * 64, "f" * 64, engine.GRAPH_FORMAT
+    fp32 = engine.graph_path(sha, "onnx").name
+    int8 = engine.graph_path(sha, "onnx-int8-" + "a" * 12).name
+
+    def at(name, fmt):
+        return name.replace(f"-g{g}-", f"-g{fmt}-")
+
+    old_fp32, old_int8 = at(fp32, g - 1), at(int8, g - 1).replace("a" * 12, "b" * 12)  # recalibrated since
+    others = [old_fp32.replace(sha, other), at(fp32, g + 1), int8.replace("a" * 12, "c" * 12)]
+    (tmp_path / "engines").mkdir()
+    for name in [old_fp32, old_int8, *others]:
+        (tmp_path / "engines" / name).write_bytes(b"graph")
+        engine.checksum_path(tmp_path / "engines" / name).write_text("0" * 64)
+
+    def left():
+        return sorted(p.name for p in (tmp_path / "engines").iterdir() if p.suffix == ".onnx")
+
+    def build(path):
+        export_onnx(tiny_model(0), path)
+
+    engine.cached_graph(sha, "onnx", build)  # an older fp32 graph goes; int8, other weights, newer stay
+    assert left() == sorted([fp32, old_int8, *others])
+    engine.cached_graph(sha, "onnx-int8-" + "a" * 12, build)  # an older int8 graph goes, whatever its key
+    assert left() == sorted([fp32, int8, *others])
+    assert all(engine.checksum_path(tmp_path / "engines" / n).exists() for n in left())
+    assert not engine.checksum_path(tmp_path / "engines" / old_fp32).exists()
+
+
 def test_int8_engine_uses_only_ranges_calibrated_for_its_weights(tmp_path):
     model = tiny_model(0, zero_head=False)
     sha = "c" * 64
