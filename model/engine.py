@@ -12,7 +12,7 @@ The graphs live in ``$DIFFARC_CACHE`` (else ``~/.cache/diffarc``) under ``engine
 weights' sha256, the kind and the exporter's versions. Each is written to a temporary file and renamed
 into place (processes exporting at once each rename a whole file), with its sha256 in a file beside
 it and the weights' sha256 in its metadata: a graph whose bytes or weights do not match is rebuilt.
-Building one removes the same weights' graphs of that kind from older graph formats.
+Using or building one removes the same weights' graphs of that kind from older graph formats.
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ def cached_graph(sha256: str, kind: str, build) -> bytes:
     path = graph_path(sha256, kind)
     graph = _valid(path, sha256)
     if graph is not None:
+        _prune_older_formats(sha256, kind)  # a cache filled before pruning existed is cleared too
         return graph
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-") as tmp:

@@ -176,6 +176,9 @@ def test_building_a_graph_removes_that_weights_graphs_of_older_formats(tmp_path,
     assert left() == sorted([fp32, int8, *others])
     assert all(engine.checksum_path(tmp_path / "engines" / n).exists() for n in left())
     assert not engine.checksum_path(tmp_path / "engines" / old_fp32).exists()
+    (tmp_path / "engines" / old_fp32).write_bytes(b"graph")  # left by a version that did not prune
+    engine.cached_graph(sha, "onnx", lambda path: pytest.fail("the cached graph is valid"))
+    assert left() == sorted([fp32, int8, *others])
 
 
 def test_int8_engine_uses_only_ranges_calibrated_for_its_weights(tmp_path):
