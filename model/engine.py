@@ -17,9 +17,11 @@ Using or building one removes the same weights' graphs of that kind from older g
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -248,6 +250,23 @@ def _ranges_for(path: Path, sha256: str, name: str) -> dict:
 QUANTISED_OPS = ["Conv", "DepthToSpace"]
 
 
+class _NoPreprocessingAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_quantiser():
+    """ONNX Runtime's quantiser advises pre-processing on the root logger at every call; its pre-processing
+    fails on these graphs (symbolic shape inference), so the advice would only puzzle a first int8 decode."""
+    advice = _NoPreprocessingAdvice()
+    logging.getLogger().addFilter(advice)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(advice)
+
+
 def quantise(graph: bytes, ranges: dict, path: str) -> None:
     """Static int8 (QDQ: uint8 activations with the calibrated ranges, int8 weights per output channel)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -256,9 +275,10 @@ def quantise(graph: bytes, ranges: dict, path: str) -> None:
         src, cache = Path(tmp) / "fp32.onnx", Path(tmp) / "ranges.json"
         src.write_bytes(graph)
         cache.write_text(json.dumps(ranges))
-        quantize_static(str(src), path, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTISED_OPS,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibration_cache_path=str(cache))
+        with _quiet_quantiser():
+            quantize_static(str(src), path, None, quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTISED_OPS,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibration_cache_path=str(cache))
 
 
 def calibrate(graph: bytes, feeds) -> dict:
@@ -280,7 +300,8 @@ def calibrate(graph: bytes, feeds) -> dict:
     with tempfile.TemporaryDirectory(prefix="diffarc-cal-") as tmp:
         src, cache = Path(tmp) / "fp32.onnx", Path(tmp) / "ranges.json"
         src.write_bytes(graph)
-        quantize_static(str(src), str(Path(tmp) / "q8.onnx"), Reader(), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=QUANTISED_OPS, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibration_cache_path=str(cache))
+        with _quiet_quantiser():
+            quantize_static(str(src), str(Path(tmp) / "q8.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=QUANTISED_OPS, per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibration_cache_path=str(cache))
         return json.loads(cache.read_text())
