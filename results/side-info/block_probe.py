@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from model import load_codec, unpack
+from model.codecs.base_layer import read_base_payload
 from model.evaluation.bdrate import bd_rate
 from model.evaluation.metrics import psnr
 from pipeline.imagefiles.pixels import held_out, to_rgb8
@@ -68,7 +69,7 @@ def main(n: int) -> None:
         n_px, x = rgb.shape[0] * rgb.shape[1], rgb.astype(np.float64)
         for q in QUALITIES:
             blob = codec.encode([rgb], quality=q)[0]
-            base = codec._base(unpack(blob)).rgb.astype(np.float64)
+            base = np.asarray(read_base_payload(unpack(blob).strings[0], *rgb.shape[:2], "probe").rgb, np.float64)
             net = np.asarray(codec.decode([blob])[0].convert("RGB")).astype(np.float64)
             scored = []
             for size, shared, step in VARIANTS + [(s, False, 0) for s in ORACLES]:
