@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from jobs.export_run import main as export_run_main
 from jobs.train import main as train_main
 from model import build_network, load_codec, named_config
 
@@ -43,6 +44,22 @@ def test_train_resume_export(photo_folder, tmp_path, config, capsys):
     assert codec.codec_id.startswith("tiny-x@")
     blobs = codec.encode([np.zeros((20, 30, 3), np.uint8)])
     assert codec.decode(blobs, **codec.select_options("decode", {"steps": 2}))[0].size == (30, 20)
+
+
+def test_a_run_exports_its_latest_checkpoint_without_training(photo_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_main(["--config", "cdc-tiny", "--data", str(photo_folder), "--out", str(out), "--batch-size", "2",
+                       "--crop", "64", "--workers", "0", "--checkpoint-every", "2", "--steps", "3"]) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "ckpt").iterdir()}
+    assert export_run_main([str(out), "tiny-snap"]) == 0
+    assert "step 3 of 3" in capsys.readouterr().out
+    card = json.loads((out / "weights" / "tiny-snap.json").read_text())
+    assert card["steps_trained"] == 3 and card["name"] == "tiny-snap"
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "ckpt").iterdir()} == before  # the run is untouched
+    codec = load_codec(str(out / "weights" / "tiny-snap.safetensors"))
+    assert codec.decode(codec.encode([np.zeros((20, 30, 3), np.uint8)]), steps=1)[0].size == (30, 20)
+    assert export_run_main([str(tmp_path), "nothing"]) == 2  # not a run folder: says which file it lacks
+    assert str(tmp_path / "train_config.json") in capsys.readouterr().err
 
 
 def test_learning_rate_decays_over_the_last_steps_and_a_resumed_run_follows_it(photo_folder, tmp_path):
