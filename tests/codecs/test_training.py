@@ -32,6 +32,15 @@ def test_train_resume_export(photo_folder, tmp_path, config, capsys):
     assert train_main(args + ["--steps", "3"]) == 0
     state = out / "ckpt" / "state.json"
     assert json.loads(state.read_text())["step"] == 3
+    # jobs/export_run.py: the latest checkpoint as weights, without training or touching the run
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "ckpt").iterdir()}
+    assert export_run_main([str(out), "tiny-snap"]) == 0 and "step 3 of 3" in capsys.readouterr().out
+    assert json.loads((out / "weights" / "tiny-snap.json").read_text())["steps_trained"] == 3
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "ckpt").iterdir()} == before
+    snap = load_codec(str(out / "weights" / "tiny-snap.safetensors"))
+    assert snap.decode(snap.encode([np.zeros((20, 30, 3), np.uint8)]))[0].size == (30, 20)
+    assert export_run_main([str(tmp_path), "nothing"]) == 2  # not a run folder: says which file it lacks
+    assert str(tmp_path / "train_config.json") in capsys.readouterr().err
     state.write_text(json.dumps({**json.loads(state.read_text()), "elapsed_s": 1e4}))  # marks this checkpoint
     assert train_main(args + ["--steps", "5", "--export", "tiny-x", "--weights-dir", str(weights)]) == 0
     assert "tiny-x.safetensors" in capsys.readouterr().out
@@ -44,22 +53,6 @@ def test_train_resume_export(photo_folder, tmp_path, config, capsys):
     assert codec.codec_id.startswith("tiny-x@")
     blobs = codec.encode([np.zeros((20, 30, 3), np.uint8)])
     assert codec.decode(blobs, **codec.select_options("decode", {"steps": 2}))[0].size == (30, 20)
-
-
-def test_a_run_exports_its_latest_checkpoint_without_training(photo_folder, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert train_main(["--config", "cdc-tiny", "--data", str(photo_folder), "--out", str(out), "--batch-size", "2",
-                       "--crop", "64", "--workers", "0", "--checkpoint-every", "2", "--steps", "3"]) == 0
-    before = {p.name: p.stat().st_mtime_ns for p in (out / "ckpt").iterdir()}
-    assert export_run_main([str(out), "tiny-snap"]) == 0
-    assert "step 3 of 3" in capsys.readouterr().out
-    card = json.loads((out / "weights" / "tiny-snap.json").read_text())
-    assert card["steps_trained"] == 3 and card["name"] == "tiny-snap"
-    assert {p.name: p.stat().st_mtime_ns for p in (out / "ckpt").iterdir()} == before  # the run is untouched
-    codec = load_codec(str(out / "weights" / "tiny-snap.safetensors"))
-    assert codec.decode(codec.encode([np.zeros((20, 30, 3), np.uint8)]), steps=1)[0].size == (30, 20)
-    assert export_run_main([str(tmp_path), "nothing"]) == 2  # not a run folder: says which file it lacks
-    assert str(tmp_path / "train_config.json") in capsys.readouterr().err
 
 
 def test_learning_rate_decays_over_the_last_steps_and_a_resumed_run_follows_it(photo_folder, tmp_path):
