@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from model.codecs.avif_base import EFFORTS
+from model.nn.weights_file import PRECISIONS
 from model.training import TrainConfig, export
 
 COPY_TRIES = 5  # a checkpoint replaced while it is copied is copied again
@@ -30,21 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="a jobs/train.py --out folder")
     p.add_argument("name", help="the weights' name (NAME.safetensors and NAME.json)")
     p.add_argument("--weights-dir", default=None, help="where the weights go (default RUN/weights)")
-    p.add_argument("--precision", choices=("fp16", "int8"), default="fp16",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp16",
                    help="fp16, or int8 per output channel (half the bytes)")
-    p.add_argument("--default-effort", choices=("fast", "medium", "best"), default=None,
+    p.add_argument("--default-effort", choices=tuple(EFFORTS), default=None,
                    help="cdc-avif: the base-layer effort the card sets as default")
     return p
 
 
-def copy_checkpoint(run: Path, into: Path) -> None:
-    """``run/ckpt`` without its optimiser state, copied whole even while the run saves a new one."""
+def copy_checkpoint(run: Path, into: Path) -> int:
+    """``run/ckpt`` without its optimiser state, copied whole even while the run saves a new one; its step."""
     for attempt in range(COPY_TRIES):
         try:
             shutil.copytree(run / "ckpt", into, ignore=shutil.ignore_patterns("optim.pt"), dirs_exist_ok=True)
-            json.loads((into / "state.json").read_text())
-            return
-        except (OSError, ValueError):
+            return json.loads((into / "state.json").read_text())["step"]
+        except (OSError, ValueError, KeyError):
             shutil.rmtree(into, ignore_errors=True)
             if attempt == COPY_TRIES - 1:
                 raise
@@ -63,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     weights_dir = Path(args.weights_dir) if args.weights_dir else run / "weights"
     card = {"default_effort": args.default_effort} if args.default_effort else {}
     with tempfile.TemporaryDirectory(prefix="diffarc-export-") as tmp:
-        copy_checkpoint(run, Path(tmp) / "ckpt")
-        step = json.loads((Path(tmp) / "ckpt" / "state.json").read_text())["step"]
+        step = copy_checkpoint(run, Path(tmp) / "ckpt")
         path = export(TrainConfig(**{**settings, "out": tmp}), args.name, weights_dir, extra_card=card,
                       precision=args.precision)
     print(f"exported {path} (step {step} of {settings['steps']})")

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 ENGINES = ("auto", "onnx", "onnx-int8", "torch-bf16", "torch")
+INT8 = "onnx-int8"  # its cached graphs' kind: this, a dash and the calibration ranges' hash
 ENV_CACHE = "DIFFARC_CACHE"
 ENV_DISABLE = "DIFFARC_NO_ONNXRUNTIME"  # "1": decode as if onnxruntime were not installed
 ENV_BF16 = "DIFFARC_CPU_BF16"  # "0" or "1": overrides whether this CPU computes bf16 natively
@@ -142,8 +143,7 @@ def _prune_older_formats(sha256: str, kind: str) -> None:
     """Remove this weights file's graphs of this kind from older graph formats (for int8, under any
     calibration key: a new format comes with new calibrations): no version of this code reads them again,
     and each format bump would otherwise leave tens of MB per weights file behind."""
-    family = re.sub(r"-[0-9a-f]{12}$", "", kind)
-    key = r"-[0-9a-f]{12}" if family != kind else ""
+    family, key = (INT8, r"-[0-9a-f]+") if kind.startswith(f"{INT8}-") else (kind, "")
     for old in cache_dir().glob(f"{sha256}-{family}-*.onnx"):
         made = re.fullmatch(rf"{sha256}-{re.escape(family)}{key}-g(\d+)-torch.*\.onnx", old.name)
         if made and int(made.group(1)) < GRAPH_FORMAT:
@@ -222,10 +222,10 @@ def restorer(model, sha256: str, kind: str, name: str, calibration: Path | None 
         export_onnx(model, path)
 
     graph = fp32_graph = cached_graph(sha256, "onnx", fp32)
-    if kind == "onnx-int8":  # keyed by the ranges too: a recalibration is another graph
+    if kind == INT8:  # keyed by the ranges too: a recalibration is another graph
         ranges = _ranges_for(calibration or CALIBRATION_DIR / f"{name}.json", sha256, name)
         key = hashlib.sha256(json.dumps(ranges, sort_keys=True).encode()).hexdigest()[:12]
-        graph = cached_graph(sha256, f"onnx-int8-{key}", lambda path: quantise(fp32_graph, ranges, path))
+        graph = cached_graph(sha256, f"{INT8}-{key}", lambda path: quantise(fp32_graph, ranges, path))
     return OnnxRestorer(graph, torch.get_num_threads())
 
 
